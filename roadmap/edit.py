@@ -1,0 +1,85 @@
+"""Small pure helpers that steps use to edit a spec. Each returns a new spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from roadmap.spec import BlockSpec, NetSpec, StageSpec, replace
+
+BlockFn = Callable[[str, BlockSpec], BlockSpec]
+
+
+def map_blocks(spec: NetSpec, fn: BlockFn) -> NetSpec:
+    """Apply ``fn(path, block) -> block`` to every block (stem, downsample layers, blocks)."""
+    stem = tuple(fn(f"stem.{i}", b) for i, b in enumerate(spec.stem))
+    stages = tuple(
+        StageSpec(
+            downsample=tuple(
+                fn(f"stages.{s}.downsample.{i}", b) for i, b in enumerate(st.downsample)
+            ),
+            blocks=tuple(fn(f"stages.{s}.blocks.{i}", b) for i, b in enumerate(st.blocks)),
+        )
+        for s, st in enumerate(spec.stages)
+    )
+    return replace(spec, stem=stem, stages=stages)
+
+
+def map_stages(spec: NetSpec, fn: Callable[[int, StageSpec], StageSpec]) -> NetSpec:
+    """Apply ``fn(index, stage) -> stage`` to every stage."""
+    return replace(spec, stages=tuple(fn(i, st) for i, st in enumerate(spec.stages)))
+
+
+def set_depths(spec: NetSpec, depths: Sequence[int]) -> NetSpec:
+    """Give stage i exactly ``depths[i]`` blocks: repeat its last block, or drop from the end."""
+    _check_len(spec, depths, "depths")
+
+    def resize(i: int, stage: StageSpec) -> StageSpec:
+        blocks = stage.blocks[: depths[i]]
+        if not blocks:
+            raise ValueError(f"stage {i} has no block to repeat")
+        blocks += (blocks[-1],) * (depths[i] - len(blocks))
+        return replace(stage, blocks=blocks)
+
+    return map_stages(spec, resize)
+
+
+def set_widths(spec: NetSpec, widths: Sequence[int]) -> NetSpec:
+    """Set each stage's width; the stem ends at the first stage's width.
+
+    Inside a stage's downsample layers, the layers before the first stride-2 one still work at
+    the previous stage's width (RepViT's pre-block); the rest take the new width.
+    """
+    _check_len(spec, widths, "widths")
+    stem = spec.stem[:-1] + (replace(spec.stem[-1], out_channels=widths[0]),)
+
+    def rewidth(i: int, stage: StageSpec) -> StageSpec:
+        down, width = [], widths[i - 1] if i > 0 else widths[0]
+        for b in stage.downsample:
+            width = widths[i] if b.stride == 2 else width
+            down.append(replace(b, out_channels=width))
+        blocks = tuple(replace(b, out_channels=widths[i]) for b in stage.blocks)
+        return StageSpec(downsample=tuple(down), blocks=blocks)
+
+    return map_stages(replace(spec, stem=stem), rewidth)
+
+
+def alternate(blocks: Sequence[BlockSpec], **fields: Sequence) -> tuple[BlockSpec, ...]:
+    """Cycle field values over blocks: ``alternate(bs, use_se=[True, False])`` -> T, F, T, ..."""
+    return tuple(
+        replace(b, **{k: v[i % len(v)] for k, v in fields.items()}) for i, b in enumerate(blocks)
+    )
+
+
+def replace_stem(spec: NetSpec, stem: Sequence[BlockSpec]) -> NetSpec:
+    """A spec with a new stem."""
+    return replace(spec, stem=tuple(stem))
+
+
+def has_kind(spec: NetSpec, kind: str) -> bool:
+    """Whether any block of the spec is of ``kind``."""
+    return any(b.kind == kind for _, b in spec.iter_blocks())
+
+
+def _check_len(spec: NetSpec, values: Sequence[int], what: str) -> None:
+    if len(values) != len(spec.stages):
+        raise ValueError(f"{len(values)} {what} for {len(spec.stages)} stages")
