@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,10 @@ from torch import nn
 # fvcore's default handles that are not multiply-adds of a conv or a linear layer.
 MACS_UNIT = "MACs (fvcore, batch 1; conv + linear multiply-adds)"
 _NOT_COUNTED = ("aten::batch_norm", "aten::adaptive_avg_pool2d", "aten::upsample_nearest2d")
+
+
+def _count_nothing(_inputs: list, _outputs: list) -> Counter:
+    return Counter()
 
 
 def count_params(model: nn.Module) -> int:
@@ -43,8 +48,8 @@ def count_macs(model: nn.Module, img_size: int = 224, in_channels: int = 3) -> i
     try:
         x = torch.zeros(1, in_channels, img_size, img_size)
         analysis = FlopCountAnalysis(model, x)
-        for op in _NOT_COUNTED:
-            analysis.set_op_handle(op, None)
+        # A zero-counting handle, not None: fvcore keeps its own handle for an op set to None.
+        analysis.set_op_handle(**{op: _count_nothing for op in _NOT_COUNTED})
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore").setLevel(logging.ERROR)
         with torch.no_grad():

@@ -1,0 +1,73 @@
+"""The roadmap's endpoints equal timm's networks: same layers in the same order, same function."""
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import roadmap
+from tests.conftest import calibrate_bn
+
+_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def executed_layers(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
+    """Conv/Linear/BatchNorm modules in the order a forward pass runs them."""
+    order: list[nn.Module] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, _LAYERS)
+    ]
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, img_size, img_size))
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def signature(m: nn.Module) -> tuple:
+    """What makes two layers the same layer: type family, weight shape, stride, padding, groups."""
+    family = next(t for t in _LAYERS if isinstance(m, t)).__name__
+    if isinstance(m, nn.Conv2d):
+        return family, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
+    if isinstance(m, nn.Linear):
+        return family, tuple(m.weight.shape), m.bias is not None
+    return family, m.num_features, m.eps
+
+
+ENDPOINTS = [
+    ("mobilenetv3_large", "mobilenetv3_large_100", {}, 5_483_032),
+    ("alternating_se", "repvit_m0_9", {"distillation": False}, 5_103_560),
+]
+
+
+@pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
+def test_param_count_equals_timm(step, timm_name, kwargs, params):
+    ours = roadmap.build_model(step)
+    theirs = timm.create_model(timm_name, **kwargs)
+    assert sum(p.numel() for p in ours.parameters()) == params
+    assert sum(p.numel() for p in theirs.parameters()) == params
+
+
+@pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
+def test_layer_sequence_equals_timm(step, timm_name, kwargs, params):
+    ours = executed_layers(roadmap.build_model(step))
+    theirs = executed_layers(timm.create_model(timm_name, **kwargs))
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert signature(a) == signature(b), f"layer {i} differs"
+
+
+@pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
+def test_same_function_as_timm_with_the_same_weights(step, timm_name, kwargs, params):
+    """Copy timm's weights layer by layer into ours: the logits must then be identical."""
+    theirs = calibrate_bn(timm.create_model(timm_name, num_classes=10, **kwargs))
+    ours = roadmap.build_model(step, num_classes=10).eval()
+    for a, b in zip(executed_layers(ours), executed_layers(theirs), strict=True):
+        a.load_state_dict(b.state_dict())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert expected.abs().max() > 1e-3  # a meaningful comparison, not zeros against zeros
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
