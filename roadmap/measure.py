@@ -64,30 +64,44 @@ class Counts:
 
     Attributes:
         params: parameters of the training form.
-        macs: MACs of the training form (BN excluded; re-param branches included).
+        macs: MACs of the training form (BN excluded; re-param branches included), or None
+            when not counted (tracing costs about a second per network on 2 CPU cores).
         deploy_params: parameters once fused (``roadmap.fuse``).
         deploy_macs: MACs once fused: the number the paper reports.
         img_size: input resolution the MACs are counted at (batch 1).
     """
 
     params: int
-    macs: int
+    macs: int | None
     deploy_params: int
     deploy_macs: int
     img_size: int
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | None]:
         return dataclasses.asdict(self)
 
 
-def count(model: nn.Module, img_size: int = 224) -> Counts:
-    """Params and MACs of ``model`` and of its fused copy."""
+def count(
+    model: nn.Module,
+    img_size: int = 224,
+    *,
+    deploy: nn.Module | None = None,
+    train_macs: bool = True,
+) -> Counts:
+    """Params and MACs of ``model`` and of its fused copy.
+
+    Args:
+        model: the training-form network (not modified).
+        img_size: resolution for the MACs.
+        deploy: its fused form, if already made (saves fusing twice).
+        train_macs: also count the training form's MACs.
+    """
     from roadmap.reparam import fuse  # measure depends on reparam, never the reverse
 
-    deploy = fuse(model)
+    deploy = fuse(model) if deploy is None else deploy
     return Counts(
         params=count_params(model),
-        macs=count_macs(model, img_size),
+        macs=count_macs(model, img_size) if train_macs else None,
         deploy_params=count_params(deploy),
         deploy_macs=count_macs(deploy, img_size),
         img_size=img_size,

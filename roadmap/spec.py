@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +339,57 @@ def _diff(a: Any, b: Any, path: str, out: list[Change]) -> None:
         out.append(Change(path, "changed", before=a, after=b))
 
 
+@dataclass(frozen=True)
+class ChangeGroup:
+    """The same change made in several places (e.g. one field changed in 13 blocks).
+
+    Attributes:
+        kind: "changed", "added" or "removed".
+        field: the field path inside the block (``se.gate``), or "" for a whole block.
+        before: old value (changed/removed).
+        after: new value (changed/added).
+        where: the block paths (``stages.2.blocks.3``, ``head``) it happened in, in order.
+    """
+
+    kind: str
+    field: str
+    before: Any
+    after: Any
+    where: tuple[str, ...]
+
+    def __str__(self) -> str:
+        places = ", ".join(self.where[:3]) + (", ..." if len(self.where) > 3 else "")
+        n = len(self.where)
+        where = f"{places}" if n == 1 else f"{n} places: {places}"
+        if self.kind == "changed":
+            return f"~ {self.field}: {_short(self.before)} -> {_short(self.after)}  [{where}]"
+        sign, value = ("+", self.after) if self.kind == "added" else ("-", self.before)
+        label = f"{self.field} " if self.field else ""
+        return f"{sign} {label}{_short(value)}  [{where}]"
+
+
+def group_changes(changes: list[Change]) -> list[ChangeGroup]:
+    """Merge identical changes made at different block paths, keeping first-seen order."""
+    groups: dict[tuple, list[str]] = {}
+    values: dict[tuple, tuple[Any, Any]] = {}
+    for c in changes:
+        where, field_path = _split_block(c.path)
+        key = (c.kind, field_path, json.dumps(c.before, sort_keys=True),
+               json.dumps(c.after, sort_keys=True))
+        groups.setdefault(key, []).append(where)
+        values[key] = (c.before, c.after)
+    return [
+        ChangeGroup(key[0], key[1], *values[key], tuple(where)) for key, where in groups.items()
+    ]
+
+
+def _split_block(path: str) -> tuple[str, str]:
+    """``stages.2.blocks.3.se.gate`` -> (``stages.2.blocks.3``, ``se.gate``)."""
+    parts = path.split(".")
+    n = {"stem": 2, "stages": 4, "head": 1}.get(parts[0], 0)
+    return ".".join(parts[:n]) or path, ".".join(parts[n:])
+
+
 __all__ = [
     "ACTIVATIONS",
     "BLOCK_KINDS",
@@ -346,13 +397,14 @@ __all__ = [
     "REPVIT_SE",
     "BlockSpec",
     "Change",
+    "ChangeGroup",
     "HeadSpec",
     "NetSpec",
     "SESpec",
     "StageSpec",
     "diff",
+    "group_changes",
     "replace",
     "spec_hash",
     "validate",
-    "field",
 ]

@@ -1,0 +1,313 @@
+"""The ablation study as data: which networks to compare, and one row of numbers per network.
+
+``variants`` says which networks (the roadmap's prefixes, leave-one-out, only-one); ``collect``
+measures them (counts now, latency now, accuracy from the results store, the paper's numbers
+from the registry) and works out every delta against the previous row and the baseline, with
+a flag when the delta is within the noise. Rendering lives in :mod:`roadmap.report` and
+:mod:`roadmap.plot`; nothing here prints.
+
+Noise rules (one place, used by every table and plot):
+
+- latency: |delta| below the pooled IQR, the mean of the two rows' interquartile ranges;
+- accuracy: |delta| below 2 x the larger of the two rows' standard deviations over seeds, or
+  either row has a single seed (no spread is known, so no difference can be claimed);
+- params and MACs are exact counts and never noisy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from roadmap import registry
+from roadmap.build import build
+from roadmap.errors import RoadmapError
+from roadmap.measure import Counts, count
+from roadmap.reparam import fuse
+from roadmap.spec import spec_hash
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A network to compare.
+
+    Attributes:
+        name: its row label: the step name for a roadmap prefix, ``-step`` for the final model
+            without that step, ``+step`` for the baseline with only that step.
+        steps: the resolved step list, or None when the network cannot be built.
+        step: the roadmap step the row is about (paper numbers come from it), if any.
+        reason: why the network cannot be built (a precondition), when ``steps`` is None.
+    """
+
+    name: str
+    steps: tuple[str, ...] | None
+    step: str | None = None
+    reason: str = ""
+
+
+def prefixes(
+    upto: str | None = None, *, steps: Sequence[str] | None = None, skip: Iterable[str] = ()
+) -> list[Variant]:
+    """One variant per step of the resolved list: the roadmap up to and including it."""
+    names = registry.resolve_steps(upto, steps=steps, skip=skip)
+    return [Variant(names[i], tuple(names[: i + 1]), names[i]) for i in range(len(names))]
+
+
+def leave_one_out(upto: str | None = None) -> list[Variant]:
+    """The final model (of the roadmap up to ``upto``), then the same with each step left out."""
+    full = registry.resolve_steps(upto)
+    out = [Variant(full[-1], tuple(full), full[-1])]
+    for name in full[1:]:
+        out.append(_try(f"-{name}", [s for s in full if s != name], name))
+    return out
+
+
+def only_one(upto: str | None = None) -> list[Variant]:
+    """The baseline, then the baseline with each single step of the roadmap applied alone."""
+    full = registry.resolve_steps(upto)
+    out = [Variant(full[0], (full[0],), full[0])]
+    for name in full[1:]:
+        out.append(_try(f"+{name}", [full[0], name], name))
+    return out
+
+
+def _try(name: str, steps: list[str], step: str) -> Variant:
+    try:
+        registry.build_spec(steps=steps)
+    except registry.PreconditionError as e:
+        return Variant(name, None, step, reason=str(e))
+    return Variant(name, tuple(steps), step)
+
+
+# --- measurements -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 over seeds from the results store.
+
+    Attributes:
+        mean: mean top-1 (%).
+        std: sample standard deviation over seeds (0.0 for one seed).
+        n: number of seeds.
+        seeds: the seeds found.
+        metric: the record field averaged (``top1`` = final epoch).
+    """
+
+    mean: float
+    std: float
+    n: int
+    seeds: tuple[int, ...]
+    metric: str = "top1"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A difference between two rows, and whether it is within the noise."""
+
+    value: float
+    noise: bool
+
+
+@dataclass
+class Row:
+    """Everything measured about one variant.
+
+    Attributes:
+        variant: which network.
+        counts: params/MACs (None when it cannot be built).
+        latency: a ``roadmap.latency.LatencyRecord`` of the fused model, or None.
+        accuracy: from the results store, or None when no run is recorded.
+        paper_top1: the paper's top-1 for the row's step (prefix rows only).
+        paper_latency_ms: the paper's iPhone 12 latency for the row's step (prefix rows only).
+        vs_previous: metric -> Delta against the row before.
+        vs_baseline: metric -> Delta against the baseline row.
+    """
+
+    variant: Variant
+    counts: Counts | None = None
+    latency: Any = None
+    accuracy: Accuracy | None = None
+    paper_top1: float | None = None
+    paper_latency_ms: float | None = None
+    vs_previous: dict[str, Delta] = field(default_factory=dict)
+    vs_baseline: dict[str, Delta] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float | None]:
+        """The numbers deltas are taken of."""
+        c, lat, acc = self.counts, self.latency, self.accuracy
+        return {
+            "params": c.params if c else None,
+            "deploy_params": c.deploy_params if c else None,
+            "deploy_macs": c.deploy_macs if c else None,
+            "latency_ms": lat.median_ms if lat else None,
+            "top1": acc.mean if acc else None,
+        }
+
+
+def collect(
+    variants: Sequence[Variant],
+    *,
+    latency_settings: Any = None,
+    results: Path | None = None,
+    data: str | None = None,
+    recipe: str | None = None,
+    baseline: str | None = None,
+    img_size: int = 224,
+    paper: bool = True,
+) -> list[Row]:
+    """Measure every buildable variant and fill in the deltas.
+
+    Args:
+        variants: the networks, in row order.
+        latency_settings: a ``roadmap.latency.LatencySettings`` to measure fused latency with
+            (all variants interleaved in one run), or None to skip latency.
+        results: the results store's root, to read accuracy from (with ``data`` and ``recipe``).
+        data: the data source's name in the store (e.g. ``digits``).
+        recipe: the recipe's name in the store (e.g. ``quick``).
+        baseline: the variant name deltas "vs baseline" are taken against (default: first row).
+        img_size: resolution at which MACs are counted.
+        paper: attach the paper's numbers to prefix rows.
+    """
+    rows = [Row(v) for v in variants]
+    buildable = [r for r in rows if r.variant.steps is not None]
+    deployed = []
+    for row in buildable:
+        model = build(registry.build_spec(steps=row.variant.steps))
+        deployed.append(fuse(model))
+        row.counts = count(model, img_size, deploy=deployed[-1], train_macs=False)
+    if latency_settings is not None and buildable:
+        _attach_latency(buildable, deployed, latency_settings)
+    if results is not None and data and recipe:
+        for row in buildable:
+            row.accuracy = read_accuracy(results, data, recipe, row.variant.steps)
+    if paper:
+        _attach_paper(rows)
+    fill_deltas(rows, baseline)
+    return rows
+
+
+def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -> None:
+    """Measure the fused models of all rows interleaved, in one run."""
+    from roadmap import latency  # imported here: only tables that measure latency need it
+
+    candidates = [
+        latency.Candidate(r.variant.name, m, tuple(r.variant.steps), fused=True)
+        for r, m in zip(rows, deployed, strict=True)
+    ]
+    for row, record in zip(rows, latency.measure(candidates, settings), strict=True):
+        row.latency = record
+
+
+def _attach_paper(rows: list[Row]) -> None:
+    """Paper numbers belong to roadmap-prefix rows only (an ablation is not in the paper)."""
+    for row in rows:
+        steps = row.variant.steps
+        if row.variant.step and steps and list(steps) == registry.resolve_steps(steps[-1]):
+            step = registry.get_step(row.variant.step)
+            row.paper_top1, row.paper_latency_ms = step.paper_top1, step.paper_latency_ms
+
+
+def read_accuracy(
+    root: Path, data: str, recipe: str, steps: Sequence[str], metric: str = "top1"
+) -> Accuracy | None:
+    """Mean/std of ``metric`` over the store's seeds for this exact network, data and recipe.
+
+    A record counts only if its step list matches and its spec hash equals the spec built from
+    those steps today (at the record's number of classes): results of an older architecture
+    are never mixed in.
+    """
+    from roadmap.results import iter_records
+
+    values: dict[int, float] = {}
+    for rec in iter_records(root):
+        if rec.get("data") != data or rec.get("recipe") != recipe:
+            continue
+        if list(rec.get("steps", [])) != list(steps) or rec.get(metric) is None:
+            continue
+        spec = registry.build_spec(steps=steps, num_classes=rec["num_classes"])
+        if rec.get("spec_hash") == spec_hash(spec):
+            values[int(rec["seed"])] = float(rec[metric])
+    if not values:
+        return None
+    seeds = tuple(sorted(values))
+    vals = [values[s] for s in seeds]
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return Accuracy(statistics.fmean(vals), std, len(vals), seeds, metric)
+
+
+# --- deltas -------------------------------------------------------------------------------
+
+
+def fill_deltas(rows: list[Row], baseline: str | None = None) -> None:
+    """Set ``vs_previous`` (against the nearest buildable row above) and ``vs_baseline``."""
+    base = _find(rows, baseline) if baseline else next((r for r in rows if r.counts), None)
+    previous = None
+    for row in rows:
+        if row.counts is None:
+            continue
+        if previous is not None:
+            row.vs_previous = deltas(previous, row)
+        if base is not None and base is not row:
+            row.vs_baseline = deltas(base, row)
+        previous = row
+
+
+def _find(rows: list[Row], name: str) -> Row:
+    for row in rows:
+        if row.variant.name == name:
+            return row
+    raise RoadmapError(f"baseline {name!r} is not a row; rows: {[r.variant.name for r in rows]}")
+
+
+def deltas(a: Row, b: Row) -> dict[str, Delta]:
+    """``b - a`` for every metric both rows have, each with its noise flag."""
+    ma, mb = a.metrics(), b.metrics()
+    out = {}
+    for key in ma:
+        if ma[key] is None or mb[key] is None:
+            continue
+        out[key] = Delta(mb[key] - ma[key], _is_noise(key, a, b, mb[key] - ma[key]))
+    return out
+
+
+def _is_noise(key: str, a: Row, b: Row, value: float) -> bool:
+    if key == "latency_ms":
+        pooled_iqr = (a.latency.iqr_ms + b.latency.iqr_ms) / 2
+        return abs(value) < pooled_iqr
+    if key == "top1":
+        if a.accuracy.n < 2 or b.accuracy.n < 2:
+            return True
+        return abs(value) < 2 * max(a.accuracy.std, b.accuracy.std)
+    return False
+
+
+def row_data(row: Row) -> dict[str, Any]:
+    """One row as plain data with timm-compatible names where they exist."""
+    c, lat, acc = row.counts, row.latency, row.accuracy
+    data: dict[str, Any] = {
+        "name": row.variant.name,
+        "steps": list(row.variant.steps) if row.variant.steps else None,
+        "buildable": row.variant.steps is not None,
+        "reason": row.variant.reason or None,
+        "param_count": c.params if c else None,
+        "deploy_param_count": c.deploy_params if c else None,
+        "infer_gmacs": round(c.deploy_macs / 1e9, 4) if c else None,
+        "infer_step_time": lat.median_ms if lat else None,
+        "infer_step_time_iqr": lat.iqr_ms if lat else None,
+        "top1": acc.mean if acc else None,
+        "top1_std": acc.std if acc else None,
+        "top1_n": acc.n if acc else None,
+        "paper_top1": row.paper_top1,
+        "paper_latency_ms": row.paper_latency_ms,
+    }
+    for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):
+        for key, d in ds.items():
+            data[f"{prefix}_{key}"] = d.value
+            data[f"{prefix}_{key}_noise"] = d.noise
+    return data

@@ -1,0 +1,247 @@
+"""Lessons: what one step changes, shown from the code itself, so it cannot drift from it.
+
+``lesson(step)`` gathers everything ``roadmap explain`` and ``roadmap walkthrough`` show: the
+step's docstring, the spec diff against the previous step, one affected block before and after
+(as the built modules), the measured deltas and the paper's numbers, and the commands that
+reproduce it. ``lesson_markdown`` renders one as Markdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from roadmap import registry, study
+from roadmap.build import build
+from roadmap.registry import Step
+from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes
+
+
+@dataclass
+class Lesson:
+    """One step, explained.
+
+    Attributes:
+        step: the registered step.
+        index: its position in the roadmap.
+        steps: the roadmap up to and including it.
+        changes: spec changes against the previous step (empty for the base step).
+        block_path: the module path of the example block ("head" or a block path), or None.
+        before: that module before the step (None if it did not exist).
+        after: that module after the step (None if the step removed it).
+        rows: study rows of the previous network (if any) and this one, with deltas.
+    """
+
+    step: Step
+    index: int
+    steps: list[str]
+    changes: list[Change]
+    block_path: str | None
+    before: nn.Module | None
+    after: nn.Module | None
+    rows: list[study.Row]
+
+    @property
+    def commands(self) -> list[str]:
+        """Commands that reproduce the step's numbers."""
+        name = self.step.name
+        return [
+            f"roadmap build --upto {name}",
+            f"roadmap latency --upto {name}",
+            f"roadmap train --upto {name} --data digits --recipe quick",
+            f"roadmap explain {name}",
+        ]
+
+
+def lesson(
+    name: str, *, latency_settings: Any = None, rows: list[study.Row] | None = None
+) -> Lesson:
+    """Explain one roadmap step.
+
+    Args:
+        name: the step.
+        latency_settings: measure the fused latency of the network before and after the step.
+        rows: already measured study rows of the roadmap's prefixes to take the numbers from
+            (the walkthrough measures all steps once); ``latency_settings`` is then unused.
+    """
+    step = registry.get_step(name)
+    steps = registry.resolve_steps(step.name)
+    after = registry.build_spec(steps=steps)
+    before = registry.build_spec(steps=steps[:-1]) if len(steps) > 1 else None
+    changes = diff(before, after) if before else []
+    path = example_path(changes)
+    wanted = [tuple(steps[:-1]), tuple(steps)] if before else [tuple(steps)]
+    if rows is not None:
+        rows = [r for r in rows if r.variant.steps in wanted]
+    if not rows or len(rows) != len(wanted):
+        variants = study.prefixes(steps=steps)[-len(wanted) :]
+        rows = study.collect(variants, latency_settings=latency_settings)
+    return Lesson(
+        step,
+        len(steps) - 1,
+        steps,
+        changes,
+        path,
+        _module(before, path),
+        _module(after, path),
+        rows,
+    )
+
+
+def example_path(changes: list[Change]) -> str | None:
+    """A block (or the head) the changes touch, as a module path; a stage block if possible."""
+    paths = []
+    for c in changes:
+        where = group_changes([c])[0].where[0]
+        if where.startswith(("stem.", "stages.", "head")):
+            paths.append(where)
+    in_stage = [p for p in paths if ".blocks." in p]
+    return (in_stage or paths or [None])[0]
+
+
+def _module(spec: NetSpec | None, path: str | None) -> nn.Module | None:
+    if spec is None or path is None:
+        return None
+    try:
+        return build(spec).get_submodule(path)
+    except AttributeError:  # the block does not exist in this network
+        return None
+
+
+def module_lines(module: nn.Module | None, name: str = "", depth: int = 0) -> list[str]:
+    """An indented outline of a module: one line per submodule with its key shapes."""
+    if module is None:
+        return ["(absent)"]
+    label = f"{name}: " if name else ""
+    lines = ["  " * depth + label + _describe(module)]
+    for child_name, child in module.named_children():
+        lines += module_lines(child, child_name, depth + 1)
+    return lines
+
+
+def _describe(m: nn.Module) -> str:
+    kind = type(m).__name__
+    if isinstance(m, nn.Conv2d):
+        k, s = m.kernel_size[0], m.stride[0]
+        groups = " dw" if m.groups == m.in_channels and m.groups > 1 else ""
+        return f"{kind} {m.in_channels}->{m.out_channels} {k}x{k} s{s}{groups}"
+    if isinstance(m, nn.Linear):
+        return f"{kind} {m.in_features}->{m.out_features}"
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return f"{kind} {m.num_features}"
+    return kind
+
+
+# --- Markdown -----------------------------------------------------------------------------
+
+
+def lesson_markdown(les: Lesson, heading: str = "##") -> str:
+    """One lesson as Markdown: heading, lesson text, diff, block, numbers, commands."""
+    s = les.step
+    parts = [f"{heading} {les.index}. `{s.name}`: {s.title} ({s.section})", "", les.step.lesson]
+    if les.changes:
+        groups = group_changes(les.changes)
+        parts += [
+            "",
+            f"**What changes in the spec** ({len(les.changes)} field changes):",
+            "",
+            "```diff",
+            *[_diff_line(g) for g in groups],
+            "```",
+        ]
+    if les.block_path:
+        parts += [
+            "",
+            f"**One affected block, `{les.block_path}`**, before and after:",
+            "",
+            "```",
+            "# before",
+            *module_lines(les.before),
+            "# after",
+            *module_lines(les.after),
+            "```",
+        ]
+    parts += ["", numbers_markdown(les), "", "**Reproduce:**", "", "```bash", *les.commands, "```"]
+    return "\n".join(parts)
+
+
+def _diff_line(g: ChangeGroup) -> str:
+    """A diff-highlighted line: + added, - removed, ! changed."""
+    return {"added": "+", "removed": "-"}.get(g.kind, "!") + f" {str(g)[2:]}"
+
+
+def numbers_markdown(les: Lesson) -> str:
+    """A small Markdown table: previous network, this one, and the paper's numbers."""
+    head = "| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | paper latency |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    previous = registry.get_step(les.steps[-2]) if len(les.steps) > 1 else None
+    for row, step in zip(les.rows, ([previous] if previous else []) + [les.step], strict=True):
+        c, lat = row.counts, row.latency
+        latency = f"{lat.median_ms:.2f} ms [IQR {lat.iqr_ms:.2f}]" if lat else "not measured"
+        lines.append(
+            f"| after `{step.name}` | {c.deploy_params:,} | {c.deploy_macs / 1e6:.1f} M | "
+            f"{latency} | {_num(step.paper_top1, '%')} | {_num(step.paper_latency_ms, ' ms')} |"
+        )
+    if les.rows and les.rows[-1].vs_previous:
+        lines.append(
+            f"| **change** | {_delta(les.rows[-1], 'deploy_params', '{:+,.0f}')} | "
+            f"{_delta(les.rows[-1], 'deploy_macs', '{:+.1f} M', 1e-6)} | "
+            f"{_delta(les.rows[-1], 'latency_ms', '{:+.2f} ms')} | "
+            f"{_paper_delta(previous, les.step, 'paper_top1', '{:+.1f}')} | "
+            f"{_paper_delta(previous, les.step, 'paper_latency_ms', '{:+.2f} ms')} |"
+        )
+    conditions = _conditions(les.rows)
+    return "\n".join(lines) + (f"\n\n{conditions}" if conditions else "")
+
+
+def _num(value: float | None, unit: str) -> str:
+    return "—" if value is None else f"{value:g}{unit}"
+
+
+def _delta(row: study.Row, key: str, fmt: str, scale: float = 1.0) -> str:
+    d = row.vs_previous.get(key)
+    if d is None:
+        return "—"
+    text = fmt.format(d.value * scale)
+    return f"{text} (within noise)" if d.noise else text
+
+
+def _paper_delta(a: Step | None, b: Step, attr: str, fmt: str) -> str:
+    va, vb = (getattr(a, attr) if a else None), getattr(b, attr)
+    return "—" if va is None or vb is None else fmt.format(vb - va)
+
+
+def _conditions(rows: list[study.Row]) -> str:
+    lat = next((r.latency for r in rows if r.latency), None)
+    if lat is None:
+        return ""
+    c = lat.conditions
+    keys = ("device_name", "threads", "batch", "img_size", "dtype", "memory_format", "backend")
+    found = ", ".join(f"{k}={c[k]}" for k in keys if k in c)
+    return f"Latency: median of {lat.n} timed iterations, fused model; {found}."
+
+
+def walkthrough_markdown(lessons: list[Lesson], table: str, plot_file: str | None = None) -> str:
+    """All lessons as one Markdown document, for a class: intro, table, plot, then each step."""
+    first, last = lessons[0].steps[0], lessons[-1].step.name
+    parts = [
+        "# From MobileNetV3-L to RepViT, one step at a time",
+        "",
+        "The RepViT paper (Wang et al., CVPR 2024) modernizes MobileNetV3-Large step by step "
+        "until it reaches RepViT-M0.9, measuring ImageNet top-1 and iPhone 12 latency after "
+        "every step. This walkthrough was generated by `roadmap walkthrough` from the code "
+        f"that builds each step (`{first}` to `{last}`), so every diff and every count below "
+        "is what the code does. Paper numbers are the paper's; every other number was "
+        "measured on the machine named under the table.",
+        "",
+        "## The whole roadmap",
+        "",
+        table,
+    ]
+    if plot_file:
+        parts += ["", f"![The roadmap: latency against accuracy, step by step]({plot_file})"]
+    for les in lessons:
+        parts += ["", "---", "", lesson_markdown(les)]
+    return "\n".join(parts) + "\n"
