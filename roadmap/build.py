@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from roadmap.errors import RoadmapError
 from roadmap.layers import (
     ConvNorm,
     NormLinear,
@@ -23,7 +24,7 @@ from roadmap.layers import (
     make_act,
     make_se,
 )
-from roadmap.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, validate
+from roadmap.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
 
 
 class ConvLayer(ConvNorm):
@@ -119,15 +120,19 @@ class Head(nn.Module):
             in_ch = spec.hidden_channels
         self.num_features = in_ch
         self.drop = nn.Dropout(spec.dropout)
-        self.classifier = (
-            NormLinear(in_ch, num_classes) if spec.norm else nn.Linear(in_ch, num_classes)
-        )
+        self.classifier = make_classifier(in_ch, num_classes, spec.norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_pool(x)
         x = x.mean((2, 3), keepdim=True)  # (B, C, H, W) -> (B, C, 1, 1)
         x = self.act(self.hidden(x)).flatten(1)  # (B, C', 1, 1) -> (B, C')
-        return self.classifier(self.drop(x))
+        x = self.drop(x)
+        return x if pre_logits else self.classifier(x)
+
+
+def make_classifier(in_features: int, num_classes: int, norm: bool) -> nn.Module:
+    """The last layer: [BN ->] linear."""
+    return NormLinear(in_features, num_classes) if norm else nn.Linear(in_features, num_classes)
 
 
 class Stage(nn.Module):
@@ -172,8 +177,31 @@ class RoadmapNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))  # (B, 3, H, W) -> (B, C, H/32, W/32)
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Head on the features; ``pre_logits`` stops before the classifier (timm's API)."""
+        return self.head(x, pre_logits=pre_logits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The last layer (timm's API)."""
+        return self.head.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh classifier for ``num_classes`` outputs; ``model.spec`` follows (timm's API).
+
+        Args:
+            num_classes: new number of classes (>= 1; use ``forward_head(x, pre_logits=True)``
+                for features).
+            global_pool: only "avg" (the head's pooling) is supported.
+        """
+        if global_pool not in (None, "avg"):
+            raise RoadmapError(f"global_pool {global_pool!r}: this head only average-pools")
+        self.spec = validate(replace(self.spec, num_classes=num_classes))
+        self.num_classes = num_classes
+        classifier = make_classifier(self.num_features, num_classes, self.spec.head.norm)
+        self.head.classifier = classifier.apply(_init_weights)
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -1,0 +1,79 @@
+"""Every roadmap step is also a timm model: ``timm.create_model("roadmap_<step>")``.
+
+``import roadmap`` registers ``roadmap_<step>`` for each step known at that moment (call
+:func:`register_timm_models` again after loading plugin steps). The model is the roadmap up to
+and including that step, built through timm's ``build_model_with_cfg``, so it carries a
+``pretrained_cfg`` (ImageNet mean/std, 224 px, crop 0.875, bicubic: the MobileNetV3 evaluation
+in timm) and accepts timm's usual keyword arguments: ``num_classes``, ``in_chans`` and
+``drop_rate`` (the head's dropout). There are no published weights; ``pretrained=True`` only
+makes sense with a ``pretrained_cfg_overlay=dict(file=...)`` pointing at your own checkpoint.
+
+timm's scripts do not import plugins, so run them through ``roadmap.timm_run``, which imports
+roadmap first and then runs the script unchanged::
+
+    python -m roadmap.timm_run path/to/timm/benchmark.py --model roadmap_alternating_se --reparam
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, register_model
+
+from roadmap.build import RoadmapNet
+from roadmap.registry import build_spec, list_steps
+from roadmap.spec import NetSpec, replace
+
+PREFIX = "roadmap_"
+# Module-level, because timm's register_model looks up a model's cfg in its module's
+# ``default_cfgs``.
+default_cfgs: dict[str, dict[str, Any]] = {}
+__all__ = ["register_timm_models"]  # register_model appends every model name
+
+
+def pretrained_cfg(spec: NetSpec) -> dict[str, Any]:
+    """timm's data/eval config for a spec; no URL (there are no published weights)."""
+    return {
+        "url": "",
+        "num_classes": spec.num_classes,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),  # 224 / 32: every step downsamples 32x
+        "crop_pct": 0.875,  # timm's MobileNetV3-L evaluation crop (RepViT uses 0.95)
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.0.conv",  # a ConvNorm's conv; still there once fused
+        "classifier": "head.classifier.fc" if spec.head.norm else "head.classifier",
+        "license": "mit",
+    }
+
+
+def _net(
+    *, step: str, num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None
+) -> RoadmapNet:
+    """The model class timm instantiates: the roadmap up to ``step`` with timm's overrides."""
+    spec = build_spec(step, num_classes=num_classes)
+    spec = replace(spec, in_channels=in_chans)
+    if drop_rate is not None:
+        spec = replace(spec, head=replace(spec.head, dropout=drop_rate))
+    return RoadmapNet(spec)
+
+
+def _entrypoint(step: str):  # noqa: ANN202 (a timm entrypoint: (pretrained, **kwargs) -> model)
+    def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
+        return build_model_with_cfg(_net, PREFIX + step, pretrained, step=step, **kwargs)
+
+    create.__name__ = create.__qualname__ = PREFIX + step  # timm registers by __name__
+    create.__doc__ = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."
+    return create
+
+
+def register_timm_models() -> list[str]:
+    """Register ``roadmap_<step>`` for every step not yet registered; returns all our names."""
+    for step in list_steps():
+        name = PREFIX + step
+        if name not in default_cfgs:
+            default_cfgs[name] = pretrained_cfg(build_spec(step))
+            register_model(_entrypoint(step))
+    return list(default_cfgs)
