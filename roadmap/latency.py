@@ -1,0 +1,416 @@
+"""Latency you can trust: median and IQR of per-iteration wall time, conditions stored beside them.
+
+How a number is taken, and why:
+
+- The model is the fused deploy form unless asked otherwise: that is what ships.
+- Warm-up iterations come first: the allocator, oneDNN's primitive cache, TorchScript's
+  profiling executor and ONNX Runtime's first run all make the first calls slow (RepViT issue
+  #83 is about a cold first inference inflating a mean).
+- Every iteration is timed on its own with ``time.perf_counter``; on CUDA the clock is read
+  only after ``torch.cuda.synchronize()``, because kernels run asynchronously.
+- Several models are measured interleaved: each round runs one iteration of every model, in
+  an order reshuffled each round (fixed seed), so slow drift on a shared or throttling machine
+  hits all of them alike and no model always runs right after the same neighbour.
+- The median and the interquartile range are reported, not the mean: one preempted iteration
+  moves a mean but not a median. The garbage collector is paused while timing (as ``timeit``
+  does) so its pauses do not land on one model.
+- The conditions (device, threads, batch, resolution, dtype, memory format, backend, library
+  versions, iterations, machine load) are stored with every record: a latency without them is
+  not a number anyone can compare.
+
+A difference between two records smaller than their pooled IQR (the mean of the two
+interquartile ranges) is marked as noise (:func:`compare`); ``roadmap.study`` uses the same rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+
+from roadmap.errors import RoadmapError
+
+BACKENDS = ("eager", "torchscript", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+# Defaults sized so that `roadmap latency --all` (eleven models at batch 1, 224 px) finishes
+# well inside two minutes on two CPU cores, with enough samples for a stable median and IQR.
+DEFAULT_WARMUP = 5
+DEFAULT_ITERS = 30
+# torch.utils.benchmark's Measurement warns when the IQR exceeds 10% of the median.
+NOISY_IQR_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How to measure.
+
+    Attributes:
+        device: "cpu" or "cuda".
+        batch: images per forward pass.
+        img_size: square input resolution.
+        threads: CPU threads for torch (and ONNX Runtime); None keeps what torch uses now.
+        channels_last: run the torch backends in channels-last memory format.
+        backend: "eager", "torchscript" (``torch.jit.trace``) or "onnxruntime".
+        warmup: untimed iterations per model before timing.
+        iters: timed iterations per model (one per round).
+        seed: seeds the input and the per-round order.
+    """
+
+    device: str = "cpu"
+    batch: int = 1
+    img_size: int = 224
+    threads: int | None = None
+    channels_last: bool = False
+    backend: str = "eager"
+    warmup: int = DEFAULT_WARMUP
+    iters: int = DEFAULT_ITERS
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`RoadmapError` for settings that cannot be measured here."""
+        if self.device not in DEVICES:
+            raise RoadmapError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
+        if self.backend not in BACKENDS:
+            raise RoadmapError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise RoadmapError("--device cuda: torch sees no CUDA device; use --device cpu")
+        if self.backend == "onnxruntime" and self.channels_last:
+            raise RoadmapError(
+                "--channels-last applies to the torch backends; onnxruntime picks its own layout"
+            )
+        if min(self.batch, self.img_size, self.iters) < 1 or self.warmup < 0:
+            raise RoadmapError("batch, img_size and iters must be >= 1 and warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise RoadmapError(f"threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model to measure.
+
+    Attributes:
+        label: its name in the results (a step name, or any label).
+        model: the network; it is put in eval mode and moved to the device in place.
+        steps: the roadmap steps it was built from, if any.
+        fused: whether it is the deploy form.
+    """
+
+    label: str
+    model: nn.Module
+    steps: tuple[str, ...] = ()
+    fused: bool = True
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One model's latency and the conditions it was measured under (field names are stable).
+
+    Attributes:
+        step: the label (the step name for a roadmap prefix).
+        steps: the steps the model was built from.
+        fused: whether the deploy form was measured.
+        median_ms: median per-iteration latency.
+        p25_ms: 25th percentile.
+        p75_ms: 75th percentile.
+        iqr_ms: p75 - p25.
+        min_ms: fastest iteration.
+        n: timed iterations.
+        conditions: device, threads, batch, resolution, dtype, memory format, backend, versions.
+        samples_ms: every timed iteration, in the order taken.
+    """
+
+    step: str
+    steps: list[str]
+    fused: bool
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    iqr_ms: float
+    min_ms: float
+    n: int
+    conditions: dict[str, Any]
+    samples_ms: list[float] = field(repr=False)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the spread is large (IQR over 10% of the median)."""
+        return self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``b`` against ``a``.
+
+    Attributes:
+        a: label of the reference record.
+        b: label of the compared record.
+        delta_ms: median of b minus median of a.
+        ratio: median of b over median of a.
+        noise: |delta_ms| is below the pooled IQR, so the difference is within the noise.
+    """
+
+    a: str
+    b: str
+    delta_ms: float
+    ratio: float
+    noise: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def compare(a: LatencyRecord, b: LatencyRecord) -> Comparison:
+    """Compare two records; the difference is noise when it is below their pooled IQR."""
+    delta = b.median_ms - a.median_ms
+    noise = abs(delta) < pooled_iqr(a, b)
+    return Comparison(a.step, b.step, delta, b.median_ms / a.median_ms, noise)
+
+
+def pooled_iqr(a: LatencyRecord, b: LatencyRecord) -> float:
+    """The mean of the two interquartile ranges: the spread a real difference must exceed."""
+    return (a.iqr_ms + b.iqr_ms) / 2
+
+
+def consecutive(records: Sequence[LatencyRecord]) -> list[Comparison]:
+    """Each record against the one before it (step-to-step differences)."""
+    return [compare(a, b) for a, b in zip(records, records[1:], strict=False)]
+
+
+def summarize(samples_ms: Sequence[float]) -> tuple[float, float, float]:
+    """(p25, median, p75) of the samples (linear interpolation between order statistics)."""
+    if len(samples_ms) == 1:
+        return samples_ms[0], samples_ms[0], samples_ms[0]
+    p25, median, p75 = statistics.quantiles(samples_ms, n=4, method="inclusive")
+    return p25, median, p75
+
+
+def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[LatencyRecord]:
+    """Measure several models interleaved, round by round; one record per candidate, in order.
+
+    Args:
+        candidates: the models (labels must be unique).
+        settings: how to measure.
+    """
+    settings.check()
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique, got {labels}")
+    load_before = _load_average()
+    with _torch_threads(settings.threads) as threads:
+        runners = [_runner(c.model, settings, threads) for c in candidates]
+        samples = _time_interleaved(runners, settings, _synchronizer(settings))
+    conditions = _conditions(settings, threads, len(candidates), load_before)
+    return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
+
+
+def _record(candidate: Candidate, samples: list[float], conditions: dict) -> LatencyRecord:
+    p25, median, p75 = summarize(samples)
+    return LatencyRecord(
+        step=candidate.label,
+        steps=list(candidate.steps),
+        fused=candidate.fused,
+        median_ms=median,
+        p25_ms=p25,
+        p75_ms=p75,
+        iqr_ms=p75 - p25,
+        min_ms=min(samples),
+        n=len(samples),
+        conditions=dict(conditions),
+        samples_ms=samples,
+    )
+
+
+def _time_interleaved(
+    runners: list[Callable[[], object]], settings: LatencySettings, sync: Callable[[], None]
+) -> list[list[float]]:
+    """Warm every model up, then time one iteration of each per round, in shuffled order."""
+    order = list(range(len(runners)))
+    rng = random.Random(settings.seed)
+    samples: list[list[float]] = [[] for _ in runners]
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.inference_mode():
+            for run in runners:
+                for _ in range(settings.warmup):
+                    run()
+                sync()
+            for _ in range(settings.iters):
+                rng.shuffle(order)
+                for i in order:
+                    start = time.perf_counter()
+                    runners[i]()
+                    sync()
+                    samples[i].append((time.perf_counter() - start) * 1e3)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def _synchronizer(settings: LatencySettings) -> Callable[[], None]:
+    if settings.device == "cuda" and settings.backend != "onnxruntime":
+        return torch.cuda.synchronize  # onnxruntime's run() already returns host arrays
+    return lambda: None
+
+
+def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callable[[], object]:
+    """A zero-argument callable that runs one forward pass on a fixed random input."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    x = torch.randn(settings.batch, 3, settings.img_size, settings.img_size, generator=generator)
+    if settings.backend == "onnxruntime":
+        return _onnxruntime_runner(model.eval(), x, settings, threads)
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.eval().to(settings.device, memory_format=fmt)
+    x = x.to(settings.device).contiguous(memory_format=fmt)
+    if settings.backend == "torchscript":
+        from roadmap.export import trace
+
+        model = trace(model, x)
+    return lambda: model(x)
+
+
+def _onnxruntime_runner(
+    model: nn.Module, x: torch.Tensor, settings: LatencySettings, threads: int
+) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    from roadmap.export import onnx_bytes
+
+    provider = "CUDAExecutionProvider" if settings.device == "cuda" else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise RoadmapError(f"onnxruntime here has no {provider}; install onnxruntime-gpu")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the same count torch uses, so backends compare
+    options.inter_op_num_threads = 1  # one model, one stream of work
+    session = ort.InferenceSession(onnx_bytes(model.cpu(), x), options, providers=[provider])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op threads for the block (restored afterwards); yields the count used."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _conditions(
+    settings: LatencySettings, threads: int, n_models: int, load_before: float | None
+) -> dict[str, Any]:
+    cuda = settings.device == "cuda"
+    return {
+        "device": settings.device,
+        "device_name": device_name(settings.device),
+        "threads": threads,
+        "batch": settings.batch,
+        "img_size": settings.img_size,
+        "dtype": "float32",
+        "memory_format": "channels_last" if settings.channels_last else "contiguous",
+        "backend": settings.backend,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": _ort_version() if settings.backend == "onnxruntime" else None,
+        "warmup": settings.warmup,
+        "iters": settings.iters,
+        "interleaved_models": n_models,
+        "timer": "perf_counter per iteration" + (", cuda synchronized" if cuda else ""),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min_before": load_before,
+        "load_avg_1min_after": _load_average(),
+        "platform": platform.platform(),
+        "python_version": platform.python_version(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU model as the OS reports it."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (other work on the machine), where the OS reports one."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _ort_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
+# --- roadmap steps -----------------------------------------------------------------------
+
+
+def every_step() -> list[list[str]]:
+    """One selection per registered step: the roadmap up to and including it."""
+    from roadmap import registry
+
+    return [registry.resolve_steps(upto=name) for name in registry.list_steps()]
+
+
+def label_for(names: Sequence[str]) -> str:
+    """The step name for a roadmap prefix; the comma-joined steps for any other selection."""
+    from roadmap import registry
+
+    if list(names) == registry.resolve_steps(upto=names[-1]):
+        return names[-1]
+    return ",".join(names)
+
+
+def measure_steps(
+    selections: Sequence[Sequence[str]],
+    settings: LatencySettings,
+    *,
+    fused: bool = True,
+    num_classes: int = 1000,
+) -> list[LatencyRecord]:
+    """Build each selection of steps, fuse it (unless ``fused=False``) and measure all interleaved.
+
+    Args:
+        selections: resolved step lists, one per model.
+        settings: how to measure.
+        fused: measure the deploy form (the default) or the training form in eval mode.
+        num_classes: classifier width.
+    """
+    from roadmap.build import build
+    from roadmap.registry import build_spec
+    from roadmap.reparam import fuse
+
+    settings.check()  # fail before the builds, not after
+    candidates = []
+    for names in selections:
+        model = build(build_spec(steps=names, num_classes=num_classes))
+        model = fuse(model) if fused else model.eval()
+        candidates.append(Candidate(label_for(names), model, tuple(names), fused))
+    return measure(candidates, settings)
