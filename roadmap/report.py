@@ -11,9 +11,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from roadmap.export import ExportResult
+from roadmap.latency import Comparison, LatencyRecord, consecutive
 from roadmap.measure import Counts
 from roadmap.registry import Step
-from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec
+from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec, group_changes
+from roadmap.study import Row
 
 MACS_LEGEND = (
     "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
@@ -144,14 +147,263 @@ def counts_table(counts: Counts) -> Table:
     return table
 
 
-def changes_text(changes: Sequence[Change], against: str, limit: int = 40) -> Text:
-    """The spec diff as lines (at most ``limit``, then a count of the rest)."""
+def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Text:
+    """The spec diff, identical changes grouped (at most ``limit`` lines, then a count)."""
     if not changes:
         return Text(f"no change against {against}")
-    text = Text(f"{len(changes)} change(s) against {against}:\n", style="bold")
-    for c in changes[:limit]:
-        style = {"added": "green", "removed": "red"}.get(c.kind, "yellow")
-        text.append(f"  {c}\n", style=style)
-    if len(changes) > limit:
-        text.append(f"  ... and {len(changes) - limit} more (use --format json for all)\n")
+    groups = group_changes(list(changes))
+    text = Text(f"{len(changes)} field change(s) against {against}:\n", style="bold")
+    for g in groups[:limit]:
+        style = {"added": "green", "removed": "red"}.get(g.kind, "yellow")
+        text.append(f"  {g}\n", style=style)
+    if len(groups) > limit:
+        text.append(f"  ... and {len(groups) - limit} more (use --format json for all)\n")
+    return text
+
+
+# --- latency and export ------------------------------------------------------------------
+
+NOISE_LEGEND = (
+    "≈ noise: the difference is below the pooled IQR (mean of the two rows' IQRs); "
+    "! spread: IQR over 10% of the median"
+)
+
+
+def latency_table(records: Sequence[LatencyRecord]) -> Table:
+    """Median [IQR] per model, and each row's difference from the row above (noise marked)."""
+    table = Table(
+        title="Latency (ms per forward pass)",
+        caption=conditions_text(records[0].conditions, records[0].fused) + "\n" + NOISE_LEGEND,
+        caption_justify="left",
+    )
+    for name, justify in [("#", "right"), ("step", "left"), ("median", "right")]:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for name in ("IQR", "p25–p75", "Δ vs previous"):
+        table.add_column(name, justify="right", no_wrap=True)
+    comparisons = [None, *consecutive(records)]
+    for i, (record, comparison) in enumerate(zip(records, comparisons, strict=True)):
+        table.add_row(
+            str(i),
+            record.step,
+            f"{record.median_ms:.2f}",
+            f"{record.iqr_ms:.2f}" + (" !" if record.noisy else ""),
+            f"{record.p25_ms:.2f}–{record.p75_ms:.2f}",
+            _delta_text(comparison),
+        )
+    return table
+
+
+def _delta_text(comparison: Comparison | None) -> Text:
+    if comparison is None:
+        return Text("")
+    text = f"{comparison.delta_ms:+.2f} ({comparison.ratio:.2f}x)"
+    if comparison.noise:
+        return Text(f"≈ {text}", style="dim")
+    return Text(text, style="red" if comparison.delta_ms > 0 else "green")
+
+
+def conditions_text(conditions: dict, fused: bool = True) -> str:
+    """The conditions of a latency measurement in one or two lines."""
+    c = conditions
+    runtime = f"torch {c['torch_version']}"
+    if c.get("onnxruntime_version"):
+        runtime += f", onnxruntime {c['onnxruntime_version']}"
+    return (
+        f"{c['device']} ({c['device_name']}), {c['threads']} threads, batch {c['batch']}, "
+        f"{c['img_size']}x{c['img_size']}, {c['dtype']}, {c['memory_format']}, "
+        f"{c['backend']}, {runtime}, {'fused' if fused else 'UNFUSED (training form)'}\n"
+        f"{c['warmup']} warm-up + {c['iters']} timed iterations per model, interleaved across "
+        f"{c['interleaved_models']} model(s); load average {c['load_avg_1min_before']} -> "
+        f"{c['load_avg_1min_after']} on {c['cpu_count']} CPUs"
+    )
+
+
+def latency_data(records: Sequence[LatencyRecord]) -> dict:
+    """Records (each with its conditions) and step-to-step comparisons, for ``--format json``."""
+    return {
+        "records": [r.to_dict() for r in records],
+        "comparisons": [c.to_dict() for c in consecutive(records)],
+    }
+
+
+def export_text(result: ExportResult) -> Text:
+    """What was exported and how well it matches torch."""
+    text = Text(f"wrote {result.path} ({result.format}, input {list(result.input_shape)})\n")
+    if result.max_abs_diff is None:
+        text.append(f"check: {result.checked_with}\n", style="dim")
+    else:
+        text.append(
+            f"outputs match torch: max abs diff {result.max_abs_diff:.2e} at logit scale "
+            f"{result.logit_scale:.2f} ({result.checked_with})\n",
+            style="green",
+        )
+    return text
+
+
+# --- the study table (roadmap table / roadmap ablate) ------------------------------------
+
+NOISE_MARK = "~"
+NOISE_LEGEND = (
+    f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy |Δ| below "
+    "2·std over seeds, or a single seed"
+)
+# (metric key, column title, format of the value, format of a delta, scale applied to both)
+STUDY_METRICS = (
+    ("deploy_params", "params M (deploy)", "{:.2f}", "{:+.2f}", 1e-6),
+    ("deploy_macs", "GMACs (deploy)", "{:.3f}", "{:+.3f}", 1e-9),
+    ("latency_ms", "latency ms", "{:.2f}", "{:+.3g}", 1.0),
+    ("top1", "top-1 %", "{:.1f}", "{:+.1f}", 1.0),
+)
+
+
+def _delta_cell(row: Row, key: str, which: str, fmt: str, scale: float) -> str:
+    d = (row.vs_previous if which == "prev" else row.vs_baseline).get(key)
+    if d is None:
+        return ""
+    return (NOISE_MARK if d.noise else "") + fmt.format(d.value * scale)
+
+
+def ms(value: float) -> str:
+    """Milliseconds with three significant digits (15.2, 1.12, 240)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _value_cell(row: Row, key: str, fmt: str, scale: float) -> str:
+    if row.counts is None:
+        return "n/a"
+    if key == "latency_ms" and row.latency is not None:
+        return f"{ms(row.latency.median_ms)} [{ms(row.latency.iqr_ms)}]"
+    if key == "top1" and row.accuracy is not None:
+        a = row.accuracy
+        return f"{a.mean:.1f} ± {a.std:.1f} ({a.n})"
+    value = row.metrics()[key]
+    return "—" if value is None else fmt.format(value * scale)
+
+
+def study_cells(row: Row) -> dict[str, str]:
+    """Display strings for one row: each metric's value and its two deltas."""
+    cells = {"name": row.variant.name}
+    for key, _title, vfmt, dfmt, scale in STUDY_METRICS:
+        cells[key] = _value_cell(row, key, vfmt, scale)
+        cells[f"{key}_prev"] = _delta_cell(row, key, "prev", dfmt, scale)
+        cells[f"{key}_base"] = _delta_cell(row, key, "base", dfmt, scale)
+    cells["paper_top1"] = fmt_num(row.paper_top1)
+    cells["paper_ms"] = fmt_num(row.paper_latency_ms, 2)
+    return cells
+
+
+def latency_header(rows: Sequence[Row]) -> str:
+    """'latency ms [IQR] (fused, <device>, batch 1, 224 px)' from the rows' conditions."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    if lat is None:
+        return "latency (not measured)"
+    c = lat.conditions
+    return (
+        f"latency ms [IQR] (fused, {c.get('device_name', c.get('device'))}, "
+        f"{c.get('threads')} threads, batch {c.get('batch')}, {c.get('img_size')} px)"
+    )
+
+
+def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
+    """Rich table: each metric cell shows the value, then "Δ previous | baseline"."""
+    legend = "Δ prev | base: against the row above | against the baseline (first row or --baseline)"
+    table = Table(
+        title=title,
+        caption_justify="left",
+        caption="\n".join([latency_header(rows), legend, NOISE_LEGEND, MACS_LEGEND]),
+    )
+    table.add_column("step", no_wrap=True)
+    titles = {"latency_ms": "latency ms [IQR]", "top1": "top-1 % ± std (n)"}
+    for key, col_title, *_ in STUDY_METRICS:
+        header = f"{titles.get(key, col_title)}\n[dim]Δ prev | base[/]"
+        table.add_column(header, justify="right", no_wrap=True)
+    if paper:
+        table.add_column("paper\ntop-1 %", justify="right")
+        table.add_column("paper\nms", justify="right")
+    for row in rows:
+        c = study_cells(row)
+        cells = [c["name"]]
+        for key, *_ in STUDY_METRICS:
+            deltas = " | ".join(x for x in (c[f"{key}_prev"], c[f"{key}_base"]) if x)
+            cells.append(c[key] + (f"\n[dim]{deltas}[/]" if deltas else ""))
+        if paper:
+            cells += [c["paper_top1"], c["paper_ms"]]
+        table.add_row(*cells)
+    return table
+
+
+def _flat_header(paper: bool) -> list[str]:
+    cols = ["step"]
+    for _key, col_title, *_ in STUDY_METRICS:
+        cols += [col_title, "Δ prev", "Δ base"]
+    return cols + (["paper top-1 %", "paper ms"] if paper else [])
+
+
+def _flat_cells(row: Row, paper: bool) -> list[str]:
+    c = study_cells(row)
+    cells = [c["name"]]
+    for key, *_ in STUDY_METRICS:
+        cells += [c[key], c[f"{key}_prev"], c[f"{key}_base"]]
+    return cells + ([c["paper_top1"], c["paper_ms"]] if paper else [])
+
+
+def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+    """A GitHub Markdown table with its conditions and legends underneath."""
+    header = _flat_header(paper)
+    lines = [
+        f"**{title}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for row in rows:
+        cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"{latency_header(rows)}. {NOISE_LEGEND}. {MACS_LEGEND}."]
+    return "\n".join(lines)
+
+
+def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+    """A booktabs LaTeX table."""
+    header = _flat_header(paper)
+
+    def esc(text: str) -> str:
+        for a, b in (
+            ("%", r"\%"),
+            ("_", r"\_"),
+            ("±", r"$\pm$"),
+            ("Δ", r"$\Delta$"),
+            ("~", r"$\sim$"),
+            ("—", "--"),
+        ):
+            text = text.replace(a, b)
+        return text
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(esc(x) for x in _flat_cells(row, paper)) + r" \\" for row in rows]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{esc(title)}. {esc(latency_header(rows))}. {esc(NOISE_LEGEND)}.}}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines)
+
+
+def unbuildable_text(rows: Sequence[Row]) -> Text | None:
+    """Which variants could not be built, and why."""
+    bad = [r.variant for r in rows if r.variant.steps is None]
+    if not bad:
+        return None
+    text = Text("cannot be built:\n", style="bold")
+    for v in bad:
+        text.append(f"  {v.name}: {v.reason}\n", style="red")
     return text
