@@ -7,7 +7,9 @@ from the ``roadmap.steps`` entry-point group or a plugin file, and so come after
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,9 +88,8 @@ def register_step(
 
     def decorator(fn: Callable[..., NetSpec]) -> Callable[..., NetSpec]:
         if name in _REGISTRY:
-            raise ValueError(
-                f"step {name!r} is already registered (by {_REGISTRY[name].fn.__module__})"
-            )
+            owner = _REGISTRY[name].fn.__module__
+            raise RoadmapError(f"step {name!r} is already registered (by {owner}); pick a new name")
         _REGISTRY[name] = Step(
             name, title, section, fn, paper_top1, paper_latency_ms, paper_note, base
         )
@@ -116,10 +117,20 @@ def load_plugin(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise RoadmapError(f"plugin file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"roadmap_plugin_{path.stem}", path)
+    name = f"roadmap_plugin_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    if name in sys.modules:  # this file was loaded already: loading is idempotent
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except RoadmapError:
+        del sys.modules[name]
+        raise
+    except Exception as e:  # a broken plugin is the user's file: say which and why
+        del sys.modules[name]
+        raise RoadmapError(f"plugin {path} failed to load: {type(e).__name__}: {e}") from e
 
 
 def get_step(name: str) -> Step:

@@ -37,7 +37,7 @@ def test_build_table_shows_tree_counts_and_change():
     assert "stem" in out and "stage 4: width 384" in out
     assert "head: avgpool -> BN + linear 1000" in out
     assert "3,736,960" in out and "3,714,664" in out  # training and deploy params
-    assert "head.hidden_channels: 1280 -> None" in out
+    assert "hidden_channels: 1280 -> None  [head]" in out
     assert "against the network before simple_classifier" in out
 
 
@@ -65,7 +65,7 @@ def test_save_spec_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["build", "--upto", "nonsense"], "unknown step 'nonsense'; known steps: mobilenetv3_large"),
+        (["build", "--upto", "nonsense"], "unknown step 'nonsense'; known steps: mobilenet"),
         (["build", "--skip", "separate_mixers"], "apply separate_mixers before it"),
         (["build", "--steps", ","], "empty step list"),
         (["--plugin", "/nonexistent/steps.py", "steps"], "plugin file not found"),

@@ -9,7 +9,11 @@ from roadmap.registry import register_step, resolve_steps
 
 def test_upto_is_an_inclusive_prefix():
     assert resolve_steps("widen") == [
-        "mobilenetv3_large", "gelu", "separate_mixers", "expansion_2", "widen",
+        "mobilenetv3_large",
+        "gelu",
+        "separate_mixers",
+        "expansion_2",
+        "widen",
     ]
 
 
@@ -47,7 +51,7 @@ def test_bad_combinations_are_explained(kwargs, message):
 
 
 def test_duplicate_registration_raises():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(RoadmapError, match="already registered"):
         register_step("gelu", title="again", section="§0")(lambda spec: spec)
 
 

@@ -1,0 +1,96 @@
+"""`roadmap table`, `ablate`, `explain` and `walkthrough` as a user runs them."""
+
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from roadmap.cli import app
+from tests.test_study import fake_record
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_table_formats_round_trip():
+    base = ["table", "--upto", "widen", "--no-latency"]
+    rows = json.loads(run(*base, "--format", "json"))["rows"]
+    assert [r["name"] for r in rows][-1] == "widen" and len(rows) == 5
+    assert rows[4]["paper_top1"] == 73.5 and rows[3]["paper_top1"] is None
+    assert rows[0]["deploy_param_count"] == 5_470_832
+    assert rows[2]["delta_prev_deploy_params"] == 3_927_504 - 5_470_832
+    parsed = list(csv.DictReader(io.StringIO(run(*base, "--format", "csv"))))
+    assert [r["name"] for r in parsed] == [r["name"] for r in rows]
+    assert [int(r["deploy_param_count"]) for r in parsed] == [r["deploy_param_count"] for r in rows]
+    md = run(*base, "--format", "markdown").splitlines()
+    table = [line for line in md if line.startswith("| ")]
+    assert len(table) == 1 + 5 and "| widen | 5.44 |" in table[-1]
+    assert "\\toprule" in run(*base, "--format", "latex")
+
+
+def test_table_measures_latency_with_its_conditions():
+    out = json.loads(run("table", "--upto", "gelu", "--iters", "2", "--format", "json"))
+    assert out["environment"]["batch"] == 1 and out["environment"]["img_size"] == 224
+    assert all(r["infer_step_time"] > 0 for r in out["rows"])
+    assert "delta_prev_latency_ms_noise" in out["rows"][1]
+
+
+def test_table_shows_accuracy_from_the_store(tmp_path):
+    for name in ("mobilenetv3_large", "gelu"):
+        from roadmap import resolve_steps
+
+        for seed, top1 in [(0, 80.0), (1, 82.0)]:
+            fake_record(tmp_path, name, resolve_steps(name), seed, top1 + (name == "gelu") * 5)
+    out = run("table", "--upto", "gelu", "--no-latency", "--results", str(tmp_path))
+    assert "81.0 ± 1.4 (2)" in out and "86.0 ± 1.4 (2)" in out
+    assert "+5.0" in out  # Δ top-1, larger than 2·std: not marked as noise
+
+
+def test_ablate_leave_one_out_reports_the_unbuildable():
+    out = run("ablate", "--leave-one-out", "--upto", "deeper_downsampling", "--no-latency")
+    assert "-kernel_3x3" not in out and "-widen" in out
+    assert "cannot be built" in out and "-separate_mixers: deeper_downsampling" in out
+
+
+def test_ablate_needs_exactly_one_mode():
+    for args in (["ablate"], ["ablate", "--leave-one-out", "--only-one"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "choose one of" in result.output
+
+
+def test_explain_shows_lesson_diff_block_numbers_and_command():
+    out = run("explain", "separate_mixers", "--no-latency", "--markdown")
+    assert "token mixer" in out and "68.3" in out and "0.81" in out
+    assert "! kind: inverted_residual -> repvit  [14 places" in out
+    assert (
+        "RepDepthwise" in out.split("# after")[1] and "RepDepthwise" not in out.split("# after")[0]
+    )
+    assert "roadmap build --upto separate_mixers" in out
+    assert "| **change** | -1,543,328 |" in out
+
+
+def test_explain_unknown_step_is_one_line():
+    result = runner.invoke(app, ["explain", "nonsense"])
+    assert result.exit_code == 2 and "unknown step 'nonsense'" in result.output
+
+
+def test_walkthrough_writes_every_lesson_in_order(tmp_path):
+    path = tmp_path / "w.md"
+    run("walkthrough", "--upto", "expansion_2", "--out", str(path), "--no-latency")
+    text = path.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## The whole roadmap"
+    assert [h.split("`")[1] for h in headings[1:]] == [
+        "mobilenetv3_large",
+        "gelu",
+        "separate_mixers",
+        "expansion_2",
+    ]
+    assert "| expansion_2 | 3.19 |" in text and "~ expand_ratio" not in text
+    assert "! expand_ratio: 6.0 -> 2.0" in text
