@@ -27,3 +27,18 @@ def test_endpoint_counts_are_the_papers():
     assert last["params"] == 5_103_560
     assert last["deploy_params"] == 5_067_056
     assert round(last["deploy_macs"] / 1e9, 3) == pytest.approx(0.816, abs=0.001)
+
+
+@pytest.mark.parametrize("name", list(golden_cases()))
+def test_fvcore_agrees_with_torch_flop_counter(name):
+    """A second, independent counter (dispatch-level, counts 2 flops per MAC) gives the same."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import roadmap
+    from roadmap.reparam import fuse
+
+    deploy = fuse(roadmap.build_model(steps=golden_cases()[name]))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        deploy(torch.zeros(1, 3, 224, 224))
+    assert counter.get_total_flops() // 2 == GOLDEN_DATA[name]["deploy_macs"]
