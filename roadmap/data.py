@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
+from timm.data.auto_augment import RandAugment, posterize
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data import default_collate as _default_collate
 from torchvision.datasets import ImageFolder
@@ -134,7 +135,7 @@ def load_datasets(
 
 def train_transform(recipe: Recipe) -> Callable[[Image.Image], torch.Tensor]:
     """The recipe's training augmentation (timm's ImageNet-style pipeline)."""
-    return create_transform(
+    transform = create_transform(
         recipe.img_size,
         is_training=True,
         scale=recipe.scale,
@@ -145,6 +146,23 @@ def train_transform(recipe: Recipe) -> Callable[[Image.Image], torch.Tensor]:
         re_prob=recipe.random_erasing,
         re_mode="pixel",  # per-pixel noise, as DeiT and RepViT erase
     )
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []) if isinstance(step, RandAugment) else []:
+            if op.name.startswith("Posterize"):
+                op.aug_fn = _posterize
+    return transform
+
+
+def _posterize(image: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, also for 0 bits.
+
+    RandAugment's ``inc1`` policy asks for 0 bits at full magnitude (which ``mstd`` noise
+    reaches); Pillow up to 12 turned that into a black image, Pillow 13 raises ValueError.
+    We keep the old, intended behaviour.
+    """
+    if bits_to_keep <= 0:
+        return Image.new(image.mode, image.size)
+    return posterize(image, bits_to_keep)
 
 
 def eval_transform(recipe: Recipe) -> Callable[[Image.Image], torch.Tensor]:
@@ -297,6 +315,20 @@ def collate(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
         return torch.empty(0), torch.empty(0, dtype=torch.long), len(batch)
     images, targets = _default_collate(kept)
     return images, targets, len(batch) - len(kept)
+
+
+def batches(loader: DataLoader) -> Iterator[Any]:
+    """Iterate a loader; an error raised for the user inside a worker arrives as one line.
+
+    (A DataLoader re-raises a worker's exception with the worker's traceback in its message.)
+    """
+    try:
+        yield from loader
+    except RoadmapError as exc:
+        lines = str(exc).strip().splitlines()
+        if len(lines) == 1:
+            raise
+        raise RoadmapError(lines[-1].split(": ", 1)[-1]) from None
 
 
 class ShardSampler(Sampler[int]):

@@ -58,6 +58,7 @@ from roadmap.build import build
 from roadmap.data import (
     Datasets,
     DataSource,
+    batches,
     default_workers,
     load_datasets,
     make_loader,
@@ -353,7 +354,7 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     loss_sum, steps, images, skipped = torch.zeros((), device=run.procs.device), 0, 0, 0
     run.display.start_epoch(epoch, run.recipe.epochs, len(run.train_loader))
     started = time.perf_counter()
-    for i, (x, y, dropped) in enumerate(run.train_loader):
+    for i, (x, y, dropped) in enumerate(batches(run.train_loader)):
         skipped += dropped
         if len(x) < 2:
             continue  # a batch emptied by skipped bad images
@@ -416,7 +417,7 @@ def evaluate(
     for model in models.values():
         model.eval()
     counts: dict[str, float] = {name: 0.0 for name in _count_names(models)}
-    for x, y, dropped in loader:
+    for x, y, dropped in batches(loader):
         counts["skipped"] += dropped
         if len(x) == 0:
             continue

@@ -1,0 +1,143 @@
+"""Data sources: the bundled digits split, image folders and their errors, loaders."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from roadmap.data import (
+    DigitsDataset,
+    ShardSampler,
+    SyntheticImages,
+    collate,
+    load_datasets,
+    make_loader,
+    parse_source,
+)
+from roadmap.errors import RoadmapError
+from roadmap.recipe import load_recipe
+from tests.training_data import CLASSES, corrupt_one_image, make_image_folder
+
+QUICK = load_recipe("quick")
+
+
+def test_parse_source() -> None:
+    assert parse_source("digits").kind == "digits"
+    assert parse_source("imagefolder:/data/pets").location == "/data/pets"
+    assert parse_source("synthetic:64").slug == "synthetic-64"
+    assert parse_source("synthetic").synthetic and not parse_source("digits").synthetic
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("imagenet", "unknown data source"),
+        ("imagefolder", "needs a path"),
+        ("synthetic:many", "number of images"),
+        ("digits:/x", "takes no path"),
+    ],
+)
+def test_bad_sources(text: str, message: str) -> None:
+    with pytest.raises(RoadmapError, match=message):
+        parse_source(text)
+
+
+def test_imagefolder_slugs_keep_same_named_folders_apart(tmp_path: Path) -> None:
+    a = parse_source(f"imagefolder:{tmp_path}/a/pets").slug
+    b = parse_source(f"imagefolder:{tmp_path}/b/pets").slug
+    assert a.startswith("imagefolder-pets-") and a != b
+
+
+def test_digits_split_is_fixed_disjoint_and_stratified() -> None:
+    torch.manual_seed(123)  # the split must not follow the training seed
+    train, val = DigitsDataset("train", lambda im: im), DigitsDataset("val", lambda im: im)
+    assert (len(train), len(val)) == (1437, 360)
+    assert sorted(set(val.targets)) == list(range(10))
+    again = DigitsDataset("val", lambda im: im)
+    assert (again.images == val.images).all()
+    train_rows = {im.tobytes() for im in train.images}
+    assert sum(im.tobytes() in train_rows for im in val.images) < 5  # only duplicate drawings
+
+
+def test_digits_are_upscaled_to_three_channels() -> None:
+    data = load_datasets(parse_source("digits"), QUICK.replace(img_size=48))
+    image, label = data.val[0]
+    assert image.shape == (3, 48, 48) and 0 <= label < 10
+    assert data.num_classes == 10
+
+
+def test_imagefolder_reads_classes_from_the_folders(tmp_path: Path) -> None:
+    data = load_datasets(parse_source(f"imagefolder:{make_image_folder(tmp_path)}"), QUICK)
+    assert data.num_classes == len(CLASSES)
+    assert (len(data.train), len(data.val)) == (32, 16)
+    assert data.train[0][0].shape == (3, 32, 32)
+
+
+def test_imagefolder_errors_name_the_problem(tmp_path: Path) -> None:
+    def load(path: Path) -> None:
+        load_datasets(parse_source(f"imagefolder:{path}"), QUICK)
+
+    with pytest.raises(RoadmapError, match="does not exist"):
+        load(tmp_path / "nowhere")
+    with pytest.raises(RoadmapError, match="train is missing"):
+        load(tmp_path)
+    (tmp_path / "train" / "cats").mkdir(parents=True)
+    (tmp_path / "val").mkdir()
+    with pytest.raises(RoadmapError, match="cats has no images"):
+        load(tmp_path)
+
+
+def test_an_undecodable_image_is_named_or_skipped(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path)
+    bad = corrupt_one_image(root)
+    source = parse_source(f"imagefolder:{root}")
+    strict = load_datasets(source, QUICK)
+    index = [path for path, _ in strict.train.samples].index(str(bad))
+    with pytest.raises(RoadmapError, match=f"cannot decode image {bad}"):
+        strict.train[index]
+    lenient = load_datasets(source, QUICK, bad_images="skip")
+    images, targets, skipped = collate([lenient.train[i] for i in range(len(lenient.train))])
+    assert skipped == 1 and len(images) == len(targets) == len(lenient.train) - 1
+
+
+def test_cifar_never_downloads_unless_asked(tmp_path: Path) -> None:
+    with pytest.raises(RoadmapError, match="pass --download"):
+        load_datasets(parse_source(f"cifar10:{tmp_path}"), QUICK)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synthetic_is_cheap_and_imagenet_shaped() -> None:
+    data = load_datasets(parse_source("synthetic:40"), QUICK)
+    assert (len(data.train), len(data.val), data.num_classes) == (40, 10, 1000)
+    image, label = data.train[39]
+    assert image.shape == (3, 32, 32) and label == 39
+
+
+def test_shard_sampler_covers_every_image_once() -> None:
+    shards = [list(ShardSampler(10, rank, 3)) for rank in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(10))
+
+
+def test_training_loader_drops_the_partial_batch_and_evaluation_keeps_all() -> None:
+    data = SyntheticImages(10, 32)
+    train = [len(x) for x, _, _ in make_loader(data, 4, train=True, workers=0)]
+    val = [len(x) for x, _, _ in make_loader(data, 4, train=False, workers=0)]
+    assert train == [4, 4] and val == [4, 4, 2]
+
+
+def test_randaugment_posterize_survives_zero_bits() -> None:
+    """Pillow 13 rejects posterize(0 bits), which timm's 'inc1' policy asks for at full
+    magnitude; the paper recipe must still run (the image goes black, as it used to)."""
+    from timm.data.auto_augment import RandAugment
+
+    from roadmap.data import train_transform
+
+    transform = train_transform(load_recipe("paper").replace(img_size=32))
+    (augment,) = [t for t in transform.transforms if isinstance(t, RandAugment)]
+    (op,) = [op for op in augment.ops if op.name == "PosterizeIncreasing"]
+    black = op.aug_fn(Image.new("RGB", (8, 8), (200, 100, 50)), 0)
+    assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
+    augment.ops, augment.num_layers = [op], 1
+    op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0  # the magnitude that asks for 0 bits
+    assert transform(Image.new("RGB", (8, 8), (200, 100, 50))).shape == (3, 32, 32)
