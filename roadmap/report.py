@@ -163,17 +163,16 @@ def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Te
 
 # --- latency and export ------------------------------------------------------------------
 
-NOISE_LEGEND = (
-    "≈ noise: the difference is below the pooled IQR (mean of the two rows' IQRs); "
-    "! spread: IQR over 10% of the median"
-)
+# A load average above half the cores before we start means other processes hold a core's worth
+# of work per two cores: with intra-op threads on every core, they will be preempted.
+BUSY_LOAD_FRACTION = 0.5
 
 
 def latency_table(records: Sequence[LatencyRecord]) -> Table:
     """Median [IQR] per model, and each row's difference from the row above (noise marked)."""
     table = Table(
         title="Latency (ms per forward pass)",
-        caption=conditions_text(records[0].conditions, records[0].fused) + "\n" + NOISE_LEGEND,
+        caption=conditions_text(records[0].conditions, records[0].fused) + "\n" + latency_legend(),
         caption_justify="left",
     )
     for name, justify in [("#", "right"), ("step", "left"), ("median", "right")]:
@@ -193,29 +192,46 @@ def latency_table(records: Sequence[LatencyRecord]) -> Table:
     return table
 
 
+def latency_legend() -> str:
+    """What the latency table's marks mean (the noise mark is the study table's)."""
+    return (
+        f"{NOISE_MARK} = within noise: |Δ| below the pooled IQR (mean of the two rows' IQRs); "
+        "! = spread: IQR over 10% of the median"
+    )
+
+
 def _delta_text(comparison: Comparison | None) -> Text:
     if comparison is None:
         return Text("")
     text = f"{comparison.delta_ms:+.2f} ({comparison.ratio:.2f}x)"
     if comparison.noise:
-        return Text(f"≈ {text}", style="dim")
+        return Text(f"{NOISE_MARK}{text}", style="dim")
     return Text(text, style="red" if comparison.delta_ms > 0 else "green")
 
 
-def conditions_text(conditions: dict, fused: bool = True) -> str:
-    """The conditions of a latency measurement in one or two lines."""
+def conditions_text(conditions: dict, fused: bool | None = True) -> str:
+    """The conditions of a latency measurement in two lines (``fused=None``: say nothing)."""
     c = conditions
     runtime = f"torch {c['torch_version']}"
     if c.get("onnxruntime_version"):
         runtime += f", onnxruntime {c['onnxruntime_version']}"
+    form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
     return (
         f"{c['device']} ({c['device_name']}), {c['threads']} threads, batch {c['batch']}, "
         f"{c['img_size']}x{c['img_size']}, {c['dtype']}, {c['memory_format']}, "
-        f"{c['backend']}, {runtime}, {'fused' if fused else 'UNFUSED (training form)'}\n"
+        f"{c['backend']}, {runtime}{form}\n"
         f"{c['warmup']} warm-up + {c['iters']} timed iterations per model, interleaved across "
         f"{c['interleaved_models']} model(s); load average {c['load_avg_1min_before']} -> "
-        f"{c['load_avg_1min_after']} on {c['cpu_count']} CPUs"
+        f"{c['load_avg_1min_after']} on {c['cpu_count']} CPUs" + _busy_warning(c)
     )
+
+
+def _busy_warning(conditions: dict) -> str:
+    """A warning when other work already loaded the machine before the measurement began."""
+    load, cpus = conditions.get("load_avg_1min_before"), conditions.get("cpu_count")
+    if load is None or not cpus or load <= BUSY_LOAD_FRACTION * cpus:
+        return ""
+    return " (busy machine: other work competed for the cores, expect noise)"
 
 
 def latency_data(records: Sequence[LatencyRecord]) -> dict:
@@ -242,8 +258,11 @@ def export_text(result: ExportResult) -> Text:
 
 # --- the study table (roadmap table / roadmap ablate) ------------------------------------
 
-NOISE_MARK = "~"
-NOISE_LEGEND = (
+NOISE_MARK = "≈"  # the same mark the latency table uses
+# A load average above half the cores before we start means other processes hold a core's worth
+# of work per two cores: with intra-op threads on every core, they will be preempted.
+BUSY_LOAD_FRACTION = 0.5
+STUDY_NOISE_LEGEND = (
     f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy |Δ| below "
     "2·std over seeds, or a single seed"
 )
@@ -310,7 +329,7 @@ def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
     table = Table(
         title=title,
         caption_justify="left",
-        caption="\n".join([latency_header(rows), legend, NOISE_LEGEND, MACS_LEGEND]),
+        caption="\n".join([latency_header(rows), legend, STUDY_NOISE_LEGEND, MACS_LEGEND]),
     )
     table.add_column("step", no_wrap=True)
     titles = {"latency_ms": "latency ms [IQR]", "top1": "top-1 % ± std (n)"}
@@ -359,7 +378,7 @@ def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
     for row in rows:
         cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"{latency_header(rows)}. {NOISE_LEGEND}. {MACS_LEGEND}."]
+    lines += ["", f"{latency_header(rows)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
     return "\n".join(lines)
 
 
@@ -373,7 +392,7 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
             ("_", r"\_"),
             ("±", r"$\pm$"),
             ("Δ", r"$\Delta$"),
-            ("~", r"$\sim$"),
+            ("≈", r"$\approx$"),
             ("—", "--"),
         ):
             text = text.replace(a, b)
@@ -392,7 +411,7 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        rf"\caption{{{esc(title)}. {esc(latency_header(rows))}. {esc(NOISE_LEGEND)}.}}",
+        rf"\caption{{{esc(title)}. {esc(latency_header(rows))}. {esc(STUDY_NOISE_LEGEND)}.}}",
         r"\end{table}",
     ]
     return "\n".join(lines)

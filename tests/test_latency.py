@@ -5,11 +5,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from rich.console import Console
 from torch import nn
 from typer.testing import CliRunner
 
 import roadmap
-from roadmap import latency
+from roadmap import latency, report
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.latency import Candidate, LatencyRecord, LatencySettings
@@ -41,8 +42,11 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def synthetic(label: str, p25: float, median: float, p75: float) -> LatencyRecord:
-    return LatencyRecord(label, [label], True, median, p25, p75, p75 - p25, p25, 5, {}, [])
+def synthetic(
+    label: str, p25: float, median: float, p75: float, conditions: dict | None = None
+) -> LatencyRecord:
+    c = conditions or {}
+    return LatencyRecord(label, [label], True, median, p25, p75, p75 - p25, p25, 5, c, [])
 
 
 # --- statistics and noise marking (synthetic numbers) ------------------------------------
@@ -88,6 +92,25 @@ def test_consecutive_compares_each_row_with_the_one_before() -> None:
 def test_noisy_flags_a_wide_spread() -> None:
     assert synthetic("wide", 9.0, 10.0, 11.5).noisy
     assert not synthetic("tight", 9.8, 10.0, 10.3).noisy
+
+
+def render(records: list[LatencyRecord]) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(report.latency_table(records))
+    return console.export_text()
+
+
+def test_table_marks_noise_spread_and_a_busy_machine() -> None:
+    (real,) = latency.measure([Candidate("x", nn.Identity())], TINY)
+    conditions = {**real.conditions, "load_avg_1min_before": 3.0, "cpu_count": 2}
+    rows = [("a", 9.9, 10.0, 10.1), ("b", 14.9, 15.0, 15.1), ("c", 13.0, 15.2, 17.0)]
+    text = render([synthetic(*row, conditions=conditions) for row in rows])
+    lines = {line.split("│")[2].strip(): line for line in text.splitlines() if "│" in line}
+    assert report.NOISE_MARK not in lines["b"] and "+5.00" in lines["b"]
+    assert f"{report.NOISE_MARK}+0.20" in lines["c"] and "!" in lines["c"]  # noise, wide spread
+    assert "busy machine" in text
+    quiet = {**conditions, "load_avg_1min_before": 0.2}
+    assert "busy machine" not in render([synthetic(*rows[0], conditions=quiet)])
 
 
 # --- measuring ---------------------------------------------------------------------------

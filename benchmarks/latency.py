@@ -1,0 +1,147 @@
+"""Latency benchmark: our builder against timm's, and fused against unfused, in one run.
+
+Every model below is measured in a single interleaved run (``roadmap.latency.measure``: one
+iteration of each model per round, order reshuffled every round), so drift on a noisy machine
+hits all of them alike:
+
+(a) builder overhead, same architecture on both sides:
+    - our fused last step (alternating_se) against timm's ``repvit_m0_9`` (distillation=False)
+      fused by ``timm.utils.reparameterize_model``;
+    - our step 0 (mobilenetv3_large) in training form against timm's ``mobilenetv3_large_100``:
+      ``reparameterize_model`` leaves timm's MobileNetV3 BatchNorms in place, so both run the
+      same ops. Our fused step 0 is measured too, to show what folding the BNs buys.
+    The target is a ratio of at most 1.05.
+(b) every roadmap step, fused against unfused.
+
+Writes ``results/benchmarks/latency_<device>.json`` (every record with its conditions) and
+``results/benchmarks/latency.md`` (the tables and the conditions)::
+
+    python benchmarks/latency.py                # CPU, torch's default threads
+    python benchmarks/latency.py --threads 1 --iters 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import timm
+from timm.utils import reparameterize_model
+
+import roadmap
+from roadmap.latency import Candidate, LatencyRecord, LatencySettings, compare, measure
+from roadmap.report import conditions_text
+
+OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
+TARGET_RATIO = 1.05  # the issue's bar for "no overhead from our builder"
+FIRST, LAST = "mobilenetv3_large", "alternating_se"
+TIMM_REPVIT, TIMM_MNV3 = "timm repvit_m0_9 (fused)", "timm mobilenetv3_large_100"
+
+
+def unfused_label(step: str) -> str:
+    return f"{step} (unfused)"
+
+
+def candidates() -> list[Candidate]:
+    """Every step fused and unfused, then timm's two endpoints."""
+    out = []
+    for step in roadmap.list_steps():
+        names = tuple(roadmap.resolve_steps(upto=step))
+        model = roadmap.build_model(step)
+        out.append(Candidate(step, roadmap.fuse(model), names, fused=True))
+        out.append(Candidate(unfused_label(step), model.eval(), names, fused=False))
+    repvit = timm.create_model("repvit_m0_9", distillation=False).eval()
+    out.append(Candidate(TIMM_REPVIT, reparameterize_model(repvit), fused=True))
+    mnv3 = timm.create_model("mobilenetv3_large_100").eval()
+    out.append(Candidate(TIMM_MNV3, reparameterize_model(mnv3), fused=False))  # BNs stay
+    return out
+
+
+def pair(a: LatencyRecord, b: LatencyRecord) -> dict:
+    """``a`` against ``b``: the ratio of medians and whether the difference is noise."""
+    c = compare(b, a)
+    return {"ours": a.step, "reference": b.step, "ratio": c.ratio, "noise": c.noise}
+
+
+def summarize(records: list[LatencyRecord]) -> dict:
+    by = {r.step: r for r in records}
+    builder = [
+        pair(by[LAST], by[TIMM_REPVIT]),
+        pair(by[unfused_label(FIRST)], by[TIMM_MNV3]),
+        pair(by[FIRST], by[TIMM_MNV3]),
+    ]
+    fusion = [pair(by[s], by[unfused_label(s)]) for s in roadmap.list_steps()]
+    return {"target_ratio": TARGET_RATIO, "builder_vs_timm": builder, "fused_vs_unfused": fusion}
+
+
+def ms(r: LatencyRecord) -> str:
+    return f"{r.median_ms:.2f} [{r.iqr_ms:.2f}]"
+
+
+def markdown(records: list[LatencyRecord], summary: dict, wall_s: float) -> str:
+    by = {r.step: r for r in records}
+    lines = [
+        "# Latency benchmark (`benchmarks/latency.py`)",
+        "",
+        "Milliseconds per forward pass: median [IQR]. Conditions:",
+        "",
+        *[f"    {line}" for line in conditions_text(records[0].conditions, None).splitlines()],
+        f"    ({len(records)} models measured in one run of {wall_s:.0f} s)",
+        "",
+        "## Our builder against timm (same architecture)",
+        "",
+        "| ours | ms | timm | ms | ours / timm | within noise |",
+        "|---|---:|---|---:|---:|:---:|",
+    ]
+    for p in summary["builder_vs_timm"]:
+        a, b = by[p["ours"]], by[p["reference"]]
+        noise = "yes" if p["noise"] else "no"
+        lines.append(f"| {a.step} | {ms(a)} | {b.step} | {ms(b)} | {p['ratio']:.3f} | {noise} |")
+    lines += [
+        "",
+        f"Target: ours / timm ≤ {TARGET_RATIO}. timm's MobileNetV3 keeps its BatchNorms after",
+        "`reparameterize_model`, so the like-for-like pair is our *unfused* step 0; the fused",
+        "row shows what folding them buys.",
+        "",
+        "## Fused against unfused, every step",
+        "",
+        "| # | step | fused ms | unfused ms | fused / unfused | within noise |",
+        "|---:|---|---:|---:|---:|:---:|",
+    ]
+    for i, p in enumerate(summary["fused_vs_unfused"]):
+        a, b = by[p["ours"]], by[p["reference"]]
+        noise = "yes" if p["noise"] else "no"
+        lines.append(f"| {i} | {a.step} | {ms(a)} | {ms(b)} | {p['ratio']:.3f} | {noise} |")
+    lines += ["", "Within noise: |difference| below the mean of the two IQRs.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=100, help="timed iterations per model")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+    settings = LatencySettings(
+        device=args.device, threads=args.threads, warmup=args.warmup, iters=args.iters
+    )
+    start = time.perf_counter()
+    records = measure(candidates(), settings)
+    wall_s = time.perf_counter() - start
+    summary = summarize(records)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    data = {"summary": summary, "wall_s": wall_s, "records": [r.to_dict() for r in records]}
+    json_path = args.out_dir / f"latency_{args.device}.json"
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    md_path = args.out_dir / "latency.md"
+    md_path.write_text(markdown(records, summary, wall_s))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()
