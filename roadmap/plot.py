@@ -1,0 +1,606 @@
+"""The roadmap as one figure: the paper's trajectory, ours, and what each step changed.
+
+Three kinds of panel, side by side on a 16:9 slide:
+
+1. **Paper**: the paper's iPhone 12 latency (x) against its ImageNet-1K top-1 (y), one point
+   per step that has both numbers, arrows from each step to the next.
+2. **Ours**: our measured latency of the fused model (x, median with the interquartile range
+   as error bars) against our top-1 (mean ± std over seeds). Before anything is trained there
+   is no accuracy, so y becomes the deploy MACs instead: the panel then shows that MACs and
+   latency do not move together, which is the paper's reason for measuring latency at all.
+3. **Δ per step**: each step's change in latency against the step before, ours beside the
+   paper's, in percent so that CPU milliseconds and iPhone milliseconds compare; a second panel
+   does the same for top-1 (in points) when we have accuracy. A change within the noise
+   (:mod:`roadmap.study`'s rules) is drawn hatched and grey.
+
+Points carry their row number; the Δ panel's axis lists every number with its step name, so it
+is also the key. Nothing is drawn that was not measured here or printed in the paper.
+
+The figure is built on a bare :class:`matplotlib.figure.Figure` (no pyplot, so no global
+figure state survives a call) and written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+
+from roadmap import registry
+from roadmap.errors import RoadmapError
+from roadmap.study import Row
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+# 16:9 at 110 dpi is a 1760x990 slide; the PNG stays well under 300 KB.
+FIGSIZE = (16.0, 9.0)
+DPI = 110
+# Colours of the two sources, the same in every panel (matplotlib's default blue and orange).
+OURS, PAPER, NOISE = "#1f77b4", "#ff7f0e", "#b0b0b0"
+RC = {
+    "font.size": 12,  # at 16x9 in on a projector, 12 pt is the smallest comfortable size
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 10.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+DEFAULT_TITLE = "The RepViT roadmap: MobileNetV3-L → RepViT-M0.9, one step at a time"
+
+
+def check_out(out: Path) -> str:
+    """The matplotlib format for ``out``'s suffix; raises :class:`RoadmapError` for others."""
+    fmt = FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise RoadmapError(
+            f"cannot tell the figure format from {str(out)!r}; name it .png, .svg or .pdf"
+        )
+    return fmt
+
+
+def plot_rows(
+    rows: list[Row],
+    out: Path,
+    *,
+    title: str | None = None,
+    accuracy_on: str | None = None,
+) -> Path:
+    """Draw the roadmap figure for ``rows`` and write it to ``out`` (atomically).
+
+    Args:
+        rows: the study rows (``roadmap.study.collect``), in roadmap order.
+        out: the file to write; its suffix (.png, .svg, .pdf) picks the format.
+        title: the figure's title (default: the roadmap's).
+        accuracy_on: what our top-1 was measured on (e.g. ``digits, recipe quick``), for labels.
+
+    Returns:
+        ``out``.
+    """
+    fmt = check_out(out)
+    fig = figure(rows, title=title, accuracy_on=accuracy_on)
+    with matplotlib.rc_context(RC):
+        _save(fig, Path(out), fmt)
+    return Path(out)
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+def figure(rows: list[Row], *, title: str | None = None, accuracy_on: str | None = None) -> Figure:
+    """The roadmap figure for ``rows``, not yet written anywhere (arguments as in plot_rows)."""
+    if not rows:
+        raise RoadmapError("nothing to plot: no rows; pick steps with --upto/--steps/--skip")
+    with matplotlib.rc_context(RC):
+        return _figure(rows, title or DEFAULT_TITLE, accuracy_on)
+
+
+def _figure(rows: list[Row], title: str, accuracy_on: str | None) -> Figure:
+    fig = Figure(figsize=FIGSIZE)
+    FigureCanvasAgg(fig)  # a renderer to measure label boxes with (see _place_labels)
+    with_acc = any(r.accuracy is not None for r in rows)
+    scatter, bar_axes = _axes(fig, with_acc)
+    notes: list[str] = []
+    notes += _paper_panel(scatter[0], rows)
+    notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(rows)
+    bars = [_latency_bar(rows, i) for i in range(len(rows))]
+    notes += _latency_bars(bar_axes[0], rows, bars, alone=not with_acc)
+    if with_acc:
+        top1 = [_top1_bar(rows, i) for i in range(len(rows))]
+        notes += _top1_bars(bar_axes[1], rows, top1)
+        bars += top1
+    _bar_legend(bar_axes, bars)
+    fig.suptitle(title, x=0.02, y=0.975, ha="left", fontsize=17, fontweight="bold")
+    fig.text(0.02, 0.915, _conditions_line(rows), ha="left", va="top", fontsize=11.5)
+    footnotes = "\n".join(f"• {n}" for n in notes)
+    fig.text(0.02, 0.015, footnotes, ha="left", va="bottom", fontsize=10.5)
+    return fig
+
+
+def _axes(fig: Figure, with_acc: bool) -> tuple[list[Axes], list[Axes]]:
+    """Two scatter panels on the left, one or two Δ bar panels (sharing rows) on the right.
+
+    Fixed margins, not constrained layout: labels are placed in pixels once the axes have their
+    final size. The gap before the bars holds their step names (the figure's key).
+    """
+    split = 0.56 if with_acc else 0.62  # figure fraction where the scatter panels end
+    box = {"top": 0.84, "bottom": 0.27}
+    left = fig.add_gridspec(1, 2, left=0.05, right=split, wspace=0.28, **box)
+    right = fig.add_gridspec(
+        1, 2 if with_acc else 1, left=split + 0.14, right=0.985, wspace=0.12, **box
+    )
+    scatter = [fig.add_subplot(left[0]), fig.add_subplot(left[1])]
+    bars = [fig.add_subplot(right[0])]
+    if with_acc:
+        bars.append(fig.add_subplot(right[1], sharey=bars[0]))
+        bars[1].tick_params(labelleft=False)
+    return scatter, bars
+
+
+def _save(fig: Figure, out: Path, fmt: str) -> None:
+    """Write to a temporary file beside ``out``, then rename: a reader never sees half a file."""
+    # A unique hidden name in the same folder (so the rename is atomic), created with the
+    # default permissions (mkstemp would make the figure private).
+    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt), **_extra(fmt))
+        os.replace(tmp, out)
+    except OSError as e:
+        raise RoadmapError(f"cannot write the figure to {out}: {e.strerror}") from None
+    finally:
+        if tmp.exists():  # savefig failed half-way
+            tmp.unlink()
+
+
+def _extra(fmt: str) -> dict[str, Any]:
+    """Pillow's PNG optimizer: same pixels, smaller file."""
+    return {"pil_kwargs": {"optimize": True}} if fmt == "png" else {}
+
+
+def _metadata(fmt: str) -> dict[str, Any]:
+    """No creation date in SVG/PDF, so the same numbers give the same file."""
+    return {"Date": None} if fmt in ("svg", "pdf") else {}
+
+
+# --- panel 1: the paper -------------------------------------------------------------------
+
+
+def _paper_panel(ax: Axes, rows: list[Row]) -> list[str]:
+    """The paper's latency vs top-1; returns footnotes on the steps it leaves out."""
+    idx = [i for i, r in enumerate(rows) if r.paper_latency_ms and r.paper_top1 is not None]
+    ax.set_title("Paper: iPhone 12 (Core ML), ImageNet-1K", loc="left", fontweight="bold")
+    ax.set_xlabel("latency on iPhone 12 (ms, as reported)")
+    ax.set_ylabel("top-1 (%), ImageNet-1K, no distillation")
+    ax.grid(alpha=0.3)
+    if not idx:
+        _empty(ax, "the paper reports no numbers\nfor these rows (ablations)")
+        return []
+    xs = [rows[i].paper_latency_ms for i in idx]
+    ys = [rows[i].paper_top1 for i in idx]
+    _trajectory(ax, idx, xs, ys, PAPER)
+    return _paper_notes(rows, idx)
+
+
+def _paper_notes(rows: list[Row], shown: list[int]) -> list[str]:
+    notes = []
+    for i, row in enumerate(rows):
+        note = _paper_note(row)
+        paper_row = row.paper_latency_ms is not None or row.paper_top1 is not None
+        if i not in shown and (paper_row or note):
+            why = note or "the paper gives only one of the two numbers"
+            notes.append(f"Paper panel leaves out {i} {row.variant.name}: {why}.")
+        elif i in shown and note:
+            notes.append(f"Paper panel, point {i} ({row.variant.name}): {note}.")
+    if len(shown) > 1 and shown != list(range(shown[0], shown[-1] + 1)):
+        notes.append("Arrows join the nearest steps the paper gives both numbers for.")
+    return notes
+
+
+def _paper_note(row: Row) -> str:
+    if row.paper_latency_ms is None and row.paper_top1 is None and row.variant.name[0] in "+-":
+        return ""  # an ablation row: the paper has no numbers for it, by design
+    try:
+        return registry.get_step(row.variant.step).paper_note if row.variant.step else ""
+    except RoadmapError:
+        return ""
+
+
+# --- panel 2: ours ------------------------------------------------------------------------
+
+
+def _ours_panel(ax: Axes, rows: list[Row], accuracy_on: str | None) -> list[str]:
+    """Our latency vs our top-1 (or vs deploy MACs before any training); returns footnotes."""
+    ax.grid(alpha=0.3)
+    timed = [i for i, r in enumerate(rows) if r.latency is not None]
+    ax.set_xlabel(_latency_label(rows, timed))
+    if not timed:
+        ax.set_title("Ours", loc="left", fontweight="bold")
+        _empty(ax, "latency not measured")
+        return []
+    if any(r.accuracy is not None for r in rows):
+        return _ours_top1(ax, rows, timed, accuracy_on)
+    return _ours_macs(ax, rows, timed)
+
+
+def _ours_top1(ax: Axes, rows: list[Row], timed: list[int], on: str | None) -> list[str]:
+    idx = [i for i in timed if rows[i].accuracy is not None]
+    ax.set_title("Ours: fused-model latency vs top-1", loc="left", fontweight="bold")
+    ax.set_ylabel(f"top-1 (%){f' on {on}' if on else ''}, mean ± std")
+    xs = [rows[i].latency.median_ms for i in idx]
+    ys = [rows[i].accuracy.mean for i in idx]
+    ax.errorbar(
+        xs,
+        ys,
+        xerr=_iqr_err(rows, idx),
+        yerr=[rows[i].accuracy.std for i in idx],
+        fmt="none",
+        ecolor=OURS,
+        alpha=0.45,
+        lw=1.2,
+        capsize=3,
+    )
+    _trajectory(ax, idx, xs, ys, OURS)
+    seeds = sorted({rows[i].accuracy.n for i in idx})
+    notes = [
+        f"Ours: top-1 over {'/'.join(map(str, seeds))} seed(s) per step; "
+        "not comparable with the paper's ImageNet numbers (other data, shorter recipe)."
+    ]
+    missing = [f"{i} {rows[i].variant.name}" for i in timed if rows[i].accuracy is None]
+    if missing:
+        notes.append(f"Ours panel leaves out (no recorded run): {', '.join(missing)}.")
+    return notes
+
+
+def _ours_macs(ax: Axes, rows: list[Row], timed: list[int]) -> list[str]:
+    ax.set_title("Ours: MACs ≠ latency (nothing trained yet)", loc="left", fontweight="bold")
+    ax.set_ylabel("deploy MACs (G), counted at batch 1")
+    idx = [i for i in timed if rows[i].counts is not None]
+    xs = [rows[i].latency.median_ms for i in idx]
+    ys = [rows[i].counts.deploy_macs / 1e9 for i in idx]
+    ax.errorbar(
+        xs, ys, xerr=_iqr_err(rows, idx), fmt="none", ecolor=OURS, alpha=0.45, lw=1.2, capsize=3
+    )
+    _trajectory(ax, idx, xs, ys, OURS)
+    return [
+        "Ours panel: no accuracy is recorded yet (train with `roadmap run`), so it plots "
+        "MACs: a step can add MACs and still get faster, or the reverse."
+    ]
+
+
+def _busy_note(rows: list[Row]) -> list[str]:
+    """A warning when other work competed for the CPU while we timed (load above core count)."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    c = lat.conditions if lat else {}
+    load, cpus = c.get("load_avg_1min_before"), c.get("cpu_count")
+    if c.get("device") != "cpu" or load is None or not cpus or load <= cpus:
+        return []
+    return [
+        f"The machine was busy while we timed (load {load:.1f} on {cpus} CPUs): our latencies "
+        "are inflated and their IQRs wide; rerun `roadmap plot` on an idle machine."
+    ]
+
+
+def _iqr_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
+    """Asymmetric x error bars from the 25th to the 75th percentile."""
+    lats = [rows[i].latency for i in idx]
+    return [[r.median_ms - r.p25_ms for r in lats], [r.p75_ms - r.median_ms for r in lats]]
+
+
+def _latency_label(rows: list[Row], timed: list[int]) -> str:
+    if not timed:
+        return "our latency (ms)"
+    c = rows[timed[0]].latency.conditions
+    return (
+        f"our latency, fused model (ms, median; bars: IQR)\n"
+        f"{_short_device(c)}, batch {c.get('batch', '?')}, "
+        f"{c.get('img_size', '?')}×{c.get('img_size', '?')}"
+    )
+
+
+# --- panel 3: Δ per step ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """One row's pair of bars: ours (with its noise flag) and the paper's (None = no number)."""
+
+    ours: float | None
+    noise: bool
+    paper: float | None
+
+
+def _latency_bars(ax: Axes, rows: list[Row], bars: list[_Bar], *, alone: bool) -> list[str]:
+    _bar_panel(ax, rows, bars, fmt="{:+.0f}%")
+    what = "latency " if alone else ""  # beside the top-1 panel, x labels say which is which
+    ax.set_title(f"Δ {what}vs previous step", loc="left", fontweight="bold")
+    ax.set_xlabel(f"{'change in ' if alone else 'Δ '}latency (%)\n(negative = faster)")
+    return [
+        "Δ bars: ours hatched grey when |Δ| is below the mean IQR of the two steps (noise); "
+        "paper bars only where the paper gives both steps' latency."
+    ]
+
+
+def _top1_bars(ax: Axes, rows: list[Row], bars: list[_Bar]) -> list[str]:
+    _bar_panel(ax, rows, bars, fmt="{:+.1f}")
+    ax.set_xlabel("Δ top-1 (points)\n(positive = better)")
+    return ["Δ top-1 is noise (grey) with fewer than 2 seeds or below 2 × the larger std."]
+
+
+def _latency_bar(rows: list[Row], i: int) -> _Bar:
+    row, prev = rows[i], _previous(rows, i)
+    d = row.vs_previous.get("latency_ms")
+    ours = 100 * d.value / (row.latency.median_ms - d.value) if d else None
+    paper = None
+    if prev is not None and row.paper_latency_ms and prev.paper_latency_ms:
+        paper = 100 * (row.paper_latency_ms - prev.paper_latency_ms) / prev.paper_latency_ms
+    return _Bar(ours, bool(d and d.noise), paper)
+
+
+def _top1_bar(rows: list[Row], i: int) -> _Bar:
+    row, prev = rows[i], _previous(rows, i)
+    d = row.vs_previous.get("top1")
+    paper = None
+    if prev is not None and row.paper_top1 is not None and prev.paper_top1 is not None:
+        paper = row.paper_top1 - prev.paper_top1
+    return _Bar(d.value if d else None, bool(d and d.noise), paper)
+
+
+def _previous(rows: list[Row], i: int) -> Row | None:
+    """The row a delta is taken against: the nearest buildable one above (as in study)."""
+    return next((rows[j] for j in range(i - 1, -1, -1) if rows[j].variant.steps), None)
+
+
+def _bar_panel(ax: Axes, rows: list[Row], bars: list[_Bar], *, fmt: str) -> None:
+    """Horizontal bar pairs, one row per step (top to bottom), values written at bar ends."""
+    height = 0.38  # two bars and a gap fill each row's unit slot
+    texts = []
+    for y, bar in enumerate(bars):
+        if bar.ours is not None:
+            face = NOISE if bar.noise else OURS
+            ax.barh(
+                y - height / 2,
+                bar.ours,
+                height,
+                color=face,
+                edgecolor=OURS,
+                hatch="///" if bar.noise else None,
+                lw=0.8,
+            )
+            texts.append(_bar_value(ax, bar.ours, y - height / 2, fmt))
+        if bar.paper is not None:
+            ax.barh(y + height / 2, bar.paper, height, color=PAPER, lw=0)
+            texts.append(_bar_value(ax, bar.paper, y + height / 2, fmt))
+    ax.axvline(0, color="black", lw=0.8)
+    ax.tick_params(axis="y", length=0)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first step at the top
+    ax.set_yticks(range(len(rows)), [f"{i}  {r.variant.name}" for i, r in enumerate(rows)])
+    _fit_values(ax, bars, texts)
+
+
+def _bar_value(ax: Axes, value: float, y: float, fmt: str) -> Any:
+    return ax.annotate(
+        fmt.format(value),
+        (value, y),
+        xytext=(4 if value >= 0 else -4, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=10,
+        ha="left" if value >= 0 else "right",
+    )
+
+
+def _fit_values(ax: Axes, bars: list[_Bar], texts: list[Any]) -> None:
+    """Symmetric x limits wide enough that the longest bar's value label stays inside."""
+    span = max([abs(v) for b in bars for v in (b.ours, b.paper) if v is not None] or [1.0])
+    renderer = ax.figure.canvas.get_renderer()
+    widest = max([t.get_window_extent(renderer).width for t in texts] or [0.0])
+    half = ax.get_window_extent(renderer).width / 2
+    room = max(half - widest - 8 * ax.figure.dpi / 72, half / 3)  # 8 pt: offset plus margin
+    ax.set_xlim(-span * half / room, span * half / room)
+
+
+def _bar_legend(axes: list[Axes], bars: list[_Bar]) -> None:
+    """One legend across the bar panels, in the start row (row 0 never has bars)."""
+    from matplotlib.patches import Patch
+
+    kinds = {
+        "ours": any(b.ours is not None and not b.noise for b in bars),
+        "ours, noise": any(b.ours is not None and b.noise for b in bars),
+        "paper": any(b.paper is not None for b in bars),
+    }
+    styles = {
+        "ours": {"color": OURS},
+        "ours, noise": {"facecolor": NOISE, "edgecolor": OURS, "hatch": "///"},
+        "paper": {"color": PAPER},
+    }
+    handles = [Patch(label=k, **styles[k]) for k, shown in kinds.items() if shown]
+    if not handles:
+        return
+    first, last = axes[0].get_position(), axes[-1].get_position()
+    # a figure legend (drawn above every panel), centred over the bars, top of row 0
+    axes[0].figure.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(handles),
+        bbox_to_anchor=((first.x0 + last.x1) / 2, first.y1 - 0.004),
+        framealpha=0.9,
+        columnspacing=1.0,
+        handlelength=1.5,
+        fontsize=10,
+    )
+
+
+# --- shared pieces ------------------------------------------------------------------------
+
+
+def _trajectory(ax: Axes, idx: list[int], xs: list[float], ys: list[float], color: str) -> None:
+    """Points joined by arrows in order, start and end marked, numbers placed without overlap."""
+    ax.scatter(xs, ys, s=42, color=color, zorder=3)
+    ax.scatter(xs[-1:], ys[-1:], s=200, marker="*", color=color, zorder=4)
+    for k in range(len(xs) - 1):
+        ax.annotate(
+            "",
+            xy=(xs[k + 1], ys[k + 1]),
+            xytext=(xs[k], ys[k]),
+            zorder=2,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": color,
+                "lw": 1.3,
+                "alpha": 0.7,
+                "shrinkA": 5,
+                "shrinkB": 5,
+                "mutation_scale": 13,
+            },
+        )
+    ax.margins(0.12)
+    ax.autoscale_view()
+    _place_labels(ax, xs, ys, [str(i) for i in idx], color)
+
+
+# Candidate label offsets (points), nearest first: eight directions at two distances.
+_OFFSETS = [
+    (dx * r, dy * r)
+    for r in (11, 20)
+    for dx, dy in (
+        (0, 1),
+        (1, 0),
+        (0, -1),
+        (-1, 0),
+        (0.75, 0.75),
+        (0.75, -0.75),
+        (-0.75, -0.75),
+        (-0.75, 0.75),
+    )
+]
+
+
+def _place_labels(
+    ax: Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], color: str
+) -> None:
+    """Put each label where it overlaps the fewest points, arrows and earlier labels."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    ax.set_xlim(ax.get_xlim())  # freeze the limits: offsets are computed in pixels
+    ax.set_ylim(ax.get_ylim())
+    pts = ax.transData.transform(list(zip(xs, ys, strict=True)))
+    # the last point is a big star, the others small dots (radii in pixels at the canvas dpi)
+    obstacles = [_box_around(p, 10 if k == len(pts) - 1 else 6) for k, p in enumerate(pts)]
+    obstacles += _arrow_boxes(pts)
+    frame = ax.get_window_extent(renderer)
+    for k, text in enumerate(labels):
+        best = min(
+            (_label_cost(fig, renderer, text, pts, k, off, obstacles, frame) for off in _OFFSETS),
+            key=lambda c: c[0],
+        )
+        _, (dx, dy), box = best
+        obstacles.append(box)
+        ax.annotate(
+            text,
+            (xs[k], ys[k]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=11,
+            fontweight="bold",
+            color=color,
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
+
+
+def _label_cost(
+    fig: Figure,
+    renderer: Any,
+    text: str,
+    pts: Any,
+    k: int,
+    offset: tuple[float, float],
+    obstacles: list[Bbox],
+    frame: Bbox,
+) -> tuple[float, tuple[float, float], Bbox]:
+    """How bad putting point ``k``'s label at ``offset`` is: overlaps, ambiguity, clipping."""
+    scale = fig.dpi / 72  # offsets are in points, boxes in pixels
+    x, y = pts[k][0] + offset[0] * scale, pts[k][1] + offset[1] * scale
+    box = _label_box(fig, renderer, text, x, y)
+    own = math.dist((x, y), pts[k])
+    # A label nearer to another point than to its own reads as that point's label.
+    ambiguous = sum(math.dist((x, y), p) < own + 4 * scale for j, p in enumerate(pts) if j != k)
+    overlaps = sum(box.overlaps(o) for o in obstacles)
+    # Weights: clipping is worst, then misreading, then overlap; ties go to the nearest offset.
+    cost = 100 * (not _inside(box, frame)) + 10 * ambiguous + 4 * overlaps + own / 100
+    return cost, offset, box
+
+
+def _label_box(fig: Figure, renderer: Any, text: str, x: float, y: float) -> Bbox:
+    """The pixel box a bold 11 pt label centred at (x, y) would take (with its padding)."""
+    t = fig.text(0, 0, text, fontsize=11, fontweight="bold")
+    w, h = t.get_window_extent(renderer).size
+    t.remove()
+    pad = 3  # the label's rounded background reaches a little past the glyphs
+    return Bbox.from_bounds(x - w / 2 - pad, y - h / 2 - pad, w + 2 * pad, h + 2 * pad)
+
+
+def _box_around(p: Sequence[float], r: float) -> Bbox:
+    return Bbox.from_bounds(p[0] - r, p[1] - r, 2 * r, 2 * r)
+
+
+def _arrow_boxes(pts: Sequence[Sequence[float]]) -> list[Bbox]:
+    """Small boxes along each arrow so labels avoid sitting on the lines."""
+    boxes = []
+    for a, b in zip(pts, pts[1:], strict=False):
+        n = max(2, int(math.dist(a, b) // 8))  # one box every ~8 px along the segment
+        for k in range(1, n):
+            t = k / n
+            boxes.append(_box_around((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])), 2))
+    return boxes
+
+
+def _inside(box: Bbox, frame: Bbox) -> bool:
+    return frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
+def _conditions_line(rows: list[Row]) -> str:
+    """Where our latency came from, in one line (from the first measured row)."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    paper = "Paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML, batch 1)."
+    if lat is None:
+        return f"{paper}  Ours: latency not measured."
+    c = lat.conditions
+    parts = [
+        f"fused models, {c.get('backend', 'eager')} PyTorch {c.get('torch_version', '?')}",
+        _short_device(c),
+        f"{c.get('threads', '?')} threads",
+        f"batch {c.get('batch', '?')}, {c.get('img_size', '?')}×{c.get('img_size', '?')}",
+        f"{c.get('dtype', 'float32')}, {c.get('memory_format', 'contiguous')}",
+        f"{c.get('iters', lat.n)} timed iterations, {c.get('interleaved_models', 1)} models "
+        "interleaved",
+    ]
+    load = c.get("load_avg_1min_before")
+    if load is not None:
+        parts.append(f"load avg {load:.1f} on {c.get('cpu_count', '?')} CPUs")
+    return f"{paper}\nOurs: {'; '.join(parts)}."
+
+
+def _short_device(c: dict[str, Any]) -> str:
+    name = str(c.get("device_name") or c.get("device", "?"))
+    for noise in ("(R)", "(TM)", " CPU", " Processor"):
+        name = name.replace(noise, "")
+    return f"{c.get('device', '?').upper()} {' '.join(name.split())}"
