@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from roadmap import registry, report
@@ -36,7 +37,8 @@ class _Group(TyperGroup):
         except RoadmapError as e:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            message = escape(str(e))  # 'pip install -e ".[coreml]"' is not rich markup
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -250,7 +252,8 @@ def _csv(records: list[dict]) -> str:
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(key for rec in records for key in rec))  # first row: no deltas
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for rec in records:
         writer.writerow({k: ",".join(v) if isinstance(v, list) else v for k, v in rec.items()})
@@ -457,8 +460,12 @@ class ExportFormat(str, Enum):
     coreml = "coreml"
 
 
-ImgSizeOpt = Annotated[int, typer.Option("--img-size", min=32, help="Input resolution (square).")]
-BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
+# Unique names: with postponed annotations, typer resolves an alias when the app runs, so a later
+# alias of the same name would silently replace these.
+DeployImgSizeOpt = Annotated[
+    int, typer.Option("--img-size", min=32, help="Input resolution (square).")
+]
+DeployBatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
 
 
 @app.command("latency")
@@ -470,8 +477,8 @@ def latency_cmd(
         bool, typer.Option("--all", help="Measure every step, interleaved round by round.")
     ] = False,
     device: Annotated[Device, typer.Option("--device", help="Where to run.")] = Device.cpu,
-    batch: BatchOpt = 1,
-    img_size: ImgSizeOpt = 224,
+    batch: DeployBatchOpt = 1,
+    img_size: DeployImgSizeOpt = 224,
     threads: Annotated[
         int | None,
         typer.Option("--threads", min=1, help="CPU threads (default: what torch uses now)."),
@@ -522,8 +529,8 @@ def export_cmd(
         Path | None,
         typer.Option("--out", help="Destination (default: STEP.onnx / STEP.pt / STEP.mlpackage)."),
     ] = None,
-    img_size: ImgSizeOpt = 224,
-    batch: BatchOpt = 1,
+    img_size: DeployImgSizeOpt = 224,
+    batch: DeployBatchOpt = 1,
     num_classes: NumClassesOpt = 1000,
 ) -> None:
     """Export the fused (deploy) model to ONNX, TorchScript or Core ML, checked against torch."""

@@ -97,3 +97,10 @@ def test_cli_export_unknown_format_exits_2() -> None:
     result = runner.invoke(app, ["export", "--upto", "gelu", "--format", "tflite"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_cli_coreml_without_coremltools_prints_the_install_command(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setitem(sys.modules, "coremltools", None)
+    result = runner.invoke(app, ["export", "--upto", "gelu", "--format", "coreml"])
+    assert result.exit_code == 2
+    assert 'pip install -e ".[coreml]"' in result.output  # brackets survive rich's markup
