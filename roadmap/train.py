@@ -236,6 +236,8 @@ def fit(
     """:func:`train` with the data open and the processes started (the sweep's building block)."""
     with ExitStack() as stack:
         run = _prepare(selection, data, recipe, options, procs, stack)
+        if procs.primary:
+            stack.callback(_remove_if_empty, run.folder)  # a run that failed before epoch 1
         stop = stack.enter_context(_graceful_interrupt())
         stack.enter_context(run.display)
         for epoch in range(run.start_epoch, recipe.epochs):
@@ -703,6 +705,11 @@ def _start_fresh(run: Run) -> None:
     run.folder.mkdir(parents=True, exist_ok=True)
     (run.folder / results.LOG).unlink(missing_ok=True)
     (run.folder / results.CHECKPOINT).unlink(missing_ok=True)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _save_epoch(run: Run, epoch: int, summary: dict[str, Any]) -> None:

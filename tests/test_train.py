@@ -264,6 +264,7 @@ def test_a_nan_loss(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "train", "--upto", STEP, "--data", f"imagefolder:{images}", *TINY, "--out", tmp_path
     )
     _fails_cleanly(result, "loss became NaN", tmp_path)
+    assert not list(tmp_path.glob("*/*/*/seed0"))  # not even an empty run folder
 
 
 @pytest.mark.slow
