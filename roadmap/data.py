@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,8 @@ def load_datasets(
     Raises:
         RoadmapError: the data is missing, empty or malformed.
     """
+    if bad_images not in BAD_IMAGE_POLICIES:
+        raise RoadmapError(f"--bad-images must be one of {', '.join(BAD_IMAGE_POLICIES)}")
     train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
     if source.kind == "digits":
         train, val = DigitsDataset("train", train_tf), DigitsDataset("val", eval_tf)
@@ -255,8 +258,6 @@ class CheckedImageFolder(ImageFolder):
 
 
 def _image_folder(source: DataSource, train_tf: Callable, eval_tf: Callable, bad: str) -> Datasets:
-    if bad not in BAD_IMAGE_POLICIES:
-        raise RoadmapError(f"--bad-images must be one of {', '.join(BAD_IMAGE_POLICIES)}")
     root = Path(source.location).expanduser()
     if not root.is_dir():
         raise RoadmapError(f"data path {root} does not exist or is not a folder")
@@ -347,6 +348,10 @@ class ShardSampler(Sampler[int]):
         return iter(self.indices)
 
 
+def _ignore_ctrl_c(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def default_workers(source: DataSource) -> int:
     """Loader workers when the user gives none: in-memory sources load in the main process
     (worker processes would only compete with training for the cores)."""
@@ -370,7 +375,8 @@ def make_loader(
     Training shuffles (through a DistributedSampler when there are several processes, whose
     ``set_epoch`` the loop calls) and drops the last partial batch; evaluation keeps order and
     every sample. Workers are not persistent: they are re-seeded from the main process at
-    every epoch, which is what makes a resumed run repeat an uninterrupted one.
+    every epoch, which is what makes a resumed run repeat an uninterrupted one. Workers ignore
+    Ctrl-C, so that the training process can finish its epoch when the user presses it.
     """
     if train and world > 1:
         sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed)
@@ -384,6 +390,7 @@ def make_loader(
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
+        worker_init_fn=_ignore_ctrl_c,
         drop_last=train,
         pin_memory=torch.cuda.is_available(),
     )

@@ -34,7 +34,7 @@ def test_torchrun_two_processes_write_one_record(tmp_path: Path) -> None:
     assert record["lr"]["processes"] == 2
     assert record["lr"]["global_batch"] == 8 and record["lr"]["per_process_batch"] == 4
     assert record["environment"]["processes"] == 2
-    assert record["val_images"] == 16  # the two shards together score every image once
+    assert record["val_images"] == 8  # the two shards together score every image once
     log = (path.parent / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["global_batch"] for line in log] == [8, 8]
     assert done.stdout.count("mobilenetv3_large on") == 1  # only rank 0 prints its table

@@ -10,7 +10,7 @@ from PIL import Image
 CLASSES = ("dark", "light")  # told apart by brightness: learnable in a handful of steps
 
 
-def make_image_folder(root: Path, per_class: int = 16, val_per_class: int = 8) -> Path:
+def make_image_folder(root: Path, per_class: int = 8, val_per_class: int = 4) -> Path:
     """Write ``root/train/<class>/*.png`` and ``root/val/<class>/*.png`` (32x32 RGB)."""
     rng = np.random.default_rng(0)
     for split, count in (("train", per_class), ("val", val_per_class)):
