@@ -279,3 +279,39 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     path.write_bytes(b"not a checkpoint")
     result = _cli("eval", "--upto", STEP, "--checkpoint", path)
     _fails_cleanly(result, "is not a readable checkpoint", tmp_path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_finishes_the_epoch_and_resume_completes(
+    images: Path, tmp_path: Path
+) -> None:
+    """SIGINT to the whole process group, as a terminal sends it (workers included)."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["train", "--upto", STEP, "--data", f"imagefolder:{images}", "--epochs", "5",
+            "--batch-size", "8", "--workers", "1", "--quiet", "--out", str(tmp_path)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "roadmap", *args], cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True,
+    )
+    logs = tmp_path.glob(f"*/*/{STEP}/seed0/{results.LOG}")
+    deadline = time.monotonic() + 120
+    while not any(path.read_text() for path in logs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        logs = tmp_path.glob(f"*/*/{STEP}/seed0/{results.LOG}")
+    os.killpg(process.pid, signal.SIGINT)  # the new session's group: this process and workers
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "finishing this epoch" in stderr and "DataLoader worker" not in stderr
+    (folder,) = tmp_path.glob(f"*/*/{STEP}/seed0")
+    assert not (folder / results.METRICS).exists()
+    done = training.load_checkpoint(folder / results.CHECKPOINT)["epochs_done"]
+    assert 1 <= done < 5
+    assert len(results.read_jsonl(folder / results.LOG)) == done
+
+    resumed = _cli(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert [line["epoch"] for line in results.read_jsonl(folder / results.LOG)] == [1, 2, 3, 4, 5]
