@@ -658,10 +658,11 @@ def load_checkpoint(path: Path, spec: NetSpec | None = None) -> dict[str, Any]:
 def check_spec(state: dict[str, Any], spec: NetSpec, path: Path) -> None:
     """A clear error, before any shape mismatch, when a checkpoint holds another network."""
     if state["spec_hash"] != spec_hash(spec):
+        name, steps = run_name(state["steps"]), state["steps"]
+        same = f"--upto {name}" if name == steps[-1] else f"--steps {','.join(steps)}"
         raise RoadmapError(
-            f"{path} holds a network trained with steps {','.join(state['steps'])} "
-            f"(spec {state['spec_hash']}), not the one asked for (spec {spec_hash(spec)}); "
-            "pass the --upto/--steps/--skip it was trained with"
+            f"{path} holds {name} (spec {state['spec_hash']}), not the network asked for "
+            f"(spec {spec_hash(spec)}); pass {same}"
         )
 
 

@@ -157,7 +157,7 @@ def test_checkpoints_load_weights_only_and_know_their_network(finished: dict) ->
     state = torch.load(path, weights_only=True)
     assert state["spec_hash"] == finished["record"]["spec_hash"]
     other = build_spec("gelu", num_classes=2)
-    with pytest.raises(RoadmapError, match=f"trained with steps {STEP}"):
+    with pytest.raises(RoadmapError, match=f"holds {STEP} .*; pass --upto {STEP}"):
         training.load_checkpoint(path, other)
 
 
@@ -271,7 +271,7 @@ def test_a_nan_loss(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_a_checkpoint_from_another_step(finished: dict, images: Path) -> None:
     path = finished["folder"] / results.CHECKPOINT
     result = _cli("eval", "--upto", "gelu", "--checkpoint", path, "--data", f"imagefolder:{images}")
-    _fails_cleanly(result, "not the one asked for", None)
+    _fails_cleanly(result, "not the network asked for", None)
 
 
 def test_a_file_that_is_not_a_checkpoint(tmp_path: Path) -> None:
