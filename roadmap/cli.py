@@ -642,11 +642,16 @@ def _recipe(recipe: str, epochs, batch_size, lr, img_size):  # noqa: ANN001, ANN
 
 
 def _run_options(**options):  # noqa: ANN003, ANN202
+    import os
     import shlex
 
     from roadmap.train import RunOptions
 
-    return RunOptions(command=shlex.join(["roadmap", *sys.argv[1:]]), **options)
+    launcher = ["roadmap"]
+    if "LOCAL_WORLD_SIZE" in os.environ:  # started by torchrun
+        launcher = ["torchrun", f"--nproc_per_node={os.environ['LOCAL_WORLD_SIZE']}", "-m"]
+        launcher.append("roadmap")
+    return RunOptions(command=shlex.join([*launcher, *sys.argv[1:]]), **options)
 
 
 def _primary() -> bool:
