@@ -16,7 +16,8 @@ How a number is taken, and why:
   does) so its pauses do not land on one model.
 - The conditions (device, threads, batch, resolution, dtype, memory format, backend, library
   versions, iterations, machine load) are stored with every record: a latency without them is
-  not a number anyone can compare.
+  not a number anyone can compare. On Linux that includes how many cores other processes kept
+  busy while we timed (``other_cpu_cores``): on a shared machine, that is the noise.
 
 A difference between two records smaller than their pooled IQR (the mean of the two
 interquartile ranges) is marked as noise (:func:`compare`); ``roadmap.study`` uses the same rule.
@@ -213,8 +214,10 @@ def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[
     load_before = _load_average()
     with _torch_threads(settings.threads) as threads:
         runners = [_runner(c.model, settings, threads) for c in candidates]
+        cpu_before = _cpu_snapshot()
         samples = _time_interleaved(runners, settings, _synchronizer(settings))
-    conditions = _conditions(settings, threads, len(candidates), load_before)
+        contention = _contention(cpu_before, _cpu_snapshot())
+    conditions = {**_conditions(settings, threads, len(candidates), load_before), **contention}
     return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
 
 
@@ -356,6 +359,31 @@ def device_name(device: str) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpu_snapshot() -> tuple[float, float, float, float] | None:
+    """(wall s, machine busy CPU s, stolen CPU s, this process's CPU s), from Linux /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (user + nice + system + irq + softirq) / hz
+    return time.perf_counter(), busy, steal / hz, time.process_time()
+
+
+def _contention(before: tuple | None, after: tuple | None) -> dict[str, float | None]:
+    """Cores that other processes (and the hypervisor) kept busy, on average, while we timed."""
+    if before is None or after is None or after[0] <= before[0]:
+        return {"other_cpu_cores": None, "steal_cpu_cores": None}
+    wall = after[0] - before[0]
+    others = (after[1] - before[1]) - (after[3] - before[3])
+    return {
+        "other_cpu_cores": round(max(0.0, others) / wall, 2),
+        "steal_cpu_cores": round((after[2] - before[2]) / wall, 2),
+    }
 
 
 def _load_average() -> float | None:

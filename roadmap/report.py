@@ -166,6 +166,9 @@ def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Te
 # A load average above half the cores before we start means other processes hold a core's worth
 # of work per two cores: with intra-op threads on every core, they will be preempted.
 BUSY_LOAD_FRACTION = 0.5
+# Other processes using a tenth of the cores while we time already preempt our intra-op threads
+# now and then, and every preemption stalls a whole forward pass.
+BUSY_OTHER_FRACTION = 0.1
 
 
 def latency_table(records: Sequence[LatencyRecord]) -> Table:
@@ -227,11 +230,15 @@ def conditions_text(conditions: dict, fused: bool | None = True) -> str:
 
 
 def _busy_warning(conditions: dict) -> str:
-    """A warning when other work already loaded the machine before the measurement began."""
-    load, cpus = conditions.get("load_avg_1min_before"), conditions.get("cpu_count")
-    if load is None or not cpus or load <= BUSY_LOAD_FRACTION * cpus:
-        return ""
-    return " (busy machine: other work competed for the cores, expect noise)"
+    """How busy other work kept the machine, and a warning when it competed for the cores."""
+    cpus, others = conditions.get("cpu_count"), conditions.get("other_cpu_cores")
+    if others is not None:  # measured while timing: better than a lagging load average
+        note = f"; other processes kept {others:.2f} cores busy while timing"
+        busy = bool(cpus) and others > BUSY_OTHER_FRACTION * cpus
+    else:
+        load = conditions.get("load_avg_1min_before")
+        note, busy = "", load is not None and bool(cpus) and load > BUSY_LOAD_FRACTION * cpus
+    return note + (" (busy machine: expect noise)" if busy else "")
 
 
 def latency_data(records: Sequence[LatencyRecord]) -> dict:

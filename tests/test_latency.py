@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,17 +101,36 @@ def render(records: list[LatencyRecord]) -> str:
     return console.export_text()
 
 
-def test_table_marks_noise_spread_and_a_busy_machine() -> None:
+def test_table_marks_noise_and_spread() -> None:
     (real,) = latency.measure([Candidate("x", nn.Identity())], TINY)
-    conditions = {**real.conditions, "load_avg_1min_before": 3.0, "cpu_count": 2}
     rows = [("a", 9.9, 10.0, 10.1), ("b", 14.9, 15.0, 15.1), ("c", 13.0, 15.2, 17.0)]
-    text = render([synthetic(*row, conditions=conditions) for row in rows])
+    text = render([synthetic(*row, conditions=real.conditions) for row in rows])
     lines = {line.split("│")[2].strip(): line for line in text.splitlines() if "│" in line}
     assert report.NOISE_MARK not in lines["b"] and "+5.00" in lines["b"]
     assert f"{report.NOISE_MARK}+0.20" in lines["c"] and "!" in lines["c"]  # noise, wide spread
-    assert "busy machine" in text
-    quiet = {**conditions, "load_avg_1min_before": 0.2}
-    assert "busy machine" not in render([synthetic(*rows[0], conditions=quiet)])
+
+
+@pytest.mark.parametrize(
+    ("contention", "busy"),
+    [
+        ({"other_cpu_cores": 0.8, "load_avg_1min_before": 0.1}, True),  # measured beats load
+        ({"other_cpu_cores": 0.05, "load_avg_1min_before": 3.0}, False),
+        ({"other_cpu_cores": None, "load_avg_1min_before": 3.0}, True),  # no /proc/stat
+        ({"other_cpu_cores": None, "load_avg_1min_before": 0.2}, False),
+    ],
+)
+def test_caption_warns_about_a_busy_machine(contention: dict, busy: bool) -> None:
+    (real,) = latency.measure([Candidate("x", nn.Identity())], TINY)
+    conditions = {**real.conditions, "cpu_count": 2, **contention}
+    caption = " ".join(render([synthetic("a", 1, 2, 3, conditions)]).split())  # unwrapped
+    assert ("busy machine" in caption) is busy
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="contention is read from /proc/stat")
+def test_contention_while_timing_is_recorded() -> None:
+    (record,) = latency.measure([Candidate("x", nn.Identity())], TINY)
+    assert record.conditions["other_cpu_cores"] >= 0.0
+    assert record.conditions["steal_cpu_cores"] >= 0.0
 
 
 # --- measuring ---------------------------------------------------------------------------
