@@ -183,11 +183,11 @@ class TableFormat(str, Enum):
     latex = "latex"
 
 
-DataOpt = Annotated[
+StoreDataOpt = Annotated[
     str,
     typer.Option("--data", help="Data source whose trained results to show (as in `train`)."),
 ]
-RecipeOpt = Annotated[
+StoreRecipeOpt = Annotated[
     str, typer.Option("--recipe", help="Recipe whose trained results to show (as in `train`).")
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Root of the results store.")]
@@ -195,11 +195,13 @@ LatencyOpt = Annotated[
     bool,
     typer.Option("--latency/--no-latency", help="Measure the fused latency of every row now."),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="Device to measure latency on.")]
+StudyDeviceOpt = Annotated[str, typer.Option("--device", help="Device to measure latency on.")]
 StudyItersOpt = Annotated[
     int, typer.Option("--iters", min=1, help="Timed latency iterations per network.")
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the output to this file.")]
+StudyOutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Also write the output to this file.")
+]
 
 
 def latency_settings(on: bool, device: str, iters: int):  # noqa: ANN201 (LatencySettings)
@@ -278,8 +280,8 @@ def _store_names(data: str, recipe: str) -> tuple[str, str]:
 
 @app.command("table")
 def table_cmd(
-    data: DataOpt = "digits",
-    recipe: RecipeOpt = "quick",
+    data: StoreDataOpt = "digits",
+    recipe: StoreRecipeOpt = "quick",
     upto: UptoOpt = None,
     steps: StepsOpt = None,
     skip: SkipOpt = None,
@@ -293,10 +295,10 @@ def table_cmd(
         bool, typer.Option("--paper/--no-paper", help="Show the paper's numbers.")
     ] = True,
     latency: LatencyOpt = True,
-    device: DeviceOpt = "cpu",
+    device: StudyDeviceOpt = "cpu",
     iters: StudyItersOpt = 20,
     results: ResultsOpt = Path("results"),
-    out: OutOpt = None,
+    out: StudyOutOpt = None,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
     from roadmap import study
@@ -325,16 +327,16 @@ def ablate_cmd(
         bool, typer.Option("--only-one", help="The baseline with each step applied alone.")
     ] = False,
     upto: UptoOpt = None,
-    data: DataOpt = "digits",
-    recipe: RecipeOpt = "quick",
+    data: StoreDataOpt = "digits",
+    recipe: StoreRecipeOpt = "quick",
     fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = (
         TableFormat.rich
     ),
     latency: LatencyOpt = True,
-    device: DeviceOpt = "cpu",
+    device: StudyDeviceOpt = "cpu",
     iters: StudyItersOpt = 20,
     results: ResultsOpt = Path("results"),
-    out: OutOpt = None,
+    out: StudyOutOpt = None,
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
     from roadmap import study
@@ -361,7 +363,7 @@ def ablate_cmd(
 def explain_cmd(
     step: Annotated[str, typer.Argument(help="The step to explain (see `roadmap steps`).")],
     latency: LatencyOpt = True,
-    device: DeviceOpt = "cpu",
+    device: StudyDeviceOpt = "cpu",
     iters: StudyItersOpt = 20,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print raw Markdown instead of rendering it.")
@@ -391,7 +393,7 @@ def walkthrough_cmd(
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Measure fused latency of every step.")
     ] = True,
-    device: DeviceOpt = "cpu",
+    device: StudyDeviceOpt = "cpu",
     iters: StudyItersOpt = 20,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
@@ -560,7 +562,7 @@ def plot_cmd(
         str | None, typer.Option("--recipe", help="Recipe whose trained top-1 to plot.")
     ] = None,
     results: ResultsOpt = Path("results"),
-    device: DeviceOpt = "cpu",
+    device: StudyDeviceOpt = "cpu",
     iters: StudyItersOpt = 30,
 ) -> None:
     """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
@@ -766,6 +768,12 @@ def run_cmd(
     quiet: QuietOpt = False,
     download: DownloadOpt = False,
     bad_images: BadImagesOpt = "error",
+    leave_one_out: Annotated[
+        bool, typer.Option("--leave-one-out", help="Train the `ablate --leave-one-out` set.")
+    ] = False,
+    only_one: Annotated[
+        bool, typer.Option("--only-one", help="Train the `ablate --only-one` set.")
+    ] = False,
 ) -> None:
     """Train every step of the roadmap prefix (minus --skip) for each seed; what the store
     already has is skipped, and an interrupted step resumes."""
@@ -776,6 +784,7 @@ def run_cmd(
         _recipe(recipe, epochs, batch_size, lr, img_size),
         upto=upto,
         skip=tuple(split_names(skip) or ()),
+        selections=_ablation_selections(leave_one_out, only_one, upto, skip),
         seeds=_seeds(seeds),
         options=_run_options(
             workers=workers,
@@ -803,6 +812,24 @@ def _seeds(value: str) -> tuple[int, ...]:
         return tuple(int(seed) for seed in value.split(",") if seed.strip())
     except ValueError:
         raise RoadmapError(f"--seeds takes comma-separated whole numbers, got {value!r}") from None
+
+
+def _ablation_selections(leave_one_out: bool, only_one: bool, upto: str | None, skip: str | None):  # noqa: ANN202
+    """The ablation set to train (None: the plain prefix); says which ablations cannot be built."""
+    from roadmap import study
+    from roadmap.train import Selection
+
+    if not (leave_one_out or only_one):
+        return None
+    if leave_one_out and only_one:
+        raise RoadmapError("choose one of --leave-one-out or --only-one")
+    if skip:
+        raise RoadmapError("--skip does not combine with --leave-one-out / --only-one")
+    variants = study.leave_one_out(upto) if leave_one_out else study.only_one(upto)
+    for v in variants:
+        if v.steps is None and _primary():
+            err_console.print(f"not trained, cannot be built: {v.name}: {v.reason}")
+    return [Selection(steps=v.steps) for v in variants if v.steps is not None]
 
 
 def main() -> None:

@@ -298,8 +298,13 @@ def _assemble(
     per_rank = recipe.batch_size // procs.world
     workers = _workers(options, data)
     train_loader = make_loader(
-        data.train, per_rank, train=True, workers=workers,
-        seed=options.seed, rank=procs.rank, world=procs.world,
+        data.train,
+        per_rank,
+        train=True,
+        workers=workers,
+        seed=options.seed,
+        rank=procs.rank,
+        world=procs.world,
     )
     if len(train_loader) == 0:
         raise RoadmapError(
@@ -307,22 +312,40 @@ def _assemble(
             f"{per_rank}; pass a smaller --batch-size"
         )
     val_loader = make_loader(
-        data.val, per_rank, train=False, workers=workers, rank=procs.rank,
+        data.val,
+        per_rank,
+        train=False,
+        workers=workers,
+        rank=procs.rank,
         world=procs.world,
     )
     optimizer = create_optimizer_v2(
-        model, recipe.optimizer, lr=recipe.lr(), weight_decay=recipe.weight_decay,
+        model,
+        recipe.optimizer,
+        lr=recipe.lr(),
+        weight_decay=recipe.weight_decay,
         eps=recipe.opt_eps,
     )
     amp_dtype = _amp_dtype(options)
     return Run(
-        selection=selection, recipe=recipe, options=options, procs=procs, data=data, spec=spec,
-        folder=folder, model=model, net=_wrap(model, options, procs),
-        optimizer=optimizer, scheduler=_schedule(optimizer, recipe, len(train_loader)),
-        criterion=_criterion(recipe), mixup=_mixup(recipe, data.num_classes),
+        selection=selection,
+        recipe=recipe,
+        options=options,
+        procs=procs,
+        data=data,
+        spec=spec,
+        folder=folder,
+        model=model,
+        net=_wrap(model, options, procs),
+        optimizer=optimizer,
+        scheduler=_schedule(optimizer, recipe, len(train_loader)),
+        criterion=_criterion(recipe),
+        mixup=_mixup(recipe, data.num_classes),
         ema=ModelEmaV3(model, decay=recipe.ema_decay) if recipe.ema else None,
         scaler=torch.amp.GradScaler(procs.device.type, enabled=amp_dtype == torch.float16),
-        amp_dtype=amp_dtype, train_loader=train_loader, val_loader=val_loader,
+        amp_dtype=amp_dtype,
+        train_loader=train_loader,
+        val_loader=val_loader,
         display=Display(enabled=procs.primary and not options.quiet),
     )
 
@@ -467,7 +490,9 @@ def open_data(
     if options.download and not procs.primary:
         distributed.barrier(procs)
     data = load_datasets(
-        source, recipe, download=options.download and procs.primary,
+        source,
+        recipe,
+        download=options.download and procs.primary,
         bad_images=options.bad_images,
     )
     if options.download and procs.primary:
@@ -475,9 +500,7 @@ def open_data(
     return data
 
 
-def _run_key(
-    source: DataSource, recipe: Recipe, selection: Selection, seed: int
-) -> results.RunKey:
+def _run_key(source: DataSource, recipe: Recipe, selection: Selection, seed: int) -> results.RunKey:
     return results.RunKey(source.slug, _recipe_label(recipe), selection.name(), seed)
 
 
@@ -528,8 +551,10 @@ def _mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
     if not recipe.uses_mixing:
         return None
     return Mixup(
-        mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
-        switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.label_smoothing,
+        mixup_alpha=recipe.mixup,
+        cutmix_alpha=recipe.cutmix,
+        switch_prob=recipe.mixup_switch_prob,
+        label_smoothing=recipe.label_smoothing,
         num_classes=num_classes,
     )
 
@@ -587,8 +612,9 @@ def _graceful_interrupt() -> Iterator[Any]:
     def handler(signum: int, frame: Any) -> None:
         flag.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nfinishing this epoch and saving last.pt; Ctrl-C again to stop now",
-              file=sys.stderr)
+        print(
+            "\nfinishing this epoch and saving last.pt; Ctrl-C again to stop now", file=sys.stderr
+        )
 
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -667,7 +693,10 @@ def check_spec(state: dict[str, Any], spec: NetSpec, path: Path) -> None:
 
 
 def _checkpoint_to_resume(
-    folder: Path, spec: NetSpec, recipe: Recipe, options: RunOptions,
+    folder: Path,
+    spec: NetSpec,
+    recipe: Recipe,
+    options: RunOptions,
     procs: distributed.Processes,
 ) -> dict[str, Any] | None:
     path = folder / results.CHECKPOINT
@@ -719,11 +748,13 @@ def _save_epoch(run: Run, epoch: int, summary: dict[str, Any]) -> None:
         if f"{prefix}top1" in summary and summary[f"{prefix}top1"] > run.best.get(
             f"{prefix}top1", -1.0
         ):
-            run.best.update({
-                f"{prefix}top1": summary[f"{prefix}top1"],
-                f"{prefix}top5": summary[f"{prefix}top5"],
-                f"{prefix}epoch": epoch + 1,
-            })
+            run.best.update(
+                {
+                    f"{prefix}top1": summary[f"{prefix}top1"],
+                    f"{prefix}top5": summary[f"{prefix}top5"],
+                    f"{prefix}epoch": epoch + 1,
+                }
+            )
     if not run.procs.primary:
         return
     line = {**summary, "synthetic": True} if run.data.source.synthetic else summary
@@ -787,8 +818,10 @@ def _ema_fields(run: Run, scores: dict[str, Any]) -> dict[str, Any]:
     if run.ema is None:
         return {}
     return {
-        "ema_top1": scores["ema_top1"], "ema_top5": scores["ema_top5"],
-        "best_ema_top1": run.best.get("ema_top1"), "best_ema_top5": run.best.get("ema_top5"),
+        "ema_top1": scores["ema_top1"],
+        "ema_top5": scores["ema_top5"],
+        "best_ema_top1": run.best.get("ema_top1"),
+        "best_ema_top5": run.best.get("ema_top5"),
     }
 
 
@@ -823,8 +856,10 @@ def _environment(run: Run) -> dict[str, Any]:
 def _equivalent_command(run: Run) -> str:
     """The ``roadmap train`` command that repeats this run (for calls made from Python)."""
     words = ["roadmap", "train", "--steps", ",".join(run.selection.resolve())]
-    words += ["--data", run.data.source.kind + (f":{run.data.source.location}"
-                                               if run.data.source.location else "")]
+    words += [
+        "--data",
+        run.data.source.kind + (f":{run.data.source.location}" if run.data.source.location else ""),
+    ]
     words += ["--recipe", run.recipe.name, "--seed", str(run.options.seed)]
     words += ["--epochs", str(run.recipe.epochs), "--batch-size", str(run.recipe.batch_size)]
     words += ["--lr", repr(run.recipe.base_lr), "--img-size", str(run.recipe.img_size)]
@@ -892,14 +927,24 @@ def evaluate_checkpoint(
             )
         model = build(spec).to(procs.device)
         model.load_state_dict(weights)
-        loader = make_loader(opened.val, 64, train=False, workers=_workers(options, opened),
-                             rank=procs.rank, world=procs.world)
+        loader = make_loader(
+            opened.val,
+            64,
+            train=False,
+            workers=_workers(options, opened),
+            rank=procs.rank,
+            world=procs.world,
+        )
         scores = evaluate({"": model, "fused_": fuse(model.eval())}, loader, procs)
     finally:
         distributed.stop()
-    return {"steps": state["steps"], "spec_hash": state["spec_hash"],
-            "weights": "ema" if use_ema else "model", "epochs_done": state["epochs_done"],
-            **scores}
+    return {
+        "steps": state["steps"],
+        "spec_hash": state["spec_hash"],
+        "weights": "ema" if use_ema else "model",
+        "epochs_done": state["epochs_done"],
+        **scores,
+    }
 
 
 def _weights(state: dict[str, Any], use_ema: bool, path: Path) -> dict[str, torch.Tensor]:
@@ -924,8 +969,12 @@ def sweep(
     skip: tuple[str, ...] = (),
     seeds: tuple[int, ...] = (0,),
     options: RunOptions = RunOptions(),
+    selections: list[Selection] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every step of a prefix for every seed, skipping what the store already holds.
+
+    ``selections`` replaces the prefix (``upto``/``skip``) with an explicit set of networks,
+    e.g. the leave-one-out ablations.
 
     A step whose folder has a record with the same spec and recipe hash is skipped; one that
     another process is training right now is skipped too (run two sweeps side by side); an
@@ -940,7 +989,7 @@ def sweep(
         opened = open_data(parse_source(data), recipe, options, procs)
         outcomes = []
         for seed in seeds:
-            for selection in plan(upto, skip):
+            for selection in selections or plan(upto, skip):
                 run_options = dataclasses.replace(options, seed=seed, resume=True)
                 outcomes.append(_sweep_one(selection, opened, recipe, run_options, procs))
         return outcomes
@@ -949,7 +998,10 @@ def sweep(
 
 
 def _sweep_one(
-    selection: Selection, data: Datasets, recipe: Recipe, options: RunOptions,
+    selection: Selection,
+    data: Datasets,
+    recipe: Recipe,
+    options: RunOptions,
     procs: distributed.Processes,
 ) -> dict[str, Any]:
     """Train one selection unless the store has it, or another process is training it."""
@@ -980,7 +1032,10 @@ def _matches(folder: Path, spec: NetSpec, recipe: Recipe, seed: int) -> bool:
     except RoadmapError:
         return False
     return (state["spec_hash"], state["recipe_hash"], state["seed"]) == (
-        spec_hash(spec), recipe_hash(recipe), seed)
+        spec_hash(spec),
+        recipe_hash(recipe),
+        seed,
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -989,8 +1044,11 @@ def _matches(folder: Path, spec: NetSpec, recipe: Recipe, seed: int) -> bool:
 
 def record_table(record: dict[str, Any]) -> Table:
     """A finished run's record as a two-column table."""
-    table = Table(title=f"{record['name']} on {record['data']}, recipe {record['recipe']}, "
-                        f"seed {record['seed']}", show_header=False)
+    table = Table(
+        title=f"{record['name']} on {record['data']}, recipe {record['recipe']}, "
+        f"seed {record['seed']}",
+        show_header=False,
+    )
     table.add_column("", style="bold")
     table.add_column("")
     rows = [
@@ -998,11 +1056,15 @@ def record_table(record: dict[str, Any]) -> Table:
         ("top-1 best (epoch)", f"{record['best_top1']:.2f} % ({record['best_epoch']})"),
         ("fused top-1 / top-5", f"{record['fused_top1']:.2f} / {record['fused_top5']:.2f} %"),
         ("params train / fused", f"{record['params']:,} / {record['deploy_params']:,}"),
-        ("MACs train / fused", f"{record['macs']:,} / {record['deploy_macs']:,} "
-                               f"at {record['img_size']} px"),
+        (
+            "MACs train / fused",
+            f"{record['macs']:,} / {record['deploy_macs']:,} at {record['img_size']} px",
+        ),
         ("train time", f"{record['train_time_s']:.1f} s, {record['images_per_s']:,.0f} img/s"),
-        ("learning rate", f"{record['lr']['peak_lr']:.3g} at global batch "
-                          f"{record['lr']['global_batch']}"),
+        (
+            "learning rate",
+            f"{record['lr']['peak_lr']:.3g} at global batch {record['lr']['global_batch']}",
+        ),
     ]
     if "ema_top1" in record:
         ema = f"{record['ema_top1']:.2f} / {record['ema_top5']:.2f} %"
@@ -1023,16 +1085,20 @@ def sweep_table(outcomes: list[dict[str, Any]]) -> Table:
         record = outcome["record"] or {}
         top1, fused = record.get("top1"), record.get("fused_top1")
         table.add_row(
-            outcome["name"], str(outcome["seed"]), outcome["status"],
-            "—" if top1 is None else f"{top1:.2f}", "—" if fused is None else f"{fused:.2f}",
+            outcome["name"],
+            str(outcome["seed"]),
+            outcome["status"],
+            "—" if top1 is None else f"{top1:.2f}",
+            "—" if fused is None else f"{fused:.2f}",
         )
     return table
 
 
 def eval_table(scores: dict[str, Any]) -> Table:
     """Accuracy of the training form beside the fused deploy form."""
-    table = Table(title=f"{scores['steps'][-1]} ({scores['weights']} weights, "
-                        f"{scores['images']} images)")
+    table = Table(
+        title=f"{scores['steps'][-1]} ({scores['weights']} weights, {scores['images']} images)"
+    )
     for column in ("form", "top-1 %", "top-5 %"):
         table.add_column(column, justify="left" if column == "form" else "right")
     table.add_row("training", f"{scores['top1']:.2f}", f"{scores['top5']:.2f}")
@@ -1086,9 +1152,7 @@ class Display:
             )
         if self.iter_task is not None:
             self.progress.remove_task(self.iter_task)
-        self.iter_task = self.progress.add_task(
-            f"epoch {epoch + 1}", total=iterations, info=""
-        )
+        self.iter_task = self.progress.add_task(f"epoch {epoch + 1}", total=iterations, info="")
 
     def update(self, done: int, loss: float, lr: float, images_per_s: float) -> None:
         if self.enabled:

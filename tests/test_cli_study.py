@@ -94,3 +94,35 @@ def test_walkthrough_writes_every_lesson_in_order(tmp_path):
     ]
     assert "| expansion_2 | 3.19 |" in text and "~ expand_ratio" not in text
     assert "! expand_ratio: 6.0 -> 2.0" in text
+
+
+def test_run_trains_the_ablation_set(tmp_path):
+    """`roadmap run --leave-one-out` trains the same set `ablate` compares (tiny budget)."""
+    args = [
+        "run",
+        "--leave-one-out",
+        "--upto",
+        "separate_mixers",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.parents[1].name for p in tmp_path.glob("*/*/*/seed0/metrics.json"))
+    assert names == [
+        "separate_mixers",
+        "separate_mixers-without-gelu",
+        "separate_mixers-without-separate_mixers",
+    ]
+
+
+def test_run_ablation_flags_are_checked():
+    result = runner.invoke(app, ["run", "--leave-one-out", "--only-one"])
+    assert result.exit_code == 2 and "choose one of" in result.output
