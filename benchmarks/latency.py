@@ -17,6 +17,9 @@ Writes ``results/benchmarks/latency_<device>.json`` (every record with its condi
 ``results/benchmarks/latency.md`` (the tables and the conditions)::
 
     python benchmarks/latency.py                # CPU, torch's default threads
+
+A run during which other processes kept more than a tenth of the cores busy is repeated (up to
+``--retries`` times) and the least contended one is kept; its contention is in the conditions.
     python benchmarks/latency.py --threads 1 --iters 200
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,7 +36,7 @@ from timm.utils import reparameterize_model
 
 import roadmap
 from roadmap.latency import Candidate, LatencyRecord, LatencySettings, compare, measure
-from roadmap.report import conditions_text
+from roadmap.report import BUSY_OTHER_FRACTION, conditions_text
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 TARGET_RATIO = 1.05  # the issue's bar for "no overhead from our builder"
@@ -88,7 +92,7 @@ def markdown(records: list[LatencyRecord], summary: dict, wall_s: float) -> str:
         "Milliseconds per forward pass: median [IQR]. Conditions:",
         "",
         *[f"    {line}" for line in conditions_text(records[0].conditions, None).splitlines()],
-        f"    ({len(records)} models measured in one run of {wall_s:.0f} s)",
+        f"    timm {timm.__version__}; {len(records)} models measured in one run of {wall_s:.0f} s",
         "",
         "## Our builder against timm (same architecture)",
         "",
@@ -118,23 +122,47 @@ def markdown(records: list[LatencyRecord], summary: dict, wall_s: float) -> str:
     return "\n".join(lines)
 
 
+def least_contended_run(
+    models: list[Candidate], settings: LatencySettings, retries: int
+) -> tuple[list[LatencyRecord], float]:
+    """Measure; while other processes kept the machine busy, measure again (up to ``retries``)."""
+    best = None
+    for attempt in range(retries + 1):
+        start = time.perf_counter()
+        records = measure(models, settings)
+        wall_s = time.perf_counter() - start
+        others = records[0].conditions.get("other_cpu_cores") or 0.0
+        if best is None or others < best[0]:
+            best = (others, records, wall_s)
+        if others <= BUSY_OTHER_FRACTION * (os.cpu_count() or 1):
+            break
+        print(f"attempt {attempt + 1}: other processes kept {others:.2f} cores busy")
+    return best[1], best[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="default: torch's")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--iters", type=int, default=100, help="timed iterations per model")
+    # 50 rounds of 24 models take ~40 s on 2 idle cores: enough for medians with IQRs of 10-15%,
+    # short enough that a shared machine rarely interferes.
+    parser.add_argument("--iters", type=int, default=50, help="timed iterations per model")
+    parser.add_argument("--retries", type=int, default=2, help="re-runs if others competed")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     settings = LatencySettings(
         device=args.device, threads=args.threads, warmup=args.warmup, iters=args.iters
     )
-    start = time.perf_counter()
-    records = measure(candidates(), settings)
-    wall_s = time.perf_counter() - start
+    records, wall_s = least_contended_run(candidates(), settings, args.retries)
     summary = summarize(records)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    data = {"summary": summary, "wall_s": wall_s, "records": [r.to_dict() for r in records]}
+    data = {
+        "summary": summary,
+        "wall_s": wall_s,
+        "timm_version": timm.__version__,
+        "records": [r.to_dict() for r in records],
+    }
     json_path = args.out_dir / f"latency_{args.device}.json"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
     md_path = args.out_dir / "latency.md"
