@@ -28,8 +28,14 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
+def _error_line(message: str) -> None:
+    """Print one ``error:`` line on stderr (the message is text, not rich markup)."""
+    # escape: 'pip install -e ".[coreml]"' must not be read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 class _Group(TyperGroup):
-    """Turns RoadmapError into one line and exit code 2."""
+    """Turns RoadmapError and bad options into one line and exit code 2."""
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
         try:
@@ -37,9 +43,25 @@ class _Group(TyperGroup):
         except RoadmapError as e:
             if _state["debug"]:
                 raise
-            message = escape(str(e))  # 'pip install -e ".[coreml]"' is not rich markup
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            _error_line(str(e))
             raise typer.Exit(2) from None
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:  # click's usage errors, duck-typed: typer vendors click privately
+            if not hasattr(e, "format_message") or type(e).__name__ == "NoArgsIsHelpError":
+                if hasattr(e, "show"):  # no arguments at all: show the help
+                    e.show()
+                    sys.exit(getattr(e, "exit_code", 2))
+                raise
+            ctx = getattr(e, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            _error_line(e.format_message() + where)
+            sys.exit(getattr(e, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 app = typer.Typer(

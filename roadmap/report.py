@@ -266,9 +266,6 @@ def export_text(result: ExportResult) -> Text:
 # --- the study table (roadmap table / roadmap ablate) ------------------------------------
 
 NOISE_MARK = "≈"  # the same mark the latency table uses
-# A load average above half the cores before we start means other processes hold a core's worth
-# of work per two cores: with intra-op threads on every core, they will be preempted.
-BUSY_LOAD_FRACTION = 0.5
 STUDY_NOISE_LEGEND = (
     f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy |Δ| below "
     "2·std over seeds, or a single seed"

@@ -84,7 +84,9 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 def test_bad_option_values_exit_2(args):
     result = run(*args)
     assert result.exit_code == 2
-    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "roadmap build --help" in lines[0]
 
 
 def test_debug_shows_the_traceback():
