@@ -25,6 +25,14 @@ class PreconditionError(RoadmapError):
     """A step was applied to a spec that lacks what it changes (names the missing step)."""
 
 
+def require_stages(spec: NetSpec, count: int, step: str, what: str) -> None:
+    """Raise PreconditionError unless ``spec`` has ``count`` stages (``step`` sets ``what``)."""
+    if len(spec.stages) != count:
+        raise PreconditionError(
+            f"{step} sets {count} stage {what}; this network has {len(spec.stages)} stages"
+        )
+
+
 @dataclass(frozen=True)
 class Step:
     """A registered roadmap step.

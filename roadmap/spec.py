@@ -374,8 +374,12 @@ def group_changes(changes: list[Change]) -> list[ChangeGroup]:
     values: dict[tuple, tuple[Any, Any]] = {}
     for c in changes:
         where, field_path = _split_block(c.path)
-        key = (c.kind, field_path, json.dumps(c.before, sort_keys=True),
-               json.dumps(c.after, sort_keys=True))
+        key = (
+            c.kind,
+            field_path,
+            json.dumps(c.before, sort_keys=True),
+            json.dumps(c.after, sort_keys=True),
+        )
         groups.setdefault(key, []).append(where)
         values[key] = (c.before, c.after)
     return [

@@ -16,7 +16,7 @@ and those of stage 1 do not; the paper does not say how the intermediate network
 """
 
 from roadmap.edit import set_depths
-from roadmap.registry import PreconditionError, register_step
+from roadmap.registry import register_step, require_stages
 from roadmap.spec import NetSpec
 
 DEPTHS = (2, 2, 14, 2)
@@ -31,9 +31,5 @@ DEPTHS = (2, 2, 14, 2)
 )
 def stage_ratio(spec: NetSpec) -> NetSpec:
     """Give the four stages 2, 2, 14 and 2 blocks."""
-    if len(spec.stages) != len(DEPTHS):
-        raise PreconditionError(
-            f"stage_ratio sets {len(DEPTHS)} stage depths; this network has "
-            f"{len(spec.stages)} stages"
-        )
+    require_stages(spec, len(DEPTHS), "stage_ratio", "depths")
     return set_depths(spec, DEPTHS)

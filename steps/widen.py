@@ -22,7 +22,7 @@ mobilenetv3_large,gelu,expansion_2,widen`` builds that control network.
 """
 
 from roadmap.edit import set_widths
-from roadmap.registry import PreconditionError, register_step
+from roadmap.registry import register_step, require_stages
 from roadmap.spec import NetSpec
 
 WIDTHS = (48, 96, 192, 384)
@@ -37,8 +37,5 @@ WIDTHS = (48, 96, 192, 384)
 )
 def widen(spec: NetSpec) -> NetSpec:
     """Set the four stage widths to 48/96/192/384."""
-    if len(spec.stages) != len(WIDTHS):
-        raise PreconditionError(
-            f"widen sets {len(WIDTHS)} stage widths; this network has {len(spec.stages)} stages"
-        )
+    require_stages(spec, len(WIDTHS), "widen", "widths")
     return set_widths(spec, WIDTHS)

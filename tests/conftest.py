@@ -1,6 +1,7 @@
 """Shared fixtures. Rich output is rendered at a fixed width so CLI text is assertable."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,6 +13,15 @@ os.environ.setdefault("NO_COLOR", "1")
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a busy 2-core machine, two OpenMP threads contend and crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def calibrate_bn(model: torch.nn.Module, img_size: int = 64, batches: int = 3) -> torch.nn.Module:

@@ -20,14 +20,34 @@ def test_torchrun_two_processes_write_one_record(tmp_path: Path) -> None:
     images = make_image_folder(tmp_path / "images")
     out = tmp_path / "results"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "roadmap", "train", "--upto", "mobilenetv3_large",
-        "--data", f"imagefolder:{images}", "--recipe", "quick", "--epochs", "2",
-        "--batch-size", "8", "--workers", "0", "--out", str(out), "--quiet",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "roadmap",
+        "train",
+        "--upto",
+        "mobilenetv3_large",
+        "--data",
+        f"imagefolder:{images}",
+        "--recipe",
+        "quick",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = out.glob("**/metrics.json")  # exactly one record, written by rank 0
     record = json.loads(path.read_text())

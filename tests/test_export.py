@@ -1,7 +1,6 @@
 """Export of the deploy form: ONNX checked with onnxruntime, TorchScript reloaded, Core ML gated."""
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,7 @@ RTOL = 1e-4
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine, two OpenMP threads contend and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_matches(got: torch.Tensor, expected: torch.Tensor) -> None:

@@ -3,6 +3,8 @@
 Parametrized over the registry, so a newly registered step is covered the day it is added.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -107,3 +109,11 @@ def test_choices_documented_in_lessons_hold():
     assert (pre.kind, pre.out_channels, pre.use_se) == ("repvit", 48, False)
     assert (unit.kind, unit.out_channels, unit.kernel_size) == ("downsample", 96, 5)
     assert roadmap.build_spec("early_conv_stem").stem[0].activation == "gelu"
+
+
+@pytest.mark.parametrize(("name", "what"), [("widen", "widths"), ("stage_ratio", "depths")])
+def test_four_stage_steps_refuse_other_networks(name, what):
+    spec = roadmap.build_spec("gelu")
+    three = dataclasses.replace(spec, stages=spec.stages[:3])
+    with pytest.raises(PreconditionError, match=f"{name} sets 4 stage {what}; .* 3 stages"):
+        get_step(name).apply(three)

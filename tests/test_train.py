@@ -291,11 +291,29 @@ def test_ctrl_c_in_a_terminal_finishes_the_epoch_and_resume_completes(
     import time
 
     root = Path(__file__).resolve().parents[1]
-    args = ["train", "--upto", STEP, "--data", f"imagefolder:{images}", "--epochs", "5",
-            "--batch-size", "8", "--workers", "1", "--quiet", "--out", str(tmp_path)]
+    args = [
+        "train",
+        "--upto",
+        STEP,
+        "--data",
+        f"imagefolder:{images}",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     process = subprocess.Popen(
-        [sys.executable, "-m", "roadmap", *args], cwd=tmp_path, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "roadmap", *args],
+        cwd=tmp_path,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
     logs = tmp_path.glob(f"*/*/{STEP}/seed0/{results.LOG}")
     deadline = time.monotonic() + 120
