@@ -123,3 +123,16 @@ def test_run_trains_the_ablation_set(tmp_path):
 def test_run_ablation_flags_are_checked():
     result = runner.invoke(app, ["run", "--leave-one-out", "--only-one"])
     assert result.exit_code == 2 and "choose one of" in result.output
+
+
+def test_walkthrough_pages_next_previous_quit(monkeypatch):
+    """On a terminal the lessons page: n goes forward, p back, q stops."""
+    from roadmap import cli
+
+    shown, answers = [], iter(["n", "p", "n", "n", "q"])
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli.console, "clear", lambda: None)
+    monkeypatch.setattr(cli.console, "print", lambda page, *a, **k: shown.append(page.markup))
+    monkeypatch.setattr(cli.console, "input", lambda prompt: next(answers))
+    cli._page_lessons(["page 0", "page 1", "page 2", "page 3"])
+    assert shown == ["page 0", "page 1", "page 0", "page 1", "page 2"]
