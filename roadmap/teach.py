@@ -91,14 +91,18 @@ def lesson(
 
 
 def example_path(changes: list[Change]) -> str | None:
-    """A block (or the head) the changes touch, as a module path; a stage block if possible."""
-    paths = []
-    for c in changes:
-        where = group_changes([c])[0].where[0]
-        if where.startswith(("stem.", "stages.", "head")):
-            paths.append(where)
+    """What to show before and after: a stage block the changes touch, else the whole
+    downsampling layer, stem or head they touch (those are replaced as a whole: Figure 4)."""
+    paths = [group_changes([c])[0].where[0] for c in changes]
     in_stage = [p for p in paths if ".blocks." in p]
-    return (in_stage or paths or [None])[0]
+    if in_stage:
+        return in_stage[0]
+    for p in paths:
+        if ".downsample." in p:
+            return p.rsplit(".", 1)[0]  # stages.1.downsample.0 -> stages.1.downsample
+        if p.startswith("stem.") or p == "head":
+            return p.split(".")[0]
+    return None
 
 
 def _module(spec: NetSpec | None, path: str | None) -> nn.Module | None:
