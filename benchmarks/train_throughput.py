@@ -43,7 +43,10 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
     """images/s of ``roadmap train`` over the epochs after the first (from its log)."""
     recipe = _recipe(args)
     options = training.RunOptions(
-        workers=0, device=args.device, quiet=not args.progress, out=out,
+        workers=0,
+        device=args.device,
+        quiet=not args.progress,
+        out=out,
         channels_last=args.channels_last,
     )
     record = training.train(
@@ -69,7 +72,9 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
     )
     criterion = LabelSmoothingCrossEntropy(recipe.label_smoothing)
     loader = torch.utils.data.DataLoader(
-        SyntheticImages(args.images, args.img_size), batch_size=args.batch_size, shuffle=True,
+        SyntheticImages(args.images, args.img_size),
+        batch_size=args.batch_size,
+        shuffle=True,
         drop_last=True,
     )
     model.train()
@@ -130,8 +135,7 @@ def markdown(rows: list[tuple[float, float]], args: argparse.Namespace) -> str:
     lines = [
         "# Training throughput: `roadmap train` vs a plain timm loop",
         "",
-        "Measured by `benchmarks/train_throughput.py` "
-        f"(target: roadmap >= {TARGET:.2f} x plain).",
+        f"Measured by `benchmarks/train_throughput.py` (target: roadmap >= {TARGET:.2f} x plain).",
         "",
         f"**Median of the per-round ratios: {paired:.3f}** "
         f"({'meets' if paired >= TARGET else 'misses'} the target). Each round runs both "
@@ -177,8 +181,11 @@ def main() -> None:
                 ours = roadmap_images_per_s(args, Path(tmp) / f"round{i}")
                 plain = plain_images_per_s(args)
             rows.append((ours, plain))
-            print(f"round {i + 1}: roadmap {ours:.1f} img/s, plain {plain:.1f} img/s, "
-                  f"ratio {ours / plain:.3f}", flush=True)
+            print(
+                f"round {i + 1}: roadmap {ours:.1f} img/s, plain {plain:.1f} img/s, "
+                f"ratio {ours / plain:.3f}",
+                flush=True,
+            )
     text = markdown(rows, args)
     print(text)
     if args.write:
