@@ -15,7 +15,7 @@ from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
 from roadmap.measure import Counts
 from roadmap.registry import Step
-from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec, group_changes
+from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec, group_changes, split_block_path
 from roadmap.study import Row
 
 MACS_LEGEND = (
@@ -124,16 +124,8 @@ def _block_label(path: str, block: BlockSpec, changed: set[str], prefix: str = "
 
 def changed_paths(changes: Sequence[Change]) -> set[str]:
     """Block paths (``stages.2.blocks.3``, ``stem.0``) and "head" touched by ``changes``."""
-    paths = set()
-    for c in changes:
-        parts = c.path.split(".")
-        if parts[0] == "stem":
-            paths.add(".".join(parts[:2]))
-        elif parts[0] == "stages" and len(parts) >= 4:
-            paths.add(".".join(parts[:4]))
-        elif parts[0] == "head":
-            paths.add("head")
-    return paths
+    blocks = {split_block_path(c.path)[0] for c in changes}
+    return {b for b in blocks if b.startswith(("stem.", "stages.")) or b == "head"}
 
 
 def counts_table(counts: Counts) -> Table:

@@ -373,7 +373,7 @@ def group_changes(changes: list[Change]) -> list[ChangeGroup]:
     groups: dict[tuple, list[str]] = {}
     values: dict[tuple, tuple[Any, Any]] = {}
     for c in changes:
-        where, field_path = _split_block(c.path)
+        where, field_path = split_block_path(c.path)
         key = (
             c.kind,
             field_path,
@@ -387,8 +387,9 @@ def group_changes(changes: list[Change]) -> list[ChangeGroup]:
     ]
 
 
-def _split_block(path: str) -> tuple[str, str]:
-    """``stages.2.blocks.3.se.gate`` -> (``stages.2.blocks.3``, ``se.gate``)."""
+def split_block_path(path: str) -> tuple[str, str]:
+    """``stages.2.blocks.3.se.gate`` -> (``stages.2.blocks.3``, ``se.gate``); ``head.norm`` ->
+    (``head``, ``norm``); a path outside any block (``num_classes``) is its own block."""
     parts = path.split(".")
     n = {"stem": 2, "stages": 4, "head": 1}.get(parts[0], 0)
     return ".".join(parts[:n]) or path, ".".join(parts[n:])
@@ -408,6 +409,7 @@ __all__ = [
     "StageSpec",
     "diff",
     "group_changes",
+    "split_block_path",
     "replace",
     "spec_hash",
     "validate",

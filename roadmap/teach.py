@@ -16,7 +16,7 @@ from torch import nn
 from roadmap import registry, study
 from roadmap.build import build
 from roadmap.registry import Step
-from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes
+from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes, split_block_path
 
 
 @dataclass
@@ -93,7 +93,7 @@ def lesson(
 def example_path(changes: list[Change]) -> str | None:
     """What to show before and after: a stage block the changes touch, else the whole
     downsampling layer, stem or head they touch (those are replaced as a whole: Figure 4)."""
-    paths = [group_changes([c])[0].where[0] for c in changes]
+    paths = [split_block_path(c.path)[0] for c in changes]
     in_stage = [p for p in paths if ".blocks." in p]
     if in_stage:
         return in_stage[0]
