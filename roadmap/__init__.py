@@ -3,51 +3,50 @@
 Python API::
 
     import roadmap
-    roadmap.list_steps()                          # the eleven steps, in order
+    roadmap.list_steps()                            # the eleven steps, in order
     spec = roadmap.build_spec("simple_classifier")  # NetSpec after steps 0..7
     model = roadmap.build_model(steps=["mobilenetv3_large", "gelu"], num_classes=10)
-    deploy = roadmap.fuse(model)                  # the deploy form (eval mode, branches folded)
+    deploy = roadmap.fuse(model)                    # the deploy form (eval mode, branches folded)
+    roadmap.register_timm_models()                  # timm.create_model("roadmap_<step>")
+
+Importing the package is cheap and has no side effects: names are loaded on first use (torch
+only when a network is built), and the timm models are registered when you ask for them.
 """
 
-from collections.abc import Iterable, Sequence
+import importlib
+from typing import Any
 
-from torch import nn
+__version__ = "0.2.0"
 
-from roadmap.build import build
-from roadmap.errors import RoadmapError
-from roadmap.registry import build_spec, get_step, list_steps, register_step, resolve_steps
-from roadmap.reparam import fuse
-from roadmap.spec import NetSpec, diff, spec_hash
-from roadmap.timm_models import register_timm_models
+# name -> module that defines it; loaded on first access (PEP 562)
+_EXPORTS = {
+    "RoadmapError": "roadmap.errors",
+    "PreconditionError": "roadmap.errors",
+    "NetSpec": "roadmap.spec",
+    "diff": "roadmap.spec",
+    "spec_hash": "roadmap.spec",
+    "register_step": "roadmap.registry",
+    "get_step": "roadmap.registry",
+    "list_steps": "roadmap.registry",
+    "resolve_steps": "roadmap.registry",
+    "build_spec": "roadmap.registry",
+    "Selection": "roadmap.selection",
+    "build": "roadmap.builder",
+    "build_model": "roadmap.builder",
+    "fuse": "roadmap.reparam",
+    "register_timm_models": "roadmap.timm_models",
+}
 
-__version__ = "0.1.0"
-
-register_timm_models()  # timm.create_model("roadmap_<step>") works after `import roadmap`
+__all__ = sorted(_EXPORTS)
 
 
-def build_model(
-    upto: str | None = None,
-    *,
-    steps: Sequence[str] | None = None,
-    skip: Iterable[str] = (),
-    num_classes: int = 1000,
-) -> nn.Module:
-    """The training-form network after the resolved steps (arguments as in ``build_spec``)."""
-    return build(build_spec(upto, steps=steps, skip=skip, num_classes=num_classes))
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # the next access skips this function
+        return value
+    raise AttributeError(f"module 'roadmap' has no attribute {name!r}")
 
 
-__all__ = [
-    "NetSpec",
-    "RoadmapError",
-    "build",
-    "build_model",
-    "build_spec",
-    "diff",
-    "fuse",
-    "get_step",
-    "list_steps",
-    "register_step",
-    "register_timm_models",
-    "resolve_steps",
-    "spec_hash",
-]
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from roadmap.errors import RoadmapError
+from roadmap.interrupt import ignore_in_workers
 from roadmap.recipe import Recipe
 
 KINDS = ("digits", "imagefolder", "cifar10", "cifar100", "synthetic")
@@ -274,19 +274,40 @@ def _image_folder(source: DataSource, train_tf: Callable, eval_tf: Callable, bad
 
 
 def _check_split(folder: Path) -> None:
-    """One clear line for a split folder that is missing, has no classes, or has no images."""
+    """One clear line for a split folder that is missing, has fewer than two classes, has a
+    class without images, or has a symlink loop (torchvision would walk it forever)."""
     if not folder.is_dir():
         raise RoadmapError(f"{folder} is missing: imagefolder:PATH needs PATH/train and PATH/val")
-    classes = [entry for entry in os.scandir(folder) if entry.is_dir()]
-    if not classes:
-        raise RoadmapError(f"{folder} has no class folders (expected {folder}/<class>/<image>)")
-    for entry in classes:
-        if not any(
-            name.lower().endswith(IMG_EXTENSIONS)
-            for _, _, names in os.walk(entry.path)
-            for name in names
-        ):
-            raise RoadmapError(f"class folder {entry.path} has no images")
+    classes = sorted(entry.path for entry in os.scandir(folder) if entry.is_dir())
+    if len(classes) < 2:
+        found = "no class folders" if not classes else f"one class folder ({classes[0]})"
+        raise RoadmapError(
+            f"{folder} has {found}: classification needs at least two "
+            f"(expected {folder}/<class>/<image>)"
+        )
+    for path in classes:
+        if not _has_images(Path(path)):
+            raise RoadmapError(f"class folder {path} has no images")
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether ``folder`` holds an image anywhere below it, walking it the way torchvision
+    will (following symlinks); a link that leads back into its own chain of folders raises
+    instead of looping forever."""
+    found = False
+    chains = {str(folder): {folder.resolve()}}
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        chain = chains.pop(here)
+        for name in dirs:
+            target = (Path(here) / name).resolve()
+            if target in chain:
+                raise RoadmapError(
+                    f"symlink loop: {Path(here) / name} leads back to {target}; remove the "
+                    "link (torchvision would walk it forever)"
+                )
+            chains[os.path.join(here, name)] = chain | {target}
+        found = found or any(name.lower().endswith(IMG_EXTENSIONS) for name in names)
+    return found
 
 
 def _cifar(source: DataSource, train_tf: Callable, eval_tf: Callable, download: bool) -> Datasets:
@@ -348,10 +369,6 @@ class ShardSampler(Sampler[int]):
         return iter(self.indices)
 
 
-def _ignore_ctrl_c(worker_id: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def default_workers(source: DataSource) -> int:
     """Loader workers when the user gives none: in-memory sources load in the main process
     (worker processes would only compete with training for the cores)."""
@@ -376,7 +393,7 @@ def make_loader(
     ``set_epoch`` the loop calls) and drops the last partial batch; evaluation keeps order and
     every sample. Workers are not persistent: they are re-seeded from the main process at
     every epoch, which is what makes a resumed run repeat an uninterrupted one. Workers ignore
-    Ctrl-C, so that the training process can finish its epoch when the user presses it.
+    Ctrl-C and SIGTERM, so that the training process stops them in order.
     """
     if train and world > 1:
         sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed)
@@ -390,7 +407,7 @@ def make_loader(
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
-        worker_init_fn=_ignore_ctrl_c,
+        worker_init_fn=ignore_in_workers,
         drop_last=train,
         pin_memory=torch.cuda.is_available(),
     )

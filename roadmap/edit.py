@@ -1,9 +1,15 @@
-"""Small pure helpers that steps use to edit a spec. Each returns a new spec."""
+"""Small pure helpers that steps use to edit a spec. Each returns a new spec.
+
+A helper that cannot do what it is asked raises :class:`PreconditionError` (a spec of the wrong
+shape for the step) with a message that names the problem, so a plugin author sees one line,
+not a traceback from inside the helper.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from roadmap.errors import PreconditionError
 from roadmap.spec import BlockSpec, NetSpec, StageSpec, replace
 
 BlockFn = Callable[[str, BlockSpec], BlockSpec]
@@ -36,7 +42,7 @@ def set_depths(spec: NetSpec, depths: Sequence[int]) -> NetSpec:
     def resize(i: int, stage: StageSpec) -> StageSpec:
         blocks = stage.blocks[: depths[i]]
         if not blocks:
-            raise ValueError(f"stage {i} has no block to repeat")
+            raise PreconditionError(f"set_depths: stage {i} has no block to repeat")
         blocks += (blocks[-1],) * (depths[i] - len(blocks))
         return replace(stage, blocks=blocks)
 
@@ -65,6 +71,9 @@ def set_widths(spec: NetSpec, widths: Sequence[int]) -> NetSpec:
 
 def alternate(blocks: Sequence[BlockSpec], **fields: Sequence) -> tuple[BlockSpec, ...]:
     """Cycle field values over blocks: ``alternate(bs, use_se=[True, False])`` -> T, F, T, ..."""
+    empty = [name for name, values in fields.items() if not len(values)]
+    if empty:
+        raise PreconditionError(f"alternate: no values given for {', '.join(empty)}")
     return tuple(
         replace(b, **{k: v[i % len(v)] for k, v in fields.items()}) for i, b in enumerate(blocks)
     )
@@ -80,6 +89,14 @@ def has_kind(spec: NetSpec, kind: str) -> bool:
     return any(b.kind == kind for _, b in spec.iter_blocks())
 
 
+def require_stages(spec: NetSpec, count: int, step: str, what: str) -> None:
+    """Raise PreconditionError unless ``spec`` has ``count`` stages (``step`` sets ``what``)."""
+    if len(spec.stages) != count:
+        raise PreconditionError(
+            f"{step} sets {count} stage {what}; this network has {len(spec.stages)} stages"
+        )
+
+
 def _check_len(spec: NetSpec, values: Sequence[int], what: str) -> None:
     if len(values) != len(spec.stages):
-        raise ValueError(f"{len(values)} {what} for {len(spec.stages)} stages")
+        raise PreconditionError(f"{len(values)} {what} given for {len(spec.stages)} stages")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from roadmap import files
 from roadmap.errors import RoadmapError
 from roadmap.reparam import fuse
 
@@ -109,10 +110,7 @@ def _result(
 
 
 def _prepare(out: Path) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RoadmapError(f"cannot create {out.parent}: {e.strerror}") from None
+    files.make_dirs(out.parent)  # fail before the (slow) export, not after
 
 
 def onnx_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
@@ -188,15 +186,11 @@ def _coreml(model: nn.Module, x: torch.Tensor, out: Path) -> tuple[None, str]:
         convert_to="mlprogram",
         minimum_deployment_target=ct.target.iOS16,  # the paper's iPhone 12 ran iOS 16
     )
-    mlmodel.save(str(out))
+    with files.atomic_path(out) as tmp:
+        mlmodel.save(str(tmp))
     return None, "not run: Core ML prediction needs macOS (time it with Xcode's performance report)"
 
 
 def _write(out: Path, data: bytes) -> None:
     """Write atomically: a reader never sees half a model."""
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(out)
-    except OSError as e:
-        raise RoadmapError(f"cannot write {out}: {e.strerror}") from None
+    files.write_bytes(out, data)

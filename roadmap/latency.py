@@ -14,20 +14,21 @@ How a number is taken, and why:
 - The median and the interquartile range are reported, not the mean: one preempted iteration
   moves a mean but not a median. The garbage collector is paused while timing (as ``timeit``
   does) so its pauses do not land on one model.
-- The conditions (device, threads, batch, resolution, dtype, memory format, backend, library
-  versions, iterations, machine load) are stored with every record: a latency without them is
-  not a number anyone can compare. On Linux that includes how many cores other processes kept
-  busy while we timed (``other_cpu_cores``): on a shared machine, that is the noise.
+- The conditions (:class:`Conditions`: device, threads, batch, resolution, dtype, memory
+  format, backend, library versions, iterations, machine load) are stored with every record:
+  a latency without them is not a number anyone can compare. On Linux that includes how many
+  cores other processes kept busy while we timed (``other_cpu_cores``, from
+  :mod:`roadmap.machine`): on a shared machine, that is the noise.
 
 A difference between two records smaller than their pooled IQR (the mean of the two
-interquartile ranges) is marked as noise (:func:`compare`); ``roadmap.study`` uses the same rule.
+interquartile ranges) is marked as noise (:func:`compare`): the one latency noise rule, which
+every table, plot and lesson uses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import platform
 import random
 import statistics
@@ -41,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from roadmap import machine
 from roadmap.errors import RoadmapError
 
 BACKENDS = ("eager", "torchscript", "onnxruntime")
@@ -115,11 +117,82 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Conditions:
+    """What a latency was measured under: stored beside every number (field names are stable).
+
+    Attributes:
+        device: "cpu" or "cuda".
+        device_name: the GPU's name or the CPU model.
+        threads: intra-op threads torch (and ONNX Runtime) used.
+        batch: images per forward pass.
+        img_size: square input resolution.
+        dtype: the input and weight dtype.
+        memory_format: "contiguous" or "channels_last".
+        backend: what ran the model.
+        torch_version: torch's version.
+        onnxruntime_version: ONNX Runtime's version, when it ran the model.
+        warmup: untimed iterations per model.
+        iters: timed iterations per model.
+        interleaved_models: how many models shared the run, round by round.
+        timer: how each iteration was timed.
+        contention: how busy other work kept the machine (see :mod:`roadmap.machine`).
+        platform: the OS.
+        python_version: Python's version.
+        measured_at: when (UTC, ISO 8601).
+    """
+
+    device: str
+    device_name: str
+    threads: int
+    batch: int
+    img_size: int
+    dtype: str
+    memory_format: str
+    backend: str
+    torch_version: str
+    onnxruntime_version: str | None
+    warmup: int
+    iters: int
+    interleaved_models: int
+    timer: str
+    contention: machine.Contention
+    platform: str
+    python_version: str
+    measured_at: str
+
+    @property
+    def busy(self) -> bool:
+        """Whether other work competed for the machine while we timed (the one rule)."""
+        return machine.is_busy(self.contention)
+
+    def describe(self, fused: bool | None = True) -> str:
+        """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
+        runtime = f"torch {self.torch_version}"
+        if self.onnxruntime_version:
+            runtime += f", onnxruntime {self.onnxruntime_version}"
+        form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
+        return (
+            f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch}, "
+            f"{self.img_size}x{self.img_size}, {self.dtype}, {self.memory_format}, "
+            f"{self.backend}, {runtime}{form}\n"
+            f"{self.warmup} warm-up + {self.iters} timed iterations per model, interleaved "
+            f"across {self.interleaved_models} model(s); {machine.busy_note(self.contention)}"
+        )
+
+    def short(self) -> str:
+        """One line for a table header: device, threads, batch, resolution."""
+        return f"{self.device_name}, {self.threads} threads, batch {self.batch}, {self.img_size} px"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class LatencyRecord:
     """One model's latency and the conditions it was measured under (field names are stable).
 
     Attributes:
-        step: the label (the step name for a roadmap prefix).
+        step: the label (the network's name, ``roadmap.selection``).
         steps: the steps the model was built from.
         fused: whether the deploy form was measured.
         median_ms: median per-iteration latency.
@@ -128,7 +201,7 @@ class LatencyRecord:
         iqr_ms: p75 - p25.
         min_ms: fastest iteration.
         n: timed iterations.
-        conditions: device, threads, batch, resolution, dtype, memory format, backend, versions.
+        conditions: what it was measured under.
         samples_ms: every timed iteration, in the order taken.
     """
 
@@ -141,7 +214,7 @@ class LatencyRecord:
     iqr_ms: float
     min_ms: float
     n: int
-    conditions: dict[str, Any]
+    conditions: Conditions
     samples_ms: list[float] = field(repr=False)
 
     @property
@@ -211,17 +284,16 @@ def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[
     labels = [c.label for c in candidates]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be unique, got {labels}")
-    load_before = _load_average()
     with _torch_threads(settings.threads) as threads:
         runners = [_runner(c.model, settings, threads) for c in candidates]
-        cpu_before = _cpu_snapshot()
+        watch = machine.CpuWatch()
         samples = _time_interleaved(runners, settings, _synchronizer(settings))
-        contention = _contention(cpu_before, _cpu_snapshot())
-    conditions = {**_conditions(settings, threads, len(candidates), load_before), **contention}
+        contention = watch.stop()
+    conditions = _conditions(settings, threads, len(candidates), contention)
     return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
 
 
-def _record(candidate: Candidate, samples: list[float], conditions: dict) -> LatencyRecord:
+def _record(candidate: Candidate, samples: list[float], conditions: Conditions) -> LatencyRecord:
     p25, median, p75 = summarize(samples)
     return LatencyRecord(
         step=candidate.label,
@@ -233,7 +305,7 @@ def _record(candidate: Candidate, samples: list[float], conditions: dict) -> Lat
         iqr_ms=p75 - p25,
         min_ms=min(samples),
         n=len(samples),
-        conditions=dict(conditions),
+        conditions=conditions,
         samples_ms=samples,
     )
 
@@ -320,75 +392,34 @@ def _torch_threads(threads: int | None) -> Iterator[int]:
 
 
 def _conditions(
-    settings: LatencySettings, threads: int, n_models: int, load_before: float | None
-) -> dict[str, Any]:
+    settings: LatencySettings, threads: int, n_models: int, contention: machine.Contention
+) -> Conditions:
     cuda = settings.device == "cuda"
-    return {
-        "device": settings.device,
-        "device_name": device_name(settings.device),
-        "threads": threads,
-        "batch": settings.batch,
-        "img_size": settings.img_size,
-        "dtype": "float32",
-        "memory_format": "channels_last" if settings.channels_last else "contiguous",
-        "backend": settings.backend,
-        "torch_version": torch.__version__,
-        "onnxruntime_version": _ort_version() if settings.backend == "onnxruntime" else None,
-        "warmup": settings.warmup,
-        "iters": settings.iters,
-        "interleaved_models": n_models,
-        "timer": "perf_counter per iteration" + (", cuda synchronized" if cuda else ""),
-        "cpu_count": os.cpu_count(),
-        "load_avg_1min_before": load_before,
-        "load_avg_1min_after": _load_average(),
-        "platform": platform.platform(),
-        "python_version": platform.python_version(),
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return Conditions(
+        device=settings.device,
+        device_name=device_name(settings.device),
+        threads=threads,
+        batch=settings.batch,
+        img_size=settings.img_size,
+        dtype="float32",
+        memory_format="channels_last" if settings.channels_last else "contiguous",
+        backend=settings.backend,
+        torch_version=torch.__version__,
+        onnxruntime_version=_ort_version() if settings.backend == "onnxruntime" else None,
+        warmup=settings.warmup,
+        iters=settings.iters,
+        interleaved_models=n_models,
+        timer="perf_counter per iteration" + (", cuda synchronized" if cuda else ""),
+        contention=contention,
+        platform=platform.platform(),
+        python_version=platform.python_version(),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def device_name(device: str) -> str:
     """The GPU's name, or the CPU model as the OS reports it."""
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_snapshot() -> tuple[float, float, float, float] | None:
-    """(wall s, machine busy CPU s, stolen CPU s, this process's CPU s), from Linux /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    hz = os.sysconf("SC_CLK_TCK")
-    busy = (user + nice + system + irq + softirq) / hz
-    return time.perf_counter(), busy, steal / hz, time.process_time()
-
-
-def _contention(before: tuple | None, after: tuple | None) -> dict[str, float | None]:
-    """Cores that other processes (and the hypervisor) kept busy, on average, while we timed."""
-    if before is None or after is None or after[0] <= before[0]:
-        return {"other_cpu_cores": None, "steal_cpu_cores": None}
-    wall = after[0] - before[0]
-    others = (after[1] - before[1]) - (after[3] - before[3])
-    return {
-        "other_cpu_cores": round(max(0.0, others) / wall, 2),
-        "steal_cpu_cores": round((after[2] - before[2]) / wall, 2),
-    }
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average (other work on the machine), where the OS reports one."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    return torch.cuda.get_device_name() if device == "cuda" else machine.cpu_name()
 
 
 def _ort_version() -> str:
@@ -397,48 +428,42 @@ def _ort_version() -> str:
     return ort.__version__
 
 
-# --- roadmap steps -----------------------------------------------------------------------
+# --- roadmap networks ---------------------------------------------------------------------
 
 
-def every_step() -> list[list[str]]:
-    """One selection per registered step: the roadmap up to and including it."""
-    from roadmap import registry
-
-    return [registry.resolve_steps(upto=name) for name in registry.list_steps()]
-
-
-def label_for(names: Sequence[str]) -> str:
-    """The step name for a roadmap prefix; the comma-joined steps for any other selection."""
-    from roadmap import registry
-
-    if list(names) == registry.resolve_steps(upto=names[-1]):
-        return names[-1]
-    return ",".join(names)
-
-
-def measure_steps(
-    selections: Sequence[Sequence[str]],
+def measure_selections(
+    selections: Sequence[Any],
     settings: LatencySettings,
     *,
     fused: bool = True,
     num_classes: int = 1000,
 ) -> list[LatencyRecord]:
-    """Build each selection of steps, fuse it (unless ``fused=False``) and measure all interleaved.
+    """Build each selection, fuse it (unless ``fused=False``) and measure all interleaved.
 
     Args:
-        selections: resolved step lists, one per model.
+        selections: ``roadmap.selection.Selection`` objects, one per model.
         settings: how to measure.
         fused: measure the deploy form (the default) or the training form in eval mode.
         num_classes: classifier width.
     """
-    from roadmap.build import build
-    from roadmap.registry import build_spec
+    from roadmap.builder import build
     from roadmap.reparam import fuse
 
     settings.check()  # fail before the builds, not after
     candidates = []
-    for names in selections:
-        model = build(build_spec(steps=names, num_classes=num_classes))
+    for selection in selections:
+        model = build(selection.spec(num_classes))
         model = fuse(model) if fused else model.eval()
-        candidates.append(Candidate(label_for(names), model, tuple(names), fused))
+        candidates.append(Candidate(selection.name, model, selection.steps, fused))
     return measure(candidates, settings)
+
+
+def thread_warning(threads: int | None) -> str | None:
+    """A warning when more threads are asked for than this process has cores."""
+    cores = machine.usable_cores()
+    if threads is not None and threads > cores:
+        return (
+            f"--threads {threads} on {cores} usable cores: the threads will take turns, and the "
+            "latency measures that contention rather than the model"
+        )
+    return None

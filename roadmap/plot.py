@@ -23,8 +23,6 @@ figure state survives a call) and written atomically.
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from roadmap import registry
+from roadmap import files, machine, registry
 from roadmap.errors import RoadmapError
+from roadmap.latency import Conditions
 from roadmap.study import Row
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -148,19 +147,9 @@ def _axes(fig: Figure, with_acc: bool) -> tuple[list[Axes], list[Axes]]:
 
 
 def _save(fig: Figure, out: Path, fmt: str) -> None:
-    """Write to a temporary file beside ``out``, then rename: a reader never sees half a file."""
-    # A unique hidden name in the same folder (so the rename is atomic), created with the
-    # default permissions (mkstemp would make the figure private).
-    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (``roadmap.files``): a reader never sees half a figure."""
+    with files.atomic_path(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt), **_extra(fmt))
-        os.replace(tmp, out)
-    except OSError as e:
-        raise RoadmapError(f"cannot write the figure to {out}: {e.strerror}") from None
-    finally:
-        if tmp.exists():  # savefig failed half-way
-            tmp.unlink()
 
 
 def _extra(fmt: str) -> dict[str, Any]:
@@ -207,11 +196,15 @@ def _paper_notes(rows: list[Row], shown: list[int]) -> list[str]:
     return notes
 
 
+def _is_prefix(row: Row) -> bool:
+    return row.variant.buildable and row.variant.selection.is_roadmap_prefix
+
+
 def _paper_note(row: Row) -> str:
-    if row.paper_latency_ms is None and row.paper_top1 is None and row.variant.name[0] in "+-":
+    if row.paper_latency_ms is None and row.paper_top1 is None and not _is_prefix(row):
         return ""  # an ablation row: the paper has no numbers for it, by design
     try:
-        return registry.get_step(row.variant.step).paper_note if row.variant.step else ""
+        return registry.get_step(row.variant.about).paper_note
     except RoadmapError:
         return ""
 
@@ -279,15 +272,13 @@ def _ours_macs(ax: Axes, rows: list[Row], timed: list[int]) -> list[str]:
 
 
 def _busy_note(rows: list[Row]) -> list[str]:
-    """A warning when other work competed for the CPU while we timed (load above core count)."""
+    """A warning when other work competed for the machine while we timed (the one rule)."""
     lat = next((r.latency for r in rows if r.latency is not None), None)
-    c = lat.conditions if lat else {}
-    load, cpus = c.get("load_avg_1min_before"), c.get("cpu_count")
-    if c.get("device") != "cpu" or load is None or not cpus or load <= cpus:
+    if lat is None or not lat.conditions.busy:
         return []
     return [
-        f"The machine was busy while we timed (load {load:.1f} on {cpus} CPUs): our latencies "
-        "are inflated and their IQRs wide; rerun `roadmap plot` on an idle machine."
+        f"The machine was busy while we timed ({machine.busy_note(lat.conditions.contention)}): "
+        "our latencies are inflated and their IQRs wide; rerun `roadmap plot` on an idle machine."
     ]
 
 
@@ -303,8 +294,7 @@ def _latency_label(rows: list[Row], timed: list[int]) -> str:
     c = rows[timed[0]].latency.conditions
     return (
         f"our latency, fused model (ms, median; bars: IQR)\n"
-        f"{_short_device(c)}, batch {c.get('batch', '?')}, "
-        f"{c.get('img_size', '?')}×{c.get('img_size', '?')}"
+        f"{_short_device(c)}, batch {c.batch}, {c.img_size}×{c.img_size}"
     )
 
 
@@ -358,7 +348,7 @@ def _top1_bar(rows: list[Row], i: int) -> _Bar:
 
 def _previous(rows: list[Row], i: int) -> Row | None:
     """The row a delta is taken against: the nearest buildable one above (as in study)."""
-    return next((rows[j] for j in range(i - 1, -1, -1) if rows[j].variant.steps), None)
+    return next((rows[j] for j in range(i - 1, -1, -1) if rows[j].variant.buildable), None)
 
 
 def _bar_panel(ax: Axes, rows: list[Row], bars: list[_Bar], *, fmt: str) -> None:
@@ -585,22 +575,19 @@ def _conditions_line(rows: list[Row]) -> str:
         return f"{paper}  Ours: latency not measured."
     c = lat.conditions
     parts = [
-        f"fused models, {c.get('backend', 'eager')} PyTorch {c.get('torch_version', '?')}",
+        f"fused models, {c.backend} PyTorch {c.torch_version}",
         _short_device(c),
-        f"{c.get('threads', '?')} threads",
-        f"batch {c.get('batch', '?')}, {c.get('img_size', '?')}×{c.get('img_size', '?')}",
-        f"{c.get('dtype', 'float32')}, {c.get('memory_format', 'contiguous')}",
-        f"{c.get('iters', lat.n)} timed iterations, {c.get('interleaved_models', 1)} models "
-        "interleaved",
+        f"{c.threads} threads",
+        f"batch {c.batch}, {c.img_size}×{c.img_size}",
+        f"{c.dtype}, {c.memory_format}",
+        f"{c.iters} timed iterations, {c.interleaved_models} models interleaved",
+        machine.busy_note(c.contention),
     ]
-    load = c.get("load_avg_1min_before")
-    if load is not None:
-        parts.append(f"load avg {load:.1f} on {c.get('cpu_count', '?')} CPUs")
     return f"{paper}\nOurs: {'; '.join(parts)}."
 
 
-def _short_device(c: dict[str, Any]) -> str:
-    name = str(c.get("device_name") or c.get("device", "?"))
+def _short_device(c: Conditions) -> str:
+    name = c.device_name
     for noise in ("(R)", "(TM)", " CPU", " Processor"):
         name = name.replace(noise, "")
-    return f"{c.get('device', '?').upper()} {' '.join(name.split())}"
+    return f"{c.device.upper()} {' '.join(name.split())}"

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from roadmap.errors import RoadmapError
+from roadmap.fields import checked
 
 LR_REFERENCE_BATCH = 512  # the batch at which base_lr applies (RepViT's main.py scales by /512)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -121,6 +122,15 @@ def recipe_hash(recipe: Recipe) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def recipe_label(recipe: Recipe) -> str:
+    """The recipe's name in the results store: its own name, plus its hash when command-line
+    overrides changed a shipped recipe (``quick-6cd071824770``); a user's recipe file keeps its
+    name (the hash in each record tells its versions apart)."""
+    if recipe.name in builtin_recipes() and recipe != load_recipe(recipe.name):
+        return f"{recipe.name}-{recipe_hash(recipe)}"
+    return recipe.name
+
+
 def builtin_recipes() -> list[str]:
     """Names of the recipes shipped with the package."""
     folder = resources.files("roadmap") / "recipes"
@@ -179,50 +189,10 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
     missing = [key for key in fields if key not in data]
     if missing:
         raise RoadmapError(f"{source}: missing key {missing[0]!r}")
-    values = {key: _checked(key, data[key], fields[key], source) for key in fields}
+    values = {key: checked(data[key], fields[key], f"{source}: key {key!r}") for key in fields}
     recipe = Recipe(**values)
     _check_ranges(recipe, source)
     return recipe
-
-
-def _checked(key: str, value: Any, annotation: str, source: str) -> Any:
-    """The value converted to the field's type, or a RoadmapError naming the key."""
-    optional = annotation.endswith("| None")
-    kind = annotation.removesuffix(" | None")
-    if value is None:
-        if optional:
-            return None
-        raise RoadmapError(f"{source}: key {key!r} needs a value ({kind}), got nothing")
-    converted = _convert(value, kind)
-    if converted is None:
-        raise RoadmapError(f"{source}: key {key!r} must be {_KIND_WORDS[kind]}, got {value!r}")
-    return converted
-
-
-_KIND_WORDS = {
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "str": "a string",
-    "tuple[float, float]": "a list of two numbers",
-}
-
-
-def _convert(value: Any, kind: str) -> Any:
-    """The value as ``kind``, or None when it cannot be one (bools are not numbers here)."""
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "int":
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    if kind == "float":
-        return float(value) if is_number else None
-    if kind == "bool":
-        return value if isinstance(value, bool) else None
-    if kind == "str":
-        return value if isinstance(value, str) else None
-    if kind == "tuple[float, float]" and isinstance(value, list | tuple) and len(value) == 2:
-        pair = [_convert(item, "float") for item in value]
-        return None if None in pair else (pair[0], pair[1])
-    return None
 
 
 def _check_ranges(recipe: Recipe, source: str) -> None:

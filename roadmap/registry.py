@@ -1,8 +1,14 @@
 """The step registry: strict (duplicates and unknown names raise) and ordered.
 
-Registration order is roadmap order. The paper's steps register when the ``steps`` package is
-imported (``steps/__init__.py`` holds their order); third-party steps register afterwards,
-from the ``roadmap.steps`` entry-point group or a plugin file, and so come after them.
+The order does not depend on who was imported first: the paper's steps come in the order
+``steps.ROADMAP`` lists, then every other step (a ``roadmap.steps`` entry point, a
+``--plugin`` file, a module that calls :func:`register_step` itself) in the order it was
+registered. So ``import steps`` before ``import roadmap``, or a plugin imported before the
+paper's steps, gives the same roadmap.
+
+A step that fails is reported as the step's failure, with where it came from: an exception
+inside it, a return value that is not a :class:`NetSpec`, or a spec that does not validate
+becomes one :class:`RoadmapError` line ("step boom (from plugin x.py) failed: ...").
 """
 
 from __future__ import annotations
@@ -15,22 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadmap.errors import RoadmapError
+from roadmap.errors import PreconditionError, RoadmapError
 from roadmap.spec import NetSpec, replace, validate
 
 BASE_STEP = "mobilenetv3_large"
-
-
-class PreconditionError(RoadmapError):
-    """A step was applied to a spec that lacks what it changes (names the missing step)."""
-
-
-def require_stages(spec: NetSpec, count: int, step: str, what: str) -> None:
-    """Raise PreconditionError unless ``spec`` has ``count`` stages (``step`` sets ``what``)."""
-    if len(spec.stages) != count:
-        raise PreconditionError(
-            f"{step} sets {count} stage {what}; this network has {len(spec.stages)} stages"
-        )
+PAPER_PACKAGE = "steps"
 
 
 @dataclass(frozen=True)
@@ -63,23 +58,46 @@ class Step:
         module = sys.modules.get(self.fn.__module__)
         return (module.__doc__ or "").strip() if module else ""
 
+    @property
+    def origin(self) -> str:
+        """Where the step is defined: ``steps/gelu.py``, or ``plugin x.py`` for anyone else's."""
+        module = sys.modules.get(self.fn.__module__)
+        file = Path(getattr(module, "__file__", None) or self.fn.__module__)
+        if self.fn.__module__.split(".")[0] == PAPER_PACKAGE:
+            return f"{PAPER_PACKAGE}/{file.name}"
+        return f"plugin {file.name}"
+
     def apply(self, spec: NetSpec | None) -> NetSpec:
-        """Run the step; a base step must come first, a transform must not."""
-        if self.base:
-            if spec is not None:
-                raise PreconditionError(
-                    f"{self.name} builds the starting network; it must come first"
-                )
-            return self.fn()
-        if spec is None:
+        """Run the step on ``spec`` (None for a base step) and check what it returns.
+
+        Raises:
+            PreconditionError: a base step not first, or a transform with nothing to change.
+            RoadmapError: the step raised, returned something that is not a spec, or returned
+                a spec that does not validate (the message names the step and its origin).
+        """
+        if self.base and spec is not None:
+            raise PreconditionError(f"{self.name} builds the starting network; it must come first")
+        if not self.base and spec is None:
             raise PreconditionError(
                 f"{self.name} needs a network to change; start with {BASE_STEP}"
             )
-        return self.fn(spec)
+        where = f"step {self.name} (from {self.origin})"
+        try:
+            result = self.fn() if self.base else self.fn(spec)
+        except RoadmapError:
+            raise
+        except Exception as e:  # someone's step code: report it as that step's failure
+            raise RoadmapError(f"{where} failed: {type(e).__name__}: {e}") from e
+        if not isinstance(result, NetSpec):
+            raise RoadmapError(f"{where} returned a {type(result).__name__}, not a NetSpec")
+        try:
+            return validate(result)
+        except RoadmapError as e:
+            raise RoadmapError(f"{where} made a spec that does not validate: {e}") from None
 
 
 _REGISTRY: dict[str, Step] = {}
-_loaded = False
+_state = {"loaded": False, "loading": False}
 
 
 def register_step(
@@ -98,6 +116,8 @@ def register_step(
         if name in _REGISTRY:
             owner = _REGISTRY[name].fn.__module__
             raise RoadmapError(f"step {name!r} is already registered (by {owner}); pick a new name")
+        if not name.isidentifier():
+            raise RoadmapError(f"step name {name!r} must be a Python identifier (a-z, 0-9, _)")
         _REGISTRY[name] = Step(
             name, title, section, fn, paper_top1, paper_latency_ms, paper_note, base
         )
@@ -106,21 +126,45 @@ def register_step(
     return decorator
 
 
-def _ensure_loaded() -> None:
-    """Import the paper's steps, then any installed ``roadmap.steps`` entry points."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    importlib.import_module("steps")
-    from importlib.metadata import entry_points
+def paper_roadmap() -> tuple[str, ...]:
+    """The paper's steps in order (``steps.ROADMAP``), whether or not they are loaded yet."""
+    return importlib.import_module(PAPER_PACKAGE).ROADMAP
 
-    for ep in entry_points(group="roadmap.steps"):
-        ep.load()
+
+def _ensure_loaded() -> None:
+    """Import the paper's steps, then any installed ``roadmap.steps`` entry points.
+
+    Safe to call while ``steps`` is itself being imported (a step module imports this one):
+    the loading is then simply finished by a later call.
+    """
+    if _state["loaded"] or _state["loading"]:
+        return
+    _state["loading"] = True
+    try:
+        for name in paper_roadmap():
+            importlib.import_module(f"{PAPER_PACKAGE}.{name}")
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="roadmap.steps"):
+            try:
+                ep.load()
+            except RoadmapError:
+                raise
+            except Exception as e:
+                raise RoadmapError(
+                    f"the roadmap.steps entry point {ep.name} ({ep.value}) failed to load: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        _state["loaded"] = all(name in _REGISTRY for name in paper_roadmap())
+    finally:
+        _state["loading"] = False
 
 
 def load_plugin(path: str | Path) -> None:
-    """Import a Python file that registers extra steps (``--plugin my_steps.py``)."""
+    """Import a Python file that registers extra steps (``--plugin my_steps.py``).
+
+    The file runs with the permissions of whoever runs ``roadmap``: load only files you trust.
+    """
     _ensure_loaded()
     path = Path(path)
     if not path.is_file():
@@ -129,6 +173,8 @@ def load_plugin(path: str | Path) -> None:
     if name in sys.modules:  # this file was loaded already: loading is idempotent
         return
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RoadmapError(f"plugin {path} is not a Python file (it should end in .py)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -141,24 +187,28 @@ def load_plugin(path: str | Path) -> None:
         raise RoadmapError(f"plugin {path} failed to load: {type(e).__name__}: {e}") from e
 
 
-def get_step(name: str) -> Step:
-    """The step called ``name``; unknown names raise and list the known ones."""
+def all_steps() -> list[Step]:
+    """All registered steps: the paper's in roadmap order, then the others as registered."""
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise RoadmapError(f"unknown step {name!r}; known steps: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    paper = paper_roadmap()
+    ranked = sorted(
+        enumerate(_REGISTRY.values()),
+        key=lambda item: (0, paper.index(item[1].name)) if item[1].name in paper else (1, item[0]),
+    )
+    return [step for _, step in ranked]
 
 
 def list_steps() -> list[str]:
     """All registered step names, in roadmap order."""
-    _ensure_loaded()
-    return list(_REGISTRY)
+    return [step.name for step in all_steps()]
 
 
-def all_steps() -> list[Step]:
-    """All registered steps, in roadmap order."""
+def get_step(name: str) -> Step:
+    """The step called ``name``; unknown names raise and list the known ones."""
     _ensure_loaded()
-    return list(_REGISTRY.values())
+    if name not in _REGISTRY:
+        raise RoadmapError(f"unknown step {name!r}; known steps: {', '.join(list_steps())}")
+    return _REGISTRY[name]
 
 
 def resolve_steps(
@@ -180,13 +230,13 @@ def resolve_steps(
     """
     if upto is not None and steps is not None:
         raise RoadmapError("give either --upto or --steps, not both")
-    known = list_steps()
     if steps is not None:
         names = [get_step(n).name for n in steps]
     elif upto is not None:
+        known = list_steps()
         names = known[: known.index(get_step(upto).name) + 1]
     else:
-        names = [s.name for s in all_steps() if s.name in _paper_roadmap()]
+        names = list(paper_roadmap())
     skip = [get_step(n).name for n in skip]
     for name in skip:
         if name not in names:
@@ -197,13 +247,25 @@ def resolve_steps(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RoadmapError(f"step(s) listed twice: {', '.join(dupes)}")
+    late_base = [n for n in names[1:] if get_step(n).base]
+    if late_base:
+        raise RoadmapError(
+            f"{late_base[0]} builds the starting network: list it first, or leave it out "
+            "(it is added in front)"
+        )
     if not names or not get_step(names[0]).base:
         names.insert(0, BASE_STEP)
     return names
 
 
-def _paper_roadmap() -> tuple[str, ...]:
-    return importlib.import_module("steps").ROADMAP
+def apply_steps(names: Sequence[str], start: NetSpec | None = None) -> NetSpec:
+    """Apply steps in order to ``start`` (None: the first step must build the network)."""
+    spec = start
+    for name in names:
+        spec = get_step(name).apply(spec)
+    if spec is None:
+        raise RoadmapError("no step was given and no spec to start from")
+    return spec
 
 
 def build_spec(
@@ -214,7 +276,5 @@ def build_spec(
     num_classes: int = 1000,
 ) -> NetSpec:
     """The spec after applying the resolved steps, with ``num_classes`` outputs."""
-    spec = None
-    for name in resolve_steps(upto, steps=steps, skip=skip):
-        spec = get_step(name).apply(spec)
+    spec = apply_steps(resolve_steps(upto, steps=steps, skip=skip))
     return validate(replace(spec, num_classes=num_classes))

@@ -5,18 +5,24 @@ Nothing here measures or builds; callers pass in what they computed.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
 
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from roadmap.evaluate import CheckpointScores
 from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
 from roadmap.measure import Counts
+from roadmap.record import RunRecord
 from roadmap.registry import Step
 from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec, group_changes, split_block_path
-from roadmap.study import Row
+from roadmap.study import Row, row_data
+from roadmap.sweep import Outcome
 
 MACS_LEGEND = (
     "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
@@ -155,19 +161,12 @@ def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Te
 
 # --- latency and export ------------------------------------------------------------------
 
-# A load average above half the cores before we start means other processes hold a core's worth
-# of work per two cores: with intra-op threads on every core, they will be preempted.
-BUSY_LOAD_FRACTION = 0.5
-# Other processes using a tenth of the cores while we time already preempt our intra-op threads
-# now and then, and every preemption stalls a whole forward pass.
-BUSY_OTHER_FRACTION = 0.1
-
 
 def latency_table(records: Sequence[LatencyRecord]) -> Table:
     """Median [IQR] per model, and each row's difference from the row above (noise marked)."""
     table = Table(
         title="Latency (ms per forward pass)",
-        caption=conditions_text(records[0].conditions, records[0].fused) + "\n" + latency_legend(),
+        caption=records[0].conditions.describe(records[0].fused) + "\n" + latency_legend(),
         caption_justify="left",
     )
     for name, justify in [("#", "right"), ("step", "left"), ("median", "right")]:
@@ -202,35 +201,6 @@ def _delta_text(comparison: Comparison | None) -> Text:
     if comparison.noise:
         return Text(f"{NOISE_MARK}{text}", style="dim")
     return Text(text, style="red" if comparison.delta_ms > 0 else "green")
-
-
-def conditions_text(conditions: dict, fused: bool | None = True) -> str:
-    """The conditions of a latency measurement in two lines (``fused=None``: say nothing)."""
-    c = conditions
-    runtime = f"torch {c['torch_version']}"
-    if c.get("onnxruntime_version"):
-        runtime += f", onnxruntime {c['onnxruntime_version']}"
-    form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
-    return (
-        f"{c['device']} ({c['device_name']}), {c['threads']} threads, batch {c['batch']}, "
-        f"{c['img_size']}x{c['img_size']}, {c['dtype']}, {c['memory_format']}, "
-        f"{c['backend']}, {runtime}{form}\n"
-        f"{c['warmup']} warm-up + {c['iters']} timed iterations per model, interleaved across "
-        f"{c['interleaved_models']} model(s); load average {c['load_avg_1min_before']} -> "
-        f"{c['load_avg_1min_after']} on {c['cpu_count']} CPUs" + _busy_warning(c)
-    )
-
-
-def _busy_warning(conditions: dict) -> str:
-    """How busy other work kept the machine, and a warning when it competed for the cores."""
-    cpus, others = conditions.get("cpu_count"), conditions.get("other_cpu_cores")
-    if others is not None:  # measured while timing: better than a lagging load average
-        note = f"; other processes kept {others:.2f} cores busy while timing"
-        busy = bool(cpus) and others > BUSY_OTHER_FRACTION * cpus
-    else:
-        load = conditions.get("load_avg_1min_before")
-        note, busy = "", load is not None and bool(cpus) and load > BUSY_LOAD_FRACTION * cpus
-    return note + (" (busy machine: expect noise)" if busy else "")
 
 
 def latency_data(records: Sequence[LatencyRecord]) -> dict:
@@ -308,15 +278,12 @@ def study_cells(row: Row) -> dict[str, str]:
 
 
 def latency_header(rows: Sequence[Row]) -> str:
-    """'latency ms [IQR] (fused, <device>, batch 1, 224 px)' from the rows' conditions."""
+    """'latency ms [IQR] (fused, <device>, 2 threads, batch 1, 224 px)' from the conditions."""
     lat = next((r.latency for r in rows if r.latency is not None), None)
     if lat is None:
         return "latency (not measured)"
-    c = lat.conditions
-    return (
-        f"latency ms [IQR] (fused, {c.get('device_name', c.get('device'))}, "
-        f"{c.get('threads')} threads, batch {c.get('batch')}, {c.get('img_size')} px)"
-    )
+    busy = "; BUSY MACHINE: expect noise" if lat.conditions.busy else ""
+    return f"latency ms [IQR] (fused, {lat.conditions.short()}{busy})"
 
 
 def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
@@ -415,10 +382,87 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
 
 def unbuildable_text(rows: Sequence[Row]) -> Text | None:
     """Which variants could not be built, and why."""
-    bad = [r.variant for r in rows if r.variant.steps is None]
+    bad = [r.variant for r in rows if not r.variant.buildable]
     if not bad:
         return None
     text = Text("cannot be built:\n", style="bold")
     for v in bad:
         text.append(f"  {v.name}: {v.reason}\n", style="red")
     return text
+
+
+def study_json(rows: Sequence[Row], title: str) -> str:
+    """The rows as one JSON document, with the latency conditions they were measured under."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    return json.dumps(
+        {
+            "title": title,
+            "environment": lat.conditions.to_dict() if lat else None,
+            "rows": [row_data(r) for r in rows],
+        },
+        indent=2,
+    )
+
+
+def study_csv(rows: Sequence[Row]) -> str:
+    """The rows as CSV (lists joined by commas); columns in first-seen order."""
+    records = [row_data(r) for r in rows]
+    buffer = io.StringIO()
+    columns = list(dict.fromkeys(key for rec in records for key in rec))  # first row: no deltas
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: ",".join(v) if isinstance(v, list) else v for k, v in rec.items()})
+    return buffer.getvalue().rstrip("\n")
+
+
+# --- training, sweeps and evaluation -------------------------------------------------------
+
+
+def record_table(record: RunRecord) -> Table:
+    """A finished run's record as a two-column table."""
+    r = record
+    table = Table(
+        title=f"{r.name} on {r.data}, recipe {r.recipe}, seed {r.seed}", show_header=False
+    )
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("top-1 / top-5 (final)", f"{r.top1:.2f} / {r.top5:.2f} %"),
+        ("top-1 best (epoch)", f"{r.best_top1:.2f} % ({r.best_epoch})"),
+        ("fused top-1 / top-5", f"{r.fused_top1:.2f} / {r.fused_top5:.2f} %"),
+        ("params train / fused", f"{r.params:,} / {r.deploy_params:,}"),
+        ("MACs train / fused", f"{r.macs:,} / {r.deploy_macs:,} at {r.img_size} px"),
+        ("train time", f"{r.train_time_s:.1f} s, {r.images_per_s:,.0f} img/s"),
+        ("learning rate", f"{r.lr.peak_lr:.3g} at global batch {r.lr.global_batch}"),
+    ]
+    if r.ema_top1 is not None:
+        rows.insert(1, ("EMA top-1 / top-5", f"{r.ema_top1:.2f} / {r.ema_top5:.2f} %"))
+    if r.synthetic:
+        rows.insert(0, ("data", "SYNTHETIC: throughput only, accuracy means nothing"))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def sweep_table(outcomes: Sequence[Outcome]) -> Table:
+    """One row per (network, seed) of a sweep: what happened and the top-1."""
+    table = Table(title="sweep")
+    for column in ("network", "seed", "status", "top-1 %", "fused top-1 %"):
+        table.add_column(column, justify="right" if "%" in column or column == "seed" else "left")
+    for o in outcomes:
+        top1 = fmt_num(o.record.top1, 2) if o.record else "—"
+        fused = fmt_num(o.record.fused_top1, 2) if o.record else "—"
+        table.add_row(o.name, str(o.seed), o.status, top1, fused)
+    return table
+
+
+def eval_table(scores: CheckpointScores) -> Table:
+    """Accuracy of the training form beside the fused deploy form."""
+    table = Table(title=f"{scores.name} ({scores.weights} weights, {scores.images} images)")
+    for column in ("form", "top-1 %", "top-5 %"):
+        table.add_column(column, justify="left" if column == "form" else "right")
+    table.add_row("training", f"{scores.top1:.2f}", f"{scores.top5:.2f}")
+    table.add_row("fused", f"{scores.fused_top1:.2f}", f"{scores.fused_top5:.2f}")
+    table.caption = f"top-1 class differs on {scores.fused_disagreements} images"
+    return table

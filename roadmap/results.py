@@ -1,32 +1,32 @@
-"""The results store: one folder per finished (data, recipe, step-or-ablation, seed).
+"""The results store: one folder per (data, recipe, network, seed).
 
 Layout::
 
-    results/<data>/<recipe>/<name>/seed<k>/
-        metrics.json      the record: written last, so its presence means "finished"
+    results/<data>/<recipe label>/<network name>/seed<k>/
+        metrics.json      the record (roadmap.record): written last, so it means "finished"
         spec.yaml         the network that was trained
         recipe.yaml       the recipe that trained it
-        train_log.jsonl   one JSON line per epoch
+        train_log.jsonl   one JSON line per finished epoch
         last.pt           the checkpoint a run resumes from
 
-Every file is written to a uniquely named temporary file in the same folder and moved into
-place with ``os.replace``, which is atomic: a reader (or a crash, or Ctrl-C) sees the old file
-or the new one, never half of one. A run holds an exclusive lock on its folder while it
-trains, so two processes cannot interleave their checkpoints in one folder.
+``<network name>`` is :attr:`roadmap.selection.Selection.name`. Every file is written through
+:mod:`roadmap.files` (whole or not at all). A run holds an exclusive lock on its folder while it
+trains (``seed<k>.lock`` beside it, an ``flock``), so two processes never write one folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roadmap import files
 from roadmap.errors import RoadmapError
+from roadmap.record import RunRecord
 
 try:  # POSIX
     import fcntl
@@ -45,8 +45,8 @@ class RunKey:
 
     Attributes:
         data: the data source's short name (``digits``, ``imagefolder-pets-1a2b3c``).
-        recipe: the recipe's name, with a hash suffix when command-line overrides changed it.
-        name: the step (for a roadmap prefix) or the ablation's name.
+        recipe: the recipe's label (its name, with a hash suffix when overrides changed it).
+        name: the network's name (``widen``, ``alternating_se-kernel_3x3``).
         seed: the training seed.
     """
 
@@ -60,57 +60,24 @@ class RunKey:
         return Path(root) / self.data / self.recipe / self.name / f"seed{self.seed}"
 
 
-def atomic_write(path: Path, write: Any, *, binary: bool = False) -> None:
-    """Write a file through a temporary sibling and ``os.replace``.
-
-    Args:
-        path: the file to create or replace.
-        write: a callable that writes the content into the open temporary file.
-        binary: open the temporary file in binary mode.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def json_line(data: dict[str, Any]) -> str:
+    """One JSON line (newline included)."""
+    return json.dumps(data) + "\n"
 
 
-def write_text(path: Path, text: str) -> None:
-    """Atomically write a text file."""
-    atomic_write(path, lambda handle: handle.write(text))
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically write a JSON file (indented, keys in insertion order)."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def json_line(record: dict[str, Any]) -> str:
-    """One record as a JSON line (newline included)."""
-    return json.dumps(record) + "\n"
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
-    with open(path, "a") as handle:
-        handle.write(json_line(record))
-        handle.flush()
-        os.fsync(handle.fileno())
+def write_log(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Write a whole epoch log atomically."""
+    files.write_text(path, "".join(json_line(line) for line in lines))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All complete JSON lines of a log (a torn last line from a crash is dropped)."""
-    if not Path(path).exists():
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
         return []
     records = []
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -118,19 +85,42 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path) -> RunRecord | None:
     """The finished record in a run folder, or None if there is none (or it is unreadable)."""
     try:
-        return json.loads((Path(folder) / METRICS).read_text())
-    except (OSError, json.JSONDecodeError):
+        return RunRecord.from_dict(json.loads((Path(folder) / METRICS).read_text()))
+    except (OSError, json.JSONDecodeError, RoadmapError):
         return None
 
 
-def find_record(folder: Path, spec_hash: str, recipe_hash: str) -> dict[str, Any] | None:
+def write_record(folder: Path, record: RunRecord) -> None:
+    """Write ``metrics.json``: the last file a run writes."""
+    files.write_json(Path(folder) / METRICS, record.to_dict())
+
+
+def find_record(folder: Path, spec_hash: str, recipe_hash: str) -> RunRecord | None:
     """The record in ``folder`` if it was made with this exact spec and recipe."""
     record = read_record(folder)
-    if record and record.get("spec_hash") == spec_hash and record.get("recipe_hash") == recipe_hash:
+    if record and (record.spec_hash, record.recipe_hash) == (spec_hash, recipe_hash):
         return record
+    return None
+
+
+def adopt_legacy(folder: Path, legacy_names: list[str]) -> Path | None:
+    """Move a run folder stored under an older name to ``folder`` (its current name).
+
+    Returns:
+        The old folder's path when one was moved, else None.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        return None
+    for name in legacy_names:
+        old = folder.parent.parent / name / folder.name
+        if old.is_dir():
+            files.make_dirs(folder.parent)
+            os.replace(old, folder)
+            return old
     return None
 
 
@@ -144,7 +134,7 @@ def set_aside(folder: Path) -> Path | None:
     record = read_record(folder)
     if record is None:
         return None
-    stem = f"{Path(folder).name}.old-{record.get('spec_hash')}-{record.get('recipe_hash')}"
+    stem = f"{Path(folder).name}.old-{record.spec_hash}-{record.recipe_hash}"
     target, n = Path(folder).with_name(stem), 1
     while target.exists():
         target, n = Path(folder).with_name(f"{stem}-{n}"), n + 1
@@ -152,9 +142,13 @@ def set_aside(folder: Path) -> Path | None:
     return target
 
 
-def iter_records(root: Path) -> Iterator[dict[str, Any]]:
-    """Every finished record under the store's root, in path order."""
-    for path in sorted(Path(root).glob(f"*/*/*/seed*/{METRICS}")):
+def iter_records(
+    root: Path, *, data: str | None = None, recipe: str | None = None
+) -> Iterator[RunRecord]:
+    """Every finished record under the store's root (optionally of one data source and
+    recipe label), in path order."""
+    pattern = f"{data or '*'}/{recipe or '*'}/*/seed*/{METRICS}"
+    for path in sorted(Path(root).glob(pattern)):
         if not path.parent.name.removeprefix("seed").isdigit():
             continue  # a set-aside older record
         record = read_record(path.parent)
@@ -162,23 +156,34 @@ def iter_records(root: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def labels_in_store(root: Path) -> list[tuple[str, str]]:
+    """The (data, recipe label) pairs the store holds finished runs for."""
+    return sorted({(r.data, r.recipe) for r in iter_records(root)})
+
+
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder (released when the process ends, even by a crash).
 
     The lock is a sibling file (``seed0.lock``), so the folder itself can be set aside while
-    the lock is held.
+    the lock is held. Temporary files that killed writers left in the folder are removed
+    once the lock is held (no other writer can be at work there).
 
     Raises:
-        RoadmapError: another process holds it.
+        RoadmapError: another process holds it, or the store cannot be written.
     """
     lock = _lock_path(folder)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as handle:
+    files.make_dirs(lock.parent)
+    try:
+        handle = open(lock, "a+")  # noqa: SIM115 (held for the whole block)
+    except OSError as e:
+        raise RoadmapError(f"cannot write in {lock.parent}: {e.strerror}") from None
+    with handle:
         if not _try_lock(handle):
             raise RoadmapError(
                 f"another run is writing {folder}; wait for it to finish or pass another --out"
             )
+        files.remove_stale(folder, everything=True)
         yield
 
 

@@ -24,11 +24,16 @@ from typing import Any
 import yaml
 
 from roadmap.errors import RoadmapError
+from roadmap.fields import checked
 
 # Block kinds the builder knows. Each kind reads only some BlockSpec fields (see BlockSpec).
 BLOCK_KINDS = ("conv", "inverted_residual", "repvit", "downsample")
 ACTIVATIONS = ("relu", "hard_swish", "gelu", "none")
 SE_GATES = ("sigmoid", "hard_sigmoid")
+# Bounds that catch a typo before it asks the allocator for terabytes: the largest public
+# classification label sets (ImageNet-21k: 21,841; iNaturalist; face identities) stay well below.
+MAX_CLASSES = 1_000_000
+MAX_CHANNELS = 16_384
 
 
 @dataclass(frozen=True)
@@ -167,21 +172,43 @@ class NetSpec:
         """Inverse of :meth:`to_dict`; unknown or missing keys raise RoadmapError with the path."""
         return _load(cls, data, "spec")
 
+    def save(self, path: str | Path) -> None:
+        """Write the spec as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
+        from roadmap import files
+
+        path = Path(path)
+        _check_suffix(path)
+        files.write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
+
     @classmethod
     def load(cls, path: str | Path) -> NetSpec:
-        """Read a spec from a .json or .yaml file."""
+        """Read a spec from a .json or .yaml file; every field's type and range is checked."""
         path = Path(path)
+        _check_suffix(path)
         try:
-            text = path.read_text()
-        except OSError as e:
-            raise RoadmapError(f"cannot read spec file {path}: {e.strerror}") from None
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise RoadmapError(f"cannot read spec file {path}: {reason}") from None
         try:
             data = yaml.safe_load(text)  # YAML is a superset of JSON
         except yaml.YAMLError as e:
-            raise RoadmapError(f"{path} is not valid YAML/JSON: {e}") from None
-        spec = cls.from_dict(data)
-        validate(spec)
-        return spec
+            first = " ".join(str(e).split())
+            raise RoadmapError(f"{path} is not valid YAML/JSON: {first}") from None
+        try:
+            return validate(cls.from_dict(data))
+        except RoadmapError as e:
+            raise RoadmapError(f"{path}: {e}") from None
+
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _check_suffix(path: Path) -> None:
+    if path.suffix.lower() not in SPEC_SUFFIXES:
+        raise RoadmapError(
+            f"{path}: a spec file ends in {', '.join(SPEC_SUFFIXES)} (the suffix picks the format)"
+        )
 
 
 def _stage_out(stage: StageSpec) -> int:
@@ -219,12 +246,21 @@ _NESTED = {
 
 
 def _load_field(cls: type, name: str, value: Any, path: str) -> Any:
+    """One field's value, type-checked (``use_se: "no"`` is an error, not a truthy string)."""
     inner = _NESTED.get((cls, name))
     if inner is None:
-        return value
-    if isinstance(value, list):
+        annotation = {f.name: f.type for f in fields(cls)}[name]
+        return checked(value, annotation, path)
+    if annotation_is_sequence(cls, name):
+        if not isinstance(value, list):
+            raise RoadmapError(f"{path}: expected a list, got {type(value).__name__}")
         return tuple(_load(inner, v, f"{path}.{i}") for i, v in enumerate(value))
     return _load(inner, value, path)
+
+
+def annotation_is_sequence(cls: type, name: str) -> bool:
+    """Whether a nested field holds a tuple of specs (``stem``, ``stages``, ``blocks``)."""
+    return {f.name: f.type for f in fields(cls)}[name].startswith("tuple[")
 
 
 # --- validation -------------------------------------------------------------------------
@@ -236,12 +272,20 @@ def validate(spec: NetSpec) -> NetSpec:
     Returns:
         The same spec, so calls can be chained.
     """
-    if spec.num_classes < 1:
-        raise RoadmapError(f"num_classes: must be >= 1, got {spec.num_classes}")
+    if not 1 <= spec.num_classes <= MAX_CLASSES:
+        raise RoadmapError(
+            f"num_classes: must be between 1 and {MAX_CLASSES:,}, got {spec.num_classes:,}"
+        )
+    if not 1 <= spec.in_channels <= MAX_CHANNELS:
+        raise RoadmapError(f"in_channels: must be between 1 and {MAX_CHANNELS}")
     if not spec.stages:
         raise RoadmapError("stages: a network needs at least one stage")
     for path, block in spec.iter_blocks():
         _validate_block(block, path)
+    for name in ("pre_pool_channels", "hidden_channels"):
+        width = getattr(spec.head, name)
+        if width is not None and not 1 <= width <= MAX_CHANNELS:
+            raise RoadmapError(f"head.{name}: must be between 1 and {MAX_CHANNELS}, or null")
     if spec.head.activation not in ACTIVATIONS:
         raise RoadmapError(f"head.activation: {spec.head.activation!r} not in {ACTIVATIONS}")
     if not 0.0 <= spec.head.dropout < 1.0:
@@ -252,7 +296,10 @@ def validate(spec: NetSpec) -> NetSpec:
 def _validate_block(b: BlockSpec, path: str) -> None:
     checks = [
         (b.kind in BLOCK_KINDS, f"kind {b.kind!r} not in {BLOCK_KINDS}"),
-        (b.out_channels >= 1, f"out_channels must be >= 1, got {b.out_channels}"),
+        (
+            1 <= b.out_channels <= MAX_CHANNELS,
+            f"out_channels must be between 1 and {MAX_CHANNELS}, got {b.out_channels}",
+        ),
         (
             b.kernel_size >= 1 and b.kernel_size % 2 == 1,
             f"kernel_size must be odd, got {b.kernel_size}",

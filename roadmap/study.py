@@ -1,14 +1,13 @@
 """The ablation study as data: which networks to compare, and one row of numbers per network.
-
-``variants`` says which networks (the roadmap's prefixes, leave-one-out, only-one); ``collect``
-measures them (counts now, latency now, accuracy from the results store, the paper's numbers
-from the registry) and works out every delta against the previous row and the baseline, with
-a flag when the delta is within the noise. Rendering lives in :mod:`roadmap.report` and
-:mod:`roadmap.plot`; nothing here prints.
+:mod:`roadmap.selection` plans which networks (the roadmap's prefixes, leave-one-out, only-
+one); ``collect`` measures them (counts now, latency now, accuracy from the results store, the
+paper's numbers from the registry) and works out every delta against the previous row and the
+baseline, with a flag when the delta is within the noise. Rendering lives in
+:mod:`roadmap.report` and :mod:`roadmap.plot`; nothing here prints.
 
 Noise rules (one place, used by every table and plot):
 
-- latency: |delta| below the pooled IQR, the mean of the two rows' interquartile ranges;
+- latency: |delta| below the pooled IQR (``roadmap.latency.compare``, the one latency rule);
 - accuracy: |delta| below 2 x the larger of the two rows' standard deviations over seeds, or
   either row has a single seed (no spread is known, so no difference can be claimed);
 - params and MACs are exact counts and never noisy.
@@ -17,7 +16,7 @@ Noise rules (one place, used by every table and plot):
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,64 +24,13 @@ from typing import Any
 from torch import nn
 
 from roadmap import registry
-from roadmap.build import build
+from roadmap.builder import build
 from roadmap.errors import RoadmapError
+from roadmap.latency import LatencyRecord, compare
 from roadmap.measure import Counts, count
 from roadmap.reparam import fuse
+from roadmap.selection import Selection, Variant
 from roadmap.spec import spec_hash
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A network to compare.
-
-    Attributes:
-        name: its row label: the step name for a roadmap prefix, ``-step`` for the final model
-            without that step, ``+step`` for the baseline with only that step.
-        steps: the resolved step list, or None when the network cannot be built.
-        step: the roadmap step the row is about (paper numbers come from it), if any.
-        reason: why the network cannot be built (a precondition), when ``steps`` is None.
-    """
-
-    name: str
-    steps: tuple[str, ...] | None
-    step: str | None = None
-    reason: str = ""
-
-
-def prefixes(
-    upto: str | None = None, *, steps: Sequence[str] | None = None, skip: Iterable[str] = ()
-) -> list[Variant]:
-    """One variant per step of the resolved list: the roadmap up to and including it."""
-    names = registry.resolve_steps(upto, steps=steps, skip=skip)
-    return [Variant(names[i], tuple(names[: i + 1]), names[i]) for i in range(len(names))]
-
-
-def leave_one_out(upto: str | None = None) -> list[Variant]:
-    """The final model (of the roadmap up to ``upto``), then the same with each step left out."""
-    full = registry.resolve_steps(upto)
-    out = [Variant(full[-1], tuple(full), full[-1])]
-    for name in full[1:]:
-        out.append(_try(f"-{name}", [s for s in full if s != name], name))
-    return out
-
-
-def only_one(upto: str | None = None) -> list[Variant]:
-    """The baseline, then the baseline with each single step of the roadmap applied alone."""
-    full = registry.resolve_steps(upto)
-    out = [Variant(full[0], (full[0],), full[0])]
-    for name in full[1:]:
-        out.append(_try(f"+{name}", [full[0], name], name))
-    return out
-
-
-def _try(name: str, steps: list[str], step: str) -> Variant:
-    try:
-        registry.build_spec(steps=steps)
-    except registry.PreconditionError as e:
-        return Variant(name, None, step, reason=str(e))
-    return Variant(name, tuple(steps), step)
-
 
 # --- measurements -------------------------------------------------------------------------
 
@@ -121,7 +69,7 @@ class Row:
     Attributes:
         variant: which network.
         counts: params/MACs (None when it cannot be built).
-        latency: a ``roadmap.latency.LatencyRecord`` of the fused model, or None.
+        latency: the fused model's latency record, or None.
         accuracy: from the results store, or None when no run is recorded.
         paper_top1: the paper's top-1 for the row's step (prefix rows only).
         paper_latency_ms: the paper's iPhone 12 latency for the row's step (prefix rows only).
@@ -131,7 +79,7 @@ class Row:
 
     variant: Variant
     counts: Counts | None = None
-    latency: Any = None
+    latency: LatencyRecord | None = None
     accuracy: Accuracy | None = None
     paper_top1: float | None = None
     paper_latency_ms: float | None = None
@@ -175,17 +123,17 @@ def collect(
         paper: attach the paper's numbers to prefix rows.
     """
     rows = [Row(v) for v in variants]
-    buildable = [r for r in rows if r.variant.steps is not None]
+    buildable = [r for r in rows if r.variant.buildable]
     deployed = []
     for row in buildable:
-        model = build(registry.build_spec(steps=row.variant.steps))
+        model = build(row.variant.selection.spec())
         deployed.append(fuse(model))
         row.counts = count(model, img_size, deploy=deployed[-1], train_macs=False)
     if latency_settings is not None and buildable:
         _attach_latency(buildable, deployed, latency_settings)
     if results is not None and data and recipe:
         for row in buildable:
-            row.accuracy = read_accuracy(results, data, recipe, row.variant.steps)
+            row.accuracy = read_accuracy(results, data, recipe, row.variant.selection)
     if paper:
         _attach_paper(rows)
     fill_deltas(rows, baseline)
@@ -197,7 +145,7 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
     from roadmap import latency  # imported here: only tables that measure latency need it
 
     candidates = [
-        latency.Candidate(r.variant.name, m, tuple(r.variant.steps), fused=True)
+        latency.Candidate(r.variant.name, m, r.variant.selection.steps, fused=True)
         for r, m in zip(rows, deployed, strict=True)
     ]
     for row, record in zip(rows, latency.measure(candidates, settings), strict=True):
@@ -207,32 +155,31 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
 def _attach_paper(rows: list[Row]) -> None:
     """Paper numbers belong to roadmap-prefix rows only (an ablation is not in the paper)."""
     for row in rows:
-        steps = row.variant.steps
-        if row.variant.step and steps and list(steps) == registry.resolve_steps(steps[-1]):
-            step = registry.get_step(row.variant.step)
+        if row.variant.buildable and row.variant.selection.is_roadmap_prefix:
+            step = registry.get_step(row.variant.about)
             row.paper_top1, row.paper_latency_ms = step.paper_top1, step.paper_latency_ms
 
 
 def read_accuracy(
-    root: Path, data: str, recipe: str, steps: Sequence[str], metric: str = "top1"
+    root: Path, data: str, recipe: str, selection: Selection, metric: str = "top1"
 ) -> Accuracy | None:
-    """Mean/std of ``metric`` over the store's seeds for this exact network, data and recipe.
+    """Mean/std of ``metric`` over the store's seeds for this network, data and recipe.
 
-    A record counts only if its step list matches and its spec hash equals the spec built from
-    those steps today (at the record's number of classes): results of an older architecture
-    are never mixed in.
+    A record counts only if its spec hash equals the spec of ``selection`` built today (at the
+    record's number of classes): results of an older architecture are never mixed in, and a
+    record is found whatever its folder is called.
     """
     from roadmap.results import iter_records
 
+    hashes: dict[int, str] = {}
     values: dict[int, float] = {}
-    for rec in iter_records(root):
-        if rec.get("data") != data or rec.get("recipe") != recipe:
+    for rec in iter_records(root, data=data, recipe=recipe):
+        if rec.get(metric) is None:
             continue
-        if list(rec.get("steps", [])) != list(steps) or rec.get(metric) is None:
-            continue
-        spec = registry.build_spec(steps=steps, num_classes=rec["num_classes"])
-        if rec.get("spec_hash") == spec_hash(spec):
-            values[int(rec["seed"])] = float(rec[metric])
+        if rec.num_classes not in hashes:
+            hashes[rec.num_classes] = spec_hash(selection.spec(rec.num_classes))
+        if rec.spec_hash == hashes[rec.num_classes]:
+            values[rec.seed] = float(rec.get(metric))
     if not values:
         return None
     seeds = tuple(sorted(values))
@@ -278,8 +225,7 @@ def deltas(a: Row, b: Row) -> dict[str, Delta]:
 
 def _is_noise(key: str, a: Row, b: Row, value: float) -> bool:
     if key == "latency_ms":
-        pooled_iqr = (a.latency.iqr_ms + b.latency.iqr_ms) / 2
-        return abs(value) < pooled_iqr
+        return compare(a.latency, b.latency).noise
     if key == "top1":
         if a.accuracy.n < 2 or b.accuracy.n < 2:
             return True
@@ -292,8 +238,8 @@ def row_data(row: Row) -> dict[str, Any]:
     c, lat, acc = row.counts, row.latency, row.accuracy
     data: dict[str, Any] = {
         "name": row.variant.name,
-        "steps": list(row.variant.steps) if row.variant.steps else None,
-        "buildable": row.variant.steps is not None,
+        "steps": list(row.variant.selection.steps),
+        "buildable": row.variant.buildable,
         "reason": row.variant.reason or None,
         "param_count": c.params if c else None,
         "deploy_param_count": c.deploy_params if c else None,

@@ -13,9 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from roadmap import registry, study
-from roadmap.build import build
+from roadmap import machine, registry, study
+from roadmap.builder import build
 from roadmap.registry import Step
+from roadmap.selection import Selection, prefixes
 from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes, split_block_path
 
 
@@ -74,9 +75,9 @@ def lesson(
     path = example_path(changes)
     wanted = [tuple(steps[:-1]), tuple(steps)] if before else [tuple(steps)]
     if rows is not None:
-        rows = [r for r in rows if r.variant.steps in wanted]
+        rows = [r for r in rows if r.variant.selection.steps in wanted]
     if not rows or len(rows) != len(wanted):
-        variants = study.prefixes(steps=steps)[-len(wanted) :]
+        variants = prefixes(Selection(tuple(steps)))[-len(wanted) :]
         rows = study.collect(variants, latency_settings=latency_settings)
     return Lesson(
         step,
@@ -222,9 +223,11 @@ def _conditions(rows: list[study.Row]) -> str:
     if lat is None:
         return ""
     c = lat.conditions
-    keys = ("device_name", "threads", "batch", "img_size", "dtype", "memory_format", "backend")
-    found = ", ".join(f"{k}={c[k]}" for k in keys if k in c)
-    return f"Latency: median of {lat.n} timed iterations, fused model; {found}."
+    busy = f" **The machine was busy: {machine.busy_note(c.contention)}.**" if c.busy else ""
+    return (
+        f"Latency: median of {lat.n} timed iterations, fused model; {c.short()}, {c.dtype}, "
+        f"{c.memory_format}, {c.backend}.{busy}"
+    )
 
 
 def walkthrough_markdown(lessons: list[Lesson], table: str, plot_file: str | None = None) -> str:

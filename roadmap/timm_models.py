@@ -1,15 +1,17 @@
 """Every roadmap step is also a timm model: ``timm.create_model("roadmap_<step>")``.
 
-``import roadmap`` registers ``roadmap_<step>`` for each step known at that moment (call
-:func:`register_timm_models` again after loading plugin steps). The model is the roadmap up to
-and including that step, built through timm's ``build_model_with_cfg``, so it carries a
-``pretrained_cfg`` (ImageNet mean/std, 224 px, crop 0.875, bicubic: the MobileNetV3 evaluation
-in timm) and accepts timm's usual keyword arguments: ``num_classes``, ``in_chans`` and
-``drop_rate`` (the head's dropout). There are no published weights; ``pretrained=True`` only
-makes sense with a ``pretrained_cfg_overlay=dict(file=...)`` pointing at your own checkpoint.
+:func:`register_timm_models` registers ``roadmap_<step>`` for every step known at that moment
+(call it again after loading plugin steps); it is explicit, not a side effect of an import, so
+the order in which ``roadmap``, ``steps`` and plugins are imported does not matter. The model
+is the roadmap up to and including that step, built through timm's ``build_model_with_cfg``, so
+it carries a ``pretrained_cfg`` (ImageNet mean/std, 224 px, crop 0.875, bicubic: the
+MobileNetV3 evaluation in timm) and accepts timm's usual keyword arguments: ``num_classes``,
+``in_chans`` and ``drop_rate`` (the head's dropout). There are no published weights;
+``pretrained=True`` only makes sense with a ``pretrained_cfg_overlay=dict(file=...)`` pointing
+at your own checkpoint.
 
-timm's scripts do not import plugins, so run them through ``roadmap.timm_run``, which imports
-roadmap first and then runs the script unchanged::
+timm's scripts do not register our models, so run them through ``roadmap.timm_run``, which
+registers them first and then runs the script unchanged::
 
     python -m roadmap.timm_run path/to/timm/benchmark.py --model roadmap_alternating_se --reparam
 """
@@ -21,7 +23,7 @@ from typing import Any
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, register_model
 
-from roadmap.build import RoadmapNet
+from roadmap.builder import RoadmapNet
 from roadmap.registry import build_spec, list_steps
 from roadmap.spec import NetSpec, replace
 

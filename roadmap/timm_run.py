@@ -1,8 +1,8 @@
 """Run one of timm's scripts unchanged, with the roadmap models registered.
 
 timm's ``train.py``, ``validate.py`` and ``benchmark.py`` only know the models registered in
-the process that runs them; this imports roadmap (registering ``roadmap_<step>``) and then runs
-the script as ``__main__`` with the remaining arguments::
+the process that runs them; this registers ``roadmap_<step>`` and then runs the script as
+``__main__`` with the remaining arguments::
 
     python -m roadmap.timm_run path/to/timm/validate.py /data/imagenet --model roadmap_gelu
 """
@@ -13,7 +13,7 @@ import runpy
 import sys
 from pathlib import Path
 
-import roadmap  # noqa: F401  (registers roadmap_<step> with timm)
+from roadmap.timm_models import register_timm_models
 
 USAGE = "usage: python -m roadmap.timm_run SCRIPT.py [script arguments...]"
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(argv[0]).is_file():
         print(f"error: script not found: {argv[0]}", file=sys.stderr)
         raise SystemExit(2)
+    register_timm_models()
     sys.argv = list(argv)
     runpy.run_path(argv[0], run_name="__main__")
 

@@ -20,7 +20,8 @@ had is dropped here. The stride-2 block inside MobileNetV3's stem is not a layer
 stages and is left alone.
 """
 
-from roadmap.registry import PreconditionError, register_step
+from roadmap.errors import PreconditionError
+from roadmap.registry import register_step
 from roadmap.spec import REPVIT_SE, BlockSpec, NetSpec, StageSpec, replace
 
 

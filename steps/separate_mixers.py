@@ -31,7 +31,8 @@ of the expanded one.
 """
 
 from roadmap.edit import has_kind, map_blocks
-from roadmap.registry import PreconditionError, register_step
+from roadmap.errors import PreconditionError
+from roadmap.registry import register_step
 from roadmap.spec import REPVIT_SE, BlockSpec, NetSpec, replace
 
 

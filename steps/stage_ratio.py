@@ -15,8 +15,8 @@ size and SE included, and shrinks by dropping blocks from its end. So until
 and those of stage 1 do not; the paper does not say how the intermediate network placed SE.
 """
 
-from roadmap.edit import set_depths
-from roadmap.registry import register_step, require_stages
+from roadmap.edit import require_stages, set_depths
+from roadmap.registry import register_step
 from roadmap.spec import NetSpec
 
 DEPTHS = (2, 2, 14, 2)

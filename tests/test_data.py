@@ -84,8 +84,24 @@ def test_imagefolder_errors_name_the_problem(tmp_path: Path) -> None:
         load(tmp_path)
     (tmp_path / "train" / "cats").mkdir(parents=True)
     (tmp_path / "val").mkdir()
+    with pytest.raises(RoadmapError, match="one class folder .*needs at least two"):
+        load(tmp_path)  # top-1 over one class is always 100 %: nothing to learn
+    (tmp_path / "train" / "dogs").mkdir()
     with pytest.raises(RoadmapError, match="cats has no images"):
         load(tmp_path)
+
+
+def test_a_symlink_loop_is_named_instead_of_walked_forever(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path)
+    (first, second) = sorted(p for p in (root / "train").iterdir())[:2]
+    (first / "up").symlink_to("..")  # the loop `ln -s .. train/a/up` makes
+    with pytest.raises(RoadmapError, match=r"symlink loop: .*/up/.* leads back to"):
+        load_datasets(parse_source(f"imagefolder:{root}"), QUICK)
+    (first / "up").unlink()
+    (first / "x").symlink_to(second)  # two folders that lead into each other
+    (second / "y").symlink_to(first)
+    with pytest.raises(RoadmapError, match="symlink loop"):
+        load_datasets(parse_source(f"imagefolder:{root}"), QUICK)
 
 
 def test_an_undecodable_image_is_named_or_skipped(tmp_path: Path) -> None:

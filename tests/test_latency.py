@@ -1,5 +1,6 @@
 """Latency: record structure, conditions, interleaving, noise marking, CLI. No timing asserted."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import roadmap
 from roadmap import latency, report
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
-from roadmap.latency import Candidate, LatencyRecord, LatencySettings
+from roadmap.latency import Candidate, Conditions, LatencyRecord, LatencySettings
+from roadmap.machine import Contention
 from roadmap.reparam import unfused_norms
+from roadmap.selection import Selection, every_step
 
 # Tiny settings: these tests check what is recorded, never how fast anything is.
 TINY = LatencySettings(img_size=32, warmup=1, iters=3, threads=1)
@@ -37,10 +40,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(
-    label: str, p25: float, median: float, p75: float, conditions: dict | None = None
+    label: str, p25: float, median: float, p75: float, conditions: Conditions | None = None
 ) -> LatencyRecord:
-    c = conditions or {}
-    return LatencyRecord(label, [label], True, median, p25, p75, p75 - p25, p25, 5, c, [])
+    return LatencyRecord(label, [label], True, median, p25, p75, p75 - p25, p25, 5, conditions, [])
 
 
 # --- statistics and noise marking (synthetic numbers) ------------------------------------
@@ -104,26 +106,28 @@ def test_table_marks_noise_and_spread() -> None:
 
 
 @pytest.mark.parametrize(
-    ("contention", "busy"),
+    ("others", "load", "busy"),
     [
-        ({"other_cpu_cores": 0.8, "load_avg_1min_before": 0.1}, True),  # measured beats load
-        ({"other_cpu_cores": 0.05, "load_avg_1min_before": 3.0}, False),
-        ({"other_cpu_cores": None, "load_avg_1min_before": 3.0}, True),  # no /proc/stat
-        ({"other_cpu_cores": None, "load_avg_1min_before": 0.2}, False),
+        (0.8, 0.1, True),  # measured beats the load average
+        (0.05, 3.0, False),
+        (None, 3.0, True),  # no /proc/stat: the load average decides
+        (None, 0.2, False),
     ],
 )
-def test_caption_warns_about_a_busy_machine(contention: dict, busy: bool) -> None:
+def test_caption_warns_about_a_busy_machine(others: float | None, load: float, busy: bool) -> None:
     (real,) = latency.measure([Candidate("x", nn.Identity())], TINY)
-    conditions = {**real.conditions, "cpu_count": 2, **contention}
+    contention = Contention(others, 0.0, load, load, 2)
+    conditions = dataclasses.replace(real.conditions, contention=contention)
     caption = " ".join(render([synthetic("a", 1, 2, 3, conditions)]).split())  # unwrapped
     assert ("busy machine" in caption) is busy
+    assert conditions.busy is busy
 
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="contention is read from /proc/stat")
 def test_contention_while_timing_is_recorded() -> None:
     (record,) = latency.measure([Candidate("x", nn.Identity())], TINY)
-    assert record.conditions["other_cpu_cores"] >= 0.0
-    assert record.conditions["steal_cpu_cores"] >= 0.0
+    assert record.conditions.contention.other_cpu_cores >= 0.0
+    assert record.conditions.contention.steal_cpu_cores >= 0.0
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -158,7 +162,7 @@ def test_record_structure_and_conditions() -> None:
     assert len(record.samples_ms) == record.n
     assert record.min_ms <= record.p25_ms <= record.median_ms <= record.p75_ms
     assert record.iqr_ms == pytest.approx(record.p75_ms - record.p25_ms)
-    c = record.conditions
+    c = record.to_dict()["conditions"]
     assert REQUIRED_CONDITIONS <= c.keys()
     assert (c["device"], c["threads"], c["batch"], c["img_size"]) == ("cpu", 1, 1, 32)
     assert (c["dtype"], c["memory_format"], c["backend"]) == ("float32", "contiguous", "eager")
@@ -170,7 +174,7 @@ def test_threads_are_set_for_the_measurement_and_restored() -> None:
     torch.set_num_threads(1)
     settings = LatencySettings(img_size=8, warmup=0, iters=1, threads=2)
     (record,) = latency.measure([Candidate("id", nn.Identity())], settings)
-    assert record.conditions["threads"] == 2
+    assert record.conditions.threads == 2
     assert torch.get_num_threads() == 1
 
 
@@ -207,32 +211,34 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     settings = LatencySettings(
         img_size=32, warmup=1, iters=2, threads=1, backend=backend, channels_last=channels_last
     )
-    (record,) = latency.measure_steps([roadmap.resolve_steps(upto="gelu")], settings)
+    (record,) = latency.measure_selections([Selection.of("gelu")], settings)
     assert record.step == "gelu" and record.n == 2
     c = record.conditions
-    assert c["backend"] == backend
-    assert c["memory_format"] == ("channels_last" if channels_last else "contiguous")
-    assert (c["onnxruntime_version"] is not None) == (backend == "onnxruntime")
+    assert c.backend == backend
+    assert c.memory_format == ("channels_last" if channels_last else "contiguous")
+    assert (c.onnxruntime_version is not None) == (backend == "onnxruntime")
 
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_steps_are_measured_fused_unless_asked(fused: bool, monkeypatch) -> None:  # noqa: ANN001
     seen: list[Candidate] = []
     monkeypatch.setattr(latency, "measure", lambda candidates, settings: seen.extend(candidates))
-    latency.measure_steps([roadmap.resolve_steps(upto="gelu")], TINY, fused=fused)
+    latency.measure_selections([Selection.of("gelu")], TINY, fused=fused)
     (candidate,) = seen
     assert candidate.fused is fused
     assert (unfused_norms(candidate.model) == []) is fused
 
 
-def test_labels_name_the_step_for_a_prefix_and_every_step_for_an_ablation() -> None:
-    assert latency.label_for(roadmap.resolve_steps(upto="widen")) == "widen"
-    control = ["mobilenetv3_large", "gelu", "expansion_2", "widen"]
-    assert latency.label_for(control) == ",".join(control)
+def test_records_are_labelled_with_the_networks_one_name(monkeypatch) -> None:  # noqa: ANN001
+    seen: list[Candidate] = []
+    monkeypatch.setattr(latency, "measure", lambda candidates, settings: seen.extend(candidates))
+    control = Selection.of(steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
+    latency.measure_selections([Selection.of("widen"), control], TINY)
+    assert [c.label for c in seen] == ["widen", "widen-separate_mixers"]
 
 
 def test_every_step_is_one_prefix_per_step() -> None:
-    selections = latency.every_step()
+    selections = [s.steps for s in every_step()]
     assert [s[-1] for s in selections] == roadmap.list_steps()
     assert all(a == b[: len(a)] for a, b in zip(selections, selections[1:], strict=False))
 
@@ -241,9 +247,9 @@ def test_every_step_is_one_prefix_per_step() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_measurement_records_the_gpu() -> None:
     settings = LatencySettings(device="cuda", img_size=32, warmup=1, iters=2)
-    (record,) = latency.measure_steps([roadmap.resolve_steps(upto="gelu")], settings)
-    assert record.conditions["device_name"] == torch.cuda.get_device_name()
-    assert "synchronized" in record.conditions["timer"]
+    (record,) = latency.measure_selections([Selection.of("gelu")], settings)
+    assert record.conditions.device_name == torch.cuda.get_device_name()
+    assert "synchronized" in record.conditions.timer
 
 
 # --- CLI ---------------------------------------------------------------------------------

@@ -11,18 +11,15 @@ from roadmap import registry, study
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.latency import LatencyRecord
+from roadmap.machine import Contention
 from roadmap.measure import Counts
 from roadmap.plot import figure, plot_rows
+from roadmap.selection import Selection, prefixes
 from roadmap.study import Accuracy, Row
+from tests.records import make_conditions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CONDITIONS = {
-    "device": "cpu",
-    "device_name": "Intel(R) Xeon(R) CPU @ 2.20GHz",
-    "threads": 2,
-    "batch": 1,
-    "img_size": 224,
-}
+CONDITIONS = make_conditions()
 
 
 def latency(median: float, iqr: float) -> LatencyRecord:
@@ -33,11 +30,11 @@ def latency(median: float, iqr: float) -> LatencyRecord:
 
 def make_rows(medians: list[float] | None = None, *, accuracy: bool = False) -> list[Row]:
     """Every roadmap prefix with made-up latency (IQR 0.2 ms) and MACs, the paper's numbers."""
-    variants = study.prefixes()
+    variants = prefixes(Selection.of())
     medians = medians or [10.0 + (i % 3) * 2 for i in range(len(variants))]
     rows = []
     for i, (v, median) in enumerate(zip(variants, medians, strict=True)):
-        step = registry.get_step(v.step)
+        step = registry.get_step(v.about)
         acc = Accuracy(80.0 + i, 0.5, 3, (0, 1, 2)) if accuracy else None
         counts = Counts(5_000_000, 300_000_000 + i * 10**7, 4_900_000, 200_000_000 + i * 10**7, 224)
         rows.append(
@@ -138,15 +135,16 @@ def test_cli_plot_bad_values_exit_2(tmp_path: Path, args: list[str]):
 
 def test_unwritable_destination_is_one_clear_error(tmp_path: Path):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(RoadmapError, match="cannot write the figure"):
+    with pytest.raises(RoadmapError, match="cannot create folder .*file: a file of that name"):
         plot_rows(make_rows(), tmp_path / "file" / "roadmap.png")
 
 
 def test_a_busy_machine_is_called_out():
     rows = make_rows()
     quiet = " ".join(t.get_text() for t in figure(rows).texts)
-    busy_conditions = {**CONDITIONS, "load_avg_1min_before": 5.8, "cpu_count": 2}
+    busy_conditions = make_conditions(contention=Contention(1.2, 0.0, 5.8, 5.8, 2))
     for row in rows:
         row.latency = dataclasses.replace(row.latency, conditions=busy_conditions)
     busy = " ".join(t.get_text() for t in figure(rows).texts)
-    assert "busy" not in quiet and "load 5.8 on 2 CPUs" in busy
+    assert "machine was busy" not in quiet and "kept 0.01 of 2 cores busy" in quiet
+    assert "The machine was busy" in busy and "kept 1.20 of 2 cores busy" in busy

@@ -57,7 +57,7 @@ def test_plugin_works_in_table():
         ["--plugin", PLUGIN, "table", "--steps", "gelu,relu", "--no-latency", "--format", "json"],
     )
     rows = json.loads(result.output)["rows"]
-    assert [r["name"] for r in rows] == ["mobilenetv3_large", "gelu", "relu"]
+    assert [r["name"] for r in rows] == ["mobilenetv3_large", "gelu", "gelu+relu"]
     assert rows[-1]["paper_top1"] is None  # not a paper step: no paper number invented
 
 

@@ -74,11 +74,11 @@ def test_missing_key_is_named() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("epochs", "ten", "'epochs' must be a whole number"),
-        ("epochs", 2.5, "'epochs' must be a whole number"),
-        ("ema", "yes", "'ema' must be true or false"),
-        ("scale", [0.5], "'scale' must be a list of two numbers"),
-        ("base_lr", None, "'base_lr' needs a value"),
+        ("epochs", "ten", "key 'epochs': must be a whole number"),
+        ("epochs", 2.5, "key 'epochs': must be a whole number"),
+        ("ema", "yes", "key 'ema': must be true or false"),
+        ("scale", [0.5], "key 'scale': must be a list of two numbers"),
+        ("base_lr", None, "key 'base_lr': needs a value"),
         ("hflip", 1.5, "'hflip' is out of range"),
         ("interpolation", "lanczos9", "'interpolation' is out of range"),
         ("epochs", 0, "'epochs' is out of range"),

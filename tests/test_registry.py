@@ -42,7 +42,7 @@ def test_unknown_name_lists_the_known_ones():
         ({"steps": ["gelu", "gelu"]}, "listed twice: gelu"),
         ({"skip": ["mobilenetv3_large"]}, "every network starts from it"),
         ({"upto": "gelu", "skip": ["widen"]}, "not among the steps"),
-        ({"steps": ["gelu", "mobilenetv3_large"]}, "must come first"),
+        ({"steps": ["gelu", "mobilenetv3_large"]}, "list it first, or leave it out"),
     ],
 )
 def test_bad_combinations_are_explained(kwargs, message):

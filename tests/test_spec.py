@@ -39,7 +39,7 @@ def test_unknown_key_names_its_path():
         ("stride", 3, "stride must be 1 or 2"),
         ("activation", "swish", "activation 'swish'"),
         ("kind", "transformer", "kind 'transformer'"),
-        ("out_channels", 0, "out_channels must be >= 1"),
+        ("out_channels", 0, "out_channels must be between 1 and"),
     ],
 )
 def test_validate_names_the_block_path(field, value, message):

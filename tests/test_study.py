@@ -5,43 +5,35 @@ from types import SimpleNamespace
 import pytest
 
 import roadmap
-from roadmap import study
+from roadmap import selection, study
 from roadmap.measure import Counts
-from roadmap.results import write_json
+from roadmap.selection import Selection
+from tests.records import make_record, store
 
 
-def fake_record(root, name, steps, seed, top1, num_classes=10, spec_hash=None):
-    """A finished run in the store, as `roadmap train` writes it (only the fields read)."""
-    spec = roadmap.build_spec(steps=steps, num_classes=num_classes)
-    record = {
-        "data": "digits",
-        "recipe": "quick",
-        "name": name,
-        "seed": seed,
-        "steps": list(steps),
-        "spec_hash": spec_hash or roadmap.spec_hash(spec),
-        "num_classes": num_classes,
-        "top1": top1,
-    }
-    write_json(root / "digits" / "quick" / name / f"seed{seed}" / "metrics.json", record)
+def fake_record(root, steps, seed, top1, spec_hash=None):
+    """A finished run in the store, as `roadmap train` writes it."""
+    extra = {"spec_hash": spec_hash} if spec_hash else {}
+    store(root, make_record(list(steps), seed, top1, **extra))
 
 
 def test_read_accuracy_averages_seeds_of_the_same_network(tmp_path):
     steps = roadmap.resolve_steps("gelu")
     for seed, top1 in [(0, 90.0), (1, 92.0), (2, 94.0)]:
-        fake_record(tmp_path, "gelu", steps, seed, top1)
-    fake_record(tmp_path, "gelu", steps, 3, 10.0, spec_hash="0" * 12)  # an older architecture
-    acc = study.read_accuracy(tmp_path, "digits", "quick", steps)
+        fake_record(tmp_path, steps, seed, top1)
+    fake_record(tmp_path, steps, 3, 10.0, spec_hash="0" * 12)  # an older architecture
+    gelu, widen = Selection(tuple(steps)), Selection.of("widen")
+    acc = study.read_accuracy(tmp_path, "digits", "quick", gelu)
     assert (acc.mean, acc.std, acc.n, acc.seeds) == (92.0, 2.0, 3, (0, 1, 2))
-    assert study.read_accuracy(tmp_path, "digits", "paper", steps) is None
-    assert study.read_accuracy(tmp_path, "digits", "quick", roadmap.resolve_steps("widen")) is None
+    assert study.read_accuracy(tmp_path, "digits", "paper", gelu) is None
+    assert study.read_accuracy(tmp_path, "digits", "quick", widen) is None
 
 
 def row(name, params, latency=None, iqr=0.0, top1=None, std=0.0, n=1):
     counts = Counts(params, None, params, params * 10, 224)
-    lat = SimpleNamespace(median_ms=latency, iqr_ms=iqr) if latency is not None else None
+    lat = SimpleNamespace(step=name, median_ms=latency, iqr_ms=iqr) if latency is not None else None
     acc = study.Accuracy(top1, std, n, tuple(range(n))) if top1 is not None else None
-    return study.Row(study.Variant(name, (name,), name), counts, lat, acc)
+    return study.Row(selection.Variant(Selection((name,)), name), counts, lat, acc)
 
 
 def test_deltas_and_noise_rules():
@@ -68,21 +60,24 @@ def test_baseline_must_be_a_row():
 
 
 def test_leave_one_out_names_what_cannot_be_built():
-    variants = {v.name: v for v in study.leave_one_out()}
-    assert variants["alternating_se"].steps == tuple(roadmap.resolve_steps())
-    missing = variants["-separate_mixers"]
-    assert missing.steps is None and "separate_mixers" in missing.reason
-    assert variants["-kernel_3x3"].steps is not None and len(variants) == 11
+    variants = {v.name: v for v in selection.leave_one_out()}
+    assert variants["alternating_se"].selection.steps == tuple(roadmap.resolve_steps())
+    missing = variants["alternating_se-separate_mixers"]
+    assert not missing.buildable and "separate_mixers" in missing.reason
+    assert missing.about == "separate_mixers"
+    assert variants["alternating_se-kernel_3x3"].buildable and len(variants) == 11
+    assert "kernel_3x3" in variants  # without its last step, the roadmap is a shorter prefix
 
 
 def test_only_one_applies_each_step_to_the_baseline():
-    variants = {v.name: v for v in study.only_one()}
-    assert variants["+widen"].steps == ("mobilenetv3_large", "widen")
-    assert variants["+deeper_downsampling"].steps is None  # needs the RepViT block first
+    variants = {v.name: v for v in selection.only_one()}
+    assert variants["mobilenetv3_large+widen"].selection.steps == ("mobilenetv3_large", "widen")
+    assert not variants["mobilenetv3_large+deeper_downsampling"].buildable  # needs RepViT blocks
+    assert "gelu" in variants  # the baseline plus its next step is a prefix
 
 
 def test_paper_numbers_only_on_roadmap_prefixes():
-    rows = study.collect(study.leave_one_out("expansion_2"))
+    rows = study.collect(selection.leave_one_out("expansion_2"))
     by_name = {r.variant.name: r for r in rows}
     assert by_name["expansion_2"].paper_latency_ms == 0.65
-    assert by_name["-gelu"].paper_latency_ms is None
+    assert by_name["expansion_2-gelu"].paper_latency_ms is None

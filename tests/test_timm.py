@@ -18,6 +18,7 @@ IMG = 64  # small inputs keep this fast
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+roadmap.register_timm_models()  # explicit: importing roadmap registers nothing
 
 
 def test_every_step_is_registered() -> None:

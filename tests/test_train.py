@@ -12,12 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from roadmap import results
+from roadmap import checkpoint, results, wiring
 from roadmap import train as training
 from roadmap.cli import app
-from roadmap.errors import RoadmapError
+from roadmap.errors import EXIT_INTERRUPTED, RoadmapError, Stopped
+from roadmap.evaluate import evaluate_checkpoint
+from roadmap.options import RunOptions
 from roadmap.recipe import load_recipe
 from roadmap.registry import build_spec
+from roadmap.selection import Selection
 from tests.training_data import corrupt_one_image, make_image_folder
 
 STEP = "mobilenetv3_large"
@@ -49,13 +52,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def finished(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One uninterrupted run, shared by the tests that read its record and checkpoint."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    options = training.RunOptions(seed=3, workers=1, quiet=True, out=out)
-    record = training.train(training.Selection(STEP), f"imagefolder:{images}", RICH, options)
+    options = RunOptions(seed=3, workers=1, quiet=True, out=out)
+    record = training.train(Selection.of(STEP), f"imagefolder:{images}", RICH, options)
     return {"record": record, "folder": _folder(out, record)}
 
 
-def _folder(out: Path, record: dict) -> Path:
-    return out / record["data"] / record["recipe"] / record["name"] / f"seed{record['seed']}"
+def _folder(out: Path, record: object) -> Path:
+    return results.RunKey(record.data, record.recipe, record.name, record.seed).folder(out)
 
 
 def _log_without_timing(folder: Path) -> list[dict]:
@@ -67,8 +70,8 @@ def _log_without_timing(folder: Path) -> list[dict]:
 def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
     images: Path, finished: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = training.RunOptions(seed=3, workers=1, quiet=True, out=tmp_path)
-    selection, data = training.Selection(STEP), f"imagefolder:{images}"
+    options = RunOptions(seed=3, workers=1, quiet=True, out=tmp_path)
+    selection, data = Selection.of(STEP), f"imagefolder:{images}"
     save_epoch = training._save_epoch
 
     def save_then_ctrl_c(run: training.Run, epoch: int, summary: dict) -> None:
@@ -77,26 +80,27 @@ def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C in epoch 1
 
     monkeypatch.setattr(training, "_save_epoch", save_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped, match="stopped by Ctrl-C after epoch 1/2; last.pt holds 1") as stopped:
         training.train(selection, data, RICH, options)
+    assert stopped.value.exit_code == EXIT_INTERRUPTED
     folder = finished["folder"].relative_to(finished["folder"].parents[3])
     folder = tmp_path / folder
     assert not (folder / results.METRICS).exists()
-    assert training.load_checkpoint(folder / results.CHECKPOINT)["epochs_done"] == 1
+    assert checkpoint.load(folder / results.CHECKPOINT)["epochs_done"] == 1
 
     monkeypatch.setattr(training, "_save_epoch", save_epoch)
     resumed = training.train(selection, data, RICH, _replace(options, resume=True))
     expected = finished["record"]
     for key in ("top1", "top5", "best_top1", "best_epoch", "ema_top1", "fused_top1"):
-        assert resumed[key] == expected[key], key
+        assert resumed.get(key) == expected.get(key), key
     assert _log_without_timing(folder) == _log_without_timing(finished["folder"])
-    a = training.load_checkpoint(folder / results.CHECKPOINT)
-    b = training.load_checkpoint(finished["folder"] / results.CHECKPOINT)
+    a = checkpoint.load(folder / results.CHECKPOINT)
+    b = checkpoint.load(finished["folder"] / results.CHECKPOINT)
     for name, tensor in b["model"].items():
         assert torch.equal(a["model"][name], tensor), name
 
 
-def _replace(options: training.RunOptions, **changes: object) -> training.RunOptions:
+def _replace(options: RunOptions, **changes: object) -> RunOptions:
     import dataclasses
 
     return dataclasses.replace(options, **changes)
@@ -105,7 +109,7 @@ def _replace(options: training.RunOptions, **changes: object) -> training.RunOpt
 @pytest.mark.slow
 def test_the_record_is_complete(finished: dict) -> None:
     record, folder = finished["record"], finished["folder"]
-    assert json.loads((folder / results.METRICS).read_text()) == record
+    assert json.loads((folder / results.METRICS).read_text()) == record.to_dict()
     for key in (
         "top1",
         "top5",
@@ -122,9 +126,9 @@ def test_the_record_is_complete(finished: dict) -> None:
         "recipe_hash",
         "command",
     ):
-        assert record[key] is not None, key
-    assert record["synthetic"] is False
-    assert record["lr"] == {
+        assert record.get(key) is not None, key
+    assert record.synthetic is False
+    assert record.to_dict()["lr"] == {
         "rule": "base_lr x global_batch / 512",
         "base_lr": RICH.base_lr,
         "global_batch": 8,
@@ -140,32 +144,32 @@ def test_the_record_is_complete(finished: dict) -> None:
 @pytest.mark.slow
 def test_fused_and_training_forms_agree(finished: dict, images: Path) -> None:
     record = finished["record"]
-    assert record["fused_top1"] == record["top1"] and record["fused_disagreements"] == 0
-    scores = training.evaluate_checkpoint(
-        training.Selection(STEP),
+    assert record.fused_top1 == record.top1 and record.fused_disagreements == 0
+    scores = evaluate_checkpoint(
+        Selection.of(STEP),
         finished["folder"] / results.CHECKPOINT,
         f"imagefolder:{images}",
-        training.RunOptions(workers=0),
+        RunOptions(workers=0),
     )
-    assert scores["top1"] == scores["fused_top1"] == record["top1"]
-    assert scores["top5"] == scores["fused_top5"]
+    assert scores.top1 == scores.fused_top1 == record.top1
+    assert scores.top5 == scores.fused_top5
 
 
 @pytest.mark.slow
 def test_checkpoints_load_weights_only_and_know_their_network(finished: dict) -> None:
     path = finished["folder"] / results.CHECKPOINT
     state = torch.load(path, weights_only=True)
-    assert state["spec_hash"] == finished["record"]["spec_hash"]
+    assert state["spec_hash"] == finished["record"].spec_hash
     other = build_spec("gelu", num_classes=2)
     with pytest.raises(RoadmapError, match=f"holds {STEP} .*; pass --upto {STEP}"):
-        training.load_checkpoint(path, other)
+        checkpoint.load(path, other)
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / results.CHECKPOINT
-    training.save_checkpoint({"format": training.CHECKPOINT_FORMAT, "epochs_done": 1}, path)
+    checkpoint.save({"format": checkpoint.CHECKPOINT_FORMAT, "epochs_done": 1}, path)
 
     def torn_save(state: dict, handle: object) -> None:
         handle.write(b"PK\x03\x04 half a zip file")
@@ -173,16 +177,9 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(
 
     monkeypatch.setattr(torch, "save", torn_save)
     with pytest.raises(KeyboardInterrupt):
-        training.save_checkpoint({"format": training.CHECKPOINT_FORMAT, "epochs_done": 2}, path)
-    assert training.load_checkpoint(path)["epochs_done"] == 1
+        checkpoint.save({"format": checkpoint.CHECKPOINT_FORMAT, "epochs_done": 2}, path)
+    assert checkpoint.load(path)["epochs_done"] == 1
     assert os.listdir(tmp_path) == [results.CHECKPOINT]
-
-
-def test_run_names_say_what_was_left_out() -> None:
-    assert training.run_name(["mobilenetv3_large", "gelu"]) == "gelu"
-    ablated = training.Selection(upto="widen", skip=("separate_mixers",)).name()
-    assert ablated == "widen-without-separate_mixers"
-    assert training.run_name(["mobilenetv3_large", "widen", "gelu"]).startswith("custom-")
 
 
 def _cli(*args: str) -> object:
@@ -249,7 +246,7 @@ def test_an_undecodable_image_stops_or_is_skipped(images: Path, tmp_path: Path) 
     result = _cli(*args, "--out", tmp_path / "b", "--bad-images", "skip")
     assert result.exit_code == 0, result.output
     (record,) = results.iter_records(tmp_path / "b")
-    assert record["skipped_images"] == 1
+    assert record.skipped_images == 1
 
 
 class NaNLoss(torch.nn.Module):
@@ -259,7 +256,7 @@ class NaNLoss(torch.nn.Module):
 
 @pytest.mark.slow
 def test_a_nan_loss(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "_criterion", lambda recipe: NaNLoss())
+    monkeypatch.setattr(wiring, "criterion", lambda recipe: NaNLoss())
     result = _cli(
         "train", "--upto", STEP, "--data", f"imagefolder:{images}", *TINY, "--out", tmp_path
     )
@@ -322,11 +319,11 @@ def test_ctrl_c_in_a_terminal_finishes_the_epoch_and_resume_completes(
         logs = tmp_path.glob(f"*/*/{STEP}/seed0/{results.LOG}")
     os.killpg(process.pid, signal.SIGINT)  # the new session's group: this process and workers
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode == EXIT_INTERRUPTED, stderr
     assert "finishing this epoch" in stderr and "DataLoader worker" not in stderr
     (folder,) = tmp_path.glob(f"*/*/{STEP}/seed0")
     assert not (folder / results.METRICS).exists()
-    done = training.load_checkpoint(folder / results.CHECKPOINT)["epochs_done"]
+    done = checkpoint.load(folder / results.CHECKPOINT)["epochs_done"]
     assert 1 <= done < 5
     assert len(results.read_jsonl(folder / results.LOG)) == done
 

@@ -11,6 +11,8 @@ classifier's Linear uses a truncated normal with std 0.02 (official RepViT).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 from torch import nn
 
@@ -217,3 +219,16 @@ def _init_weights(m: nn.Module) -> None:
 def build(spec: NetSpec) -> RoadmapNet:
     """Build the training-form network for ``spec``."""
     return RoadmapNet(spec)
+
+
+def build_model(
+    upto: str | None = None,
+    *,
+    steps: Sequence[str] | None = None,
+    skip: Iterable[str] = (),
+    num_classes: int = 1000,
+) -> RoadmapNet:
+    """The training-form network after the resolved steps (arguments as in ``build_spec``)."""
+    from roadmap.registry import build_spec
+
+    return build(build_spec(upto, steps=steps, skip=skip, num_classes=num_classes))

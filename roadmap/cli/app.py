@@ -1,0 +1,143 @@
+"""The typer app every command module registers on, and how errors leave it.
+
+Every user-fixable problem arrives here as a :class:`RoadmapError` (or an ``OSError`` or an
+allocation failure the library did not foresee) and leaves as one ``error:`` line on stderr with
+exit code 2; ``roadmap --debug ...`` shows the traceback instead. A training run that stopped on
+request (:class:`Stopped`) prints its message and exits with its own code (130 Ctrl-C, 143
+SIGTERM).
+
+Nothing here imports torch: ``roadmap --help`` must start fast.
+"""
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
+
+from roadmap.errors import EXIT_INTERRUPTED, EXIT_USAGE, RoadmapError, Stopped
+
+console = Console()
+err_console = Console(stderr=True)
+state = {"debug": False}
+
+
+def error_line(message: str) -> None:
+    """Print one ``error:`` line on stderr (the message is text, not rich markup)."""
+    # escape: 'pip install -e ".[coreml]"' must not be read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def note_line(message: str) -> None:
+    """Print one plain line on stderr (warnings, and where a stopped run stands)."""
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """Whether an exception is an allocation failure (torch's CPU and CUDA allocators included),
+    told by its type's name and message so that this module need not import torch."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def _size_options() -> str:
+    """The size options the failed command was given, e.g. `` (--img-size 4096, --batch 64)``."""
+    asked = [
+        f"--{name.replace('_', '-')} {value}"
+        for name, value in state.get("params", {}).items()
+        if name in ("num_classes", "img_size", "batch", "batch_size") and value is not None
+    ]
+    return f" ({', '.join(asked)})" if asked else ""
+
+
+class Command(TyperCommand):
+    """Remembers the options a command was invoked with, for the error messages above."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
+        state["params"] = dict(ctx.params)
+        state["command"] = ctx.info_name
+        return super().invoke(ctx)
+
+
+class Group(TyperGroup):
+    """Turns RoadmapError, OSError, allocation failures and bad options into one line."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
+        try:
+            return super().invoke(ctx)
+        except Stopped as e:
+            note_line(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except BrokenPipeError:  # `roadmap ... | head` closed the pipe: nothing left to say
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except KeyboardInterrupt:
+            note_line("stopped at once (a finished epoch's last.pt is kept; --resume continues)")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as e:
+            message = self._user_message(e)
+            if message is None or state["debug"]:
+                raise
+            error_line(message)
+            raise typer.Exit(EXIT_USAGE) from None
+
+    @staticmethod
+    def _user_message(e: Exception) -> str | None:
+        if isinstance(e, RoadmapError):
+            return str(e)
+        if _is_out_of_memory(e):
+            return (
+                f"not enough memory for what `roadmap {state.get('command', '')}` was asked"
+                f"{_size_options()}; ask for less (a smaller --batch, --batch-size, "
+                "--img-size or --num-classes)"
+            )
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename else ""
+            return f"{e.strerror or e}{where}"
+        return None
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:  # click's usage errors, duck-typed: typer vendors click privately
+            if not hasattr(e, "format_message") or type(e).__name__ == "NoArgsIsHelpError":
+                if hasattr(e, "show"):  # no arguments at all: show the help
+                    e.show()
+                    sys.exit(getattr(e, "exit_code", EXIT_USAGE))
+                raise
+            ctx = getattr(e, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            error_line(e.format_message() + where)
+            sys.exit(getattr(e, "exit_code", EXIT_USAGE))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="The RepViT modernization roadmap (MobileNetV3-L -> RepViT-M0.9), step by step.",
+)
+
+
+def command(name: str):  # noqa: ANN201 (typer's decorator)
+    """Register a command on the app (with :class:`Command`, so failures can name its options)."""
+    return app.command(name, cls=Command)

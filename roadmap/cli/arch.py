@@ -1,0 +1,174 @@
+"""Commands about one network's architecture and deployment: steps, build, latency, export.
+
+Library modules are imported inside the commands, so that ``--help`` stays fast.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from roadmap.cli.app import command, console, note_line
+from roadmap.cli.options import (
+    Backend,
+    BatchOpt,
+    Device,
+    DeviceOpt,
+    ExportFormat,
+    Format,
+    FormatOpt,
+    ImgSizeOpt,
+    NumClassesOpt,
+    select,
+    uses,
+)
+from roadmap.errors import RoadmapError
+
+
+@command("steps")
+def steps_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the roadmap's steps in order, with the paper's section and numbers."""
+    from roadmap import registry, report
+
+    steps = registry.all_steps()
+    if fmt is Format.json:
+        print(json.dumps(report.steps_data(steps), indent=2))
+    else:
+        console.print(report.steps_table(steps))
+
+
+@command("build")
+@uses(network=select)
+def build_cmd(
+    network: Any,
+    num_classes: NumClassesOpt = 1000,
+    img_size: ImgSizeOpt = 224,
+    fmt: FormatOpt = Format.table,
+    save_spec: Annotated[
+        Path | None,
+        typer.Option("--save-spec", help="Write the spec to this file (.yaml, .yml or .json)."),
+    ] = None,
+) -> None:
+    """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
+    from roadmap import report
+    from roadmap.builder import build
+    from roadmap.measure import MACS_UNIT, count
+    from roadmap.spec import diff, spec_hash
+
+    spec = network.spec(num_classes)
+    previous = network.prefix(len(network.steps) - 1) if network.steps else None
+    if previous is not None and not previous.steps and previous.start is None:
+        previous = None  # the base step builds from nothing
+    changes = diff(previous.spec(num_classes), spec) if previous else []
+    if save_spec:
+        spec.save(save_spec)
+    counts = count(build(spec), img_size)
+    if fmt is Format.json:
+        record = {
+            "name": network.name,
+            "steps": list(network.steps),
+            "spec_hash": spec_hash(spec),
+            "num_classes": spec.num_classes,
+            **counts.to_dict(),
+            "macs_unit": MACS_UNIT,
+            "changes": [str(c) for c in changes],
+            "spec": spec.to_dict(),
+        }
+        print(json.dumps(record, indent=2))
+        return
+    against = f"the network before {network.steps[-1]}" if previous else "nothing (the start)"
+    start = [f"spec {network.start_file}"] if network.start is not None else []
+    console.print(
+        f"[bold]network:[/] {network.name}   [dim]{' -> '.join(start + list(network.steps))}"
+        f"   spec {spec_hash(spec)}[/]"
+    )
+    console.print(report.spec_tree(spec, report.changed_paths(changes)))
+    console.print(report.counts_table(counts))
+    console.print(report.changes_text(changes, against))
+    if save_spec:
+        console.print(f"spec written to {save_spec}")
+
+
+@command("latency")
+@uses(network=select)
+def latency_cmd(
+    network: Any,
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="Measure every step, interleaved round by round.")
+    ] = False,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 1,
+    img_size: ImgSizeOpt = 224,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="CPU threads (default: what torch uses now)."),
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Channels-last memory format (torch only).")
+    ] = False,
+    backend: Annotated[Backend, typer.Option("--backend", help="What runs the model.")] = (
+        Backend.eager
+    ),
+    unfused: Annotated[
+        bool, typer.Option("--unfused", help="Time the training form instead of the fused one.")
+    ] = False,
+    warmup: Annotated[
+        int, typer.Option("--warmup", min=0, help="Untimed iterations per model first.")
+    ] = 5,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations per model.")] = 30,
+    num_classes: NumClassesOpt = 1000,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Latency of the fused model: median and IQR in ms, with the conditions they hold under."""
+    from roadmap import latency, report, selection
+
+    if all_steps and (network.steps != selection.Selection.of().steps or network.start):
+        raise RoadmapError("--all measures every step; drop --upto/--steps/--skip/--spec")
+    warning = latency.thread_warning(threads)
+    if warning:
+        note_line(f"warning: {warning}")
+    settings = latency.LatencySettings(
+        device=device.value,
+        batch=batch,
+        img_size=img_size,
+        threads=threads,
+        channels_last=channels_last,
+        backend=backend.value,
+        warmup=warmup,
+        iters=iters,
+    )
+    chosen = selection.every_step() if all_steps else [network]
+    records = latency.measure_selections(
+        chosen, settings, fused=not unfused, num_classes=num_classes
+    )
+    if fmt is Format.json:
+        print(json.dumps(report.latency_data(records), indent=2))
+    else:
+        console.print(report.latency_table(records))
+
+
+@command("export")
+@uses(network=select)
+def export_cmd(
+    network: Any,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = (
+        ExportFormat.onnx
+    ),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Destination (default: NAME.onnx / NAME.pt / NAME.mlpackage)."),
+    ] = None,
+    img_size: ImgSizeOpt = 224,
+    batch: BatchOpt = 1,
+    num_classes: NumClassesOpt = 1000,
+) -> None:
+    """Export the fused (deploy) model to ONNX, TorchScript or Core ML, checked against torch."""
+    from roadmap import report
+    from roadmap.builder import build
+    from roadmap.export import SUFFIX, export_model
+
+    model = build(network.spec(num_classes))
+    out = out or Path(network.name + SUFFIX[fmt.value])
+    result = export_model(model, fmt.value, out, img_size=img_size, batch=batch)
+    console.print(report.export_text(result))

@@ -1,0 +1,293 @@
+"""Every command-line option, defined once, and the option groups commands share.
+
+An option used by several commands is an ``Annotated`` alias here (one help text, one set of
+bounds). Options that belong together (which network, which recipe, how to run) are *groups*:
+a function whose parameters are the options and whose return value is what the library wants
+(a :class:`~roadmap.selection.Selection`, a :class:`~roadmap.recipe.Recipe`, ...). A command
+asks for a group with :func:`uses`, which shows typer the group's options in the command's
+signature and hands the command the built value.
+
+Choices (devices, backends, formats) are listed here as enums so that ``--help`` needs no
+torch import; a test checks that they equal the library's own lists.
+"""
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from roadmap.errors import RoadmapError
+from roadmap.spec import MAX_CLASSES
+
+# Large enough for any classification or detection input; small enough that a typo (100000)
+# ends here instead of in the allocator.
+MAX_IMG_SIZE = 4096
+MAX_BATCH = 4096
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Backend(str, Enum):
+    eager = "eager"
+    torchscript = "torchscript"
+    onnxruntime = "onnxruntime"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    coreml = "coreml"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class TableFormat(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    latex = "latex"
+
+
+class BadImages(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+# --- single options -------------------------------------------------------------------------
+
+UptoOpt = Annotated[
+    str | None, typer.Option("--upto", help="Apply the roadmap up to and including this step.")
+]
+StepsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--steps", help="Comma-separated steps to apply, in this order (an ablation, or on --spec)."
+    ),
+]
+SkipOpt = Annotated[str | None, typer.Option("--skip", help="Comma-separated steps to leave out.")]
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--spec",
+        help="Start from this spec file (.yaml/.json, e.g. from build --save-spec); "
+        "--steps then apply on top of it.",
+    ),
+]
+NumClassesOpt = Annotated[
+    int, typer.Option("--num-classes", min=1, max=MAX_CLASSES, help="Number of output classes.")
+]
+ImgSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--img-size", min=32, max=MAX_IMG_SIZE, help="Input resolution in pixels (square)."
+    ),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch", min=1, max=MAX_BATCH, help="Images per forward pass.")
+]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+TableFormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Root of the results store.")]
+ItersOpt = Annotated[
+    int, typer.Option("--iters", min=1, help="Timed latency iterations per network.")
+]
+OutFileOpt = Annotated[Path | None, typer.Option("--out", help="Also write the output here.")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="digits (bundled, no download) | imagefolder:PATH (PATH/train, PATH/val) | "
+        "cifar10[:ROOT] | cifar100[:ROOT] | synthetic[:N] (random tensors, throughput only).",
+    ),
+]
+StoreRecipeOpt = Annotated[
+    str, typer.Option("--recipe", help="Recipe label whose trained results to show.")
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Data-loader workers per process (default: 0 for digits and synthetic, else 8).",
+    ),
+]
+DownloadOpt = Annotated[
+    bool, typer.Option("--download", help="Allow CIFAR to download (nothing else ever does).")
+]
+BadImagesOpt = Annotated[
+    BadImages,
+    typer.Option("--bad-images", help="An undecodable image: error (stop) or skip (count)."),
+]
+LeaveOneOutOpt = Annotated[
+    bool, typer.Option("--leave-one-out", help="The final model with each step left out.")
+]
+OnlyOneOpt = Annotated[
+    bool, typer.Option("--only-one", help="The baseline with each step applied alone.")
+]
+
+
+def split_names(value: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise RoadmapError("an empty step list was given")
+    return names
+
+
+# --- option groups ----------------------------------------------------------------------------
+
+
+def select(
+    upto: UptoOpt = None, steps: StepsOpt = None, skip: SkipOpt = None, spec: SpecOpt = None
+) -> Any:
+    """Which network (a ``Selection``)."""
+    from roadmap.selection import Selection
+
+    return Selection.of(upto, split_names(steps), split_names(skip) or (), spec)
+
+
+def recipe_group(
+    recipe: Annotated[
+        str, typer.Option("--recipe", help="A shipped recipe (paper, quick) or a recipe YAML file.")
+    ] = "quick",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Override the recipe's epochs.")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, max=MAX_BATCH, help="Override the global batch (all processes)."
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr", help="Override the base lr; the peak lr is base x global batch / 512."
+        ),
+    ] = None,
+    img_size: Annotated[
+        int | None,
+        typer.Option(
+            "--img-size", min=32, max=MAX_IMG_SIZE, help="Override the recipe's resolution (px)."
+        ),
+    ] = None,
+) -> Any:
+    """How to train (a ``Recipe``), with command-line overrides."""
+    from roadmap.recipe import load_recipe
+
+    return load_recipe(recipe, epochs=epochs, batch_size=batch_size, base_lr=lr, img_size=img_size)
+
+
+def run_group(
+    workers: WorkersOpt = None,
+    device: DeviceOpt = Device.cpu,
+    amp: Annotated[
+        bool, typer.Option("--amp", help="Mixed precision (bfloat16, else float16).")
+    ] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="NHWC memory format for model and inputs.")
+    ] = False,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the training model.")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Root of the results store.")] = Path(
+        "results"
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars or notes.")] = False,
+    download: DownloadOpt = False,
+    bad_images: BadImagesOpt = BadImages.error,
+) -> Any:
+    """How to run (``RunOptions``; the seed and --resume are the command's own)."""
+    from roadmap.options import RunOptions, launch_command
+
+    return RunOptions(
+        workers=workers,
+        device=device.value,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        quiet=quiet,
+        download=download,
+        bad_images=bad_images.value,
+        out=out,
+        command=launch_command(sys.argv[1:]),
+    )
+
+
+def latency_group(
+    latency: Annotated[
+        bool,
+        typer.Option("--latency/--no-latency", help="Measure the fused latency of every row now."),
+    ] = True,
+    device: DeviceOpt = Device.cpu,
+    iters: ItersOpt = 20,
+) -> Any:
+    """Latency settings for the study commands (None with --no-latency)."""
+    from roadmap.latency import LatencySettings
+
+    return LatencySettings(device=device.value, iters=iters, warmup=3) if latency else None
+
+
+def plot_timing_group(device: DeviceOpt = Device.cpu, iters: ItersOpt = 30) -> Any:
+    """Latency settings for the plot, which always measures (latency is its x axis)."""
+    return latency_group(latency=True, device=device, iters=iters)
+
+
+def uses(**groups: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command option groups: ``@uses(network=select)`` replaces its ``network``
+    parameter by ``select``'s options in what typer sees, and passes ``select(...)`` in."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(command).parameters.values()
+        members = {name: inspect.signature(group).parameters for name, group in groups.items()}
+        params = []
+        for p in own:
+            params += list(members[p.name].values()) if p.name in groups else [p]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            for name, group in groups.items():
+                kwargs[name] = group(**{key: kwargs.pop(key) for key in members[name]})
+            return command(**kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
+# --- small helpers the commands share -------------------------------------------------------
+
+
+def seeds(value: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2)."""
+    try:
+        parsed = tuple(int(seed) for seed in value.split(",") if seed.strip())
+    except ValueError:
+        raise RoadmapError(f"--seeds takes comma-separated whole numbers, got {value!r}") from None
+    if not parsed:
+        raise RoadmapError("--seeds needs at least one seed")
+    return parsed
+
+
+def write_out(path: Path, text: str) -> None:
+    """Write a command's output file atomically."""
+    from roadmap import files
+
+    files.write_text(path, text + "\n")

@@ -1,0 +1,240 @@
+"""Commands that compare networks and teach: table, ablate, plot, explain, walkthrough."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from roadmap.cli.app import command, console
+from roadmap.cli.options import (
+    LeaveOneOutOpt,
+    OnlyOneOpt,
+    OutFileOpt,
+    ResultsOpt,
+    StoreRecipeOpt,
+    TableFormat,
+    TableFormatOpt,
+    latency_group,
+    plot_timing_group,
+    select,
+    uses,
+    write_out,
+)
+from roadmap.errors import RoadmapError
+
+StoreDataOpt = Annotated[
+    str, typer.Option("--data", help="Data source whose trained results to show (as in `train`).")
+]
+
+
+def _store_data(data: str) -> str:
+    """The results store's name for a --data value."""
+    from roadmap.data import parse_source
+
+    return parse_source(data).slug
+
+
+def _render(rows: list, title: str, fmt: TableFormat, paper: bool, out: Path | None) -> None:
+    """Print (and optionally write) study rows in the requested format."""
+    from rich.console import Console
+
+    from roadmap import report
+
+    text = {
+        TableFormat.markdown: lambda: report.study_markdown(rows, title, paper),
+        TableFormat.latex: lambda: report.study_latex(rows, title, paper),
+        TableFormat.json: lambda: report.study_json(rows, title),
+        TableFormat.csv: lambda: report.study_csv(rows),
+        TableFormat.rich: lambda: None,
+    }[fmt]()
+    if text is None:
+        # Four metrics with two deltas each need ~120 columns; a pipe or file gets that width.
+        wide = console if console.is_terminal else Console(width=max(console.width, 120))
+        wide.print(report.study_table(rows, title, paper))
+        unbuildable = report.unbuildable_text(rows)
+        if unbuildable is not None:
+            console.print(unbuildable)
+    else:
+        print(text)
+    if out is not None:
+        write_out(out, text if text is not None else report.study_markdown(rows, title, paper))
+
+
+@command("table")
+@uses(network=select, timing=latency_group)
+def table_cmd(
+    network: Any,
+    data: StoreDataOpt = "digits",
+    recipe: StoreRecipeOpt = "quick",
+    fmt: TableFormatOpt = TableFormat.rich,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Row the 'Δ base' columns compare with.")
+    ] = None,
+    paper: Annotated[
+        bool, typer.Option("--paper/--no-paper", help="Show the paper's numbers.")
+    ] = True,
+    timing: Any = None,
+    results: ResultsOpt = Path("results"),
+    out: OutFileOpt = None,
+) -> None:
+    """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
+    from roadmap import selection, study
+
+    data_name = _store_data(data)
+    rows = study.collect(
+        selection.prefixes(network),
+        latency_settings=timing,
+        results=results,
+        data=data_name,
+        recipe=recipe,
+        baseline=baseline,
+        paper=paper,
+    )
+    title = f"The roadmap, measured (accuracy: {data_name} / {recipe} from {results}/)"
+    _render(rows, title, fmt, paper, out)
+
+
+@command("ablate")
+@uses(timing=latency_group)
+def ablate_cmd(
+    leave_one_out: LeaveOneOutOpt = False,
+    only_one: OnlyOneOpt = False,
+    upto: Annotated[
+        str | None, typer.Option("--upto", help="Ablate the roadmap up to this step.")
+    ] = None,
+    data: StoreDataOpt = "digits",
+    recipe: StoreRecipeOpt = "quick",
+    fmt: TableFormatOpt = TableFormat.rich,
+    timing: Any = None,
+    results: ResultsOpt = Path("results"),
+    out: OutFileOpt = None,
+) -> None:
+    """Ablations: what each step is worth alone, or what the final model loses without it."""
+    from roadmap import selection, study
+
+    if leave_one_out == only_one:
+        raise RoadmapError("choose one of --leave-one-out or --only-one")
+    variants = selection.leave_one_out(upto) if leave_one_out else selection.only_one(upto)
+    rows = study.collect(
+        variants,
+        latency_settings=timing,
+        results=results,
+        data=_store_data(data),
+        recipe=recipe,
+        baseline=variants[0].name,
+        paper=False,
+    )
+    kind = "leave one out" if leave_one_out else "only one"
+    _render(rows, f"Ablation ({kind}); Δ base = against {variants[0].name}", fmt, False, out)
+
+
+@command("plot")
+@uses(network=select, timing=plot_timing_group)
+def plot_cmd(
+    out: Annotated[Path, typer.Option("--out", help="The figure to write: .png, .svg or .pdf.")],
+    network: Any = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Data source whose trained top-1 to plot (with --recipe)."),
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", help="Recipe label whose trained top-1 to plot.")
+    ] = None,
+    results: ResultsOpt = Path("results"),
+    timing: Any = None,
+) -> None:
+    """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
+    from roadmap import selection, study
+    from roadmap.plot import check_out, plot_rows
+
+    check_out(out)  # a bad suffix fails now, not after minutes of measuring
+    if (data is None) != (recipe is None):
+        raise RoadmapError("give --data and --recipe together (or neither: no accuracy)")
+    data_name = _store_data(data) if data else None
+    rows = study.collect(
+        selection.prefixes(network),
+        latency_settings=timing,
+        results=results,
+        data=data_name,
+        recipe=recipe,
+    )
+    on = f"{data_name}, recipe {recipe}" if data else None
+    console.print(f"figure written to {plot_rows(rows, out, accuracy_on=on)}")
+
+
+@command("explain")
+@uses(timing=latency_group)
+def explain_cmd(
+    step: Annotated[str, typer.Argument(help="The step to explain (see `roadmap steps`).")],
+    timing: Any = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print raw Markdown instead of rendering it.")
+    ] = False,
+) -> None:
+    """One step's lesson: why, what changes (diff and block), the numbers, how to reproduce."""
+    from rich.markdown import Markdown
+
+    from roadmap import teach
+
+    text = teach.lesson_markdown(teach.lesson(step, latency_settings=timing))
+    if markdown:
+        print(text)
+    else:
+        console.print(Markdown(text))
+
+
+@command("walkthrough")
+@uses(timing=latency_group)
+def walkthrough_cmd(
+    upto: Annotated[
+        str | None, typer.Option("--upto", help="Teach the roadmap up to this step.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write one Markdown document (with table and plot) here."),
+    ] = None,
+    timing: Any = None,
+) -> None:
+    """All lessons in order: page through them here, or write them as one document (--out)."""
+    from roadmap import report, selection, study, teach
+
+    rows = study.collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
+    lessons = [teach.lesson(row.variant.about, rows=rows) for row in rows]
+    if out is None:
+        _page_lessons([teach.lesson_markdown(les) for les in lessons])
+        return
+    table = report.study_markdown(rows, "Every step, measured here", paper=True)
+    plot_name = _walkthrough_plot(rows, out)
+    write_out(out, teach.walkthrough_markdown(lessons, table, plot_name).rstrip("\n"))
+    console.print(f"wrote {out}" + (f" and {out.parent / plot_name}" if plot_name else ""))
+
+
+def _walkthrough_plot(rows: list, out: Path) -> str | None:
+    """Draw the roadmap plot beside the document; its file name, or None without latency."""
+    if not any(r.latency for r in rows):
+        return None
+    from roadmap.plot import plot_rows
+
+    path = out.with_name(out.stem + "_roadmap.png")
+    plot_rows(rows, path)
+    return path.name
+
+
+def _page_lessons(pages: list[str]) -> None:
+    """Show lessons one at a time (n/p/q) on a terminal; print them all otherwise."""
+    from rich.markdown import Markdown
+
+    if not sys.stdin.isatty():
+        for page in pages:
+            console.print(Markdown(page))
+            console.rule()
+        return
+    i = 0
+    while 0 <= i < len(pages):
+        console.clear()
+        console.print(Markdown(pages[i]))
+        answer = console.input(f"[dim]({i + 1}/{len(pages)}) [n]ext, [p]revious, [q]uit: [/]")
+        if answer.strip().lower().startswith("q"):
+            return
+        i = max(0, i - 1) if answer.strip().lower().startswith("p") else i + 1

@@ -1,0 +1,78 @@
+"""Stopping a training run on request, without losing work.
+
+- **Ctrl-C (SIGINT)**, first press: the current epoch finishes, ``last.pt`` is saved, and the
+  run stops (exit code 130). A second press stops at once, keeping the previous epoch's
+  ``last.pt``.
+- **SIGTERM** (what ``timeout``, SLURM, Kubernetes and ``kill`` send before killing): the run
+  abandons the current epoch at the next training step, keeps the ``last.pt`` of the last
+  finished epoch (never a half-written one), and stops with exit code 143. A scheduler's grace
+  period is usually shorter than an epoch, so finishing the epoch is not attempted.
+
+Either way ``roadmap train --resume`` (or ``roadmap run`` again) continues from the last
+finished epoch and ends with the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from roadmap.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+
+@dataclass
+class StopRequest:
+    """What the signal handlers were asked for.
+
+    Attributes:
+        after_epoch: stop once the current epoch is saved (Ctrl-C).
+        now: stop at the next step, abandoning the epoch (SIGTERM).
+    """
+
+    after_epoch: bool = False
+    now: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TERMINATED if self.now else EXIT_INTERRUPTED
+
+
+@contextmanager
+def graceful_stop() -> Iterator[StopRequest]:
+    """Install the Ctrl-C and SIGTERM handlers for the block (restored afterwards)."""
+    request = StopRequest()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        request.after_epoch = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second press: stop now
+        print(
+            "\nfinishing this epoch and saving last.pt; Ctrl-C again to stop now", file=sys.stderr
+        )
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        request.now = True
+
+    try:
+        previous = {
+            signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+        }
+    except ValueError:  # not the main thread: keep the default behaviour
+        yield request
+        return
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def ignore_in_workers(worker_id: int) -> None:
+    """A data-loader worker leaves Ctrl-C and SIGTERM to the training process, which stops them
+    in order (a worker killed first would turn a clean stop into a loader error)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

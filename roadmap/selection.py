@@ -1,0 +1,248 @@
+"""Which network: a selection of steps (optionally applied to a spec file), and its one name.
+
+Everything that names a network uses this module: tables and plots label rows with
+:attr:`Selection.name`, the results store files runs under it, latency records carry it, and
+checkpoint errors quote it. The grammar of a name is ``LAST(-MINUS)*(+PLUS)*``:
+
+- ``widen``: the paper's roadmap up to and including ``widen``;
+- ``alternating_se-kernel_3x3``: that prefix with ``kernel_3x3`` left out (a leave-one-out);
+- ``mobilenetv3_large+kernel_3x3``: the baseline with ``kernel_3x3`` alone (an only-one);
+- ``widen-separate_mixers``: the paper's control experiment;
+- ``alternating_se+relu``: the whole roadmap, then a plugin step;
+- ``spec-mynet-1a2b3c4d+kernel_3x3``: a spec file (its name and spec hash), then a step.
+
+Of the two exact ways to write a list of paper steps (a prefix minus what is missing, or the
+baseline plus what is added), the one with fewer terms is used. Steps are Python identifiers,
+so ``-`` and ``+`` never occur inside one, and :meth:`Selection.from_name` reads any name back.
+
+The sets of networks a study compares are planned here too: :func:`prefixes`,
+:func:`leave_one_out`, :func:`only_one` and :func:`every_step`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap import registry
+from roadmap.errors import PreconditionError, RoadmapError
+from roadmap.spec import NetSpec, replace, spec_hash, validate
+
+SPEC_PREFIX = "spec-"
+CUSTOM_PREFIX = "custom-"
+MAX_NAME = 200  # folder names stay well inside the usual 255-byte limit
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A network: steps applied in order, to the base step's network or to a spec file's.
+
+    Attributes:
+        steps: the step names in order; the base step first unless ``start`` is given.
+        start: the spec read from a file that the steps apply to, or None.
+        start_file: that file's path as the user gave it ("" without one).
+    """
+
+    steps: tuple[str, ...]
+    start: NetSpec | None = None
+    start_file: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        upto: str | None = None,
+        steps: Sequence[str] | None = None,
+        skip: Iterable[str] = (),
+        spec_file: str | Path | None = None,
+    ) -> Selection:
+        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` options name."""
+        if spec_file is None:
+            return cls(tuple(registry.resolve_steps(upto, steps=steps, skip=tuple(skip))))
+        if upto is not None or tuple(skip):
+            raise RoadmapError(
+                "--spec starts from a spec file: add steps on top with --steps, "
+                "not --upto or --skip"
+            )
+        names = [registry.get_step(n).name for n in steps or ()]
+        base = [n for n in names if registry.get_step(n).base]
+        if base:
+            raise RoadmapError(f"--spec is the starting network: drop {base[0]} from --steps")
+        if len(set(names)) != len(names):
+            raise RoadmapError(f"step(s) listed twice: {', '.join(sorted(_dupes(names)))}")
+        return cls(tuple(names), NetSpec.load(spec_file), str(spec_file))
+
+    @classmethod
+    def from_name(cls, name: str) -> Selection:
+        """The selection a name stands for (inverse of :attr:`name` for step selections)."""
+        if name.startswith((SPEC_PREFIX, CUSTOM_PREFIX)):
+            raise RoadmapError(
+                f"{name!r} names a spec file or a hashed list; it cannot be read back"
+            )
+        head, *plus = name.split("+")
+        last, *minus = head.split("-")
+        paper = registry.paper_roadmap()
+        if last not in paper:
+            raise RoadmapError(f"{name!r} is not a network name: {last!r} is not a paper step")
+        prefix = [s for s in paper[: paper.index(last) + 1] if s not in minus]
+        unknown = [m for m in minus if m not in paper[: paper.index(last) + 1]]
+        if unknown:
+            raise RoadmapError(
+                f"{name!r} is not a network name: {unknown[0]!r} is not before {last}"
+            )
+        return cls(tuple(registry.resolve_steps(steps=prefix + plus)))
+
+    @property
+    def name(self) -> str:
+        """The one name of this network (see the module docstring)."""
+        if self.start is not None:
+            label = re.sub(r"[^A-Za-z0-9_.]", "_", Path(self.start_file).stem) or "file"
+            head = f"{SPEC_PREFIX}{label}-{spec_hash(self.start)[:8]}"
+            name = head + "".join(f"+{s}" for s in self.steps)
+        else:
+            name = name_for(self.steps)
+        if len(name) > MAX_NAME:
+            digest = hashlib.sha256(",".join(self.steps).encode()).hexdigest()[:8]
+            return f"{CUSTOM_PREFIX}{digest}"
+        return name
+
+    @property
+    def about(self) -> str:
+        """The step a row is about (the last one), or the spec file's name."""
+        return self.steps[-1] if self.steps else Path(self.start_file).stem
+
+    @property
+    def is_roadmap_prefix(self) -> bool:
+        """Whether this is the paper's roadmap up to some step (the paper has numbers for it)."""
+        paper = registry.paper_roadmap()
+        return self.start is None and self.steps == paper[: len(self.steps)]
+
+    def spec(self, num_classes: int | None = None) -> NetSpec:
+        """The network's spec; ``num_classes`` replaces the class count when given."""
+        spec = _apply(self.steps, self.start)
+        if num_classes is not None:
+            spec = validate(replace(spec, num_classes=num_classes))
+        return spec
+
+    def cli_args(self) -> str:
+        """The options that select this network again (for messages and commands)."""
+        spec = f"--spec {self.start_file} " if self.start is not None else ""
+        if self.start is None and self.is_roadmap_prefix:
+            return f"--upto {self.steps[-1]}"
+        return (spec + (f"--steps {','.join(self.steps)}" if self.steps else "")).strip()
+
+    def prefix(self, length: int) -> Selection:
+        """The same start with only the first ``length`` steps."""
+        return Selection(self.steps[:length], self.start, self.start_file)
+
+
+@functools.lru_cache(maxsize=256)
+def _apply(steps: tuple[str, ...], start: NetSpec | None) -> NetSpec:
+    """Steps are pure functions of a spec, so their result can be reused."""
+    return registry.apply_steps(steps, start)
+
+
+def name_for(steps: Sequence[str]) -> str:
+    """The name of a step list that starts with the base step (see the module docstring)."""
+    paper = registry.paper_roadmap()
+    k = 1
+    while k < len(steps) and steps[k] in paper and _in_order(steps[: k + 1], paper):
+        k += 1
+    head, plus = list(steps[:k]), list(steps[k:])
+    prefix = paper[: paper.index(head[-1]) + 1] if head[-1] in paper else head
+    minus = [s for s in prefix if s not in head]
+    if len(minus) <= len(head) - 1:
+        text = head[-1] + "".join(f"-{m}" for m in minus)
+    else:
+        text = head[0] + "".join(f"+{s}" for s in head[1:])
+    return text + "".join(f"+{s}" for s in plus)
+
+
+def _in_order(names: Sequence[str], paper: Sequence[str]) -> bool:
+    return list(names) == sorted(names, key=paper.index)
+
+
+def _dupes(names: Sequence[str]) -> set[str]:
+    return {n for n in names if names.count(n) > 1}
+
+
+def legacy_names(steps: Sequence[str]) -> list[str]:
+    """Folder names earlier versions (0.1) gave this step list, so their runs are still found.
+
+    0.1 named a prefix by its last step (unchanged), an ordered subset
+    ``LAST-without-A+B``, and anything else ``custom-<digest>``.
+    """
+    paper = list(registry.paper_roadmap())
+    steps = list(steps)
+    if steps == paper[: len(steps)]:
+        return []
+    if all(s in paper for s in steps) and _in_order(steps, paper):
+        missing = [s for s in paper[: paper.index(steps[-1]) + 1] if s not in steps]
+        return [f"{steps[-1]}-without-{'+'.join(missing)}"]
+    return [CUSTOM_PREFIX + hashlib.sha256(",".join(steps).encode()).hexdigest()[:8]]
+
+
+# --- the sets of networks a study compares ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A network to compare, or the reason it cannot be built.
+
+    Attributes:
+        selection: the network.
+        about: the roadmap step the row is about (the paper's numbers come from it).
+        reason: why it cannot be built (a step's precondition), or "" when it can.
+    """
+
+    selection: Selection
+    about: str
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.selection.name
+
+    @property
+    def buildable(self) -> bool:
+        return not self.reason
+
+
+def variant(selection: Selection, about: str | None = None) -> Variant:
+    """A variant, with the precondition error as its reason when it cannot be built."""
+    try:
+        selection.spec()
+    except PreconditionError as e:
+        return Variant(selection, about or selection.about, reason=str(e))
+    return Variant(selection, about or selection.about)
+
+
+def prefixes(selection: Selection) -> list[Variant]:
+    """Every prefix of a selection: the network after each of its steps (and its start)."""
+    first = 0 if selection.start is not None else 1
+    return [variant(selection.prefix(n)) for n in range(first, len(selection.steps) + 1)]
+
+
+def leave_one_out(upto: str | None = None) -> list[Variant]:
+    """The roadmap (up to ``upto``), then the same with each of its steps left out."""
+    full = registry.resolve_steps(upto)
+    out = [variant(Selection(tuple(full)))]
+    for name in full[1:]:
+        out.append(variant(Selection(tuple(s for s in full if s != name)), about=name))
+    return out
+
+
+def only_one(upto: str | None = None) -> list[Variant]:
+    """The baseline, then the baseline with each single step of the roadmap applied alone."""
+    full = registry.resolve_steps(upto)
+    out = [variant(Selection((full[0],)))]
+    out += [variant(Selection((full[0], name))) for name in full[1:]]
+    return out
+
+
+def every_step() -> list[Selection]:
+    """One selection per registered step: the roadmap up to and including it."""
+    return [Selection(tuple(registry.resolve_steps(upto=n))) for n in registry.list_steps()]

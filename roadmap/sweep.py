@@ -1,0 +1,95 @@
+"""A sweep: train a set of networks for several seeds, skipping what the store already holds.
+
+The networks are planned by :mod:`roadmap.selection` (the roadmap's prefixes, or the
+leave-one-out / only-one sets); each (network, seed) is then one :func:`roadmap.train.fit`
+call in one process group, with the data opened once.
+
+A (network, seed) whose folder has a record with the same spec and recipe hash is ``stored``
+and skipped; one that another process is training right now is ``busy`` and skipped too (so
+two sweeps can share a results folder); an interrupted one resumes from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap import checkpoint, distributed, results
+from roadmap.data import Datasets, parse_source
+from roadmap.options import RunOptions, open_data
+from roadmap.recipe import Recipe, recipe_hash
+from roadmap.record import RunRecord
+from roadmap.selection import Selection
+from roadmap.spec import spec_hash
+from roadmap.train import adopt_legacy, fit, run_key
+
+STATUSES = ("trained", "stored", "busy")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sweep did with one (network, seed).
+
+    Attributes:
+        name: the network's name.
+        seed: the seed.
+        status: ``trained`` now, already ``stored``, or ``busy`` (another process has it).
+        record: the finished record, when there is one.
+    """
+
+    name: str
+    seed: int
+    status: str
+    record: RunRecord | None
+
+
+def sweep(
+    selections: list[Selection],
+    data: str,
+    recipe: Recipe,
+    *,
+    seeds: tuple[int, ...] = (0,),
+    options: RunOptions = RunOptions(),
+) -> list[Outcome]:
+    """Train every selection for every seed (seed-major order), skipping stored and busy ones.
+
+    Returns:
+        One outcome per (selection, seed).
+    """
+    procs = distributed.start(options.device)
+    try:
+        opened = open_data(parse_source(data), recipe, options, procs)
+        outcomes = []
+        for seed in seeds:
+            for selection in selections:
+                run_options = dataclasses.replace(options, seed=seed, resume=True)
+                outcomes.append(_one(selection, opened, recipe, run_options, procs))
+        return outcomes
+    finally:
+        distributed.stop()
+
+
+def _one(
+    selection: Selection,
+    data: Datasets,
+    recipe: Recipe,
+    options: RunOptions,
+    procs: distributed.Processes,
+) -> Outcome:
+    """Train one selection unless the store has it, or another process is training it."""
+    folder = run_key(data.source, recipe, selection, options.seed).folder(options.out)
+    if procs.primary:
+        adopt_legacy(selection, folder)  # a run stored under its 0.1 name counts as stored
+    spec = selection.spec(data.num_classes)
+    record = results.find_record(folder, spec_hash(spec), recipe_hash(recipe))
+    status = "stored" if record else "busy" if results.is_locked(folder) else "trained"
+    # rank 0 decides (only it may probe the lock); the others follow
+    code = distributed.sum_across([STATUSES.index(status) if procs.primary else 0], procs)[0]
+    status = STATUSES[int(code)]
+    if status == "trained":
+        path = Path(folder) / results.CHECKPOINT
+        if not checkpoint.matches(path, spec, recipe_hash(recipe), options.seed):
+            options = dataclasses.replace(options, resume=False)
+        record = fit(selection, data, recipe, options, procs)
+    return Outcome(selection.name, options.seed, status, record)
