@@ -26,8 +26,6 @@ A run during which other processes kept more than a tenth of the cores busy is r
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -35,8 +33,8 @@ import timm
 from timm.utils import reparameterize_model
 
 import roadmap
+from roadmap import files
 from roadmap.latency import Candidate, LatencyRecord, LatencySettings, compare, measure
-from roadmap.report import BUSY_OTHER_FRACTION, conditions_text
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 TARGET_RATIO = 1.05  # the bar for "no overhead from our builder"
@@ -91,7 +89,7 @@ def markdown(records: list[LatencyRecord], summary: dict, wall_s: float) -> str:
         "",
         "Milliseconds per forward pass: median [IQR]. Conditions:",
         "",
-        *[f"    {line}" for line in conditions_text(records[0].conditions, None).splitlines()],
+        *[f"    {line}" for line in records[0].conditions.describe(None).splitlines()],
         f"    timm {timm.__version__}; {len(records)} models measured in one run of {wall_s:.0f} s",
         "",
         "## Our builder against timm (same architecture)",
@@ -131,10 +129,10 @@ def least_contended_run(
         start = time.perf_counter()
         records = measure(models, settings)
         wall_s = time.perf_counter() - start
-        others = records[0].conditions.get("other_cpu_cores") or 0.0
+        others = records[0].conditions.contention.other_cpu_cores or 0.0
         if best is None or others < best[0]:
             best = (others, records, wall_s)
-        if others <= BUSY_OTHER_FRACTION * (os.cpu_count() or 1):
+        if not records[0].conditions.busy:
             break
         print(f"attempt {attempt + 1}: other processes kept {others:.2f} cores busy")
     return best[1], best[2]
@@ -164,9 +162,9 @@ def main() -> None:
         "records": [r.to_dict() for r in records],
     }
     json_path = args.out_dir / f"latency_{args.device}.json"
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    files.write_json(json_path, data)
     md_path = args.out_dir / "latency.md"
-    md_path.write_text(markdown(records, summary, wall_s))
+    files.write_text(md_path, markdown(records, summary, wall_s))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
 

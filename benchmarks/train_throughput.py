@@ -31,10 +31,12 @@ from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 
 import roadmap
-from roadmap import results
+from roadmap import files, results
 from roadmap import train as training
 from roadmap.data import SYNTHETIC_CLASSES, SyntheticImages
+from roadmap.options import RunOptions
 from roadmap.recipe import load_recipe
+from roadmap.selection import Selection
 
 TARGET = 0.95
 
@@ -42,17 +44,15 @@ TARGET = 0.95
 def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
     """images/s of ``roadmap train`` over the epochs after the first (from its log)."""
     recipe = _recipe(args)
-    options = training.RunOptions(
+    options = RunOptions(
         workers=0,
         device=args.device,
         quiet=not args.progress,
         out=out,
         channels_last=args.channels_last,
     )
-    record = training.train(
-        training.Selection(args.upto), f"synthetic:{args.images}", recipe, options
-    )
-    folder = out / record["data"] / record["recipe"] / record["name"] / "seed0"
+    record = training.train(Selection.of(args.upto), f"synthetic:{args.images}", recipe, options)
+    folder = results.RunKey(record.data, record.recipe, record.name, 0).folder(out)
     epochs = results.read_jsonl(folder / results.LOG)[1:]
     return sum(e["images_per_s"] * e["epoch_time_s"] for e in epochs) / sum(
         e["epoch_time_s"] for e in epochs
@@ -190,7 +190,7 @@ def main() -> None:
     print(text)
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text)
+        files.write_text(args.write, text)
 
 
 if __name__ == "__main__":

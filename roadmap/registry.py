@@ -89,7 +89,9 @@ class Step:
         except Exception as e:  # someone's step code: report it as that step's failure
             raise RoadmapError(f"{where} failed: {type(e).__name__}: {e}") from e
         if not isinstance(result, NetSpec):
-            raise RoadmapError(f"{where} returned a {type(result).__name__}, not a NetSpec")
+            raise RoadmapError(
+                f"{where} returned a value of type {type(result).__name__}, not a NetSpec"
+            )
         try:
             return validate(result)
         except RoadmapError as e:

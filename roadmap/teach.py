@@ -26,9 +26,9 @@ class Lesson:
 
     Attributes:
         step: the registered step.
-        index: its position in the roadmap.
-        steps: the roadmap up to and including it.
-        changes: spec changes against the previous step (empty for the base step).
+        index: its position in the roadmap (the registry's order).
+        network: the network after the step (the roadmap up to it, or a spec file plus steps).
+        changes: spec changes against the network before the step (empty for the base step).
         block_path: the module path of the example block ("head" or a block path), or None.
         before: that module before the step (None if it did not exist).
         after: that module after the step (None if the step removed it).
@@ -37,7 +37,7 @@ class Lesson:
 
     step: Step
     index: int
-    steps: list[str]
+    network: Selection
     changes: list[Change]
     block_path: str | None
     before: nn.Module | None
@@ -45,19 +45,35 @@ class Lesson:
     rows: list[study.Row]
 
     @property
+    def steps(self) -> list[str]:
+        """The steps of the network after this one (a spec file's network starts elsewhere)."""
+        return list(self.network.steps)
+
+    @property
+    def previous(self) -> Selection | None:
+        """The network the step was applied to (None for the base step)."""
+        n = len(self.network.steps) - 1
+        return self.network.prefix(n) if n > 0 or self.network.start is not None else None
+
+    @property
     def commands(self) -> list[str]:
         """Commands that reproduce the step's numbers."""
-        name = self.step.name
+        select = self.network.cli_args()
+        spec = f" --spec {self.network.start_file}" if self.network.start is not None else ""
         return [
-            f"roadmap build --upto {name}",
-            f"roadmap latency --upto {name}",
-            f"roadmap train --upto {name} --data digits --recipe quick",
-            f"roadmap explain {name}",
+            f"roadmap build {select}",
+            f"roadmap latency {select}",
+            f"roadmap train {select} --data digits --recipe quick",
+            f"roadmap explain {self.step.name}{spec}",
         ]
 
 
 def lesson(
-    name: str, *, latency_settings: Any = None, rows: list[study.Row] | None = None
+    name: str,
+    *,
+    latency_settings: Any = None,
+    rows: list[study.Row] | None = None,
+    start: Selection | None = None,
 ) -> Lesson:
     """Explain one roadmap step.
 
@@ -66,29 +82,28 @@ def lesson(
         latency_settings: measure the fused latency of the network before and after the step.
         rows: already measured study rows of the roadmap's prefixes to take the numbers from
             (the walkthrough measures all steps once); ``latency_settings`` is then unused.
+        start: apply the step to this network (e.g. a spec file's) instead of the roadmap
+            up to the step before it.
     """
     step = registry.get_step(name)
-    steps = registry.resolve_steps(step.name)
-    after = registry.build_spec(steps=steps)
-    before = registry.build_spec(steps=steps[:-1]) if len(steps) > 1 else None
-    changes = diff(before, after) if before else []
-    path = example_path(changes)
-    wanted = [tuple(steps[:-1]), tuple(steps)] if before else [tuple(steps)]
+    if start is None:
+        network = Selection(tuple(registry.resolve_steps(step.name)))
+    else:
+        network = Selection((*start.steps, step.name), start.start, start.start_file)
+    les = Lesson(step, registry.list_steps().index(step.name), network, [], None, None, None, [])
+    after = network.spec()
+    before = les.previous.spec() if les.previous else None
+    les.changes = diff(before, after) if before else []
+    les.block_path = example_path(les.changes)
+    les.before, les.after = _module(before, les.block_path), _module(after, les.block_path)
+    wanted = [les.previous, network] if les.previous else [network]
     if rows is not None:
-        rows = [r for r in rows if r.variant.selection.steps in wanted]
+        rows = [r for r in rows if r.variant.selection in wanted]
     if not rows or len(rows) != len(wanted):
-        variants = prefixes(Selection(tuple(steps)))[-len(wanted) :]
+        variants = prefixes(network)[-len(wanted) :]
         rows = study.collect(variants, latency_settings=latency_settings)
-    return Lesson(
-        step,
-        len(steps) - 1,
-        steps,
-        changes,
-        path,
-        _module(before, path),
-        _module(after, path),
-        rows,
-    )
+    les.rows = rows
+    return les
 
 
 def example_path(changes: list[Change]) -> str | None:
@@ -181,27 +196,36 @@ def numbers_markdown(les: Lesson) -> str:
     """A small Markdown table: previous network, this one, and the paper's numbers."""
     head = "| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | paper latency |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]
-    previous = registry.get_step(les.steps[-2]) if len(les.steps) > 1 else None
-    for row, step in zip(les.rows, ([previous] if previous else []) + [les.step], strict=True):
+    papers = [_paper_step(les.previous)] if les.previous else []
+    papers.append(_paper_step(les.network))
+    for row, paper in zip(les.rows, papers, strict=True):
         c, lat = row.counts, row.latency
         latency = f"{lat.median_ms:.2f} ms [IQR {lat.iqr_ms:.2f}]" if lat else "not measured"
         lines.append(
-            f"| after `{step.name}` | {c.deploy_params:,} | {c.deploy_macs / 1e6:.1f} M | "
-            f"{latency} | {_num(step.paper_top1, '%')} | {_num(step.paper_latency_ms, ' ms')} |"
+            f"| `{row.variant.name}` | {c.deploy_params:,} | {c.deploy_macs / 1e6:.1f} M | "
+            f"{latency} | {_num(paper, 'paper_top1', '%')} | "
+            f"{_num(paper, 'paper_latency_ms', ' ms')} |"
         )
     if les.rows and les.rows[-1].vs_previous:
+        previous = papers[0] if len(papers) > 1 else None
         lines.append(
             f"| **change** | {_delta(les.rows[-1], 'deploy_params', '{:+,.0f}')} | "
             f"{_delta(les.rows[-1], 'deploy_macs', '{:+.1f} M', 1e-6)} | "
             f"{_delta(les.rows[-1], 'latency_ms', '{:+.2f} ms')} | "
-            f"{_paper_delta(previous, les.step, 'paper_top1', '{:+.1f}')} | "
-            f"{_paper_delta(previous, les.step, 'paper_latency_ms', '{:+.2f} ms')} |"
+            f"{_paper_delta(previous, papers[-1], 'paper_top1', '{:+.1f}')} | "
+            f"{_paper_delta(previous, papers[-1], 'paper_latency_ms', '{:+.2f} ms')} |"
         )
     conditions = _conditions(les.rows)
     return "\n".join(lines) + (f"\n\n{conditions}" if conditions else "")
 
 
-def _num(value: float | None, unit: str) -> str:
+def _paper_step(network: Selection) -> Step | None:
+    """The step whose paper numbers describe this network (roadmap prefixes only)."""
+    return registry.get_step(network.steps[-1]) if network.is_roadmap_prefix else None
+
+
+def _num(step: Step | None, attr: str, unit: str) -> str:
+    value = getattr(step, attr) if step else None
     return "—" if value is None else f"{value:g}{unit}"
 
 
@@ -213,8 +237,8 @@ def _delta(row: study.Row, key: str, fmt: str, scale: float = 1.0) -> str:
     return f"{text} (within noise)" if d.noise else text
 
 
-def _paper_delta(a: Step | None, b: Step, attr: str, fmt: str) -> str:
-    va, vb = (getattr(a, attr) if a else None), getattr(b, attr)
+def _paper_delta(a: Step | None, b: Step | None, attr: str, fmt: str) -> str:
+    va, vb = (getattr(a, attr) if a else None), (getattr(b, attr) if b else None)
     return "—" if va is None or vb is None else fmt.format(vb - va)
 
 

@@ -80,7 +80,9 @@ def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C in epoch 1
 
     monkeypatch.setattr(training, "_save_epoch", save_then_ctrl_c)
-    with pytest.raises(Stopped, match="stopped by Ctrl-C after epoch 1/2; last.pt holds 1") as stopped:
+    with pytest.raises(
+        Stopped, match="stopped by Ctrl-C after epoch 1/2; last.pt holds 1"
+    ) as stopped:
         training.train(selection, data, RICH, options)
     assert stopped.value.exit_code == EXIT_INTERRUPTED
     folder = finished["folder"].relative_to(finished["folder"].parents[3])

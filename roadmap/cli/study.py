@@ -167,6 +167,10 @@ def plot_cmd(
 @uses(timing=latency_group)
 def explain_cmd(
     step: Annotated[str, typer.Argument(help="The step to explain (see `roadmap steps`).")],
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", help="Apply the step to this spec file's network instead."),
+    ] = None,
     timing: Any = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print raw Markdown instead of rendering it.")
@@ -176,8 +180,10 @@ def explain_cmd(
     from rich.markdown import Markdown
 
     from roadmap import teach
+    from roadmap.selection import Selection
 
-    text = teach.lesson_markdown(teach.lesson(step, latency_settings=timing))
+    start = Selection.of(spec_file=spec) if spec is not None else None
+    text = teach.lesson_markdown(teach.lesson(step, latency_settings=timing, start=start))
     if markdown:
         print(text)
     else:

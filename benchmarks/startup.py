@@ -1,0 +1,97 @@
+"""Start-up time of the command line: ``roadmap --help`` and ``roadmap COMMAND --help``.
+
+A command line that takes seconds to print its help is one people stop exploring. The CLI
+imports torch, timm and fvcore only inside the commands that need them; this measures what
+that buys: the wall time of each help command, started as a fresh process the way a user
+starts it (the console script of the running Python's environment), several times, with the
+median and interquartile range, and how busy other work kept the machine meanwhile.
+
+    python benchmarks/startup.py                 # writes results/benchmarks/startup.md
+    python benchmarks/startup.py --runs 20
+
+Target: every help command <= 0.5 s on the project's 2-core CI machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from roadmap import files, machine
+from roadmap.latency import summarize
+
+OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "startup.md"
+TARGET_S = 0.5
+COMMANDS = [
+    [],
+    ["steps"],
+    ["build"],
+    ["latency"],
+    ["export"],
+    ["table"],
+    ["ablate"],
+    ["plot"],
+    ["explain"],
+    ["walkthrough"],
+    ["train"],
+    ["eval"],
+    ["run"],
+]
+
+
+def script() -> str:
+    """The ``roadmap`` console script installed beside this Python."""
+    path = Path(sys.executable).parent / "roadmap"
+    if not path.exists():
+        raise SystemExit(f"no roadmap script beside {sys.executable}: pip install -e . first")
+    return str(path)
+
+
+def time_once(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([script(), *args, "--help"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10, help="runs per command")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    for command in COMMANDS:  # warm the OS file cache, as for any second start
+        time_once(command)
+    samples: dict[str, list[float]] = {" ".join(c) or "(none)": [] for c in COMMANDS}
+    watch = machine.CpuWatch()
+    for _ in range(args.runs):  # interleaved: drift hits every command alike
+        for command in COMMANDS:
+            samples[" ".join(command) or "(none)"].append(time_once(command))
+    contention = watch.stop()
+    lines = [
+        "# Start-up time (`benchmarks/startup.py`)",
+        "",
+        f"`roadmap [COMMAND] --help`, wall time of a fresh process, {args.runs} runs each "
+        f"(interleaved), on {machine.cpu_name()} ({contention.cpu_count} CPUs), Python "
+        f"{platform.python_version()}; {machine.busy_note(contention)}.",
+        "",
+        "| command | median s | IQR s | max s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in samples.items():
+        p25, median, p75 = summarize(values)
+        lines.append(f"| `{name}` | {median:.3f} | {p75 - p25:.3f} | {max(values):.3f} |")
+    worst = max(statistics.median(v) for v in samples.values())
+    verdict = "met" if worst <= TARGET_S else "NOT met"
+    lines += ["", f"Target: every median <= {TARGET_S} s: {verdict} (slowest {worst:.3f} s).", ""]
+    text = "\n".join(lines)
+    files.write_text(args.out, text)
+    print(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
