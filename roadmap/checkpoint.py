@@ -10,10 +10,12 @@ checkpoint does not hold.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from roadmap import files
 from roadmap.errors import RoadmapError
@@ -22,7 +24,6 @@ from roadmap.spec import NetSpec, spec_hash
 
 if TYPE_CHECKING:
     from roadmap.recipe import Recipe
-    from roadmap.train import Run
 
 CHECKPOINT_FORMAT = "roadmap-checkpoint/1"
 
@@ -86,31 +87,61 @@ def matches(path: Path, spec: NetSpec, recipe_hash: str, seed: int) -> bool:
     )
 
 
-def state_of(run: Run, epoch: int) -> dict[str, Any]:
-    """Everything needed to continue a ``roadmap.train.Run`` after ``epoch``; loadable with
-    ``weights_only=True``."""
+@dataclass
+class Progress:
+    """Where a run stands: everything a checkpoint carries besides the weights and optimizer.
+
+    Attributes:
+        epochs_done: finished epochs.
+        updates: optimizer steps taken (the schedule's clock).
+        train_time: seconds spent training (evaluation excluded).
+        images_seen: training images processed.
+        skipped: undecodable images skipped so far.
+        best: the best epoch's ``top1``/``top5``/``epoch`` (and ``ema_*``).
+        history: the epoch log's lines, one per finished epoch.
+    """
+
+    epochs_done: int = 0
+    updates: int = 0
+    train_time: float = 0.0
+    images_seen: int = 0
+    skipped: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def state_of(
+    identity: dict[str, Any],
+    progress: Progress,
+    model: nn.Module,
+    ema: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> dict[str, Any]:
+    """Everything needed to continue a run; loadable with ``weights_only=True``.
+
+    Args:
+        identity: what the run is (name, steps, spec and recipe hashes, data, seed, ...).
+        progress: where it stands.
+        model: the network.
+        ema: its weight average, if the recipe keeps one.
+        optimizer: the optimizer.
+        scaler: the AMP loss scaler.
+    """
     return {
         "format": CHECKPOINT_FORMAT,
-        "name": run.selection.name,
-        "select": run.selection.cli_args(),
-        "steps": list(run.selection.steps),
-        "spec_hash": spec_hash(run.spec),
-        "num_classes": run.data.num_classes,
-        "recipe": run.recipe.to_dict(),
-        "recipe_hash": recipe_hash(run.recipe),
-        "data": run.data.source.slug,
-        "seed": run.options.seed,
-        "epochs_done": epoch + 1,
-        "updates": run.updates,
-        "train_time_s": run.train_time,
-        "images_seen": run.images_seen,
-        "skipped": run.skipped,
-        "best": run.best,
-        "history": run.history,
-        "model": run.model.state_dict(),
-        "ema": run.ema.module.state_dict() if run.ema is not None else None,
-        "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict(),
+        **identity,
+        "epochs_done": progress.epochs_done,
+        "updates": progress.updates,
+        "train_time_s": progress.train_time,
+        "images_seen": progress.images_seen,
+        "skipped": progress.skipped,
+        "best": progress.best,
+        "history": progress.history,
+        "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
     }
 
 
@@ -131,21 +162,36 @@ def to_resume(path: Path, spec: NetSpec, recipe: Recipe, seed: int) -> dict[str,
     return state
 
 
-def restore(run: Run, state: dict[str, Any], log: list[dict[str, Any]]) -> None:
-    """Put a ``roadmap.train.Run`` back where ``state`` left it.
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    ema: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    log: list[dict[str, Any]],
+) -> Progress:
+    """Load a checkpoint's weights and optimizer state in place; return where it stood.
 
     Args:
-        run: the freshly assembled run.
         state: from :func:`to_resume`.
+        model: the network (freshly built).
+        ema: its weight average, if the recipe keeps one.
+        optimizer: the optimizer.
+        scaler: the AMP loss scaler.
         log: the run folder's epoch log, for a 0.1 checkpoint that holds no history.
     """
-    run.model.load_state_dict(state["model"])
-    if run.ema is not None and state["ema"] is not None:
-        run.ema.module.load_state_dict(state["ema"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scaler.load_state_dict(state["scaler"])
-    run.start_epoch, run.updates = state["epochs_done"], state["updates"]
-    run.train_time, run.images_seen = state["train_time_s"], state["images_seen"]
-    run.skipped, run.best = state["skipped"], state["best"]
-    run.history = state.get("history") or [line for line in log if line["epoch"] <= run.start_epoch]
-    run.scheduler.step_update(run.updates)
+    model.load_state_dict(state["model"])
+    if ema is not None and state["ema"] is not None:
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    done = state["epochs_done"]
+    return Progress(
+        epochs_done=done,
+        updates=state["updates"],
+        train_time=state["train_time_s"],
+        images_seen=state["images_seen"],
+        skipped=state["skipped"],
+        best=state["best"],
+        history=state.get("history") or [line for line in log if line["epoch"] <= done],
+    )

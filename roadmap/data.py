@@ -393,7 +393,7 @@ def make_loader(
     ``set_epoch`` the loop calls) and drops the last partial batch; evaluation keeps order and
     every sample. Workers are not persistent: they are re-seeded from the main process at
     every epoch, which is what makes a resumed run repeat an uninterrupted one. Workers ignore
-    Ctrl-C and SIGTERM, so that the training process stops them in order.
+    Ctrl-C, so that the training process can finish its epoch and stop them in order.
     """
     if train and world > 1:
         sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed)

@@ -72,7 +72,8 @@ def graceful_stop() -> Iterator[StopRequest]:
 
 
 def ignore_in_workers(worker_id: int) -> None:
-    """A data-loader worker leaves Ctrl-C and SIGTERM to the training process, which stops them
-    in order (a worker killed first would turn a clean stop into a loader error)."""
+    """A data-loader worker leaves Ctrl-C to the training process, which finishes its epoch and
+    stops the workers in order. SIGTERM keeps its default action in a worker: the process that
+    created it must be able to terminate it (Python's exit does so); when a scheduler signals
+    the whole process group, the training process abandons the epoch anyway."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -17,10 +17,19 @@ from rich.tree import Tree
 from roadmap.evaluate import CheckpointScores
 from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
-from roadmap.measure import Counts
+from roadmap.measure import MACS_UNIT, Counts
 from roadmap.record import RunRecord
 from roadmap.registry import Step
-from roadmap.spec import BlockSpec, Change, HeadSpec, NetSpec, group_changes, split_block_path
+from roadmap.selection import Selection
+from roadmap.spec import (
+    BlockSpec,
+    Change,
+    HeadSpec,
+    NetSpec,
+    group_changes,
+    spec_hash,
+    split_block_path,
+)
 from roadmap.study import Row, row_data
 from roadmap.sweep import Outcome
 
@@ -132,6 +141,20 @@ def changed_paths(changes: Sequence[Change]) -> set[str]:
     """Block paths (``stages.2.blocks.3``, ``stem.0``) and "head" touched by ``changes``."""
     blocks = {split_block_path(c.path)[0] for c in changes}
     return {b for b in blocks if b.startswith(("stem.", "stages.")) or b == "head"}
+
+
+def build_data(network: Selection, spec: NetSpec, counts: Counts, changes: list) -> dict:
+    """``roadmap build --format json``: the network, its counts, its last change, its spec."""
+    return {
+        "name": network.name,
+        "steps": list(network.steps),
+        "spec_hash": spec_hash(spec),
+        "num_classes": spec.num_classes,
+        **counts.to_dict(),
+        "macs_unit": MACS_UNIT,
+        "changes": [str(c) for c in changes],
+        "spec": spec.to_dict(),
+    }
 
 
 def counts_table(counts: Counts) -> Table:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,24 @@ def adopt_legacy(folder: Path, legacy_names: list[str]) -> Path | None:
             os.replace(old, folder)
             return old
     return None
+
+
+def start_fresh(folder: Path) -> Path | None:
+    """Clear a run folder for a new run: a finished record is set aside (never deleted), an
+    old log and checkpoint are removed. Returns where the record went, if there was one."""
+    moved = set_aside(folder)
+    for name in (LOG, CHECKPOINT):
+        with suppress(FileNotFoundError):
+            (Path(folder) / name).unlink()
+    return moved
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Cleanup after a run that failed before writing anything; never raises (it runs while
+    the real error unwinds)."""
+    with suppress(OSError):
+        if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+            Path(folder).rmdir()
 
 
 def set_aside(folder: Path) -> Path | None:

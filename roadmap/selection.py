@@ -169,15 +169,15 @@ def _dupes(names: Sequence[str]) -> set[str]:
     return {n for n in names if names.count(n) > 1}
 
 
-def legacy_names(steps: Sequence[str]) -> list[str]:
-    """Folder names earlier versions (0.1) gave this step list, so their runs are still found.
+def legacy_names(selection: Selection) -> list[str]:
+    """Folder names earlier versions (0.1) gave this network, so their runs are still found.
 
     0.1 named a prefix by its last step (unchanged), an ordered subset
-    ``LAST-without-A+B``, and anything else ``custom-<digest>``.
+    ``LAST-without-A+B``, and anything else ``custom-<digest>``; it had no spec files.
     """
     paper = list(registry.paper_roadmap())
-    steps = list(steps)
-    if steps == paper[: len(steps)]:
+    steps = list(selection.steps)
+    if selection.start is not None or steps == paper[: len(steps)]:
         return []
     if all(s in paper for s in steps) and _in_order(steps, paper):
         missing = [s for s in paper[: paper.index(steps[-1]) + 1] if s not in steps]
@@ -246,3 +246,23 @@ def only_one(upto: str | None = None) -> list[Variant]:
 def every_step() -> list[Selection]:
     """One selection per registered step: the roadmap up to and including it."""
     return [Selection(tuple(registry.resolve_steps(upto=n))) for n in registry.list_steps()]
+
+
+ABLATIONS = ("leave_one_out", "only_one")
+
+
+def plan(network: Selection, ablation: str | None = None) -> list[Variant]:
+    """What ``roadmap run`` trains: every prefix of ``network``, or (``ablation``) the
+    leave-one-out or only-one set of the roadmap up to its last step, as ``roadmap ablate``
+    compares them."""
+    if ablation is None:
+        return prefixes(network)
+    if ablation not in ABLATIONS:
+        raise RoadmapError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+    if not network.is_roadmap_prefix:
+        raise RoadmapError(
+            "--leave-one-out / --only-one ablate a roadmap prefix: use --upto, not "
+            "--steps, --skip or --spec"
+        )
+    sets = {"leave_one_out": leave_one_out, "only_one": only_one}
+    return sets[ablation](network.steps[-1])

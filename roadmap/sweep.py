@@ -20,9 +20,9 @@ from roadmap.data import Datasets, parse_source
 from roadmap.options import RunOptions, open_data
 from roadmap.recipe import Recipe, recipe_hash
 from roadmap.record import RunRecord
-from roadmap.selection import Selection
+from roadmap.selection import Selection, legacy_names
 from roadmap.spec import spec_hash
-from roadmap.train import adopt_legacy, fit, run_key
+from roadmap.train import fit, run_key
 
 STATUSES = ("trained", "stored", "busy")
 
@@ -80,7 +80,7 @@ def _one(
     """Train one selection unless the store has it, or another process is training it."""
     folder = run_key(data.source, recipe, selection, options.seed).folder(options.out)
     if procs.primary:
-        adopt_legacy(selection, folder)  # a run stored under its 0.1 name counts as stored
+        results.adopt_legacy(folder, legacy_names(selection))  # a 0.1 run counts as stored
     spec = selection.spec(data.num_classes)
     record = results.find_record(folder, spec_hash(spec), recipe_hash(recipe))
     status = "stored" if record else "busy" if results.is_locked(folder) else "trained"

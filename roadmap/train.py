@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,13 +82,8 @@ class Run:
     val_loader: torch.utils.data.DataLoader
     display: Display
     stop: StopRequest = field(default_factory=StopRequest)
-    start_epoch: int = 0
-    updates: int = 0
-    train_time: float = 0.0
-    images_seen: int = 0
-    skipped: int = 0
-    best: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)  # one log line per epoch
+    progress: checkpoint.Progress = field(default_factory=checkpoint.Progress)
+    start_epoch: int = 0  # the first epoch this process trains (> 0 when resumed)
 
     @property
     def key(self) -> results.RunKey:
@@ -138,12 +133,14 @@ def fit(
         run = _prepare(selection, data, recipe, options, procs, stack)
         run.stop = stop
         if procs.primary:
-            stack.callback(_remove_if_empty, run.folder)  # a run that failed before epoch 1
+            stack.callback(results.remove_if_empty, run.folder)  # failed before epoch 1
         stack.enter_context(run.display)
         for epoch in range(run.start_epoch, recipe.epochs):
             try:
                 summary = _train_and_evaluate(run, epoch)
-            except _Abandoned:
+            except Exception as e:  # after SIGTERM, a loader whose workers died is expected
+                if not (isinstance(e, _Abandoned) or run.stop.now):
+                    raise
                 raise _stopped(run, f"by SIGTERM during epoch {epoch + 1}", epoch) from None
             _save_epoch(run, epoch, summary)
             asked = run.stop.after_epoch or run.stop.now
@@ -182,7 +179,7 @@ def _prepare(
     folder = run_key(data.source, recipe, selection, options.seed).folder(options.out)
     if procs.primary:
         stack.enter_context(results.run_lock(folder))
-    moved = adopt_legacy(selection, folder) if procs.primary else None
+    moved = results.adopt_legacy(folder, legacy_names(selection)) if procs.primary else None
     path = folder / results.CHECKPOINT
     state = checkpoint.to_resume(path, spec, recipe, options.seed) if options.resume else None
     torch.manual_seed(options.seed)  # the same initial weights on every rank
@@ -193,12 +190,18 @@ def _prepare(
     if moved is not None:
         run.display.note(f"found this run under its 0.1 name; moved {moved} to {folder}")
     if state is not None:
-        checkpoint.restore(run, state, results.read_jsonl(folder / results.LOG))
+        ema = run.ema.module if run.ema is not None else None
+        log = results.read_jsonl(folder / results.LOG)
+        run.progress = checkpoint.restore(state, model, ema, run.optimizer, run.scaler, log)
+        run.start_epoch = run.progress.epochs_done
+        run.scheduler.step_update(run.progress.updates)
         if procs.primary:  # the log says exactly what the checkpoint holds
-            results.write_log(folder / results.LOG, run.history)
+            results.write_log(folder / results.LOG, run.progress.history)
         run.display.note(f"resuming {folder} after epoch {run.start_epoch}")
     elif procs.primary:
-        _start_fresh(run)
+        moved = results.start_fresh(folder)
+        if moved is not None:
+            run.display.note(f"an earlier record was moved to {moved}")
     return run
 
 
@@ -269,7 +272,7 @@ def _train_and_evaluate(run: Run, epoch: int) -> dict[str, Any]:
     for model in _scored_models(run).values():
         distributed.average_batchnorm(model, run.procs)
     scores = evaluate(_scored_models(run), run.val_loader, run.procs, run.amp_dtype)
-    run.skipped += trained.pop("skipped") + scores.pop("skipped")
+    run.progress.skipped += trained.pop("skipped") + scores.pop("skipped")
     scores.pop("images"), scores.pop("ema_disagreements", None)
     summary = {"epoch": epoch + 1, **trained, **scores}
     run.display.end_epoch(epoch, run.recipe.epochs, summary)
@@ -304,10 +307,10 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             dispatch_clip_grad(run.model.parameters(), run.recipe.clip_grad, run.recipe.clip_mode)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        run.updates += 1
-        run.scheduler.step_update(run.updates)
+        run.progress.updates += 1
+        run.scheduler.step_update(run.progress.updates)
         if run.ema is not None:
-            run.ema.update(run.model, step=run.updates)
+            run.ema.update(run.model, step=run.progress.updates)
         loss_sum += loss.detach()
         steps, images = steps + 1, images + len(x) * run.procs.world
         if i % PROGRESS_EVERY == 0 or i + 1 == len(run.train_loader):
@@ -319,7 +322,8 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     mean_loss = distributed.sum_across([loss_sum.item(), steps], run.procs)
     wiring.check_finite(torch.tensor(mean_loss[0]), epoch, len(run.train_loader))
     elapsed = time.perf_counter() - started
-    run.train_time, run.images_seen = run.train_time + elapsed, run.images_seen + images
+    run.progress.train_time += elapsed
+    run.progress.images_seen += images
     return {
         "train_loss": mean_loss[0] / max(mean_loss[1], 1),
         "lr": wiring.lr(run.optimizer),
@@ -351,41 +355,39 @@ def _save_epoch(run: Run, epoch: int, summary: dict[str, Any]) -> None:
     """Track the best epoch; then last.pt first and the log second (rank 0 only)."""
     for prefix in ("", "ema_"):
         top1 = summary.get(f"{prefix}top1")
-        if top1 is not None and top1 > run.best.get(f"{prefix}top1", -1.0):
-            run.best.update(
+        if top1 is not None and top1 > run.progress.best.get(f"{prefix}top1", -1.0):
+            run.progress.best.update(
                 {
                     f"{prefix}top1": top1,
                     f"{prefix}top5": summary[f"{prefix}top5"],
                     f"{prefix}epoch": epoch + 1,
                 }
             )
-    run.history.append({**summary, "synthetic": True} if run.data.source.synthetic else summary)
+    line = {**summary, "synthetic": True} if run.data.source.synthetic else summary
+    run.progress.history.append(line)
+    run.progress.epochs_done = epoch + 1
     if run.procs.primary:
-        checkpoint.save(checkpoint.state_of(run, epoch), run.folder / results.CHECKPOINT)
-        results.write_log(run.folder / results.LOG, run.history)
+        ema = run.ema.module if run.ema is not None else None
+        state = checkpoint.state_of(
+            _identity(run), run.progress, run.model, ema, run.optimizer, run.scaler
+        )
+        checkpoint.save(state, run.folder / results.CHECKPOINT)
+        results.write_log(run.folder / results.LOG, run.progress.history)
 
 
-def _start_fresh(run: Run) -> None:
-    moved = results.set_aside(run.folder)
-    if moved is not None:
-        run.display.note(f"an earlier record was moved to {moved}")
-    for name in (results.LOG, results.CHECKPOINT):
-        with suppress(FileNotFoundError):
-            (run.folder / name).unlink()
-
-
-def adopt_legacy(selection: Selection, folder: Path) -> Path | None:
-    """A run stored under its 0.1 folder name moves to its current name (nothing is lost)."""
-    if selection.start is not None:
-        return None
-    return results.adopt_legacy(folder, legacy_names(selection.steps))
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """Cleanup after a run that failed early; it must never raise over the real error."""
-    with suppress(OSError):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+def _identity(run: Run) -> dict[str, Any]:
+    """What a checkpoint says about the run it belongs to (checked before resuming)."""
+    return {
+        "name": run.selection.name,
+        "select": run.selection.cli_args(),
+        "steps": list(run.selection.steps),
+        "spec_hash": spec_hash(run.spec),
+        "num_classes": run.data.num_classes,
+        "recipe": run.recipe.to_dict(),
+        "recipe_hash": recipe_hash(run.recipe),
+        "data": run.data.source.slug,
+        "seed": run.options.seed,
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -412,8 +414,8 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         ema = {
             "ema_top1": scores["ema_top1"],
             "ema_top5": scores["ema_top5"],
-            "best_ema_top1": run.best.get("ema_top1"),
-            "best_ema_top5": run.best.get("ema_top5"),
+            "best_ema_top1": run.progress.best.get("ema_top1"),
+            "best_ema_top5": run.progress.best.get("ema_top5"),
         }
     return RunRecord(
         data=run.data.source.slug,
@@ -427,9 +429,9 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         num_classes=run.data.num_classes,
         top1=scores["top1"],
         top5=scores["top5"],
-        best_top1=run.best["top1"],
-        best_top5=run.best["top5"],
-        best_epoch=run.best["epoch"],
+        best_top1=run.progress.best["top1"],
+        best_top5=run.progress.best["top5"],
+        best_epoch=run.progress.best["epoch"],
         fused_top1=scores["fused_top1"],
         fused_top5=scores["fused_top5"],
         fused_disagreements=scores["fused_disagreements"],
@@ -440,9 +442,9 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         deploy_macs=counts.deploy_macs,
         img_size=counts.img_size,
         epochs=run.recipe.epochs,
-        train_time_s=run.train_time,
-        images_per_s=run.images_seen / max(run.train_time, 1e-9),
-        skipped_images=run.skipped,
+        train_time_s=run.progress.train_time,
+        images_per_s=run.progress.images_seen / max(run.progress.train_time, 1e-9),
+        skipped_images=run.progress.skipped,
         lr=LrRule.of(run.recipe, run.procs.world),
         environment=Environment.here(
             run.procs.device,

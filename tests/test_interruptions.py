@@ -48,6 +48,7 @@ def start(out: Path, data: str, *extra: str) -> subprocess.Popen:
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, so the group can be signalled
     )
 
 
@@ -118,7 +119,12 @@ def interrupt(out: Path, data: str, moment: str, signum: int, resume: bool) -> N
     wait_for(lambda: MOMENTS[moment](out) or process.poll() is not None)
     if moment == "mid-epoch":
         time.sleep(0.2)
-    process.send_signal(signum)
+    # SIGTERM to the whole group, loader workers included, as SLURM sends it; SIGKILL to the
+    # training process alone (its workers must not outlive it)
+    if signum == signal.SIGTERM:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0, f"finished before the signal at {moment}: {stderr}"
     if signum == signal.SIGTERM:

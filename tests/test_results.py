@@ -70,12 +70,12 @@ def test_a_torn_last_log_line_is_dropped(tmp_path: Path) -> None:
 
 def test_a_folder_with_a_0_1_name_is_adopted(tmp_path: Path) -> None:
     control = Selection.of(steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
-    (old_name,) = legacy_names(control.steps)
+    (old_name,) = legacy_names(control)
     assert old_name == "widen-without-separate_mixers"
     old = tmp_path / "digits" / "quick" / old_name / "seed0"
     old.mkdir(parents=True)
     (old / results.LOG).write_text("")
     new = results.RunKey("digits", "quick", control.name, 0).folder(tmp_path)
-    assert results.adopt_legacy(new, legacy_names(control.steps)) == old
+    assert results.adopt_legacy(new, legacy_names(control)) == old
     assert (new / results.LOG).exists() and not old.exists()
-    assert results.adopt_legacy(new, legacy_names(control.steps)) is None  # already there
+    assert results.adopt_legacy(new, legacy_names(control)) is None  # already there

@@ -75,9 +75,9 @@ def test_spec_file_with_options_that_do_not_apply(tmp_path, kwargs: dict, messag
 
 
 def test_legacy_names_are_the_0_1_ones() -> None:
-    assert legacy_names(PAPER[:3]) == []  # prefixes kept their name
-    assert legacy_names(CONTROL) == ["widen-without-separate_mixers"]
-    assert legacy_names(("mobilenetv3_large", "widen", "gelu"))[0].startswith("custom-")
+    assert legacy_names(Selection(PAPER[:3])) == []  # prefixes kept their name
+    assert legacy_names(Selection(CONTROL)) == ["widen-without-separate_mixers"]
+    assert legacy_names(Selection(("mobilenetv3_large", "widen", "gelu")))[0].startswith("custom-")
 
 
 def test_ablation_sets_name_what_cannot_be_built() -> None:

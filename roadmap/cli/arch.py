@@ -53,7 +53,7 @@ def build_cmd(
     """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
     from roadmap import report
     from roadmap.builder import build
-    from roadmap.measure import MACS_UNIT, count
+    from roadmap.measure import count
     from roadmap.spec import diff, spec_hash
 
     spec = network.spec(num_classes)
@@ -65,17 +65,7 @@ def build_cmd(
         spec.save(save_spec)
     counts = count(build(spec), img_size)
     if fmt is Format.json:
-        record = {
-            "name": network.name,
-            "steps": list(network.steps),
-            "spec_hash": spec_hash(spec),
-            "num_classes": spec.num_classes,
-            **counts.to_dict(),
-            "macs_unit": MACS_UNIT,
-            "changes": [str(c) for c in changes],
-            "spec": spec.to_dict(),
-        }
-        print(json.dumps(record, indent=2))
+        print(json.dumps(report.build_data(network, spec, counts, changes), indent=2))
         return
     against = f"the network before {network.steps[-1]}" if previous else "nothing (the start)"
     start = [f"spec {network.start_file}"] if network.start is not None else []

@@ -111,10 +111,10 @@ def run_cmd(
     from roadmap.options import is_primary_process
     from roadmap.sweep import sweep
 
-    if leave_one_out or only_one:
-        variants = _ablation(leave_one_out, only_one, network)
-    else:
-        variants = selection.prefixes(network)
+    if leave_one_out and only_one:
+        raise RoadmapError("choose one of --leave-one-out or --only-one")
+    ablation = "leave_one_out" if leave_one_out else "only_one" if only_one else None
+    variants = selection.plan(network, ablation)
     for v in variants:
         if not v.buildable and is_primary_process():
             note_line(f"not trained, cannot be built: {v.name}: {v.reason}")
@@ -122,18 +122,3 @@ def run_cmd(
     outcomes = sweep(chosen, data, recipe, seeds=seeds(seeds_text), options=options)
     if is_primary_process():
         console.print(report.sweep_table(outcomes))
-
-
-def _ablation(leave_one_out: bool, only_one: bool, network: Any) -> list:
-    """The ablation set of the roadmap up to the selection's last step."""
-    from roadmap import selection
-
-    if leave_one_out and only_one:
-        raise RoadmapError("choose one of --leave-one-out or --only-one")
-    if network.start is not None or not network.is_roadmap_prefix:
-        raise RoadmapError(
-            "--leave-one-out / --only-one ablate a roadmap prefix: use --upto, not "
-            "--steps, --skip or --spec"
-        )
-    upto = network.steps[-1]
-    return selection.leave_one_out(upto) if leave_one_out else selection.only_one(upto)
