@@ -62,8 +62,8 @@ def busy_note(c: Contention) -> str:
 
 
 class CpuWatch:
-    """Measures :class:`Contention` from its creation to :meth:`stop` (this process's own CPU
-    time is subtracted, so only other work counts)."""
+    """Measures :class:`Contention` from its creation to :meth:`stop` (the CPU time of this
+    process and of the children it waited for is subtracted, so only other work counts)."""
 
     def __init__(self) -> None:
         self._load = load_average()
@@ -82,7 +82,8 @@ class CpuWatch:
 
 
 def _cpu_snapshot() -> tuple[float, float, float, float] | None:
-    """(wall s, machine busy CPU s, stolen CPU s, this process's CPU s), from /proc/stat."""
+    """(wall s, machine busy CPU s, stolen CPU s, our CPU s), from /proc/stat; "our" is this
+    process and the children it has waited for (loader workers, benchmarked commands)."""
     try:
         with open("/proc/stat") as f:
             ticks = [int(v) for v in f.readline().split()[1:9]]
@@ -91,7 +92,9 @@ def _cpu_snapshot() -> tuple[float, float, float, float] | None:
     user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
     hz = os.sysconf("SC_CLK_TCK")
     busy = (user + nice + system + irq + softirq) / hz
-    return time.perf_counter(), busy, steal / hz, time.process_time()
+    ours = os.times()
+    own = ours.user + ours.system + ours.children_user + ours.children_system
+    return time.perf_counter(), busy, steal / hz, own
 
 
 def load_average() -> float | None:
