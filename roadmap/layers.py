@@ -9,8 +9,6 @@ dropped: every BN here sits in a ConvNorm, a RepDepthwise or a NormLinear, which
 Shapes in comments are (batch, channels, height, width).
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 import torch

@@ -241,8 +241,8 @@ def export_text(result: ExportResult) -> Text:
         text.append(f"check: {result.checked_with}\n", style="dim")
     else:
         text.append(
-            f"outputs match torch: max abs diff {result.max_abs_diff:.2e} at logit scale "
-            f"{result.logit_scale:.2f} ({result.checked_with})\n",
+            f"outputs match torch: max abs diff {result.max_abs_diff:.2e} against a logit "
+            f"spread of {result.logit_scale:.3g} ({result.checked_with})\n",
             style="green",
         )
     return text

@@ -107,8 +107,10 @@ class StageSpec:
 class HeadSpec:
     """Pooling and classifier.
 
-    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global average pool ->
+    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global pooling ->
     [1x1 conv with bias to ``hidden_channels`` -> act] -> [BatchNorm1d] -> dropout -> linear.
+    The pre-pool conv works on the feature map, so it belongs to the features
+    (``forward_features``), as in timm's MobileNetV3; the rest is the head proper.
 
     Attributes:
         pre_pool_channels: MobileNetV3's 960-wide 1x1 conv before pooling, or None.
@@ -116,6 +118,8 @@ class HeadSpec:
         activation: activation after those convs.
         norm: BatchNorm1d before the linear layer (RepViT's BN_Linear).
         dropout: dropout probability before the linear layer.
+        pool: global pooling: "avg" (both papers), "max", "avgmax", "catavgmax" (twice the
+            width), or "" for none (then the head returns the feature map: a backbone).
     """
 
     pre_pool_channels: int | None = None
@@ -123,6 +127,13 @@ class HeadSpec:
     activation: str = "hard_swish"
     norm: bool = False
     dropout: float = 0.0
+    pool: str = "avg"
+
+
+POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+# Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
+# made before they existed still matches the network it was trained on.
+_HASH_DEFAULTS = {("head", "pool"): "avg"}
 
 
 @dataclass(frozen=True)
@@ -272,9 +283,16 @@ def validate(spec: NetSpec) -> NetSpec:
     Returns:
         The same spec, so calls can be chained.
     """
-    if not 1 <= spec.num_classes <= MAX_CLASSES:
+    if not 0 <= spec.num_classes <= MAX_CLASSES:
         raise RoadmapError(
-            f"num_classes: must be between 1 and {MAX_CLASSES:,}, got {spec.num_classes:,}"
+            f"num_classes: must be between 0 (no classifier: features out) and "
+            f"{MAX_CLASSES:,}, got {spec.num_classes:,}"
+        )
+    if spec.head.pool not in POOLS:
+        raise RoadmapError(f"head.pool: {spec.head.pool!r} not in {POOLS}")
+    if spec.head.pool == "" and spec.num_classes:
+        raise RoadmapError(
+            "head.pool: without pooling the head returns the feature map; set num_classes to 0"
         )
     if not 1 <= spec.in_channels <= MAX_CHANNELS:
         raise RoadmapError(f"in_channels: must be between 1 and {MAX_CHANNELS}")
@@ -323,7 +341,11 @@ def _validate_block(b: BlockSpec, path: str) -> None:
 
 def spec_hash(spec: NetSpec) -> str:
     """A short, stable digest of the spec's canonical JSON (12 hex digits)."""
-    canonical = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+    data = spec.to_dict()
+    for (part, key), default in _HASH_DEFAULTS.items():
+        if data[part].get(key) == default:
+            del data[part][key]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

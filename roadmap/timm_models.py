@@ -52,19 +52,35 @@ def pretrained_cfg(spec: NetSpec) -> dict[str, Any]:
 
 
 def _net(
-    *, step: str, num_classes: int = 1000, in_chans: int = 3, drop_rate: float | None = None
+    *,
+    step: str,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    drop_rate: float | None = None,
+    global_pool: str | None = None,
 ) -> RoadmapNet:
     """The model class timm instantiates: the roadmap up to ``step`` with timm's overrides."""
-    spec = build_spec(step, num_classes=num_classes)
-    spec = replace(spec, in_channels=in_chans)
+    spec = build_spec(step, num_classes=1000)
+    head = spec.head
     if drop_rate is not None:
-        spec = replace(spec, head=replace(spec.head, dropout=drop_rate))
-    return RoadmapNet(spec)
+        head = replace(head, dropout=drop_rate)
+    if global_pool is not None:
+        head = replace(head, pool=global_pool)
+    return RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
 
 
 def _entrypoint(step: str):  # noqa: ANN202 (a timm entrypoint: (pretrained, **kwargs) -> model)
     def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
-        return build_model_with_cfg(_net, PREFIX + step, pretrained, step=step, **kwargs)
+        levels = len(RoadmapNet.levels_of(build_spec(step)))
+        return build_model_with_cfg(
+            _net,
+            PREFIX + step,
+            pretrained,
+            step=step,
+            # features_only=True goes through forward_intermediates (timm's "getter")
+            feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(levels))},
+            **kwargs,
+        )
 
     create.__name__ = create.__qualname__ = PREFIX + step  # timm registers by __name__
     create.__doc__ = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."

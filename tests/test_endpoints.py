@@ -71,3 +71,27 @@ def test_same_function_as_timm_with_the_same_weights(step, timm_name, kwargs, pa
         expected, got = theirs(x), ours(x)
     assert expected.abs().max() > 1e-3  # a meaningful comparison, not zeros against zeros
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
+def test_initialization_follows_the_reference(step, timm_name, kwargs, params):
+    """Every layer starts from the reference's distribution (same spread, not same seed).
+
+    A sample's standard deviation differs from the true one by about 1/sqrt(2n) relative, so
+    the tolerance is five of those plus 2 %; BatchNorm weights and biases must match exactly
+    (ones, or the zeros a residual MLP's last BN starts with).
+    """
+    torch.manual_seed(0)
+    ours = executed_layers(roadmap.build_model(step))
+    torch.manual_seed(1)
+    theirs = executed_layers(timm.create_model(timm_name, **kwargs))
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if isinstance(a, nn.BatchNorm1d | nn.BatchNorm2d):
+            assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias), i
+            continue
+        n = a.weight.numel()
+        ratio = (a.weight.std() / b.weight.std()).item()
+        assert abs(ratio - 1) < 5 / (2 * n) ** 0.5 + 0.02, f"layer {i} {a}: std ratio {ratio:.3f}"
+        assert abs(a.weight.mean().item()) < 5 * b.weight.std().item() / n**0.5 + 1e-6, i
+        if a.bias is not None:
+            assert (a.bias == 0).all() == (b.bias == 0).all(), f"layer {i}: bias init differs"

@@ -97,3 +97,34 @@ def test_cli_coreml_without_coremltools_prints_the_install_command(monkeypatch) 
     result = runner.invoke(app, ["export", "--upto", "gelu", "--format", "coreml"])
     assert result.exit_code == 2
     assert 'pip install -e ".[coreml]"' in result.output  # brackets survive rich's markup
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize(
+    "breakage",
+    [lambda y: torch.zeros_like(y), lambda y: y * 1.01, lambda y: y.roll(1, dims=-1)],
+    ids=["zeros", "one-percent-scale", "classes-shifted"],
+)
+@pytest.mark.filterwarnings("ignore:`torch.jit")
+def test_a_broken_export_is_caught(fmt: str, breakage, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The check compares with torch relative to how much the logits vary, so an export that
+    outputs zeros, scales every logit by 1 %, or shifts the classes cannot pass it, even on a
+    freshly built network whose logits are small."""
+    from roadmap import export
+
+    real = {"onnx": export._onnx, "torchscript": export._torchscript}[fmt]
+
+    def broken_exporter(model, example, out):  # noqa: ANN001, ANN202
+        run, checked_with = real(model, example, out)
+        return (lambda x: breakage(run(x))), checked_with
+
+    monkeypatch.setattr(export, f"_{fmt}", broken_exporter)
+    with pytest.raises(RoadmapError, match=f"the exported {fmt} model disagrees with torch"):
+        export_model(roadmap.build_model("gelu", num_classes=10), fmt, tmp_path / "m", img_size=IMG)
+
+
+def test_a_model_whose_logits_do_not_vary_cannot_be_checked(tmp_path: Path) -> None:
+    model = roadmap.build_model("simple_classifier", num_classes=10)
+    torch.nn.init.zeros_(model.get_classifier().fc.weight)
+    with pytest.raises(RoadmapError, match="logits do not vary with the input"):
+        export_model(model, "onnx", tmp_path / "m.onnx", img_size=IMG)
