@@ -9,7 +9,8 @@ checkpoint errors quote it. The grammar of a name is ``LAST(-MINUS)*(+PLUS)*``:
 - ``mobilenetv3_large+kernel_3x3``: the baseline with ``kernel_3x3`` alone (an only-one);
 - ``widen-separate_mixers``: the paper's control experiment;
 - ``alternating_se+relu``: the whole roadmap, then a plugin step;
-- ``spec-mynet-1a2b3c4d+kernel_3x3``: a spec file (its name and spec hash), then a step.
+- ``spec-mynet-1a2b3c4d+kernel_3x3``: a spec file (its name and spec hash), then a step;
+- ``alternating_se@m1_5``: any of the above at another size (:mod:`roadmap.family`).
 
 Of the two exact ways to write a list of paper steps (a prefix minus what is missing, or the
 baseline plus what is added), the one with fewer terms is used. Steps are Python identifiers,
@@ -21,6 +22,7 @@ The sets of networks a study compares are planned here too: :func:`prefixes`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from roadmap import registry
 from roadmap.errors import PreconditionError, RoadmapError
+from roadmap.family import FAMILY, Size, parse_size, scale
 from roadmap.spec import NetSpec, replace, spec_hash, validate
 
 SPEC_PREFIX = "spec-"
@@ -45,11 +48,13 @@ class Selection:
         steps: the step names in order; the base step first unless ``start`` is given.
         start: the spec read from a file that the steps apply to, or None.
         start_file: that file's path as the user gave it ("" without one).
+        size: the size the result is scaled to (``roadmap.family``), or None.
     """
 
     steps: tuple[str, ...]
     start: NetSpec | None = None
     start_file: str = ""
+    size: Size | None = None
 
     @classmethod
     def of(
@@ -58,8 +63,13 @@ class Selection:
         steps: Sequence[str] | None = None,
         skip: Iterable[str] = (),
         spec_file: str | Path | None = None,
+        size: str | None = None,
     ) -> Selection:
-        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` options name."""
+        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` / ``--size``
+        options name."""
+        if size is not None:
+            chosen = cls.of(upto, steps, skip, spec_file)
+            return dataclasses.replace(chosen, size=parse_size(size))
         if spec_file is None:
             return cls(tuple(registry.resolve_steps(upto, steps=steps, skip=tuple(skip))))
         if upto is not None or tuple(skip):
@@ -82,6 +92,9 @@ class Selection:
             raise RoadmapError(
                 f"{name!r} names a spec file or a hashed list; it cannot be read back"
             )
+        if "@" in name:
+            base, size = name.rsplit("@", 1)
+            return dataclasses.replace(cls.from_name(base), size=parse_size(size))
         head, *plus = name.split("+")
         last, *minus = head.split("-")
         paper = registry.paper_roadmap()
@@ -106,8 +119,8 @@ class Selection:
             name = name_for(self.steps)
         if len(name) > MAX_NAME:
             digest = hashlib.sha256(",".join(self.steps).encode()).hexdigest()[:8]
-            return f"{CUSTOM_PREFIX}{digest}"
-        return name
+            name = f"{CUSTOM_PREFIX}{digest}"
+        return name + (f"@{self.size.label}" if self.size else "")
 
     @property
     def about(self) -> str:
@@ -118,25 +131,30 @@ class Selection:
     def is_roadmap_prefix(self) -> bool:
         """Whether this is the paper's roadmap up to some step (the paper has numbers for it)."""
         paper = registry.paper_roadmap()
-        return self.start is None and self.steps == paper[: len(self.steps)]
+        return self.start is None and self.size is None and self.steps == paper[: len(self.steps)]
 
     def spec(self, num_classes: int | None = None) -> NetSpec:
         """The network's spec; ``num_classes`` replaces the class count when given."""
         spec = _apply(self.steps, self.start)
+        if self.size is not None:
+            spec = validate(scale(spec, self.size))
         if num_classes is not None:
             spec = validate(replace(spec, num_classes=num_classes))
         return spec
 
     def cli_args(self) -> str:
         """The options that select this network again (for messages and commands)."""
+        size = f" --size {self.size.label}" if self.size else ""
+        unsized = dataclasses.replace(self, size=None)
+        if unsized.is_roadmap_prefix:
+            return f"--upto {self.steps[-1]}{size}"
         spec = f"--spec {self.start_file} " if self.start is not None else ""
-        if self.start is None and self.is_roadmap_prefix:
-            return f"--upto {self.steps[-1]}"
-        return (spec + (f"--steps {','.join(self.steps)}" if self.steps else "")).strip()
+        steps = f"--steps {','.join(self.steps)}" if self.steps else ""
+        return (spec + steps).strip() + size
 
     def prefix(self, length: int) -> Selection:
-        """The same start with only the first ``length`` steps."""
-        return Selection(self.steps[:length], self.start, self.start_file)
+        """The same start (and size) with only the first ``length`` steps."""
+        return Selection(self.steps[:length], self.start, self.start_file, self.size)
 
 
 @functools.lru_cache(maxsize=256)
@@ -177,7 +195,7 @@ def legacy_names(selection: Selection) -> list[str]:
     """
     paper = list(registry.paper_roadmap())
     steps = list(selection.steps)
-    if selection.start is not None or steps == paper[: len(steps)]:
+    if selection.start is not None or selection.size is not None or steps == paper[: len(steps)]:
         return []
     if all(s in paper for s in steps) and _in_order(steps, paper):
         missing = [s for s in paper[: paper.index(steps[-1]) + 1] if s not in steps]
@@ -241,6 +259,12 @@ def only_one(upto: str | None = None) -> list[Variant]:
     out = [variant(Selection((full[0],)))]
     out += [variant(Selection((full[0], name))) for name in full[1:]]
     return out
+
+
+def family() -> list[Variant]:
+    """The RepViT family (M0.6 ... M2.3): the whole roadmap at each of the paper's sizes."""
+    full = tuple(registry.paper_roadmap())
+    return [variant(Selection(full, size=size), about=size.label) for size in FAMILY.values()]
 
 
 def every_step() -> list[Selection]:

@@ -154,10 +154,15 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
 
 def _attach_paper(rows: list[Row]) -> None:
     """Paper numbers belong to roadmap-prefix rows only (an ablation is not in the paper)."""
+    full = registry.paper_roadmap()
     for row in rows:
-        if row.variant.buildable and row.variant.selection.is_roadmap_prefix:
+        chosen = row.variant.selection
+        if row.variant.buildable and chosen.is_roadmap_prefix:
             step = registry.get_step(row.variant.about)
             row.paper_top1, row.paper_latency_ms = step.paper_top1, step.paper_latency_ms
+        elif chosen.size is not None and chosen.start is None and chosen.steps == full:
+            row.paper_top1 = chosen.size.paper_top1  # a family member: Tables 1 and 2
+            row.paper_latency_ms = chosen.size.paper_latency_ms
 
 
 def read_accuracy(

@@ -24,7 +24,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, register_model
 
 from roadmap.builder import RoadmapNet
-from roadmap.registry import build_spec, list_steps
+from roadmap.family import FAMILY
+from roadmap.registry import list_steps
+from roadmap.selection import Selection
 from roadmap.spec import NetSpec, replace
 
 PREFIX = "roadmap_"
@@ -53,14 +55,14 @@ def pretrained_cfg(spec: NetSpec) -> dict[str, Any]:
 
 def _net(
     *,
-    step: str,
+    network: Selection,
     num_classes: int = 1000,
     in_chans: int = 3,
     drop_rate: float | None = None,
     global_pool: str | None = None,
 ) -> RoadmapNet:
-    """The model class timm instantiates: the roadmap up to ``step`` with timm's overrides."""
-    spec = build_spec(step, num_classes=1000)
+    """The model class timm instantiates: the network with timm's overrides."""
+    spec = network.spec(1000)
     head = spec.head
     if drop_rate is not None:
         head = replace(head, dropout=drop_rate)
@@ -69,29 +71,41 @@ def _net(
     return RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
 
 
-def _entrypoint(step: str):  # noqa: ANN202 (a timm entrypoint: (pretrained, **kwargs) -> model)
+def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm's signature)
     def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
-        levels = len(RoadmapNet.levels_of(build_spec(step)))
+        levels = len(RoadmapNet.levels_of(network.spec()))
         return build_model_with_cfg(
             _net,
-            PREFIX + step,
+            name,
             pretrained,
-            step=step,
+            network=network,
             # features_only=True goes through forward_intermediates (timm's "getter")
             feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(levels))},
             **kwargs,
         )
 
-    create.__name__ = create.__qualname__ = PREFIX + step  # timm registers by __name__
-    create.__doc__ = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."
+    create.__name__ = create.__qualname__ = name  # timm registers by __name__
+    create.__doc__ = doc
     return create
 
 
-def register_timm_models() -> list[str]:
-    """Register ``roadmap_<step>`` for every step not yet registered; returns all our names."""
+def timm_networks() -> dict[str, tuple[Selection, str]]:
+    """Our timm names: every step's prefix, and the RepViT family at the paper's sizes."""
+    out = {}
     for step in list_steps():
-        name = PREFIX + step
+        doc = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."
+        out[PREFIX + step] = (Selection.of(step), doc)
+    for label in FAMILY:
+        doc = f"RepViT-{label[1:].replace('_', '.').upper()} from the roadmap's spec (--size)."
+        out[f"{PREFIX}repvit_{label}"] = (Selection.of(size=label), doc)
+    return out
+
+
+def register_timm_models() -> list[str]:
+    """Register every network of :func:`timm_networks` not yet registered (call it again after
+    loading plugin steps); returns all our names."""
+    for name, (network, doc) in timm_networks().items():
         if name not in default_cfgs:
-            default_cfgs[name] = pretrained_cfg(build_spec(step))
-            register_model(_entrypoint(step))
+            default_cfgs[name] = pretrained_cfg(network.spec())
+            register_model(_entrypoint(name, network, doc))
     return list(default_cfgs)

@@ -12,6 +12,7 @@ from torch import nn
 
 import roadmap
 from roadmap import timm_run
+from roadmap.family import FAMILY
 from roadmap.measure import count_params
 
 IMG = 64  # small inputs keep this fast
@@ -23,6 +24,7 @@ roadmap.register_timm_models()  # explicit: importing roadmap registers nothing
 
 def test_every_step_is_registered() -> None:
     expected = {f"roadmap_{step}" for step in roadmap.list_steps()}
+    expected |= {f"roadmap_repvit_{size}" for size in FAMILY}
     assert set(timm.list_models("roadmap_*")) == expected
 
 

@@ -85,6 +85,14 @@ SpecOpt = Annotated[
         "--steps then apply on top of it.",
     ),
 ]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        help="Scale the network: a RepViT family member (m0_6, m0_9, m1_0, m1_1, m1_5, m2_3) "
+        "or width/depth multipliers such as w1.25d1.5.",
+    ),
+]
 NumClassesOpt = Annotated[
     int, typer.Option("--num-classes", min=1, max=MAX_CLASSES, help="Number of output classes.")
 ]
@@ -153,12 +161,16 @@ def split_names(value: str | None) -> list[str] | None:
 
 
 def select(
-    upto: UptoOpt = None, steps: StepsOpt = None, skip: SkipOpt = None, spec: SpecOpt = None
+    upto: UptoOpt = None,
+    steps: StepsOpt = None,
+    skip: SkipOpt = None,
+    spec: SpecOpt = None,
+    size: SizeOpt = None,
 ) -> Any:
     """Which network (a ``Selection``)."""
     from roadmap.selection import Selection
 
-    return Selection.of(upto, split_names(steps), split_names(skip) or (), spec)
+    return Selection.of(upto, split_names(steps), split_names(skip) or (), spec, size)
 
 
 def recipe_group(

@@ -77,13 +77,17 @@ def table_cmd(
     timing: Any = None,
     results: ResultsOpt = Path("results"),
     out: OutFileOpt = None,
+    family: Annotated[
+        bool,
+        typer.Option("--family", help="One row per RepViT family member (M0.6 ... M2.3) instead."),
+    ] = False,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
     from roadmap import selection, study
 
     data_name = _store_data(data)
     rows = study.collect(
-        selection.prefixes(network),
+        selection.family() if family else selection.prefixes(network),
         latency_settings=timing,
         results=results,
         data=data_name,
@@ -91,7 +95,8 @@ def table_cmd(
         baseline=baseline,
         paper=paper,
     )
-    title = f"The roadmap, measured (accuracy: {data_name} / {recipe} from {results}/)"
+    what = "The RepViT family" if family else "The roadmap"
+    title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"
     _render(rows, title, fmt, paper, out)
 
 
