@@ -19,9 +19,11 @@ from roadmap.builder import build
 from roadmap.data import batches, make_loader, parse_source
 from roadmap.errors import RoadmapError
 from roadmap.options import RunOptions, open_data, workers
-from roadmap.recipe import recipe_from_dict
+from roadmap.pretrained import load_pretrained, load_reference_cfg, reference
+from roadmap.recipe import Recipe, load_recipe, recipe_from_dict
 from roadmap.reparam import fuse
 from roadmap.selection import Selection
+from roadmap.spec import spec_hash
 
 EVAL_BATCH = 64
 
@@ -94,8 +96,8 @@ class CheckpointScores:
         name: the network's name.
         steps: the steps it was built from.
         spec_hash: its spec's hash.
-        weights: "model" or "ema".
-        epochs_done: epochs the checkpoint holds.
+        weights: "model", "ema", or where pretrained weights came from (``timm:repvit_m0_9``).
+        epochs_done: epochs the checkpoint holds (0 for pretrained weights).
         images: validation images scored.
         top1: top-1 % of the training form.
         top5: top-5 % of the training form.
@@ -143,17 +145,47 @@ def evaluate_checkpoint(
     state = checkpoint.load(path)
     spec = selection.spec(state["num_classes"])
     checkpoint.check_spec(state, spec, path)
-    weights = _weights(state, use_ema, path)
+    model = build(spec)
+    model.load_state_dict(_weights(state, use_ema, path))
+    recipe = recipe_from_dict(state["recipe"], source=f"the recipe in {path}")
+    scores = _score(model, recipe, data, options, f"{path}")
+    weights = "ema" if use_ema else "model"
+    steps, done = list(state["steps"]), state["epochs_done"]
+    return CheckpointScores(selection.name, steps, state["spec_hash"], weights, done, **scores)
+
+
+def evaluate_pretrained(
+    selection: Selection, data: str, options: RunOptions = RunOptions()
+) -> CheckpointScores:
+    """Score timm's published weights for ``selection`` (``roadmap eval --pretrained``), with
+    the evaluation transform timm's weights were measured with (resolution, crop, resize)."""
+    name = reference(selection)
+    model = build(selection.spec(1000))
+    loaded = load_pretrained(model, selection, options.pretrained_file)
+    cfg = load_reference_cfg(name)
+    recipe = load_recipe("paper").replace(
+        img_size=cfg["input_size"][-1], crop_pct=cfg["crop_pct"], interpolation=cfg["interpolation"]
+    )
+    scores = _score(model, recipe, data, options, loaded.source)
+    spec_digest = spec_hash(model.spec)
+    return CheckpointScores(
+        selection.name, list(selection.steps), spec_digest, loaded.source, 0, **scores
+    )
+
+
+def _score(
+    model: nn.Module, recipe: Recipe, data: str, options: RunOptions, what: str
+) -> dict[str, Any]:
+    """Accuracy of ``model`` and of its fused form on the validation split of ``data``."""
     procs = distributed.start(options.device)
     try:
-        recipe = recipe_from_dict(state["recipe"], source=f"the recipe in {path}")
         opened = open_data(parse_source(data), recipe, options, procs)
-        if opened.num_classes != state["num_classes"]:
+        if opened.num_classes != model.num_classes:
             raise RoadmapError(
-                f"{path} has {state['num_classes']} classes, but {data} has {opened.num_classes}"
+                f"{what} has {model.num_classes} classes, but {data} has {opened.num_classes}"
+                + ("; fine-tune it first (roadmap train --pretrained)" if "timm:" in what else "")
             )
-        model = build(spec).to(procs.device)
-        model.load_state_dict(weights)
+        model = model.to(procs.device)
         loader = make_loader(
             opened.val,
             EVAL_BATCH,
@@ -162,17 +194,9 @@ def evaluate_checkpoint(
             rank=procs.rank,
             world=procs.world,
         )
-        scores = evaluate({"": model, "fused_": fuse(model.eval())}, loader, procs)
+        return evaluate({"": model, "fused_": fuse(model.eval())}, loader, procs)
     finally:
         distributed.stop()
-    return CheckpointScores(
-        name=selection.name,
-        steps=list(state["steps"]),
-        spec_hash=state["spec_hash"],
-        weights="ema" if use_ema else "model",
-        epochs_done=state["epochs_done"],
-        **scores,
-    )
 
 
 def _weights(state: dict[str, Any], use_ema: bool, path: Path) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from roadmap import distributed
 from roadmap.data import Datasets, DataSource, default_workers, load_datasets
 from roadmap.recipe import Recipe
+from roadmap.selection import Selection
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class RunOptions:
         bad_images: ``error`` or ``skip`` for an image that cannot be decoded.
         out: root of the results store.
         command: the command line to record (reconstructed from the arguments if None).
+        pretrained: start from timm's published weights for this network (downloads them
+            through timm's cache, unless ``pretrained_file`` is given).
+        pretrained_file: those weights from a local file in timm's key names instead.
+        init: start from this state dict in our own names (a ``last.pt``, or a ``roadmap_*``
+            timm model's weights).
     """
 
     seed: int = 0
@@ -48,6 +54,9 @@ class RunOptions:
     bad_images: str = "error"
     out: Path = Path("results")
     command: str | None = None
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    init: Path | None = None
 
 
 def open_data(
@@ -85,3 +94,13 @@ def launch_command(args: Sequence[str]) -> str:
 def is_primary_process() -> bool:
     """Whether this is rank 0 (the process that prints), before any process group exists."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def equivalent_command(selection: Selection, source: DataSource, recipe: Recipe, seed: int) -> str:
+    """The ``roadmap train`` command that repeats a run (for runs started from Python)."""
+    words = ["roadmap", "train", *shlex.split(selection.cli_args())]
+    words += ["--data", source.kind + (f":{source.location}" if source.location else "")]
+    words += ["--recipe", recipe.name, "--seed", str(seed)]
+    words += ["--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size)]
+    words += ["--lr", repr(recipe.base_lr), "--img-size", str(recipe.img_size)]
+    return shlex.join(words)

@@ -94,7 +94,9 @@ class RunRecord:
 
     Accuracies are percentages on the validation split after the last epoch (``top1``), at
     the best epoch (``best_*``), of the fused deploy form (``fused_*``, which must agree) and
-    of the weight average (``ema_*``, None without EMA). Counts are at ``img_size``.
+    of the weight average (``ema_*``, None without EMA). Counts are at ``img_size``. ``init``
+    says where the starting weights came from (``--pretrained`` / ``--init``), what was loaded
+    and what kept its fresh initialization.
     """
 
     data: str
@@ -132,6 +134,7 @@ class RunRecord:
     ema_top5: float | None = None
     best_ema_top1: float | None = None
     best_ema_top5: float | None = None
+    init: dict[str, Any] | None = None  # starting weights, when not a fresh init
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

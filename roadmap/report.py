@@ -18,6 +18,7 @@ from roadmap.evaluate import CheckpointScores
 from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
 from roadmap.measure import MACS_UNIT, Counts
+from roadmap.pretrained import Loaded
 from roadmap.record import RunRecord
 from roadmap.registry import Step
 from roadmap.selection import Selection
@@ -232,6 +233,17 @@ def latency_data(records: Sequence[LatencyRecord]) -> dict:
         "records": [r.to_dict() for r in records],
         "comparisons": [c.to_dict() for c in consecutive(records)],
     }
+
+
+def loaded_text(loaded: Loaded) -> Text:
+    """Where starting weights came from, and what kept its fresh init."""
+    text = Text(f"weights: {loaded.loaded} tensors from {loaded.source}")
+    if not loaded.classifier:
+        text.append("; the classifier starts fresh (another number of classes)")
+    others = [n for n in loaded.skipped if not n.startswith("head.classifier.")]
+    if others:
+        text.append(f"; not loaded: {', '.join(others[:5])}" + (" ..." if len(others) > 5 else ""))
+    return text
 
 
 def export_text(result: ExportResult) -> Text:

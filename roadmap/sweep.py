@@ -78,7 +78,7 @@ def _one(
     procs: distributed.Processes,
 ) -> Outcome:
     """Train one selection unless the store has it, or another process is training it."""
-    folder = run_key(data.source, recipe, selection, options.seed).folder(options.out)
+    folder = run_key(data.source, recipe, selection, options).folder(options.out)
     if procs.primary:
         results.adopt_legacy(folder, legacy_names(selection))  # a 0.1 run counts as stored
     spec = selection.spec(data.num_classes)

@@ -22,9 +22,11 @@ from typing import Any
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, register_model
+from timm.models._features import FeatureGetterNet
 
 from roadmap.builder import RoadmapNet
 from roadmap.family import FAMILY
+from roadmap.pretrained import load_pretrained
 from roadmap.registry import list_steps
 from roadmap.selection import Selection
 from roadmap.spec import NetSpec, replace
@@ -74,15 +76,15 @@ def _net(
 def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm's signature)
     def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
         levels = len(RoadmapNet.levels_of(network.spec()))
-        return build_model_with_cfg(
-            _net,
-            name,
-            pretrained,
-            network=network,
-            # features_only=True goes through forward_intermediates (timm's "getter")
-            feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(levels))},
-            **kwargs,
-        )
+        overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+        features_only = kwargs.pop("features_only", False)
+        out_indices = kwargs.pop("out_indices", tuple(range(levels)))
+        model = build_model_with_cfg(_net, name, False, network=network, **kwargs)
+        if pretrained:  # timm's weights for the matching timm model, mapped onto ours
+            load_pretrained(model, network, file=overlay.get("file"))
+        if features_only:  # through forward_intermediates (timm's "getter")
+            model = FeatureGetterNet(model, out_indices=out_indices)
+        return model
 
     create.__name__ = create.__qualname__ = name  # timm registers by __name__
     create.__doc__ = doc

@@ -20,7 +20,6 @@ epoch and a log that claims no more than it. Ctrl-C and SIGTERM stop cleanly
 
 from __future__ import annotations
 
-import shlex
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ from roadmap.errors import RoadmapError, Stopped
 from roadmap.evaluate import evaluate
 from roadmap.interrupt import StopRequest, graceful_stop
 from roadmap.measure import count
-from roadmap.options import RunOptions, open_data, workers
+from roadmap.options import RunOptions, equivalent_command, open_data, workers
+from roadmap.pretrained import Loaded, init_label, starting_weights
 from roadmap.progress import Display
 from roadmap.recipe import LR_REFERENCE_BATCH, Recipe, recipe_hash, recipe_label
 from roadmap.record import Environment, LrRule, RunRecord
@@ -53,9 +53,15 @@ from roadmap.spec import NetSpec, spec_hash
 PROGRESS_EVERY = 10  # iterations between progress refreshes (each one syncs the device)
 
 
-def run_key(source: DataSource, recipe: Recipe, selection: Selection, seed: int) -> results.RunKey:
-    """Where a run lives in the store."""
-    return results.RunKey(source.slug, recipe_label(recipe), selection.name, seed)
+def run_key(
+    source: DataSource, recipe: Recipe, selection: Selection, options: RunOptions
+) -> results.RunKey:
+    """Where a run lives in the store; starting weights other than a fresh init are part of
+    the recipe's label (``paper+pretrained-repvit_m0_9``), so a fine-tuned run never shares a
+    folder with one trained from scratch."""
+    start = init_label(options.pretrained, options.init, selection)
+    label = recipe_label(recipe) + (f"+{start}" if start else "")
+    return results.RunKey(source.slug, label, selection.name, options.seed)
 
 
 @dataclass
@@ -84,10 +90,11 @@ class Run:
     stop: StopRequest = field(default_factory=StopRequest)
     progress: checkpoint.Progress = field(default_factory=checkpoint.Progress)
     start_epoch: int = 0  # the first epoch this process trains (> 0 when resumed)
+    started_from: Loaded | None = None  # --pretrained / --init (None: a fresh init)
 
     @property
     def key(self) -> results.RunKey:
-        return run_key(self.data.source, self.recipe, self.selection, self.options.seed)
+        return run_key(self.data.source, self.recipe, self.selection, self.options)
 
 
 class _Abandoned(Exception):
@@ -176,17 +183,20 @@ def _prepare(
             f"pass a --batch-size that is a multiple of {procs.world}"
         )
     spec = selection.spec(data.num_classes)
-    folder = run_key(data.source, recipe, selection, options.seed).folder(options.out)
+    folder = run_key(data.source, recipe, selection, options).folder(options.out)
     if procs.primary:
         stack.enter_context(results.run_lock(folder))
     moved = results.adopt_legacy(folder, legacy_names(selection)) if procs.primary else None
     path = folder / results.CHECKPOINT
     state = checkpoint.to_resume(path, spec, recipe, options.seed) if options.resume else None
     torch.manual_seed(options.seed)  # the same initial weights on every rank
-    model = build(spec).to(procs.device)
+    model = build(spec)
+    started = starting_weights(model, selection, options, procs) if state is None else None
+    model = model.to(procs.device)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     run = _assemble(selection, recipe, options, procs, data, spec, folder, model)
+    run.started_from = started
     if moved is not None:
         run.display.note(f"found this run under its 0.1 name; moved {moved} to {folder}")
     if state is not None:
@@ -454,21 +464,12 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
             run.options.channels_last,
             run.options.compile,
         ),
-        command=run.options.command or _equivalent_command(run),
+        command=run.options.command
+        or equivalent_command(run.selection, run.data.source, run.recipe, run.options.seed),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        init=run.started_from.to_dict() if run.started_from else None,
         **ema,
     )
-
-
-def _equivalent_command(run: Run) -> str:
-    """The ``roadmap train`` command that repeats this run (for calls made from Python)."""
-    r, source = run.recipe, run.data.source
-    words = ["roadmap", "train", *shlex.split(run.selection.cli_args())]
-    words += ["--data", source.kind + (f":{source.location}" if source.location else "")]
-    words += ["--recipe", r.name, "--seed", str(run.options.seed)]
-    words += ["--epochs", str(r.epochs), "--batch-size", str(r.batch_size)]
-    words += ["--lr", repr(r.base_lr), "--img-size", str(r.img_size)]
-    return shlex.join(words)
 
 
 def _describe(run: Run) -> str:

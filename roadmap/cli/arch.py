@@ -20,6 +20,8 @@ from roadmap.cli.options import (
     FormatOpt,
     ImgSizeOpt,
     NumClassesOpt,
+    PretrainedFileOpt,
+    PretrainedOpt,
     select,
     uses,
 )
@@ -49,6 +51,8 @@ def build_cmd(
         Path | None,
         typer.Option("--save-spec", help="Write the spec to this file (.yaml, .yml or .json)."),
     ] = None,
+    pretrained: PretrainedOpt = False,
+    pretrained_file: PretrainedFileOpt = None,
 ) -> None:
     """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
     from roadmap import report
@@ -63,7 +67,9 @@ def build_cmd(
     changes = diff(previous.spec(num_classes), spec) if previous else []
     if save_spec:
         spec.save(save_spec)
-    counts = count(build(spec), img_size)
+    model = build(spec)
+    loaded = _load(model, network, pretrained, pretrained_file)
+    counts = count(model, img_size)
     if fmt is Format.json:
         print(json.dumps(report.build_data(network, spec, counts, changes), indent=2))
         return
@@ -78,6 +84,8 @@ def build_cmd(
     console.print(report.changes_text(changes, against))
     if save_spec:
         console.print(f"spec written to {save_spec}")
+    if loaded is not None:
+        console.print(report.loaded_text(loaded))
 
 
 @command("latency")
@@ -152,6 +160,8 @@ def export_cmd(
     img_size: ImgSizeOpt = 224,
     batch: BatchOpt = 1,
     num_classes: NumClassesOpt = 1000,
+    pretrained: PretrainedOpt = False,
+    pretrained_file: PretrainedFileOpt = None,
 ) -> None:
     """Export the fused (deploy) model to ONNX, TorchScript or Core ML, checked against torch."""
     from roadmap import report
@@ -159,6 +169,20 @@ def export_cmd(
     from roadmap.export import SUFFIX, export_model
 
     model = build(network.spec(num_classes))
+    loaded = _load(model, network, pretrained, pretrained_file)
+    if loaded is not None:
+        console.print(report.loaded_text(loaded))
     out = out or Path(network.name + SUFFIX[fmt.value])
     result = export_model(model, fmt.value, out, img_size=img_size, batch=batch)
     console.print(report.export_text(result))
+
+
+def _load(model: Any, network: Any, pretrained: bool, file: Path | None) -> Any:
+    """--pretrained: timm's weights into the model (None when not asked)."""
+    if file is not None and not pretrained:
+        raise RoadmapError("--pretrained-file goes with --pretrained")
+    if not pretrained:
+        return None
+    from roadmap.pretrained import load_pretrained
+
+    return load_pretrained(model, network, str(file) if file else None)

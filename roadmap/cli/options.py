@@ -139,6 +139,21 @@ BadImagesOpt = Annotated[
     BadImages,
     typer.Option("--bad-images", help="An undecodable image: error (stop) or skip (count)."),
 ]
+PretrainedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained",
+        help="Start from timm's ImageNet weights (first step, last step or a --size family "
+        "member); downloaded through timm's cache only when you pass this.",
+    ),
+]
+PretrainedFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pretrained-file",
+        help="With --pretrained: read timm's weights from this local file (timm's key names).",
+    ),
+]
 LeaveOneOutOpt = Annotated[
     bool, typer.Option("--leave-one-out", help="The final model with each step left out.")
 ]

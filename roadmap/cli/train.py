@@ -22,6 +22,8 @@ from roadmap.cli.options import (
     FormatOpt,
     LeaveOneOutOpt,
     OnlyOneOpt,
+    PretrainedFileOpt,
+    PretrainedOpt,
     WorkersOpt,
     recipe_group,
     run_group,
@@ -44,6 +46,16 @@ def train_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")
     ] = False,
+    pretrained: PretrainedOpt = False,
+    pretrained_file: PretrainedFileOpt = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start from this state dict (a last.pt, or a roadmap_* timm model's weights): "
+            "tensors whose name and shape match are loaded; the record lists the rest.",
+        ),
+    ] = None,
     options: Any = None,
 ) -> None:
     """Train one network; its record goes to results/<data>/<recipe>/<network>/seed<k>/.
@@ -56,7 +68,18 @@ def train_cmd(
     from roadmap.options import is_primary_process
     from roadmap.train import train
 
-    options = dataclasses.replace(options, seed=seed, resume=resume)
+    if pretrained and init is not None:
+        raise RoadmapError("give --pretrained or --init, not both")
+    if pretrained_file is not None and not pretrained:
+        raise RoadmapError("--pretrained-file goes with --pretrained")
+    options = dataclasses.replace(
+        options,
+        seed=seed,
+        resume=resume,
+        pretrained=pretrained,
+        pretrained_file=str(pretrained_file) if pretrained_file else None,
+        init=init,
+    )
     record = train(network, data, recipe, options)
     if is_primary_process():
         console.print(report.record_table(record))
@@ -65,10 +88,12 @@ def train_cmd(
 @command("eval")
 @uses(network=select)
 def eval_cmd(
+    network: Any,
     checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", help="A last.pt written by roadmap train.")
-    ],
-    network: Any = None,
+        Path | None, typer.Option("--checkpoint", help="A last.pt written by roadmap train.")
+    ] = None,
+    pretrained: PretrainedOpt = False,
+    pretrained_file: PretrainedFileOpt = None,
     data: DataOpt = "digits",
     ema: Annotated[bool, typer.Option("--ema", help="Score the EMA weights.")] = False,
     workers: WorkersOpt = None,
@@ -77,15 +102,25 @@ def eval_cmd(
     bad_images: BadImagesOpt = BadImages.error,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Top-1/top-5 of a checkpoint in its training form and its fused form (they must agree)."""
+    """Top-1/top-5 of a checkpoint (or of timm's weights, --pretrained) in its training form
+    and its fused form (they must agree)."""
     from roadmap import report
-    from roadmap.evaluate import evaluate_checkpoint
+    from roadmap.evaluate import evaluate_checkpoint, evaluate_pretrained
     from roadmap.options import RunOptions
 
+    if (checkpoint is None) == (not pretrained):
+        raise RoadmapError("give --checkpoint PATH or --pretrained (one of them)")
     options = RunOptions(
-        workers=workers, device=device.value, download=download, bad_images=bad_images.value
+        workers=workers,
+        device=device.value,
+        download=download,
+        bad_images=bad_images.value,
+        pretrained_file=str(pretrained_file) if pretrained_file else None,
     )
-    scores = evaluate_checkpoint(network, checkpoint, data, options, use_ema=ema)
+    if pretrained:
+        scores = evaluate_pretrained(network, data, options)
+    else:
+        scores = evaluate_checkpoint(network, checkpoint, data, options, use_ema=ema)
     if fmt is Format.json:
         print(json.dumps(scores.to_dict(), indent=2))
     else:
