@@ -57,5 +57,6 @@ def test_duplicate_registration_raises():
 
 def test_num_classes_is_applied_and_validated():
     assert roadmap.build_spec("gelu", num_classes=7).num_classes == 7
+    assert roadmap.build_spec("gelu", num_classes=0).num_classes == 0  # a backbone: no classifier
     with pytest.raises(RoadmapError, match="num_classes"):
-        roadmap.build_spec("gelu", num_classes=0)
+        roadmap.build_spec("gelu", num_classes=-1)
