@@ -23,7 +23,9 @@ from roadmap.recipe import recipe_hash
 from roadmap.spec import NetSpec, spec_hash
 
 if TYPE_CHECKING:
+    from roadmap.data import Datasets
     from roadmap.recipe import Recipe
+    from roadmap.selection import Selection
 
 CHECKPOINT_FORMAT = "roadmap-checkpoint/1"
 
@@ -108,6 +110,23 @@ class Progress:
     skipped: int = 0
     best: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def identity(
+    selection: Selection, spec: NetSpec, recipe: Recipe, data: Datasets, seed: int
+) -> dict[str, Any]:
+    """What a checkpoint says about the run it belongs to (checked before resuming)."""
+    return {
+        "name": selection.name,
+        "select": selection.cli_args(),
+        "steps": list(selection.steps),
+        "spec_hash": spec_hash(spec),
+        "num_classes": data.num_classes,
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe_hash(recipe),
+        "data": data.source.slug,
+        "seed": seed,
+    }
 
 
 def state_of(

@@ -16,8 +16,10 @@ A source is named on the command line:
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +30,16 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
 from timm.data.auto_augment import RandAugment, posterize
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data import default_collate as _default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from roadmap.errors import RoadmapError
 from roadmap.interrupt import ignore_in_workers
-from roadmap.recipe import Recipe
+from roadmap.recipe import SUBSET_SEED, Recipe
 
-KINDS = ("digits", "imagefolder", "cifar10", "cifar100", "synthetic")
+KINDS = ("digits", "fashion_mnist", "imagefolder", "cifar10", "cifar100", "synthetic")
 BAD_IMAGE_POLICIES = ("error", "skip")
 DIGITS_SPLIT_SEED = 0  # the held-out split never moves with the training seed
 DIGITS_VAL_FRACTION = 0.2
@@ -84,8 +86,8 @@ def parse_source(text: str) -> DataSource:
     kind, _, location = text.partition(":")
     if kind not in KINDS:
         raise RoadmapError(
-            f"unknown data source {text!r}: use digits, imagefolder:PATH, cifar10, cifar100 "
-            "or synthetic"
+            f"unknown data source {text!r}: use digits, fashion_mnist[:PATH], imagefolder:PATH, "
+            "cifar10, cifar100 or synthetic"
         )
     if kind == "imagefolder" and not location:
         raise RoadmapError("imagefolder needs a path: --data imagefolder:PATH")
@@ -122,10 +124,18 @@ def load_datasets(
     """
     if bad_images not in BAD_IMAGE_POLICIES:
         raise RoadmapError(f"--bad-images must be one of {', '.join(BAD_IMAGE_POLICIES)}")
+    data = _open(source, recipe, download, bad_images)
+    if recipe.train_subset is not None and recipe.train_subset < len(data.train):
+        data.train = stratified_subset(data.train, recipe.train_subset)
+    return data
+
+
+def _open(source: DataSource, recipe: Recipe, download: bool, bad_images: str) -> Datasets:
     train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
     if source.kind == "digits":
-        train, val = DigitsDataset("train", train_tf), DigitsDataset("val", eval_tf)
-        return Datasets(train, val, 10, source)
+        return _digits(train_tf, eval_tf, source)
+    if source.kind == "fashion_mnist":
+        return _fashion_mnist(source, train_tf, eval_tf, download)
     if source.kind == "imagefolder":
         return _image_folder(source, train_tf, eval_tf, bad_images)
     if source.kind == "synthetic":
@@ -134,6 +144,25 @@ def load_datasets(
         val = SyntheticImages(max(size // 4, 1), recipe.img_size, seed=1)
         return Datasets(train, val, SYNTHETIC_CLASSES, source)
     return _cifar(source, train_tf, eval_tf, download)
+
+
+def stratified_subset(dataset: Dataset, size: int) -> Subset:
+    """``size`` images with the class proportions of ``dataset``, drawn with ``SUBSET_SEED``
+    (the same images for every network and every training seed)."""
+    from sklearn.model_selection import train_test_split
+
+    targets = np.asarray(dataset_targets(dataset))
+    keep, _ = train_test_split(
+        np.arange(len(targets)), train_size=size, stratify=targets, random_state=SUBSET_SEED
+    )
+    return Subset(dataset, sorted(keep.tolist()))
+
+
+def dataset_targets(dataset: Dataset) -> list[int]:
+    """Every sample's class, without loading an image."""
+    if isinstance(dataset, SyntheticImages):
+        return [i % SYNTHETIC_CLASSES for i in range(len(dataset))]
+    return list(dataset.targets)
 
 
 def train_transform(recipe: Recipe) -> Callable[[Image.Image], torch.Tensor]:
@@ -178,36 +207,128 @@ def eval_transform(recipe: Recipe) -> Callable[[Image.Image], torch.Tensor]:
     )
 
 
-class DigitsDataset(Dataset):
-    """scikit-learn's handwritten digits as 3-channel PIL images, on a fixed split.
+class GrayImages(Dataset):
+    """Grayscale images held in memory (digits, Fashion-MNIST), served as 3-channel PIL images.
 
     Args:
-        split: ``train`` or ``val``.
+        images: (N, H, W) uint8 pixels.
+        targets: N class indices.
         transform: applied to each PIL image.
     """
 
-    def __init__(self, split: str, transform: Callable[[Image.Image], Any]) -> None:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        digits = load_digits()
-        pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 -> 0..255
-        train, val = train_test_split(
-            np.arange(len(pixels)),
-            test_size=DIGITS_VAL_FRACTION,
-            stratify=digits.target,
-            random_state=DIGITS_SPLIT_SEED,
-        )
-        index = {"train": train, "val": val}[split]
-        self.images, self.targets = pixels[index], digits.target[index].tolist()
-        self.transform = transform
+    def __init__(self, images: np.ndarray, targets: list[int], transform: Callable) -> None:
+        self.images, self.targets, self.transform = images, targets, transform
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        image = Image.fromarray(self.images[i], mode="L").convert("RGB")  # 8x8 -> 8x8x3
+        image = Image.fromarray(self.images[i], mode="L").convert("RGB")  # (H, W) -> (H, W, 3)
         return self.transform(image), self.targets[i]
+
+
+def _digits(train_tf: Callable, eval_tf: Callable, source: DataSource) -> Datasets:
+    """scikit-learn's handwritten digits on a fixed, stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 -> 0..255
+    train, val = train_test_split(
+        np.arange(len(pixels)),
+        test_size=DIGITS_VAL_FRACTION,
+        stratify=digits.target,
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    targets = digits.target
+    return Datasets(
+        GrayImages(pixels[train], targets[train].tolist(), train_tf),
+        GrayImages(pixels[val], targets[val].tolist(), eval_tf),
+        10,
+        source,
+    )
+
+
+# --- Fashion-MNIST ----------------------------------------------------------------------------
+
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),  # the standard test split
+}
+# Debian's package dataset-fashion-mnist installs the original gzipped files here.
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _fashion_mnist(
+    source: DataSource, train_tf: Callable, eval_tf: Callable, download: bool
+) -> Datasets:
+    """Fashion-MNIST's 60,000 / 10,000 split, read with torchvision's IDX readers."""
+    folder = _find_fashion(source.location, download)
+    (train_x, train_y), (val_x, val_y) = (_read_idx(folder, split) for split in ("train", "val"))
+    return Datasets(
+        GrayImages(train_x, train_y, train_tf), GrayImages(val_x, val_y, eval_tf), 10, source
+    )
+
+
+def _find_fashion(location: str | None, download: bool) -> Path:
+    """The folder holding the four files: ``PATH``, its torchvision layout, Debian's, or the
+    download cache; downloading (torchvision's FashionMNIST) only with ``--download``."""
+    root = Path(location).expanduser() if location else DEFAULT_DATA_ROOT.expanduser()
+    candidates = [root, root / "FashionMNIST" / "raw", root / "raw"]
+    if location is None:
+        candidates.insert(0, DEBIAN_FASHION)
+    for folder in candidates:
+        if all(_idx_path(folder, name) for pair in FASHION_FILES.values() for name in pair):
+            return folder
+    if download:
+        from torchvision.datasets import FashionMNIST
+
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+        except Exception as e:  # no network, a full disk: say where it was trying to go
+            raise RoadmapError(f"downloading Fashion-MNIST into {root} failed: {e}") from None
+        return root / "FashionMNIST" / "raw"
+    where = f"in {root}" if location else f"in {DEBIAN_FASHION} or {root}"
+    raise RoadmapError(
+        f"Fashion-MNIST is not {where}: install Debian's package (apt-get install "
+        "dataset-fashion-mnist), pass --data fashion_mnist:PATH to a folder with the four "
+        "IDX files, or add --download to fetch them"
+    )
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:
+    """(images (N, 28, 28) uint8, labels) of one split; gzipped files are unpacked to a
+    temporary folder first, since torchvision's readers take plain files."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    images_name, labels_name = FASHION_FILES[split]
+    with tempfile.TemporaryDirectory(prefix="roadmap-idx-") as tmp:
+        try:
+            images = read_image_file(_plain(_idx_path(folder, images_name), tmp))
+            labels = read_label_file(_plain(_idx_path(folder, labels_name), tmp))
+        except (OSError, ValueError, RuntimeError, AssertionError) as e:
+            message = f"cannot read Fashion-MNIST's {split} files in {folder}: {e}"
+            raise RoadmapError(message) from None
+    if len(images) != len(labels):
+        raise RoadmapError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+    return images.numpy(), labels.tolist()
+
+
+def _plain(path: Path, tmp: str) -> str:
+    """The path of an uncompressed copy (the file itself when it is not gzipped)."""
+    if path.suffix != ".gz":
+        return str(path)
+    target = Path(tmp) / path.stem
+    with gzip.open(path, "rb") as compressed:
+        target.write_bytes(compressed.read())
+    return str(target)
 
 
 class SyntheticImages(Dataset):
@@ -372,7 +493,7 @@ class ShardSampler(Sampler[int]):
 def default_workers(source: DataSource) -> int:
     """Loader workers when the user gives none: in-memory sources load in the main process
     (worker processes would only compete with training for the cores)."""
-    if source.kind in ("digits", "synthetic"):
+    if source.kind in ("digits", "fashion_mnist", "synthetic"):
         return 0
     return min(8, os.cpu_count() or 1)
 

@@ -18,6 +18,24 @@ from rich.progress import (
 )
 
 
+def describe_run(name: str, data: Any, recipe: Any, processes: int, started: Any = None) -> str:
+    """The opening note: what trains on what, from what weights, and the learning-rate rule."""
+    from roadmap.recipe import LR_REFERENCE_BATCH
+
+    r = recipe
+    text = (
+        f"training {name} on {data.source.slug} ({len(data.train)} train / {len(data.val)} val "
+        f"images, {data.num_classes} classes), recipe {r.name}: lr = {r.base_lr:g} x "
+        f"{r.batch_size} / {LR_REFERENCE_BATCH} = {r.lr():.3g} (global batch {r.batch_size} = "
+        f"{r.batch_size // processes} x {processes} process{'es' if processes > 1 else ''})"
+    )
+    if started is not None:
+        text += f"; starting from {started.loaded} tensors of {started.source}"
+    if data.source.synthetic:
+        text += "; SYNTHETIC data: throughput only, accuracy means nothing"
+    return text
+
+
 class Display:
     """Rich progress bars for epochs and iterations (no output when disabled)."""
 

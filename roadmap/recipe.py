@@ -24,6 +24,10 @@ import yaml
 from roadmap.errors import RoadmapError
 from roadmap.fields import checked
 
+# Keys added after 0.1, with the value a recipe file without them means. While a recipe holds
+# that value, the key stays out of its hash, so records made before the key existed still match.
+ADDED_LATER: dict[str, Any] = {"train_subset": None}
+SUBSET_SEED = 0  # which images a train_subset draws; fixed, so every run compares alike
 LR_REFERENCE_BATCH = 512  # the batch at which base_lr applies (RepViT's main.py scales by /512)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CLIP_MODES = ("norm", "value", "agc")
@@ -60,6 +64,9 @@ class Recipe:
         random_erasing: probability of random erasing (per-pixel noise, as in DeiT).
         ema: keep an exponential moving average of the weights.
         ema_decay: decay of that average per update.
+        train_subset: train on this many images of the training split, a stratified subset
+            drawn with a fixed seed (``SUBSET_SEED``, the same for every network and training
+            seed, so all runs see the same images); None for all of them.
     """
 
     name: str
@@ -88,6 +95,7 @@ class Recipe:
     random_erasing: float
     ema: bool
     ema_decay: float
+    train_subset: int | None = None
 
     def lr(self, global_batch: int | None = None) -> float:
         """The peak learning rate for a global batch (the recipe's own by default)."""
@@ -117,7 +125,11 @@ class Recipe:
 
 def recipe_hash(recipe: Recipe) -> str:
     """A short digest of the recipe's content (its name excluded)."""
-    content = {key: value for key, value in recipe.to_dict().items() if key != "name"}
+    content = {
+        key: value
+        for key, value in recipe.to_dict().items()
+        if key != "name" and not (key in ADDED_LATER and value == ADDED_LATER[key])
+    }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -186,6 +198,7 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
     for key in data:
         if key not in fields:
             raise RoadmapError(f"{source}: unknown key {key!r}; known keys are {', '.join(fields)}")
+    data = {**ADDED_LATER, **data}
     missing = [key for key in fields if key not in data]
     if missing:
         raise RoadmapError(f"{source}: missing key {missing[0]!r}")
@@ -208,6 +221,7 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         "crop_pct": not 0 < recipe.crop_pct <= 1,
         "scale": not 0 < recipe.scale[0] <= recipe.scale[1] <= 1,
         "ema_decay": not 0 <= recipe.ema_decay < 1,
+        "train_subset": recipe.train_subset is not None and recipe.train_subset < 1,
     }
     for key in ("label_smoothing", "hflip", "mixup_switch_prob", "random_erasing"):
         problems[key] = not 0 <= getattr(recipe, key) <= 1

@@ -135,6 +135,8 @@ class RunRecord:
     best_ema_top1: float | None = None
     best_ema_top5: float | None = None
     init: dict[str, Any] | None = None  # starting weights, when not a fresh init
+    train_images: int | None = None  # the training split's size (after a train_subset)
+    contention: dict[str, Any] | None = None  # how busy other work kept the machine
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ epoch and a log that claims no more than it. Ctrl-C and SIGTERM stop cleanly
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 
-from roadmap import checkpoint, distributed, files, results, wiring
+from roadmap import checkpoint, distributed, files, machine, results, wiring
 from roadmap.builder import build
 from roadmap.data import Datasets, DataSource, batches, make_loader, parse_source
 from roadmap.errors import RoadmapError, Stopped
@@ -43,8 +44,8 @@ from roadmap.interrupt import StopRequest, graceful_stop
 from roadmap.measure import count
 from roadmap.options import RunOptions, equivalent_command, open_data, workers
 from roadmap.pretrained import Loaded, init_label, starting_weights
-from roadmap.progress import Display
-from roadmap.recipe import LR_REFERENCE_BATCH, Recipe, recipe_hash, recipe_label
+from roadmap.progress import Display, describe_run
+from roadmap.recipe import Recipe, recipe_hash, recipe_label
 from roadmap.record import Environment, LrRule, RunRecord
 from roadmap.reparam import fuse
 from roadmap.selection import Selection, legacy_names
@@ -91,6 +92,7 @@ class Run:
     progress: checkpoint.Progress = field(default_factory=checkpoint.Progress)
     start_epoch: int = 0  # the first epoch this process trains (> 0 when resumed)
     started_from: Loaded | None = None  # --pretrained / --init (None: a fresh init)
+    watch: machine.CpuWatch | None = None  # how busy other work keeps the machine meanwhile
 
     @property
     def key(self) -> results.RunKey:
@@ -137,7 +139,9 @@ def fit(
     """:func:`train` with the data open and the processes started (the sweep's building block)."""
     with ExitStack() as stack:
         stop = stack.enter_context(graceful_stop())  # first: a signal during setup counts too
+        watch = machine.CpuWatch()
         run = _prepare(selection, data, recipe, options, procs, stack)
+        run.watch = watch
         run.stop = stop
         if procs.primary:
             stack.callback(results.remove_if_empty, run.folder)  # failed before epoch 1
@@ -277,7 +281,9 @@ def _train_and_evaluate(run: Run, epoch: int) -> dict[str, Any]:
     if hasattr(run.train_loader.sampler, "set_epoch"):
         run.train_loader.sampler.set_epoch(epoch)
     if epoch == run.start_epoch:
-        run.display.note(_describe(run))
+        run.display.note(
+            describe_run(run.key.name, run.data, run.recipe, run.procs.world, run.started_from)
+        )
     trained = _train_one_epoch(run, epoch)
     for model in _scored_models(run).values():
         distributed.average_batchnorm(model, run.procs)
@@ -379,25 +385,15 @@ def _save_epoch(run: Run, epoch: int, summary: dict[str, Any]) -> None:
     if run.procs.primary:
         ema = run.ema.module if run.ema is not None else None
         state = checkpoint.state_of(
-            _identity(run), run.progress, run.model, ema, run.optimizer, run.scaler
+            checkpoint.identity(run.selection, run.spec, run.recipe, run.data, run.options.seed),
+            run.progress,
+            run.model,
+            ema,
+            run.optimizer,
+            run.scaler,
         )
         checkpoint.save(state, run.folder / results.CHECKPOINT)
         results.write_log(run.folder / results.LOG, run.progress.history)
-
-
-def _identity(run: Run) -> dict[str, Any]:
-    """What a checkpoint says about the run it belongs to (checked before resuming)."""
-    return {
-        "name": run.selection.name,
-        "select": run.selection.cli_args(),
-        "steps": list(run.selection.steps),
-        "spec_hash": spec_hash(run.spec),
-        "num_classes": run.data.num_classes,
-        "recipe": run.recipe.to_dict(),
-        "recipe_hash": recipe_hash(run.recipe),
-        "data": run.data.source.slug,
-        "seed": run.options.seed,
-    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -419,6 +415,12 @@ def _finish(run: Run) -> RunRecord:
 
 def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
     counts = count(run.model, run.recipe.img_size)
+    contention = run.watch.stop() if run.watch else None
+    if contention is not None and machine.is_busy(contention):
+        run.display.note(
+            f"warning: the machine was busy while training ({machine.busy_note(contention)}): "
+            "train time and images/s are not clean figures"
+        )
     ema = {}
     if run.ema is not None:
         ema = {
@@ -468,20 +470,7 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         or equivalent_command(run.selection, run.data.source, run.recipe, run.options.seed),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         init=run.started_from.to_dict() if run.started_from else None,
+        train_images=len(run.data.train),
+        contention=dataclasses.asdict(contention) if contention else None,
         **ema,
     )
-
-
-def _describe(run: Run) -> str:
-    """The opening note: what trains on what, and the learning-rate rule with the batch."""
-    r, procs = run.recipe, run.procs
-    text = (
-        f"training {run.key.name} on {run.data.source.slug} ({len(run.data.train)} train / "
-        f"{len(run.data.val)} val images, {run.data.num_classes} classes), recipe {r.name}: "
-        f"lr = {r.base_lr:g} x {r.batch_size} / {LR_REFERENCE_BATCH} = {r.lr():.3g} "
-        f"(global batch {r.batch_size} = {r.batch_size // procs.world} x {procs.world} "
-        f"process{'es' if procs.world > 1 else ''})"
-    )
-    if run.data.source.synthetic:
-        text += "; SYNTHETIC data: throughput only, accuracy means nothing"
-    return text

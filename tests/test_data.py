@@ -1,13 +1,16 @@
 """Data sources: the bundled digits split, image folders and their errors, loaders."""
 
+import gzip
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from roadmap.data import (
-    DigitsDataset,
+    DEBIAN_FASHION,
     ShardSampler,
     SyntheticImages,
     collate,
@@ -51,10 +54,11 @@ def test_imagefolder_slugs_keep_same_named_folders_apart(tmp_path: Path) -> None
 
 def test_digits_split_is_fixed_disjoint_and_stratified() -> None:
     torch.manual_seed(123)  # the split must not follow the training seed
-    train, val = DigitsDataset("train", lambda im: im), DigitsDataset("val", lambda im: im)
+    data = load_datasets(parse_source("digits"), QUICK)
+    train, val = data.train, data.val
     assert (len(train), len(val)) == (1437, 360)
     assert sorted(set(val.targets)) == list(range(10))
-    again = DigitsDataset("val", lambda im: im)
+    again = load_datasets(parse_source("digits"), QUICK).val
     assert (again.images == val.images).all()
     train_rows = {im.tobytes() for im in train.images}
     assert sum(im.tobytes() in train_rows for im in val.images) < 5  # only duplicate drawings
@@ -170,3 +174,88 @@ def test_loader_workers_survive_ctrl_c() -> None:
     for worker in batches._workers:  # the DataLoader's worker processes
         os.kill(worker.pid, signal.SIGINT)
     assert [len(x) for x, _, _ in batches] == [4, 4]
+
+
+# --- Fashion-MNIST: tiny IDX files written here (no package, no download) --------------------
+
+
+def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str, gz: bool) -> None:
+    """The IDX format Fashion-MNIST ships in: a magic number, the sizes, then raw bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    image_bytes = struct.pack(">IIII", 0x0803, n, h, w) + images.astype(np.uint8).tobytes()
+    label_bytes = struct.pack(">II", 0x0801, n) + labels.astype(np.uint8).tobytes()
+    for name, data in ((f"{prefix}-images-idx3-ubyte", image_bytes),
+                       (f"{prefix}-labels-idx1-ubyte", label_bytes)):  # fmt: skip
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+
+
+def tiny_fashion(folder: Path, gz: bool = True, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", per_class), ("t10k", 2)):
+        labels = np.repeat(np.arange(10), count)
+        images = labels[:, None, None] * 25 + rng.integers(0, 20, (len(labels), 28, 28))
+        write_idx(folder, images, labels, prefix, gz)
+    return folder
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_fashion_mnist_reads_idx_files_from_a_folder(tmp_path: Path, gz: bool) -> None:
+    folder = tiny_fashion(tmp_path / "fm", gz=gz)
+    data = load_datasets(parse_source(f"fashion_mnist:{folder}"), QUICK.replace(img_size=32))
+    assert (len(data.train), len(data.val), data.num_classes) == (60, 20, 10)
+    image, label = data.train[13]
+    assert image.shape == (3, 32, 32) and label == 2
+    assert data.source.slug == "fashion_mnist"  # where the files are is not what the data is
+
+
+def test_fashion_mnist_in_torchvisions_layout(tmp_path: Path) -> None:
+    tiny_fashion(tmp_path / "root" / "FashionMNIST" / "raw", gz=False)
+    data = load_datasets(parse_source(f"fashion_mnist:{tmp_path / 'root'}"), QUICK)
+    assert len(data.train) == 60
+
+
+def test_fashion_mnist_missing_says_the_three_ways(tmp_path: Path) -> None:
+    with pytest.raises(RoadmapError, match="apt-get install dataset-fashion-mnist.*--download"):
+        load_datasets(parse_source(f"fashion_mnist:{tmp_path}"), QUICK)
+
+
+def test_fashion_mnist_downloads_only_with_download(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """--download goes through torchvision's own FashionMNIST downloader (stubbed here)."""
+    import torchvision.datasets
+
+    calls = []
+
+    class Downloader:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append((root, download))
+            tiny_fashion(Path(root) / "FashionMNIST" / "raw", gz=False)
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", Downloader)
+    source = parse_source(f"fashion_mnist:{tmp_path / 'cache'}")
+    with pytest.raises(RoadmapError):
+        load_datasets(source, QUICK)
+    assert calls == []
+    data = load_datasets(source, QUICK, download=True)
+    assert calls == [(str(tmp_path / "cache"), True)] and len(data.val) == 20
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_debians_package() -> None:
+    data = load_datasets(parse_source("fashion_mnist"), QUICK)
+    assert (len(data.train), len(data.val)) == (60_000, 10_000)
+    assert np.bincount(data.val.targets).tolist() == [1000] * 10
+
+
+def test_a_train_subset_is_stratified_fixed_and_the_same_for_every_seed(tmp_path: Path) -> None:
+    folder = tiny_fashion(tmp_path / "fm", per_class=10)
+    recipe = QUICK.replace(train_subset=30)
+    a = load_datasets(parse_source(f"fashion_mnist:{folder}"), recipe)
+    torch.manual_seed(99)  # a training seed must not move the subset
+    b = load_datasets(parse_source(f"fashion_mnist:{folder}"), recipe)
+    assert a.train.indices == b.train.indices and len(a.train) == 30
+    classes = [a.train.dataset.targets[i] for i in a.train.indices]
+    assert np.bincount(classes).tolist() == [3] * 10
