@@ -5,7 +5,7 @@ Three kinds of panel, side by side on a 16:9 slide:
 1. **Paper**: the paper's iPhone 12 latency (x) against its ImageNet-1K top-1 (y), one point
    per step that has both numbers, arrows from each step to the next.
 2. **Ours**: our measured latency of the fused model (x, median with the interquartile range
-   as error bars) against our top-1 (mean ± std over seeds). Before anything is trained there
+   as error bars) against our top-1 (mean and 95 % CI over seeds). Before anything is trained there
    is no accuracy, so y becomes the deploy MACs instead: the panel then shows that MACs and
    latency do not move together, which is the paper's reason for measuring latency at all.
 3. **Δ per step**: each step's change in latency against the step before, ours beside the
@@ -37,6 +37,7 @@ from matplotlib.transforms import Bbox
 from roadmap import files, machine, registry
 from roadmap.errors import RoadmapError
 from roadmap.latency import Conditions
+from roadmap.stats import ALPHA
 from roadmap.study import Row
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -229,14 +230,14 @@ def _ours_panel(ax: Axes, rows: list[Row], accuracy_on: str | None) -> list[str]
 def _ours_top1(ax: Axes, rows: list[Row], timed: list[int], on: str | None) -> list[str]:
     idx = [i for i in timed if rows[i].accuracy is not None]
     ax.set_title("Ours: fused-model latency vs top-1", loc="left", fontweight="bold")
-    ax.set_ylabel(f"top-1 (%){f' on {on}' if on else ''}, mean ± std")
+    ax.set_ylabel(f"top-1 (%){f' on {on}' if on else ''}, mean and 95% CI")
     xs = [rows[i].latency.median_ms for i in idx]
     ys = [rows[i].accuracy.mean for i in idx]
     ax.errorbar(
         xs,
         ys,
         xerr=_iqr_err(rows, idx),
-        yerr=[rows[i].accuracy.std for i in idx],
+        yerr=_ci_err(rows, idx),
         fmt="none",
         ecolor=OURS,
         alpha=0.45,
@@ -321,10 +322,21 @@ def _latency_bars(ax: Axes, rows: list[Row], bars: list[_Bar], *, alone: bool) -
     ]
 
 
+def _ci_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
+    """Asymmetric y error bars spanning each mean's 95 % confidence interval (none: 1 seed)."""
+    cis = [rows[i].accuracy.ci for i in idx]
+    low = [c.mean - c.low if c and c.low is not None else 0.0 for c in cis]
+    high = [c.high - c.mean if c and c.high is not None else 0.0 for c in cis]
+    return [low, high]
+
+
 def _top1_bars(ax: Axes, rows: list[Row], bars: list[_Bar]) -> list[str]:
     _bar_panel(ax, rows, bars, fmt="{:+.1f}")
     ax.set_xlabel("Δ top-1 (points)\n(positive = better)")
-    return ["Δ top-1 is noise (grey) with fewer than 2 seeds or below 2 × the larger std."]
+    return [
+        f"Δ top-1 is noise (grey) unless Welch's t-test over seeds gives p < {ALPHA} "
+        "(never with a single seed)."
+    ]
 
 
 def _latency_bar(rows: list[Row], i: int) -> _Bar:

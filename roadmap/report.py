@@ -9,6 +9,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -17,10 +18,12 @@ from rich.tree import Tree
 from roadmap.evaluate import CheckpointScores
 from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
+from roadmap.machine import busy_note
 from roadmap.measure import MACS_UNIT, Counts
 from roadmap.pretrained import Loaded
 from roadmap.record import RunRecord
 from roadmap.registry import Step
+from roadmap.results import RunKey, iter_records
 from roadmap.selection import Selection
 from roadmap.spec import (
     BlockSpec,
@@ -31,6 +34,7 @@ from roadmap.spec import (
     spec_hash,
     split_block_path,
 )
+from roadmap.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
 from roadmap.study import Row, row_data
 from roadmap.sweep import Outcome
 
@@ -264,8 +268,9 @@ def export_text(result: ExportResult) -> Text:
 
 NOISE_MARK = "≈"  # the same mark the latency table uses
 STUDY_NOISE_LEGEND = (
-    f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy |Δ| below "
-    "2·std over seeds, or a single seed"
+    f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy Δ not "
+    f"significant in Welch's t-test over seeds at p < {ALPHA} (never with a single seed); "
+    "top-1: mean [95 % CI, Student t] (seeds)"
 )
 # (metric key, column title, format of the value, format of a delta, scale applied to both)
 STUDY_METRICS = (
@@ -295,7 +300,9 @@ def _value_cell(row: Row, key: str, fmt: str, scale: float) -> str:
         return f"{ms(row.latency.median_ms)} [{ms(row.latency.iqr_ms)}]"
     if key == "top1" and row.accuracy is not None:
         a = row.accuracy
-        return f"{a.mean:.1f} ± {a.std:.1f} ({a.n})"
+        if a.ci is None or a.ci.low is None:
+            return f"{a.mean:.1f} ({a.n})"
+        return f"{a.mean:.1f} [{a.ci.low:.1f}, {a.ci.high:.1f}] ({a.n})"
     value = row.metrics()[key]
     return "—" if value is None else fmt.format(value * scale)
 
@@ -327,10 +334,12 @@ def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
     table = Table(
         title=title,
         caption_justify="left",
-        caption="\n".join([latency_header(rows), legend, STUDY_NOISE_LEGEND, MACS_LEGEND]),
+        caption="\n".join(
+            [latency_header(rows), legend, STUDY_NOISE_LEGEND, MACS_LEGEND, *power_lines(rows)]
+        ),
     )
     table.add_column("step", no_wrap=True)
-    titles = {"latency_ms": "latency ms [IQR]", "top1": "top-1 % ± std (n)"}
+    titles = {"latency_ms": "latency ms [IQR]", "top1": "top-1 % [95% CI] (n)"}
     for key, col_title, *_ in STUDY_METRICS:
         header = f"{titles.get(key, col_title)}\n[dim]Δ prev | base[/]"
         table.add_column(header, justify="right", no_wrap=True)
@@ -377,6 +386,7 @@ def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{latency_header(rows)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
+    lines += [f"{line}" for line in power_lines(rows)]
     return "\n".join(lines)
 
 
@@ -413,6 +423,26 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         r"\end{table}",
     ]
     return "\n".join(lines)
+
+
+def power_lines(rows: Sequence[Row]) -> list[str]:
+    """What to run next: the accuracy Δs against the row above that are not findings yet, and
+    about how many seeds per network a test would need to settle each (``roadmap.stats``)."""
+    pending = [
+        (r.variant.name, d.value, d.seeds_needed)
+        for r in rows
+        if (d := r.vs_previous.get("top1")) is not None and d.noise and d.seeds_needed
+    ]
+    if not pending:
+        return []
+    parts = [
+        f"{name} {value:+.1f}: ~{n if n <= MAX_SEEDS_SHOWN else f'>{MAX_SEEDS_SHOWN}'} seeds"
+        for name, value, n in pending
+    ]
+    return [
+        f"Not yet findings (Δ vs the row above), seeds per network a test at p < {ALPHA} with "
+        f"{POWER:.0%} power would need: " + "; ".join(parts)
+    ]
 
 
 def unbuildable_text(rows: Sequence[Row]) -> Text | None:
@@ -478,6 +508,55 @@ def record_table(record: RunRecord) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def stored_text(record: RunRecord, root: Path) -> str:
+    """Where a run was filed, and the command that shows it beside the others."""
+    folder = RunKey(record.data, record.recipe, record.name, record.seed).folder(root)
+    data = "" if record.data == "digits" else f" --data {_data_option(record.data)}"
+    return (
+        f"stored in {folder} (recipe label {record.recipe}); compare it with: roadmap table"
+        f"{data} --recipe {record.recipe}"
+        + (f" --results {root}" if Path(root) != Path("results") else "")
+    )
+
+
+def _data_option(slug: str) -> str:
+    """The --data value for a store's data name (folders are hashed: the user knows the path)."""
+    return "imagefolder:PATH" if slug.startswith("imagefolder-") else slug.replace("-", ":", 1)
+
+
+def missing_results_text(rows: Sequence[Row], root: Path, data: str, recipe: str) -> str | None:
+    """When no row has accuracy for ``data``/``recipe``: what the store holds for these
+    networks instead, and how to show it (an override files a run under a new label)."""
+    if any(r.accuracy for r in rows):
+        return None
+    names = {r.variant.name for r in rows}
+    held: dict[tuple[str, str], set[str]] = {}
+    for rec in iter_records(root):
+        if rec.name in names:
+            held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
+    if not held:
+        return None
+    listing = ", ".join(
+        f"{d}/{r} ({len(n)} network{'s' * (len(n) > 1)})" for (d, r), n in held.items()
+    )
+    (d, r), _ = max(held.items(), key=lambda item: len(item[1]))
+    return (
+        f"no trained results for {data}/{recipe} in {root}/; it holds {listing}. Show one with: "
+        f"roadmap table --data {_data_option(d)} --recipe {r}"
+    )
+
+
+def busy_text(rows: Sequence[Row]) -> str | None:
+    """A warning when other work kept the machine busy while the rows' latency was timed."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    if lat is None or not lat.conditions.busy:
+        return None
+    return (
+        f"warning: the machine was busy while timing ({busy_note(lat.conditions.contention)}); "
+        "latencies are inflated and their IQRs wide: rerun on an idle machine"
+    )
 
 
 def sweep_table(outcomes: Sequence[Outcome]) -> Table:

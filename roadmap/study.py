@@ -8,8 +8,8 @@ baseline, with a flag when the delta is within the noise. Rendering lives in
 Noise rules (one place, used by every table and plot):
 
 - latency: |delta| below the pooled IQR (``roadmap.latency.compare``, the one latency rule);
-- accuracy: |delta| below 2 x the larger of the two rows' standard deviations over seeds, or
-  either row has a single seed (no spread is known, so no difference can be claimed);
+- accuracy: Welch's t-test over the two rows' seeds (``roadmap.stats``); a difference is a
+  finding only at p < 0.05, never with a single seed on either side (no spread is known);
 - params and MACs are exact counts and never noisy.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from roadmap import registry
+from roadmap import registry, stats
 from roadmap.builder import build
 from roadmap.errors import RoadmapError
 from roadmap.latency import LatencyRecord, compare
@@ -44,6 +44,8 @@ class Accuracy:
         std: sample standard deviation over seeds (0.0 for one seed).
         n: number of seeds.
         seeds: the seeds found.
+        values: top-1 of each seed, in the order of ``seeds``.
+        ci: the mean's 95 % confidence interval (Student t over seeds).
         metric: the record field averaged (``top1`` = final epoch).
     """
 
@@ -51,15 +53,27 @@ class Accuracy:
     std: float
     n: int
     seeds: tuple[int, ...]
+    values: tuple[float, ...] = ()
+    ci: stats.Interval | None = None
     metric: str = "top1"
 
 
 @dataclass(frozen=True)
 class Delta:
-    """A difference between two rows, and whether it is within the noise."""
+    """A difference between two rows, and whether it is within the noise.
+
+    Attributes:
+        value: the difference (row minus the other).
+        noise: whether it is within the noise (not a finding).
+        p_value: Welch's t-test p-value, for accuracy over two or more seeds a side.
+        seeds_needed: seeds per network a test would need to find this difference (accuracy
+            differences that are not findings yet), or None.
+    """
 
     value: float
     noise: bool
+    p_value: float | None = None
+    seeds_needed: int | None = None
 
 
 @dataclass
@@ -188,9 +202,10 @@ def read_accuracy(
     if not values:
         return None
     seeds = tuple(sorted(values))
-    vals = [values[s] for s in seeds]
+    vals = tuple(values[s] for s in seeds)
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return Accuracy(statistics.fmean(vals), std, len(vals), seeds, metric)
+    ci = stats.mean_ci(vals)
+    return Accuracy(statistics.fmean(vals), std, len(vals), seeds, vals, ci, metric)
 
 
 # --- deltas -------------------------------------------------------------------------------
@@ -224,18 +239,20 @@ def deltas(a: Row, b: Row) -> dict[str, Delta]:
     for key in ma:
         if ma[key] is None or mb[key] is None:
             continue
-        out[key] = Delta(mb[key] - ma[key], _is_noise(key, a, b, mb[key] - ma[key]))
+        value = mb[key] - ma[key]
+        if key == "top1":
+            out[key] = _accuracy_delta(a.accuracy, b.accuracy, value)
+        else:
+            noise = key == "latency_ms" and compare(a.latency, b.latency).noise
+            out[key] = Delta(value, noise)  # params and MACs are exact: never noise
     return out
 
 
-def _is_noise(key: str, a: Row, b: Row, value: float) -> bool:
-    if key == "latency_ms":
-        return compare(a.latency, b.latency).noise
-    if key == "top1":
-        if a.accuracy.n < 2 or b.accuracy.n < 2:
-            return True
-        return abs(value) < 2 * max(a.accuracy.std, b.accuracy.std)
-    return False
+def _accuracy_delta(a: Accuracy, b: Accuracy, value: float) -> Delta:
+    p = stats.welch_p(a.values, b.values)
+    finding = stats.is_finding(p)
+    needed = None if finding else stats.seeds_needed(a.values, b.values)
+    return Delta(value, not finding, p, needed)
 
 
 def row_data(row: Row) -> dict[str, Any]:
@@ -253,6 +270,8 @@ def row_data(row: Row) -> dict[str, Any]:
         "infer_step_time_iqr": lat.iqr_ms if lat else None,
         "top1": acc.mean if acc else None,
         "top1_std": acc.std if acc else None,
+        "top1_ci95_low": acc.ci.low if acc and acc.ci else None,
+        "top1_ci95_high": acc.ci.high if acc and acc.ci else None,
         "top1_n": acc.n if acc else None,
         "paper_top1": row.paper_top1,
         "paper_latency_ms": row.paper_latency_ms,
@@ -261,4 +280,7 @@ def row_data(row: Row) -> dict[str, Any]:
         for key, d in ds.items():
             data[f"{prefix}_{key}"] = d.value
             data[f"{prefix}_{key}_noise"] = d.noise
+            if key == "top1":
+                data[f"{prefix}_{key}_p_value"] = d.p_value
+                data[f"{prefix}_{key}_seeds_needed"] = d.seeds_needed
     return data

@@ -15,6 +15,7 @@ from roadmap.machine import Contention
 from roadmap.measure import Counts
 from roadmap.plot import figure, plot_rows
 from roadmap.selection import Selection, prefixes
+from roadmap.stats import mean_ci
 from roadmap.study import Accuracy, Row
 from tests.records import make_conditions
 
@@ -35,7 +36,8 @@ def make_rows(medians: list[float] | None = None, *, accuracy: bool = False) -> 
     rows = []
     for i, (v, median) in enumerate(zip(variants, medians, strict=True)):
         step = registry.get_step(v.about)
-        acc = Accuracy(80.0 + i, 0.5, 3, (0, 1, 2)) if accuracy else None
+        values = (79.5 + i, 80.0 + i, 80.5 + i)
+        acc = Accuracy(80.0 + i, 0.5, 3, (0, 1, 2), values, mean_ci(values)) if accuracy else None
         counts = Counts(5_000_000, 300_000_000 + i * 10**7, 4_900_000, 200_000_000 + i * 10**7, 224)
         rows.append(
             Row(v, counts, latency(median, 0.2), acc, step.paper_top1, step.paper_latency_ms)

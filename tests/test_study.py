@@ -1,11 +1,12 @@
 """The study layer: variants, accuracy from the store, deltas and their noise flags."""
 
+import statistics
 from types import SimpleNamespace
 
 import pytest
 
 import roadmap
-from roadmap import selection, study
+from roadmap import selection, stats, study
 from roadmap.measure import Counts
 from roadmap.selection import Selection
 from tests.records import make_record, store
@@ -29,29 +30,66 @@ def test_read_accuracy_averages_seeds_of_the_same_network(tmp_path):
     assert study.read_accuracy(tmp_path, "digits", "quick", widen) is None
 
 
-def row(name, params, latency=None, iqr=0.0, top1=None, std=0.0, n=1):
+def row(name, params, latency=None, iqr=0.0, values=()):
     counts = Counts(params, None, params, params * 10, 224)
     lat = SimpleNamespace(step=name, median_ms=latency, iqr_ms=iqr) if latency is not None else None
-    acc = study.Accuracy(top1, std, n, tuple(range(n))) if top1 is not None else None
+    acc = None
+    if values:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        ci = stats.mean_ci(values)
+        acc = study.Accuracy(ci.mean, std, len(values), tuple(range(len(values))), values, ci)
     return study.Row(selection.Variant(Selection((name,)), name), counts, lat, acc)
 
 
 def test_deltas_and_noise_rules():
     rows = [
-        row("a", 100, latency=10.0, iqr=1.0, top1=70.0, std=0.5, n=3),
-        row("b", 120, latency=10.5, iqr=1.0, top1=71.5, std=0.5, n=3),  # Δlat 0.5 < IQR 1.0
-        row("c", 90, latency=14.0, iqr=1.0, top1=71.9, std=0.5, n=3),  # Δtop1 0.4 < 2·0.5
-        row("d", 90, latency=14.0, iqr=1.0, top1=75.0, n=1),  # a single seed: never a finding
+        row("a", 100, latency=10.0, iqr=1.0, values=(69.5, 70.0, 70.5)),
+        row("b", 120, latency=10.5, iqr=1.0, values=(71.0, 71.5, 72.0)),  # Δlat 0.5 < IQR 1.0
+        row("c", 90, latency=14.0, iqr=1.0, values=(71.0, 72.0, 72.7)),  # Δtop1 +0.4, spread 0.85
+        row("d", 90, latency=14.0, iqr=1.0, values=(75.0,)),  # a single seed: never a finding
     ]
     study.fill_deltas(rows)
     b, c, d = rows[1].vs_previous, rows[2].vs_previous, rows[3].vs_previous
     assert b["deploy_params"].value == 20 and not b["deploy_params"].noise
     assert b["latency_ms"].noise and b["latency_ms"].value == pytest.approx(0.5)
-    assert not b["top1"].noise  # +1.5 > 2 · 0.5
-    assert not c["latency_ms"].noise and c["top1"].noise
-    assert d["top1"].noise
+    assert not b["top1"].noise and b["top1"].p_value < 0.05  # +1.5 with a spread of 0.5
+    assert not c["latency_ms"].noise and c["top1"].noise and c["top1"].p_value > 0.05
+    assert c["top1"].seeds_needed > 3  # what it would take to settle +0.4
+    assert d["top1"].noise and d["top1"].p_value is None and d["top1"].seeds_needed is None
     assert rows[3].vs_baseline["deploy_params"].value == -10
     assert rows[0].vs_previous == {} and rows[0].vs_baseline == {}
+
+
+def test_confidence_interval_and_welch_against_hand_computation():
+    """Values computed here from the textbook formulas, not through roadmap.stats."""
+    from scipy import stats as scipy_stats
+
+    a, b = (90.0, 92.0, 94.0), (93.0, 95.5, 96.0, 97.5)
+    ci = stats.mean_ci(a)
+    half = scipy_stats.t.ppf(0.975, 2) * 2.0 / 3**0.5  # t(0.975, n-1) · s / √n, s = 2
+    assert (ci.low, ci.high) == pytest.approx((92 - half, 92 + half))
+    assert (round(ci.low, 3), round(ci.high, 3)) == (87.032, 96.968)
+    va, vb = statistics.variance(a), statistics.variance(b)
+    se2a, se2b = va / 3, vb / 4
+    t = (statistics.fmean(b) - statistics.fmean(a)) / (se2a + se2b) ** 0.5
+    dof = (se2a + se2b) ** 2 / (se2a**2 / 2 + se2b**2 / 3)  # Welch-Satterthwaite
+    expected = 2 * scipy_stats.t.sf(abs(t), dof)
+    assert stats.welch_p(a, b) == pytest.approx(expected, rel=1e-9)
+    rows = [row("a", 1, values=a), row("b", 1, values=b)]
+    study.fill_deltas(rows)
+    data = study.row_data(rows[1])
+    assert data["delta_prev_top1_p_value"] == pytest.approx(expected, rel=1e-9)
+    assert data["top1_ci95_low"] == pytest.approx(stats.mean_ci(b).low)
+
+
+def test_seeds_needed_matches_cohens_table():
+    """A difference of half a standard deviation needs 64 per group at p < 0.05 and 80 %
+    power (Cohen 1988, Table 2.4.1); one of a full standard deviation 17."""
+    a = (70.0, 71.0, 72.0)  # variance 1
+    assert stats.seeds_needed(a, tuple(v + 0.5 for v in a)) == 64
+    assert stats.seeds_needed(a, tuple(v + 1.0 for v in a)) == 17
+    assert stats.seeds_needed(a, a) is None and stats.seeds_needed((70.0,), a) is None
+    assert stats.seeds_needed(a, tuple(v + 0.01 for v in a)) == stats.MAX_SEEDS_SHOWN + 1
 
 
 def test_baseline_must_be_a_row():

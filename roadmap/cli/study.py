@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console
+from roadmap.cli.app import command, console, note_line
 from roadmap.cli.options import (
     LeaveOneOutOpt,
     OnlyOneOpt,
@@ -98,6 +98,18 @@ def table_cmd(
     what = "The RepViT family" if family else "The roadmap"
     title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"
     _render(rows, title, fmt, paper, out)
+    _warnings(rows, results, data_name, recipe)
+
+
+def _warnings(rows: list, results: Path, data: str | None, recipe: str | None) -> None:
+    """A busy machine while timing; trained results filed under another label."""
+    from roadmap import report
+
+    messages = [report.busy_text(rows)]
+    if data and recipe:
+        messages.append(report.missing_results_text(rows, results, data, recipe))
+    for message in filter(None, messages):
+        note_line(message)
 
 
 @command("ablate")
@@ -132,6 +144,7 @@ def ablate_cmd(
     )
     kind = "leave one out" if leave_one_out else "only one"
     _render(rows, f"Ablation ({kind}); Δ base = against {variants[0].name}", fmt, False, out)
+    _warnings(rows, results, _store_data(data), recipe)
 
 
 @command("plot")
@@ -188,11 +201,13 @@ def explain_cmd(
     from roadmap.selection import Selection
 
     start = Selection.of(spec_file=spec) if spec is not None else None
-    text = teach.lesson_markdown(teach.lesson(step, latency_settings=timing, start=start))
+    les = teach.lesson(step, latency_settings=timing, start=start)
+    text = teach.lesson_markdown(les)
     if markdown:
         print(text)
     else:
         console.print(Markdown(text))
+    _warnings(les.rows, Path("results"), None, None)
 
 
 @command("walkthrough")

@@ -83,6 +83,7 @@ def train_cmd(
     record = train(network, data, recipe, options)
     if is_primary_process():
         console.print(report.record_table(record))
+        note_line(report.stored_text(record, options.out))
 
 
 @command("eval")
