@@ -122,6 +122,7 @@ def collect(
     baseline: str | None = None,
     img_size: int = 224,
     paper: bool = True,
+    counts: bool = True,
 ) -> list[Row]:
     """Measure every buildable variant and fill in the deltas.
 
@@ -135,11 +136,13 @@ def collect(
         baseline: the variant name deltas "vs baseline" are taken against (default: first row).
         img_size: resolution at which MACs are counted.
         paper: attach the paper's numbers to prefix rows.
+        counts: count params and MACs (about a second per network); without them, rows
+            still get accuracy and its deltas.
     """
     rows = [Row(v) for v in variants]
     buildable = [r for r in rows if r.variant.buildable]
     deployed = []
-    for row in buildable:
+    for row in buildable if counts or latency_settings is not None else []:
         model = build(row.variant.selection.spec())
         deployed.append(fuse(model))
         row.counts = count(model, img_size, deploy=deployed[-1], train_macs=False)
@@ -213,11 +216,10 @@ def read_accuracy(
 
 def fill_deltas(rows: list[Row], baseline: str | None = None) -> None:
     """Set ``vs_previous`` (against the nearest buildable row above) and ``vs_baseline``."""
-    base = _find(rows, baseline) if baseline else next((r for r in rows if r.counts), None)
+    built = [r for r in rows if r.variant.buildable]
+    base = _find(rows, baseline) if baseline else next(iter(built), None)
     previous = None
-    for row in rows:
-        if row.counts is None:
-            continue
+    for row in built:
         if previous is not None:
             row.vs_previous = deltas(previous, row)
         if base is not None and base is not row:

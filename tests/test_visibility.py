@@ -86,3 +86,19 @@ def test_training_on_a_busy_machine_warns_and_records_it(tmp_path, monkeypatch) 
     assert "the machine was busy while training" in " ".join(result.output.split())
     (record,) = tmp_path.glob("*/*/*/seed0/metrics.json")
     assert '"other_cpu_cores": 1.5' in record.read_text()
+
+
+def test_a_multi_seed_run_says_which_deltas_need_more_seeds(tmp_path: Path) -> None:
+    """Everything is stored already, so `run` trains nothing and goes straight to the advice."""
+    from roadmap.recipe import load_recipe, recipe_hash
+
+    quick = recipe_hash(load_recipe("quick"))
+    for seed, (a, b) in enumerate([(80.0, 81.0), (81.0, 81.5), (80.5, 82.5)]):
+        store(tmp_path, make_record(["mobilenetv3_large"], seed, a, recipe_hash=quick))
+        store(tmp_path, make_record(["mobilenetv3_large", "gelu"], seed, b, recipe_hash=quick))
+    args = ["run", "--upto", "gelu", "--seeds", "0,1,2", "--quiet", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("stored") == 6
+    assert "Not yet findings" in text and "gelu +1.2: ~6 seeds" in text

@@ -155,6 +155,25 @@ def run_cmd(
         if not v.buildable and is_primary_process():
             note_line(f"not trained, cannot be built: {v.name}: {v.reason}")
     chosen = [v.selection for v in variants if v.buildable]
-    outcomes = sweep(chosen, data, recipe, seeds=seeds(seeds_text), options=options)
+    seed_list = seeds(seeds_text)
+    outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options)
     if is_primary_process():
         console.print(report.sweep_table(outcomes))
+        if len(seed_list) > 1:
+            for line in _what_next(variants, data, recipe, options):
+                note_line(line)
+
+
+def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str]:
+    """After a multi-seed sweep: the accuracy Δs that are not findings yet, and the seeds
+    each would need."""
+    from roadmap import report, study
+    from roadmap.data import parse_source
+    from roadmap.train import run_key
+
+    source = parse_source(data)
+    label = run_key(source, recipe, variants[0].selection, options).recipe
+    rows = study.collect(
+        variants, results=options.out, data=source.slug, recipe=label, paper=False, counts=False
+    )
+    return report.power_lines(rows)
