@@ -1,4 +1,4 @@
-"""Step 6 (§3.3): deeper downsampling layers between stages.
+"""Deeper downsampling layers between stages.
 
 **The change.** MobileNetV3-L moves from one stage to the next with a single stride-2 block.
 RepViT uses a separate, deeper downsampling layer: a RepViT block (without SE) at the old

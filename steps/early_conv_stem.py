@@ -1,4 +1,4 @@
-"""Step 5 (§3.3): early convolutions as the stem.
+"""Early convolutions as the stem.
 
 **The change.** MobileNetV3-L's stem (a 3x3 stride-2 conv with 16 filters, a
 depthwise-separable block and a stride-2 inverted-residual block) becomes two plain 3x3

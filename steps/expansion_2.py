@@ -1,11 +1,13 @@
-"""Step 3 (§3.2): expansion ratio 2 in every channel mixer.
+"""Expansion ratio 2 in every channel mixer.
 
 **The change.** The hidden width of every expansion (the 1x1 expand in each block) becomes 2x
-the block width. MobileNetV3-L uses ratios from 2.3 to 6, mostly 6 in the last two stages.
+the block's *input* width. MobileNetV3-L uses ratios from 2.3 to 6, mostly 6 in the last two
+stages.
 
 **Why.** ViT studies found the channel mixer (FFN) redundant at high expansion ratios; the
-1x1 convs at ratio 6 carry most of the parameters and MACs. Halving them buys latency that
-the next step spends on width.
+1x1 convs at ratio 6 carry most of the parameters and MACs. Cutting the ratio from up to 6
+down to 2 (a third of the hidden width in the last stages) buys latency that the next step
+spends on width.
 
 **What the paper measured.** 0.65 ms (from 0.81 ms). The text gives no top-1 for this step;
 it reports accuracy only after the next one.
@@ -31,7 +33,7 @@ from roadmap.spec import NetSpec, replace
 def expansion_2(spec: NetSpec) -> NetSpec:
     """Set expand_ratio to 2 on every block that has an expansion."""
 
-    def halve(_path: str, block):
+    def to_ratio_2(_path: str, block):
         return replace(block, expand_ratio=2.0) if block.expand_ratio > 1 else block
 
-    return map_blocks(spec, halve)
+    return map_blocks(spec, to_ratio_2)

@@ -1,4 +1,4 @@
-"""Step 1 (§3.1): GELU replaces ReLU and hard-swish.
+"""GELU replaces ReLU and hard-swish.
 
 **The change.** Every activation in the stem, the blocks and the head becomes GELU.
 

@@ -1,4 +1,4 @@
-"""Step 0: the starting point, MobileNetV3-Large exactly as timm's ``mobilenetv3_large_100``.
+"""The starting point, MobileNetV3-Large exactly as timm's ``mobilenetv3_large_100``.
 
 **What it is.** A 3x3 stride-2 conv stem (16 channels, hard-swish), a depthwise-separable
 block, then fifteen inverted-residual blocks: 1x1 expand -> kxk depthwise -> optional

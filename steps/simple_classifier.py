@@ -1,4 +1,4 @@
-"""Step 7 (§3.3): a simple classifier.
+"""A simple classifier.
 
 **The change.** MobileNetV3-L's head (1x1 conv to 960 -> pool -> 1x1 conv to 1280 ->
 hard-swish -> linear) becomes global average pooling followed by BatchNorm and one linear

@@ -1,4 +1,4 @@
-"""Step 8 (§3.3): stage ratio 1:1:7:1, depths 2:2:14:2.
+"""Stage ratio 1:1:7:1, depths 2:2:14:2.
 
 **The change.** The four stages get 2, 2, 14 and 2 blocks (MobileNetV3-L has 1, 2, 5 and 2).
 The blocks inside the downsampling layers are not counted, as in timm's RepViT definition.

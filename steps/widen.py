@@ -1,4 +1,4 @@
-"""Step 4 (§3.2): wider stages, 48 / 96 / 192 / 384 channels.
+"""Wider stages, 48 / 96 / 192 / 384 channels.
 
 **The change.** The four stages' widths double from stage to stage: 48, 96, 192, 384 (from
 MobileNetV3-L's 24, 40, 80-112, 160).

@@ -4,12 +4,14 @@ Parametrized over the registry, so a newly registered step is covered the day it
 """
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
 import roadmap
-from roadmap.registry import PreconditionError, get_step
+from roadmap.errors import PreconditionError
+from roadmap.registry import get_step
 from steps import PAPER_CONTROL, ROADMAP
 
 STEPS = roadmap.list_steps()
@@ -117,3 +119,11 @@ def test_four_stage_steps_refuse_other_networks(name, what):
     three = dataclasses.replace(spec, stages=spec.stages[:3])
     with pytest.raises(PreconditionError, match=f"{name} sets 4 stage {what}; .* 3 stages"):
         get_step(name).apply(three)
+
+
+@pytest.mark.parametrize("name", roadmap.list_steps())
+def test_lessons_leave_numbers_and_sections_to_the_registry(name: str) -> None:
+    """The lesson's heading comes from the registry (its position and paper section), so a
+    reordering cannot leave a docstring saying "Step 5 (§3.3)" about the wrong step."""
+    lesson = get_step(name).lesson
+    assert not re.match(r"Step \d", lesson) and not re.search(r"\(§\d", lesson.splitlines()[0])
