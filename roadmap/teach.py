@@ -8,13 +8,16 @@ reproduce it. ``lesson_markdown`` renders one as Markdown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
-from roadmap import machine, registry, study
+from roadmap import diagram, machine, registry, study
 from roadmap.builder import build
+from roadmap.diagram import Diagram
+from roadmap.errors import RoadmapError
 from roadmap.registry import Step
 from roadmap.selection import Selection, prefixes
 from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes, split_block_path
@@ -33,6 +36,8 @@ class Lesson:
         before: that module before the step (None if it did not exist).
         after: that module after the step (None if the step removed it).
         rows: study rows of the previous network (if any) and this one, with deltas.
+        diagrams: the changed part drawn from the spec: before, after, and after once fused
+            when re-parameterization folds branches (the paper's Figures 3 and 4).
     """
 
     step: Step
@@ -43,6 +48,7 @@ class Lesson:
     before: nn.Module | None
     after: nn.Module | None
     rows: list[study.Row]
+    diagrams: list[Diagram] = field(default_factory=list)
 
     @property
     def steps(self) -> list[str]:
@@ -96,6 +102,7 @@ def lesson(
     les.changes = diff(before, after) if before else []
     les.block_path = example_path(les.changes)
     les.before, les.after = _module(before, les.block_path), _module(after, les.block_path)
+    les.diagrams = lesson_diagrams(before, after, les.block_path)
     wanted = [les.previous, network] if les.previous else [network]
     if rows is not None:
         rows = [r for r in rows if r.variant.selection in wanted]
@@ -104,6 +111,36 @@ def lesson(
         rows = study.collect(variants, latency_settings=latency_settings)
     les.rows = rows
     return les
+
+
+BASE_PARTS = ("stem", "stages.2.blocks.0", "head")  # what the starting network is made of
+
+
+def lesson_diagrams(before: NetSpec | None, after: NetSpec, path: str | None) -> list[Diagram]:
+    """The changed part before and after the step; the fused form too when it differs. The
+    base step, which changes nothing, shows its stem, a typical block and its head."""
+    if before is None:
+        return [diagram.part(after, p) for p in BASE_PARTS if _has_part(after, p)]
+    if path is None:
+        return []
+    drawn = []
+    for spec, when in ((before, "before"), (after, "after")):
+        if spec is not None and _has_part(spec, path):
+            d = diagram.part(spec, path)
+            drawn.append(replace(d, title=f"{when}: {d.title}"))
+    if _has_part(after, path):
+        fused = diagram.part(after, path, fused=True)
+        if diagram.find(diagram.part(after, path).root, diagram.Par):  # branches fold away
+            drawn.append(replace(fused, title=f"after, deployed: {fused.title}"))
+    return drawn
+
+
+def _has_part(spec: NetSpec, path: str) -> bool:
+    try:
+        diagram.part(spec, path)
+    except RoadmapError:
+        return False
+    return True
 
 
 def example_path(changes: list[Change]) -> str | None:
@@ -157,8 +194,11 @@ def _describe(m: nn.Module) -> str:
 # --- Markdown -----------------------------------------------------------------------------
 
 
-def lesson_markdown(les: Lesson, heading: str = "##") -> str:
-    """One lesson as Markdown: heading, lesson text, diff, block, numbers, commands."""
+def lesson_markdown(
+    les: Lesson, heading: str = "##", image: Callable[[Diagram], str] | None = None
+) -> str:
+    """One lesson as Markdown: heading, lesson text, diff, diagrams (when ``image`` gives each
+    diagram a source to link), block, numbers, commands."""
     s = les.step
     parts = [f"{heading} {les.index}. `{s.name}`: {s.title} ({s.section})", "", les.step.lesson]
     if les.changes:
@@ -171,6 +211,10 @@ def lesson_markdown(les: Lesson, heading: str = "##") -> str:
             *[_diff_line(g) for g in groups],
             "```",
         ]
+    if les.diagrams and image is not None:
+        what = f"The changed part, `{les.block_path}`" if les.block_path else "Its parts"
+        parts += ["", f"**{what}, drawn from the spec:**", ""]
+        parts.append(" ".join(f"![{d.title}]({image(d)})" for d in les.diagrams))
     if les.block_path:
         parts += [
             "",
@@ -254,8 +298,14 @@ def _conditions(rows: list[study.Row]) -> str:
     )
 
 
-def walkthrough_markdown(lessons: list[Lesson], table: str, plot_file: str | None = None) -> str:
-    """All lessons as one Markdown document, for a class: intro, table, plot, then each step."""
+def walkthrough_markdown(
+    lessons: list[Lesson],
+    table: str,
+    plot_file: str | None = None,
+    image: Callable[[Diagram], str] | None = None,
+) -> str:
+    """All lessons as one Markdown document, for a class: intro, table, plot, then each step
+    (``image`` gives each diagram a source to link: a file beside the document, or data)."""
     first, last = lessons[0].steps[0], lessons[-1].step.name
     parts = [
         "# From MobileNetV3-L to RepViT, one step at a time",
@@ -274,5 +324,5 @@ def walkthrough_markdown(lessons: list[Lesson], table: str, plot_file: str | Non
     if plot_file:
         parts += ["", f"![The roadmap: latency against accuracy, step by step]({plot_file})"]
     for les in lessons:
-        parts += ["", "---", "", lesson_markdown(les)]
+        parts += ["", "---", "", lesson_markdown(les, image=image)]
     return "\n".join(parts) + "\n"

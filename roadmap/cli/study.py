@@ -193,8 +193,16 @@ def explain_cmd(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print raw Markdown instead of rendering it.")
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write the lesson with its before/after diagrams: .html (self-contained) or "
+            ".md (diagrams as SVG files beside it).",
+        ),
+    ] = None,
 ) -> None:
-    """One step's lesson: why, what changes (diff and block), the numbers, how to reproduce."""
+    """One step's lesson: why, what changes (diff, diagrams), the numbers, how to reproduce."""
     from rich.markdown import Markdown
 
     from roadmap import teach
@@ -202,6 +210,12 @@ def explain_cmd(
 
     start = Selection.of(spec_file=spec) if spec is not None else None
     les = teach.lesson(step, latency_settings=timing, start=start)
+    if out is not None:
+        from roadmap import page
+
+        written = page.write_lessons(out, [les])
+        console.print(f"wrote {', '.join(str(p) for p in written)}")
+        return
     text = teach.lesson_markdown(les)
     if markdown:
         print(text)
@@ -218,33 +232,26 @@ def walkthrough_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write one Markdown document (with table and plot) here."),
+        typer.Option(
+            "--out",
+            help="Write it as one document: .html (self-contained, for a projector) or .md "
+            "(diagrams and plot as files beside it).",
+        ),
     ] = None,
     timing: Any = None,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
-    from roadmap import report, selection, study, teach
+    from roadmap import page, selection, study, teach
 
     rows = study.collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
     lessons = [teach.lesson(row.variant.about, rows=rows) for row in rows]
     if out is None:
         _page_lessons([teach.lesson_markdown(les) for les in lessons])
         return
-    table = report.study_markdown(rows, "Every step, measured here", paper=True)
-    plot_name = _walkthrough_plot(rows, out)
-    write_out(out, teach.walkthrough_markdown(lessons, table, plot_name).rstrip("\n"))
-    console.print(f"wrote {out}" + (f" and {out.parent / plot_name}" if plot_name else ""))
-
-
-def _walkthrough_plot(rows: list, out: Path) -> str | None:
-    """Draw the roadmap plot beside the document; its file name, or None without latency."""
-    if not any(r.latency for r in rows):
-        return None
-    from roadmap.plot import plot_rows
-
-    path = out.with_name(out.stem + "_roadmap.png")
-    plot_rows(rows, path)
-    return path.name
+    written = page.write_lessons(out, lessons, rows)
+    console.print(
+        f"wrote {out}" + (f" and {len(written) - 1} file(s) beside it" if len(written) > 1 else "")
+    )
 
 
 def _page_lessons(pages: list[str]) -> None:
@@ -264,3 +271,37 @@ def _page_lessons(pages: list[str]) -> None:
         if answer.strip().lower().startswith("q"):
             return
         i = max(0, i - 1) if answer.strip().lower().startswith("p") else i + 1
+
+
+@command("draw")
+@uses(network=select)
+def draw_cmd(
+    network: Any,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            "--part",
+            help="stem, head, stages.N.downsample or stages.N.blocks.M (default: the part the "
+            "last step changes).",
+        ),
+    ] = None,
+    fused: Annotated[
+        bool, typer.Option("--fused", help="Draw the deploy form (re-parameterized, BN folded).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="The .svg file to write.")] = None,
+) -> None:
+    """Draw any part of any network as a block diagram (SVG), from its spec."""
+    from roadmap import diagram, files, teach
+    from roadmap.spec import diff
+
+    spec = network.spec()
+    if part is None:
+        previous = network.prefix(len(network.steps) - 1)
+        has_previous = previous.steps or previous.start is not None
+        changes = diff(previous.spec(), spec) if has_previous else []
+        part = teach.example_path(changes) or "stages.2.blocks.0"
+    out = out or Path(f"{network.name}_{part.replace('.', '_')}{'_fused' if fused else ''}.svg")
+    if out.suffix != ".svg":
+        raise RoadmapError(f"{out}: diagrams are written as .svg")
+    files.write_text(out, diagram.svg(diagram.part(spec, part, fused)) + "\n")
+    console.print(f"wrote {out} ({part}{', fused' if fused else ''})")
