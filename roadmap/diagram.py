@@ -356,8 +356,8 @@ def _par(branches: list[_Layout]) -> _Layout:
         for b in branches:
             bx = left + b.width / 2
             out.append(_arrow(cx, split, bx, y + GAP))
-            out += b.draw(left, y + GAP + (inner - b.height) / 2)
-            out.append(_arrow(bx, y + GAP + (inner + b.height) / 2, cx, join - 9))
+            out += b.draw(left, y + GAP)  # branches start together, like the paper's figure
+            out.append(_arrow(bx, y + GAP + b.height, cx, join - 9))
             left += b.width + GAP
         return out + _sum_node(cx, join)
 

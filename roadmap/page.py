@@ -59,13 +59,26 @@ def html_page(markdown_text: str, title: str) -> str:
     # our own diagrams come as SVG data, which markdown-it refuses by default (an SVG from
     # an untrusted author can carry script; these are generated here, as text and shapes)
     renderer.validateLink = lambda url: url.startswith(_OWN_DATA) or default(url)
-    body = _group_figures(renderer.render(markdown_text))
+    body = _anchor_lessons(_group_figures(renderer.render(markdown_text)))
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+def _anchor_lessons(body: str) -> str:
+    """Each lesson heading gets the step's name as its id (``walkthrough.html#widen``), and a
+    list of links to them goes before the first lesson."""
+    pattern = re.compile(r"<h2>(\d+)\. <code>(\w+)</code>")
+    steps = pattern.findall(body)
+    body = pattern.sub(lambda m: f'<h2 id="{m[2]}">{m[1]}. <code>{m[2]}</code>', body)
+    if len(steps) < 2:
+        return body
+    links = "".join(f'<li><a href="#{name}">{n}. {name}</a></li>' for n, name in steps)
+    first = body.index(f'<h2 id="{steps[0][1]}">')
+    return body[:first] + f"<nav><ol start=\"0\">{links}</ol></nav>\n" + body[first:]
 
 
 def _group_figures(body: str) -> str:

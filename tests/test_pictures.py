@@ -104,8 +104,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_page_is_self_contained(page: Path) -> None:
     text = page.read_text()
     assert list(page.parent.iterdir()) == [page]  # nothing beside it
-    assert not re.search(r'(src|href)="(?!data:)', text)  # every image travels inside
-    headings = re.findall(r"<h2>(\d+)\. <code>(\w+)</code>", text)
+    assert not re.search(r'(src|href)="(?!data:|#)', text)  # every image travels inside
+    headings = re.findall(r'<h2 id="\w+">(\d+)\. <code>(\w+)</code>', text)
     assert [name for _, name in headings] == roadmap.list_steps()
     assert text.count('src="data:image/svg+xml;base64,') >= 2 * (len(headings) - 1)
     assert "<table>" in text and "<script" not in text
@@ -145,7 +145,8 @@ def test_the_page_renders_in_a_real_browser(page: Path, tmp_path: Path) -> None:
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr  # no page errors
-    assert dom.stdout.count("<h2>") == len(roadmap.list_steps()) + 1
+    assert dom.stdout.count("<h2") == len(roadmap.list_steps()) + 1
+    assert dom.stdout.count('<li><a href="#') == len(roadmap.list_steps())
     assert dom.stdout.count("<img ") >= 20
     shot = tmp_path / "page.png"
     subprocess.run(
