@@ -78,7 +78,7 @@ def _anchor_lessons(body: str) -> str:
         return body
     links = "".join(f'<li><a href="#{name}">{n}. {name}</a></li>' for n, name in steps)
     first = body.index(f'<h2 id="{steps[0][1]}">')
-    return body[:first] + f"<nav><ol start=\"0\">{links}</ol></nav>\n" + body[first:]
+    return body[:first] + f'<nav><ol start="0">{links}</ol></nav>\n' + body[first:]
 
 
 def _group_figures(body: str) -> str:

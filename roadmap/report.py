@@ -15,15 +15,13 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from roadmap.evaluate import CheckpointScores
 from roadmap.export import ExportResult
 from roadmap.latency import Comparison, LatencyRecord, consecutive
 from roadmap.machine import busy_note
 from roadmap.measure import MACS_UNIT, Counts
 from roadmap.pretrained import Loaded
-from roadmap.record import RunRecord
 from roadmap.registry import Step
-from roadmap.results import RunKey, iter_records
+from roadmap.results import iter_records
 from roadmap.selection import Selection
 from roadmap.spec import (
     BlockSpec,
@@ -36,7 +34,6 @@ from roadmap.spec import (
 )
 from roadmap.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
 from roadmap.study import Row, row_data
-from roadmap.sweep import Outcome
 
 MACS_LEGEND = (
     "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
@@ -481,51 +478,6 @@ def study_csv(rows: Sequence[Row]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-# --- training, sweeps and evaluation -------------------------------------------------------
-
-
-def record_table(record: RunRecord) -> Table:
-    """A finished run's record as a two-column table."""
-    r = record
-    table = Table(
-        title=f"{r.name} on {r.data}, recipe {r.recipe}, seed {r.seed}", show_header=False
-    )
-    table.add_column("", style="bold")
-    table.add_column("")
-    rows = [
-        ("top-1 / top-5 (final)", f"{r.top1:.2f} / {r.top5:.2f} %"),
-        ("top-1 best (epoch)", f"{r.best_top1:.2f} % ({r.best_epoch})"),
-        ("fused top-1 / top-5", f"{r.fused_top1:.2f} / {r.fused_top5:.2f} %"),
-        ("params train / fused", f"{r.params:,} / {r.deploy_params:,}"),
-        ("MACs train / fused", f"{r.macs:,} / {r.deploy_macs:,} at {r.img_size} px"),
-        ("train time", f"{r.train_time_s:.1f} s, {r.images_per_s:,.0f} img/s"),
-        ("learning rate", f"{r.lr.peak_lr:.3g} at global batch {r.lr.global_batch}"),
-    ]
-    if r.ema_top1 is not None:
-        rows.insert(1, ("EMA top-1 / top-5", f"{r.ema_top1:.2f} / {r.ema_top5:.2f} %"))
-    if r.synthetic:
-        rows.insert(0, ("data", "SYNTHETIC: throughput only, accuracy means nothing"))
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def stored_text(record: RunRecord, root: Path) -> str:
-    """Where a run was filed, and the command that shows it beside the others."""
-    folder = RunKey(record.data, record.recipe, record.name, record.seed).folder(root)
-    data = "" if record.data == "digits" else f" --data {_data_option(record.data)}"
-    return (
-        f"stored in {folder} (recipe label {record.recipe}); compare it with: roadmap table"
-        f"{data} --recipe {record.recipe}"
-        + (f" --results {root}" if Path(root) != Path("results") else "")
-    )
-
-
-def _data_option(slug: str) -> str:
-    """The --data value for a store's data name (folders are hashed: the user knows the path)."""
-    return "imagefolder:PATH" if slug.startswith("imagefolder-") else slug.replace("-", ":", 1)
-
-
 def missing_results_text(rows: Sequence[Row], root: Path, data: str, recipe: str) -> str | None:
     """When no row has accuracy for ``data``/``recipe``: what the store holds for these
     networks instead, and how to show it (an override files a run under a new label)."""
@@ -559,24 +511,6 @@ def busy_text(rows: Sequence[Row]) -> str | None:
     )
 
 
-def sweep_table(outcomes: Sequence[Outcome]) -> Table:
-    """One row per (network, seed) of a sweep: what happened and the top-1."""
-    table = Table(title="sweep")
-    for column in ("network", "seed", "status", "top-1 %", "fused top-1 %"):
-        table.add_column(column, justify="right" if "%" in column or column == "seed" else "left")
-    for o in outcomes:
-        top1 = fmt_num(o.record.top1, 2) if o.record else "—"
-        fused = fmt_num(o.record.fused_top1, 2) if o.record else "—"
-        table.add_row(o.name, str(o.seed), o.status, top1, fused)
-    return table
-
-
-def eval_table(scores: CheckpointScores) -> Table:
-    """Accuracy of the training form beside the fused deploy form."""
-    table = Table(title=f"{scores.name} ({scores.weights} weights, {scores.images} images)")
-    for column in ("form", "top-1 %", "top-5 %"):
-        table.add_column(column, justify="left" if column == "form" else "right")
-    table.add_row("training", f"{scores.top1:.2f}", f"{scores.top5:.2f}")
-    table.add_row("fused", f"{scores.fused_top1:.2f}", f"{scores.fused_top5:.2f}")
-    table.caption = f"top-1 class differs on {scores.fused_disagreements} images"
-    return table
+def _data_option(slug: str) -> str:
+    """The --data value for a store's data name (folders are hashed: the user knows the path)."""
+    return "imagefolder:PATH" if slug.startswith("imagefolder-") else slug.replace("-", ":", 1)

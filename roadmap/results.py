@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ except ImportError:  # pragma: no cover - Windows
     import msvcrt
 
 METRICS = "metrics.json"
+FAILURE = "failed.json"  # the last error of a run that failed; removed when it runs again
 LOG = "train_log.jsonl"
 CHECKPOINT = "last.pt"
 
@@ -96,6 +98,31 @@ def read_record(folder: Path) -> RunRecord | None:
 def write_record(folder: Path, record: RunRecord) -> None:
     """Write ``metrics.json``: the last file a run writes."""
     files.write_json(Path(folder) / METRICS, record.to_dict())
+    clear_failure(folder)
+
+
+def record_failure(folder: Path, error: BaseException) -> None:
+    """Keep the last line of what stopped a run (``roadmap run --status`` shows it). Best
+    effort: when the store itself is what failed, there is nothing more to keep."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with suppress(RoadmapError, OSError):
+        files.write_json(
+            Path(folder) / FAILURE, {"error": f"{type(error).__name__}: {line}", "at": stamp}
+        )
+
+
+def read_failure(folder: Path) -> dict[str, Any] | None:
+    """The failure a run left, or None."""
+    try:
+        return json.loads((Path(folder) / FAILURE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def clear_failure(folder: Path) -> None:
+    with suppress(OSError):
+        (Path(folder) / FAILURE).unlink(missing_ok=True)
 
 
 def find_record(folder: Path, spec_hash: str, recipe_hash: str) -> RunRecord | None:
@@ -128,7 +155,7 @@ def start_fresh(folder: Path) -> Path | None:
     """Clear a run folder for a new run: a finished record is set aside (never deleted), an
     old log and checkpoint are removed. Returns where the record went, if there was one."""
     moved = set_aside(folder)
-    for name in (LOG, CHECKPOINT):
+    for name in (LOG, CHECKPOINT, FAILURE):
         with suppress(FileNotFoundError):
             (Path(folder) / name).unlink()
     return moved

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from roadmap import checkpoint, distributed, results
 from roadmap.data import Datasets, parse_source
+from roadmap.errors import Stopped
 from roadmap.options import RunOptions, open_data
 from roadmap.recipe import Recipe, recipe_hash
 from roadmap.record import RunRecord
@@ -44,6 +45,21 @@ class Outcome:
     record: RunRecord | None
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (network, seed) of a sweep, and its place in the plan."""
+
+    index: int
+    network: Selection
+    seed: int
+
+
+def plan_runs(selections: list[Selection], seeds: tuple[int, ...]) -> list[PlannedRun]:
+    """Every (network, seed), seed-major (seed 0 of every network first), numbered."""
+    pairs = [(n, s) for s in seeds for n in selections]
+    return [PlannedRun(i, n, s) for i, (n, s) in enumerate(pairs)]
+
+
 def sweep(
     selections: list[Selection],
     data: str,
@@ -51,20 +67,26 @@ def sweep(
     *,
     seeds: tuple[int, ...] = (0,),
     options: RunOptions = RunOptions(),
+    shard: tuple[int, int] | None = None,
 ) -> list[Outcome]:
     """Train every selection for every seed (seed-major order), skipping stored and busy ones.
 
+    Args:
+        shard: (k, n) to train only plan items k, k+n, k+2n, ... (``roadmap.cluster``).
+
     Returns:
-        One outcome per (selection, seed).
+        One outcome per (selection, seed) trained here.
     """
+    plan = plan_runs(selections, seeds)
+    if shard is not None:
+        plan = [p for p in plan if p.index % shard[1] == shard[0]]
     procs = distributed.start(options.device)
     try:
         opened = open_data(parse_source(data), recipe, options, procs)
         outcomes = []
-        for seed in seeds:
-            for selection in selections:
-                run_options = dataclasses.replace(options, seed=seed, resume=True)
-                outcomes.append(_one(selection, opened, recipe, run_options, procs))
+        for item in plan:
+            run_options = dataclasses.replace(options, seed=item.seed, resume=True)
+            outcomes.append(_one(item.network, opened, recipe, run_options, procs))
         return outcomes
     finally:
         distributed.stop()
@@ -91,5 +113,12 @@ def _one(
         path = Path(folder) / results.CHECKPOINT
         if not checkpoint.matches(path, spec, recipe_hash(recipe), options.seed):
             options = dataclasses.replace(options, resume=False)
-        record = fit(selection, data, recipe, options, procs)
+        try:
+            record = fit(selection, data, recipe, options, procs)
+        except Stopped:  # stopped on request, resumable: not a failure
+            raise
+        except Exception as e:
+            if procs.primary:
+                results.record_failure(folder, e)
+            raise
     return Outcome(selection.name, options.seed, status, record)

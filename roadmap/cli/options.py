@@ -270,6 +270,61 @@ def latency_group(
     return LatencySettings(device=device.value, iters=iters, warmup=3) if latency else None
 
 
+class Launcher(str, Enum):
+    none = "none"
+    local = "local"
+    slurm = "slurm"
+
+
+def cluster_group(
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Train only part K of N of the plan (K/N, 0-based), e.g. "
+            "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.",
+        ),
+    ] = None,
+    launcher: Annotated[
+        Launcher,
+        typer.Option(
+            "--launcher",
+            help="none: train here; slurm: one SLURM job per (network, seed) via submitit; "
+            "local: the same jobs through submitit's local executor.",
+        ),
+    ] = Launcher.none,
+    partition: Annotated[
+        str | None, typer.Option("--partition", help="SLURM partition (--launcher slurm).")
+    ] = None,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes per job.")] = 1,
+    gpus_per_node: Annotated[
+        int, typer.Option("--gpus-per-node", min=0, help="GPUs per node, one process each.")
+    ] = 0,
+    time: Annotated[
+        str, typer.Option("--time", help="Time limit per job, HH:MM:SS (jobs requeue on it).")
+    ] = "48:00:00",
+    array_parallelism: Annotated[
+        int, typer.Option("--array-parallelism", min=1, help="At most this many jobs at once.")
+    ] = 64,
+    jobs_dir: Annotated[
+        Path, typer.Option("--jobs-dir", help="submitit's folder for job scripts and logs.")
+    ] = Path("results/jobs"),
+) -> Any:
+    """Where the runs of a study go (``roadmap.cluster``): (shard, ClusterOptions)."""
+    from roadmap.cluster import ClusterOptions, parse_shard
+
+    cluster = ClusterOptions(
+        launcher=launcher.value,
+        jobs_dir=jobs_dir,
+        partition=partition,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        time=time,
+        array_parallelism=array_parallelism,
+    )
+    return (parse_shard(shard) if shard else None), cluster
+
+
 def plot_timing_group(device: DeviceOpt = Device.cpu, iters: ItersOpt = 30) -> Any:
     """Latency settings for the plot, which always measures (latency is its x axis)."""
     return latency_group(latency=True, device=device, iters=iters)

@@ -25,6 +25,7 @@ from roadmap.cli.options import (
     PretrainedFileOpt,
     PretrainedOpt,
     WorkersOpt,
+    cluster_group,
     recipe_group,
     run_group,
     seeds,
@@ -64,7 +65,7 @@ def train_cmd(
 
     Either way last.pt holds the last finished epoch, and --resume continues from it.
     """
-    from roadmap import report
+    from roadmap import training_report
     from roadmap.options import is_primary_process
     from roadmap.train import train
 
@@ -82,8 +83,8 @@ def train_cmd(
     )
     record = train(network, data, recipe, options)
     if is_primary_process():
-        console.print(report.record_table(record))
-        note_line(report.stored_text(record, options.out))
+        console.print(training_report.record_table(record))
+        note_line(training_report.stored_text(record, options.out))
 
 
 @command("eval")
@@ -105,7 +106,7 @@ def eval_cmd(
 ) -> None:
     """Top-1/top-5 of a checkpoint (or of timm's weights, --pretrained) in its training form
     and its fused form (they must agree)."""
-    from roadmap import report
+    from roadmap import training_report
     from roadmap.evaluate import evaluate_checkpoint, evaluate_pretrained
     from roadmap.options import RunOptions
 
@@ -125,11 +126,11 @@ def eval_cmd(
     if fmt is Format.json:
         print(json.dumps(scores.to_dict(), indent=2))
     else:
-        console.print(report.eval_table(scores))
+        console.print(training_report.eval_table(scores))
 
 
 @command("run")
-@uses(network=select, recipe=recipe_group, options=run_group)
+@uses(network=select, recipe=recipe_group, options=run_group, placement=cluster_group)
 def run_cmd(
     network: Any,
     seeds_text: Annotated[
@@ -140,10 +141,20 @@ def run_cmd(
     options: Any = None,
     leave_one_out: LeaveOneOutOpt = False,
     only_one: OnlyOneOpt = False,
+    placement: Any = None,
+    show_plan: Annotated[
+        bool, typer.Option("--plan", help="Print the plan (and each run's shard); train nothing.")
+    ] = False,
+    show_status: Annotated[
+        bool,
+        typer.Option(
+            "--status", help="Show which runs are done, running, failed or missing; train nothing."
+        ),
+    ] = False,
 ) -> None:
     """Train every prefix of the selected network (each step of the roadmap, by default) for
     each seed; what the store already has is skipped, and an interrupted run resumes."""
-    from roadmap import report, selection
+    from roadmap import cluster, selection, training_report
     from roadmap.options import is_primary_process
     from roadmap.sweep import sweep
 
@@ -156,12 +167,43 @@ def run_cmd(
             note_line(f"not trained, cannot be built: {v.name}: {v.reason}")
     chosen = [v.selection for v in variants if v.buildable]
     seed_list = seeds(seeds_text)
-    outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options)
+    part, where = placement
+    plan = cluster.plan_runs(chosen, seed_list)
+    if show_plan or show_status:
+        _show(plan, part, show_status, data, recipe, options)
+        return
+    if where.launcher != "none":
+        _launch(plan if part is None else cluster.shard(plan, *part), data, recipe, options, where)
+        return
+    outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
-        console.print(report.sweep_table(outcomes))
-        if len(seed_list) > 1:
+        console.print(training_report.sweep_table(outcomes))
+        if len(seed_list) > 1 and part is None:
             for line in _what_next(variants, data, recipe, options):
                 note_line(line)
+
+
+def _show(plan: list, part: Any, with_status: bool, data: str, recipe: Any, options: Any) -> None:
+    """--plan: the runs and their shards; --status: where each run stands."""
+    from roadmap import cluster, training_report
+    from roadmap.data import load_datasets, parse_source
+
+    states = None
+    if with_status:
+        classes = load_datasets(parse_source(data), recipe).num_classes
+        states = cluster.status(plan, data, recipe, options, classes)
+    console.print(training_report.plan_table(plan, part, states))
+
+
+def _launch(plan: list, data: str, recipe: Any, options: Any, where: Any) -> None:
+    """Submit the runs as jobs; wait for local ones (they run on this machine)."""
+    from roadmap import cluster, training_report
+
+    jobs = cluster.submit(plan, data, recipe, options, where)
+    console.print(training_report.jobs_text(jobs, where))
+    if where.launcher == "local":
+        outcomes = [job.result() for job in jobs]
+        console.print(training_report.job_outcomes_table(outcomes))
 
 
 def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str]:
