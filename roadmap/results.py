@@ -16,6 +16,7 @@ trains (``seed<k>.lock`` beside it, an ``flock``), so two processes never write 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -206,6 +207,10 @@ def labels_in_store(root: Path) -> list[tuple[str, str]]:
     return sorted({(r.data, r.recipe) for r in iter_records(root)})
 
 
+class RunLocked(RoadmapError):
+    """Another process holds a run folder's lock."""
+
+
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder (released when the process ends, even by a crash).
@@ -225,7 +230,7 @@ def run_lock(folder: Path) -> Iterator[None]:
         raise RoadmapError(f"cannot write in {lock.parent}: {e.strerror}") from None
     with handle:
         if not _try_lock(handle):
-            raise RoadmapError(
+            raise RunLocked(
                 f"another run is writing {folder}; wait for it to finish or pass another --out"
             )
         files.remove_stale(folder, everything=True)
@@ -239,7 +244,7 @@ def is_locked(folder: Path) -> bool:
     try:
         with run_lock(folder):
             return False
-    except RoadmapError:
+    except RunLocked:
         return True
 
 
@@ -248,11 +253,22 @@ def _lock_path(folder: Path) -> Path:
 
 
 def _try_lock(handle: Any) -> bool:
+    """True when we hold the lock, False when another process does.
+
+    Raises:
+        RoadmapError: the file system cannot lock at all (Lustre mounted without ``-o flock``
+            answers ENOSYS, an NFS mount with ``nolock`` ENOLCK): refusing beats two writers.
+    """
     try:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:  # pragma: no cover - Windows
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         return True
-    except OSError:
-        return False
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise RoadmapError(
+            f"cannot lock {handle.name}: {e.strerror}; the results folder must be on a file "
+            "system with working flock (see the README's cluster section), or pass a local --out"
+        ) from None

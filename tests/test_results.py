@@ -1,5 +1,7 @@
 """The results store: locks, record lookup, set-aside records, logs, older folder names."""
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,25 @@ def test_a_run_folder_is_locked_while_in_use(tmp_path: Path) -> None:
             with results.run_lock(folder):
                 pass
     assert not results.is_locked(folder)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.ENOLCK])
+def test_a_file_system_without_locks_is_refused_not_taken_for_a_busy_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Lustre without -o flock answers ENOSYS, NFS mounted nolock ENOLCK: no lock is no
+    protection, and "another run is writing" would send the user looking for a ghost."""
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(results.fcntl, "flock", no_locks)
+    with pytest.raises(RoadmapError, match="working flock"):
+        with results.run_lock(tmp_path / "seed0"):
+            pass
+    (tmp_path / "seed0.lock").touch()
+    with pytest.raises(RoadmapError, match="working flock"):  # and --status says so too
+        results.is_locked(tmp_path / "seed0")
 
 
 def test_taking_the_lock_clears_what_killed_writers_left(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from roadmap.errors import RoadmapError
+from roadmap.recipe import builtin_recipes
 from roadmap.spec import MAX_CLASSES
 
 # Large enough for any classification or detection input; small enough that a typo (100000)
@@ -133,7 +134,10 @@ WorkersOpt = Annotated[
     ),
 ]
 DownloadOpt = Annotated[
-    bool, typer.Option("--download", help="Allow CIFAR to download (nothing else ever does).")
+    bool,
+    typer.Option(
+        "--download", help="Allow CIFAR and Fashion-MNIST to download (nothing else ever does)."
+    ),
 ]
 BadImagesOpt = Annotated[
     BadImages,
@@ -190,7 +194,11 @@ def select(
 
 def recipe_group(
     recipe: Annotated[
-        str, typer.Option("--recipe", help="A shipped recipe (paper, quick) or a recipe YAML file.")
+        str,
+        typer.Option(
+            "--recipe",
+            help=f"A shipped recipe ({', '.join(builtin_recipes())}) or a recipe YAML file.",
+        ),
     ] = "quick",
     epochs: Annotated[
         int | None, typer.Option("--epochs", min=1, help="Override the recipe's epochs.")
