@@ -134,18 +134,23 @@ def test_a_preempted_job_requeues_and_ends_like_an_uninterrupted_run(tmp_path: P
     (run,) = plan_runs([network], (0,))
     where = cluster.ClusterOptions(launcher="local", jobs_dir=tmp_path / "jobs", time="30")
     (job,) = cluster.submit([run], data, recipe, options, where)
-    checkpoints = lambda: list((tmp_path / "results").rglob("last.pt"))  # noqa: E731
+    epoch_logs = lambda: list((tmp_path / "results").rglob("train_log.jsonl"))  # noqa: E731
     deadline = time.monotonic() + 300
-    while not checkpoints() and time.monotonic() < deadline and not job.done():
+    while not epoch_logs() and time.monotonic() < deadline and not job.done():
         time.sleep(0.2)
     assert not job.done(), "the job finished before it could be preempted"
     (task,) = _children(job._process.pid)  # the local executor's controller runs the task
     os.kill(task, signal.SIGUSR2)  # what SLURM sends a preempted job's tasks (submitit's choice)
+    (log,) = epoch_logs()
+    before = log.read_text().splitlines()
     outcome = job.result()
     assert outcome["status"] == "trained"
     logs = "".join(p.read_text() for p in (tmp_path / "jobs").glob("*_log.*"))
     assert "this job is preempted" in logs and "Requeued job" in logs
     (record,) = (tmp_path / "results").rglob("metrics.json")
+    # resumed, not restarted: the epochs finished before the signal keep their log lines
+    # (a rerun would log its own epoch times)
+    assert 1 <= len(before) < 4 and log.read_text().splitlines()[: len(before)] == before
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     reference = tmp_path / "reference"
