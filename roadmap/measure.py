@@ -46,7 +46,9 @@ def count_macs(model: nn.Module, img_size: int = 224, in_channels: int = 3) -> i
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros(1, in_channels, img_size, img_size)
+        # The input goes where the weights are: after training on a GPU the model is there.
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x = torch.zeros(1, in_channels, img_size, img_size, device=device)
         analysis = FlopCountAnalysis(model, x)
         # A zero-counting handle, not None: fvcore keeps its own handle for an op set to None.
         analysis.set_op_handle(**{op: _count_nothing for op in _NOT_COUNTED})

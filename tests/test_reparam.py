@@ -175,3 +175,25 @@ def test_build_json_shows_deploy_counts() -> None:
     assert record["deploy_params"] == 5_067_056
     assert round(record["deploy_macs"] / 1e9, 3) == 0.816
     assert record["params"] == 5_103_560  # the training form beside it
+
+
+def test_macs_are_counted_with_the_input_where_the_weights_are(monkeypatch) -> None:  # noqa: ANN001
+    # A model trained on a GPU is still there when its MACs are counted; the traced input must
+    # follow it. The meta device stands in for the GPU here (fvcore itself cannot trace on it).
+    import fvcore.nn
+
+    seen: list[torch.device] = []
+
+    class Recorder:
+        def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+            seen.append(x.device)
+
+        def __getattr__(self, name: str) -> object:
+            return lambda *args, **kwargs: self
+
+        def total(self) -> int:
+            return 1
+
+    monkeypatch.setattr(fvcore.nn, "FlopCountAnalysis", Recorder)
+    assert count_macs(nn.Conv2d(3, 4, 3).to("meta"), 8) == 1
+    assert seen == [torch.device("meta")]

@@ -332,3 +332,17 @@ def test_ctrl_c_in_a_terminal_finishes_the_epoch_and_resume_completes(
     resumed = _cli(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert [line["epoch"] for line in results.read_jsonl(folder / results.LOG)] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [False, True])
+def test_training_on_a_gpu_ends_with_a_record(amp: bool, tmp_path: Path) -> None:
+    # The whole CUDA path, up to the record: counting MACs after training once broke here
+    # (fvcore traced the trained model, left on the GPU, with an input made on the CPU).
+    recipe = load_recipe("quick").replace(epochs=1, batch_size=16, img_size=64)
+    options = RunOptions(device="cuda", amp=amp, channels_last=True, quiet=True, out=tmp_path)
+    record = training.train(Selection.of("gelu"), "synthetic:64", recipe, options)
+    assert (_folder(tmp_path, record) / results.METRICS).exists()
+    assert record.environment.device == torch.cuda.get_device_name()
+    assert record.deploy_macs > 0
