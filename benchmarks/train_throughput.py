@@ -1,7 +1,9 @@
 """Training throughput of ``roadmap train`` against a minimal plain-timm loop.
 
 Both train the same network on the same synthetic data, with the same batch, optimizer
-(timm's AdamW), loss (label smoothing), threads and device, in one process. The plain loop is
+(timm's AdamW), loss (label smoothing), precision (``--amp``: bfloat16 autocast where the
+device supports it, as ``roadmap train --amp`` chooses), data-loading workers, threads and
+device, in one process. The plain loop is
 the least a training script can do: forward, loss, backward, step. ``roadmap train`` adds
 its learning-rate schedule, progress bars, NaN checks and per-epoch bookkeeping; this script
 measures what those cost. Rounds alternate between the two so that drift in machine load hits
@@ -9,8 +11,8 @@ both alike (and which one runs first alternates too); the first epoch of each ru
 and is not counted.
 
     python benchmarks/train_throughput.py --upto alternating_se --img-size 64 --batch-size 32
-    python benchmarks/train_throughput.py --device cuda --img-size 224 --batch-size 256 \\
-        --images 25600 --write results/benchmarks/train_throughput.md
+    python benchmarks/train_throughput.py --device cuda --amp --workers 8 --img-size 224 \\
+        --batch-size 256 --images 25600 --write results/benchmarks/train_throughput.md
 
 Target: roadmap's images/s >= 0.95 x the plain loop's.
 """
@@ -31,7 +33,7 @@ from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 
 import roadmap
-from roadmap import files, results
+from roadmap import files, results, wiring
 from roadmap import train as training
 from roadmap.data import SYNTHETIC_CLASSES, SyntheticImages
 from roadmap.options import RunOptions
@@ -45,11 +47,12 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
     """images/s of ``roadmap train`` over the epochs after the first (from its log)."""
     recipe = _recipe(args)
     options = RunOptions(
-        workers=0,
         device=args.device,
         quiet=not args.progress,
         out=out,
         channels_last=args.channels_last,
+        amp=args.amp,
+        workers=args.workers,
     )
     record = training.train(Selection.of(args.upto), f"synthetic:{args.images}", recipe, options)
     folder = results.RunKey(record.data, record.recipe, record.name, 0).folder(out)
@@ -76,17 +79,23 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
         batch_size=args.batch_size,
         shuffle=True,
         drop_last=True,
+        num_workers=args.workers,
+        pin_memory=args.device == "cuda",
     )
+    dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=args.amp))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     model.train()
     images, seconds = 0, 0.0
     for epoch in range(args.epochs):
         started = time.perf_counter()
         for x, y in loader:
-            x = x.to(device, memory_format=memory_format)
-            loss = criterion(model(x), y.to(device))
+            x = x.to(device, non_blocking=True, memory_format=memory_format)
+            with wiring.autocast(device, dtype):
+                loss = criterion(model(x), y.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         loss.item()  # wait for the device
         if epoch > 0:
             images += len(loader) * args.batch_size
@@ -123,9 +132,16 @@ def conditions(args: argparse.Namespace) -> dict[str, str]:
         "device": f"{args.device} ({device}, {os.cpu_count()} cores visible)",
         "threads": str(torch.get_num_threads()),
         "memory format": "channels_last" if args.channels_last else "contiguous (NCHW)",
+        "precision": _precision(args),
+        "data-loading workers": str(args.workers),
         "torch / timm": f"{torch.__version__} / {timm.__version__}",
         "python / OS": f"{platform.python_version()} / {platform.platform()}",
     }
+
+
+def _precision(args: argparse.Namespace) -> str:
+    dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=args.amp))
+    return "float32" if dtype is None else f"AMP, autocast to {str(dtype).removeprefix('torch.')}"
 
 
 def markdown(rows: list[tuple[float, float]], args: argparse.Namespace) -> str:
@@ -166,6 +182,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--amp", action="store_true", help="mixed precision in both loops")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers, both loops")
     parser.add_argument("--progress", action="store_true", help="show roadmap's progress bars")
     parser.add_argument("--write", type=Path, default=None, help="also write this .md file")
     args = parser.parse_args()

@@ -45,7 +45,7 @@ from torch import nn
 from roadmap import machine
 from roadmap.errors import RoadmapError
 
-BACKENDS = ("eager", "torchscript", "onnxruntime")
+BACKENDS = ("eager", "torchscript", "compile", "onnxruntime")
 DEVICES = ("cpu", "cuda")
 # Defaults sized so that `roadmap latency --all` (eleven models at batch 1, 224 px) finishes
 # well inside two minutes on two CPU cores, with enough samples for a stable median and IQR.
@@ -65,7 +65,9 @@ class LatencySettings:
         img_size: square input resolution.
         threads: CPU threads for torch (and ONNX Runtime); None keeps what torch uses now.
         channels_last: run the torch backends in channels-last memory format.
-        backend: "eager", "torchscript" (``torch.jit.trace``) or "onnxruntime".
+        backend: "eager", "torchscript" (``torch.jit.trace``), "compile" (``torch.compile``
+            with its default mode; the warm-up iterations compile, so at least one is required)
+            or "onnxruntime".
         warmup: untimed iterations per model before timing.
         iters: timed iterations per model (one per round).
         seed: seeds the input and the per-round order.
@@ -92,6 +94,11 @@ class LatencySettings:
         if self.backend == "onnxruntime" and self.channels_last:
             raise RoadmapError(
                 "--channels-last applies to the torch backends; onnxruntime picks its own layout"
+            )
+        if self.backend == "compile" and self.warmup < 1:
+            raise RoadmapError(
+                "--backend compile needs --warmup >= 1: the first call compiles, and timing it "
+                "would report the compiler, not the model"
             )
         if min(self.batch, self.img_size, self.iters) < 1 or self.warmup < 0:
             raise RoadmapError("batch, img_size and iters must be >= 1 and warmup >= 0")
@@ -358,6 +365,8 @@ def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callab
         from roadmap.export import trace
 
         model = trace(model, x)
+    elif settings.backend == "compile":
+        model = torch.compile(model)
     return lambda: model(x)
 
 

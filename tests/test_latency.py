@@ -189,8 +189,9 @@ def test_labels_must_be_unique() -> None:
         LatencySettings(backend="onnxruntime", channels_last=True),
         LatencySettings(backend="tensorrt"),
         LatencySettings(iters=0),
+        LatencySettings(backend="compile", warmup=0),
     ],
-    ids=["onnxruntime-channels-last", "unknown-backend", "no-iterations"],
+    ids=["onnxruntime-channels-last", "unknown-backend", "no-iterations", "compile-unwarmed"],
 )
 def test_settings_that_cannot_be_measured_raise(settings: LatencySettings) -> None:
     with pytest.raises(RoadmapError):
@@ -217,6 +218,21 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     assert c.backend == backend
     assert c.memory_format == ("channels_last" if channels_last else "contiguous")
     assert (c.onnxruntime_version is not None) == (backend == "onnxruntime")
+
+
+def test_the_compile_backend_times_the_compiled_model(monkeypatch) -> None:  # noqa: ANN001
+    compiled: list[nn.Module] = []
+    calls: list[int] = []
+
+    def fake_compile(model: nn.Module) -> object:  # stands in for inductor: counts the calls
+        compiled.append(model)
+        return lambda x: calls.append(1) or model(x)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    settings = LatencySettings(img_size=32, warmup=2, iters=3, threads=1, backend="compile")
+    (record,) = latency.measure([Candidate("id", nn.Identity())], settings)
+    assert len(compiled) == 1 and len(calls) == 2 + 3  # warm-up and timed calls go through it
+    assert record.conditions.backend == "compile"
 
 
 @pytest.mark.parametrize("fused", [True, False])

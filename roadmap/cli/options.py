@@ -39,6 +39,7 @@ class Device(str, Enum):
 class Backend(str, Enum):
     eager = "eager"
     torchscript = "torchscript"
+    compile = "compile"
     onnxruntime = "onnxruntime"
 
 
