@@ -38,7 +38,7 @@ from roadmap import files, machine, registry
 from roadmap.errors import RoadmapError
 from roadmap.latency import Conditions
 from roadmap.stats import ALPHA
-from roadmap.study import Row
+from roadmap.study import Row, rows_agreement
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 # 16:9 at 110 dpi is a 1760x990 slide; the PNG stays well under 300 KB.
@@ -316,10 +316,11 @@ def _latency_bars(ax: Axes, rows: list[Row], bars: list[_Bar], *, alone: bool) -
     what = "latency " if alone else ""  # beside the top-1 panel, x labels say which is which
     ax.set_title(f"Δ {what}vs previous step", loc="left", fontweight="bold")
     ax.set_xlabel(f"{'change in ' if alone else 'Δ '}latency (%)\n(negative = faster)")
+    agreement = rows_agreement(rows)
     return [
         "Δ bars: ours hatched grey when |Δ| is below the mean IQR of the two steps (noise); "
         "paper bars only where the paper gives both steps' latency."
-    ]
+    ] + ([agreement.describe() + "."] if agreement else [])
 
 
 def _ci_err(rows: list[Row], idx: list[int]) -> list[list[float]]:

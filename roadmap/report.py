@@ -33,7 +33,7 @@ from roadmap.spec import (
     split_block_path,
 )
 from roadmap.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
-from roadmap.study import Row, row_data
+from roadmap.study import PaperAgreement, Row, row_data, rows_agreement
 
 MACS_LEGEND = (
     "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
@@ -187,11 +187,14 @@ def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Te
 # --- latency and export ------------------------------------------------------------------
 
 
-def latency_table(records: Sequence[LatencyRecord]) -> Table:
+def latency_table(
+    records: Sequence[LatencyRecord], agreement: PaperAgreement | None = None
+) -> Table:
     """Median [IQR] per model, and each row's difference from the row above (noise marked)."""
+    caption = [records[0].conditions.describe(records[0].fused), latency_legend()]
     table = Table(
         title="Latency (ms per forward pass)",
-        caption=records[0].conditions.describe(records[0].fused) + "\n" + latency_legend(),
+        caption="\n".join(caption + ([agreement.describe()] if agreement else [])),
         caption_justify="left",
     )
     for name, justify in [("#", "right"), ("step", "left"), ("median", "right")]:
@@ -228,11 +231,13 @@ def _delta_text(comparison: Comparison | None) -> Text:
     return Text(text, style="red" if comparison.delta_ms > 0 else "green")
 
 
-def latency_data(records: Sequence[LatencyRecord]) -> dict:
-    """Records (each with its conditions) and step-to-step comparisons, for ``--format json``."""
+def latency_data(records: Sequence[LatencyRecord], agreement: PaperAgreement | None = None) -> dict:
+    """Records (each with its conditions), step-to-step comparisons and the agreement with the
+    paper's latency column (None when not every step was measured fused), for JSON."""
     return {
         "records": [r.to_dict() for r in records],
         "comparisons": [c.to_dict() for c in consecutive(records)],
+        "paper_agreement": agreement.to_dict() if agreement else None,
     }
 
 
@@ -332,7 +337,8 @@ def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
         title=title,
         caption_justify="left",
         caption="\n".join(
-            [latency_header(rows), legend, STUDY_NOISE_LEGEND, MACS_LEGEND, *power_lines(rows)]
+            [latency_header(rows), *agreement_lines(rows), legend, STUDY_NOISE_LEGEND]
+            + [MACS_LEGEND, *power_lines(rows)]
         ),
     )
     table.add_column("step", no_wrap=True)
@@ -383,7 +389,7 @@ def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{latency_header(rows)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
-    lines += [f"{line}" for line in power_lines(rows)]
+    lines += [f"{line}" for line in agreement_lines(rows) + power_lines(rows)]
     return "\n".join(lines)
 
 
@@ -420,6 +426,12 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         r"\end{table}",
     ]
     return "\n".join(lines)
+
+
+def agreement_lines(rows: Sequence[Row]) -> list[str]:
+    """The agreement of our latency changes with the paper's, when the rows allow one."""
+    agreement = rows_agreement(rows)
+    return [agreement.describe()] if agreement else []
 
 
 def power_lines(rows: Sequence[Row]) -> list[str]:
@@ -460,6 +472,7 @@ def study_json(rows: Sequence[Row], title: str) -> str:
         {
             "title": title,
             "environment": lat.conditions.to_dict() if lat else None,
+            "paper_agreement": a.to_dict() if (a := rows_agreement(rows)) else None,
             "rows": [row_data(r) for r in rows],
         },
         indent=2,

@@ -91,3 +91,15 @@ def _variance(values: Sequence[float]) -> float:
     n = len(values)
     mean = math.fsum(values) / n
     return math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation of paired values (scipy); None with fewer than 3 pairs or
+    when either side is constant (no ranking to compare)."""
+    from scipy import stats
+
+    if len(a) != len(b):
+        raise ValueError(f"paired values of unequal length: {len(a)} and {len(b)}")
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(stats.spearmanr(a, b).statistic)

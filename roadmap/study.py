@@ -15,6 +15,7 @@ Noise rules (one place, used by every table and plot):
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -170,16 +171,91 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
 
 
 def _attach_paper(rows: list[Row]) -> None:
-    """Paper numbers belong to roadmap-prefix rows only (an ablation is not in the paper)."""
-    full = registry.paper_roadmap()
     for row in rows:
-        chosen = row.variant.selection
-        if row.variant.buildable and chosen.is_roadmap_prefix:
-            step = registry.get_step(row.variant.about)
-            row.paper_top1, row.paper_latency_ms = step.paper_top1, step.paper_latency_ms
-        elif chosen.size is not None and chosen.start is None and chosen.steps == full:
-            row.paper_top1 = chosen.size.paper_top1  # a family member: Tables 1 and 2
-            row.paper_latency_ms = chosen.size.paper_latency_ms
+        if row.variant.buildable:
+            row.paper_top1, row.paper_latency_ms = paper_numbers(row.variant.selection)
+
+
+def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
+    """The paper's (top-1 %, iPhone 12 ms) for a network, or Nones.
+
+    Paper numbers belong to roadmap prefixes (the step's row in the paper) and to the RepViT
+    family members (Tables 1 and 2); an ablation or a network on a spec file is not in the paper.
+    """
+    if chosen.is_roadmap_prefix:
+        step = registry.get_step(chosen.steps[-1])
+        return step.paper_top1, step.paper_latency_ms
+    family_member = chosen.size is not None and chosen.start is None
+    if family_member and chosen.steps == registry.paper_roadmap():
+        return chosen.size.paper_top1, chosen.size.paper_latency_ms
+    return None, None
+
+
+# --- agreement with the paper -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaperAgreement:
+    """How well our step-to-step latency changes agree with the paper's iPhone 12 column.
+
+    Attributes:
+        same_sign: our Δs outside the noise whose sign is the paper's.
+        counted: our Δs outside the noise where the paper times both steps (the denominator).
+        within_noise: such step pairs whose Δ is within our noise: left out, not disagreements.
+        rho: Spearman's rank correlation of our latencies with the paper's over the steps both
+            time (None with fewer than 3).
+        steps: how many steps both time.
+    """
+
+    same_sign: int
+    counted: int
+    within_noise: int
+    rho: float | None
+    steps: int
+
+    def describe(self) -> str:
+        """One line for captions, e.g. 'Agreement with the paper's iPhone 12 latency: ...'."""
+        signs = f"Δ sign {self.same_sign}/{self.counted} steps"
+        if self.within_noise:
+            signs += f" ({self.within_noise} more within noise, not counted)"
+        rho = "n/a" if self.rho is None else f"{self.rho:+.2f}"
+        return (
+            f"Agreement with the paper's iPhone 12 latency: {signs}; "
+            f"Spearman ρ {rho} over {self.steps} steps"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def paper_agreement(
+    records: Sequence[LatencyRecord | None], paper_ms: Sequence[float | None]
+) -> PaperAgreement | None:
+    """Compare consecutive rows' latency changes with the paper's (None if fewer than 2 rows
+    carry both numbers). A change counts when both rows and the row before have both numbers;
+    our noise rule (:func:`roadmap.latency.compare`) decides which changes are left out."""
+    if len(records) != len(paper_ms):
+        raise ValueError("one paper latency (or None) per record")
+    both = [i for i, (r, p) in enumerate(zip(records, paper_ms, strict=True)) if r and p]
+    if len(both) < 2:
+        return None
+    same = counted = noisy = 0
+    for i in both:
+        if i - 1 not in both:
+            continue
+        ours = compare(records[i - 1], records[i])
+        if ours.noise:
+            noisy += 1
+            continue
+        counted += 1
+        same += (ours.delta_ms > 0) == (paper_ms[i] > paper_ms[i - 1])
+    rho = stats.spearman([records[i].median_ms for i in both], [paper_ms[i] for i in both])
+    return PaperAgreement(same, counted, noisy, rho, len(both))
+
+
+def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
+    """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are)."""
+    return paper_agreement([r.latency for r in rows], [r.paper_latency_ms for r in rows])
 
 
 def read_accuracy(

@@ -18,27 +18,43 @@ def run(*args: str):
     return result.output
 
 
+def stdout(*args: str) -> str:
+    """What a command prints for machines (stderr holds notes for people)."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def run_json(*args: str):
+    """The JSON document a command prints (stdout only: warnings, such as a busy machine's,
+    go to stderr)."""
+    return json.loads(stdout(*args, "--format", "json"))
+
+
 def test_table_formats_round_trip():
     base = ["table", "--upto", "widen", "--no-latency"]
-    rows = json.loads(run(*base, "--format", "json"))["rows"]
+    rows = run_json(*base)["rows"]
     assert [r["name"] for r in rows][-1] == "widen" and len(rows) == 5
     assert rows[4]["paper_top1"] == 73.5 and rows[3]["paper_top1"] is None
     assert rows[0]["deploy_param_count"] == 5_470_832
     assert rows[2]["delta_prev_deploy_params"] == 3_927_504 - 5_470_832
-    parsed = list(csv.DictReader(io.StringIO(run(*base, "--format", "csv"))))
+    parsed = list(csv.DictReader(io.StringIO(stdout(*base, "--format", "csv"))))
     assert [r["name"] for r in parsed] == [r["name"] for r in rows]
     assert [int(r["deploy_param_count"]) for r in parsed] == [r["deploy_param_count"] for r in rows]
-    md = run(*base, "--format", "markdown").splitlines()
+    md = stdout(*base, "--format", "markdown").splitlines()
     table = [line for line in md if line.startswith("| ")]
     assert len(table) == 1 + 5 and "| widen | 5.44 |" in table[-1]
     assert "\\toprule" in run(*base, "--format", "latex")
 
 
 def test_table_measures_latency_with_its_conditions():
-    out = json.loads(run("table", "--upto", "gelu", "--iters", "2", "--format", "json"))
+    out = run_json("table", "--upto", "separate_mixers", "--iters", "2")
     assert out["environment"]["batch"] == 1 and out["environment"]["img_size"] == 224
     assert all(r["infer_step_time"] > 0 for r in out["rows"])
     assert "delta_prev_latency_ms_noise" in out["rows"][1]
+    # the paper times gelu and separate_mixers: one change to compare, two steps to rank
+    agreement = out["paper_agreement"]
+    assert agreement["steps"] == 2 and agreement["counted"] + agreement["within_noise"] == 1
 
 
 def test_table_shows_accuracy_from_the_store(tmp_path):

@@ -317,3 +317,4 @@ def test_cli_all_prints_every_step_with_median_and_iqr() -> None:
     for step in roadmap.list_steps():
         assert f" {step} " in result.stdout
     assert "IQR" in result.stdout and "2 timed iterations per model" in result.stdout
+    assert "Agreement with" in result.stdout  # the paper times 10 of the 11 steps

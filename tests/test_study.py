@@ -119,3 +119,39 @@ def test_paper_numbers_only_on_roadmap_prefixes():
     by_name = {r.variant.name: r for r in rows}
     assert by_name["expansion_2"].paper_latency_ms == 0.65
     assert by_name["expansion_2-gelu"].paper_latency_ms is None
+
+
+# --- agreement with the paper's latency column --------------------------------------------
+
+
+def _timed(median, iqr=0.02):
+    from roadmap.latency import LatencyRecord
+
+    p25, p75 = median - iqr / 2, median + iqr / 2
+    return LatencyRecord("x", ["x"], True, median, p25, p75, iqr, p25, 5, None, [])
+
+
+def test_agreement_counts_signs_outside_noise_and_ranks_every_timed_step():
+    paper = [None, 1.0, 0.8, 0.9, 0.7]
+    ours = [_timed(3.0), _timed(2.0), _timed(1.5), _timed(1.8), _timed(1.81)]
+    got = study.paper_agreement(ours, paper)
+    # 1.0->0.8 and 0.8->0.9 agree; 0.9->0.7 is matched by +0.01, within the 0.02 IQR: left out;
+    # the first row has no paper number, so its change is not compared at all
+    assert (got.same_sign, got.counted, got.within_noise, got.steps) == (2, 2, 1, 4)
+    assert got.rho == pytest.approx(0.4)  # ranks (4,1,2,3) against (4,2,3,1)
+    assert "Δ sign 2/2 steps (1 more within noise" in got.describe()
+
+
+def test_agreement_reports_a_disagreement_and_needs_two_timed_steps():
+    got = study.paper_agreement([_timed(1.0), _timed(2.0)], [1.0, 0.5])
+    assert (got.same_sign, got.counted, got.rho) == (0, 1, None)  # two points: no ranking
+    assert study.paper_agreement([_timed(1.0), None], [1.0, 0.5]) is None
+    with pytest.raises(ValueError):
+        study.paper_agreement([_timed(1.0)], [])
+
+
+def test_paper_numbers_belong_to_prefixes_and_family_members_only():
+    assert study.paper_numbers(Selection.of("separate_mixers")) == (68.3, 0.81)
+    assert study.paper_numbers(Selection.of("mobilenetv3_large")) == (None, None)
+    assert study.paper_numbers(Selection.of("widen", skip=("gelu",))) == (None, None)
+    assert study.paper_numbers(Selection.of(size="m1_0")) == (78.6, 1.0)

@@ -119,7 +119,7 @@ def latency_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Latency of the fused model: median and IQR in ms, with the conditions they hold under."""
-    from roadmap import latency, report, selection
+    from roadmap import latency, report, selection, study
 
     if all_steps and (network.steps != selection.Selection.of().steps or network.start):
         raise RoadmapError("--all measures every step; drop --upto/--steps/--skip/--spec")
@@ -140,10 +140,14 @@ def latency_cmd(
     records = latency.measure_selections(
         chosen, settings, fused=not unfused, num_classes=num_classes
     )
+    agreement = None
+    if not unfused:  # the paper times deployed (fused) models
+        paper = [study.paper_numbers(s)[1] for s in chosen]
+        agreement = study.paper_agreement(records, paper)
     if fmt is Format.json:
-        print(json.dumps(report.latency_data(records), indent=2))
+        print(json.dumps(report.latency_data(records, agreement), indent=2))
     else:
-        console.print(report.latency_table(records))
+        console.print(report.latency_table(records, agreement))
 
 
 @command("export")
