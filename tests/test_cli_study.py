@@ -48,7 +48,11 @@ def test_table_formats_round_trip():
 
 
 def test_table_measures_latency_with_its_conditions():
-    out = run_json("table", "--upto", "separate_mixers", "--iters", "2")
+    args = ["table", "--upto", "separate_mixers", "--iters", "2", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "counting and timing 3 networks" in result.stderr  # minutes of silence otherwise
+    out = json.loads(result.stdout)
     assert out["environment"]["batch"] == 1 and out["environment"]["img_size"] == 224
     assert all(r["infer_step_time"] > 0 for r in out["rows"])
     assert "delta_prev_latency_ms_noise" in out["rows"][1]

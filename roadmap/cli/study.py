@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, note_line
+from roadmap.cli.app import command, console, err_console, note_line
 from roadmap.cli.options import (
     LeaveOneOutOpt,
     OnlyOneOpt,
@@ -61,6 +61,23 @@ def _render(rows: list, title: str, fmt: TableFormat, paper: bool, out: Path | N
         write_out(out, text if text is not None else report.study_markdown(rows, title, paper))
 
 
+def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
+    """``study.collect``, saying what it is doing: timing many networks takes minutes."""
+    from roadmap import study
+
+    if latency_settings is None:
+        return study.collect(variants, **kwargs)
+    what = (
+        f"counting and timing {len(variants)} networks (fused, {latency_settings.iters} "
+        "iterations each, interleaved); --no-latency skips the timing"
+    )
+    if not err_console.is_terminal:
+        note_line(what)
+        return study.collect(variants, latency_settings=latency_settings, **kwargs)
+    with err_console.status(what):
+        return study.collect(variants, latency_settings=latency_settings, **kwargs)
+
+
 @command("table")
 @uses(network=select, timing=latency_group)
 def table_cmd(
@@ -83,10 +100,10 @@ def table_cmd(
     ] = False,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
-    from roadmap import selection, study
+    from roadmap import selection
 
     data_name = _store_data(data)
-    rows = study.collect(
+    rows = _collect(
         selection.family() if family else selection.prefixes(network),
         latency_settings=timing,
         results=results,
@@ -128,12 +145,12 @@ def ablate_cmd(
     out: OutFileOpt = None,
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
-    from roadmap import selection, study
+    from roadmap import selection
 
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
     variants = selection.leave_one_out(upto) if leave_one_out else selection.only_one(upto)
-    rows = study.collect(
+    rows = _collect(
         variants,
         latency_settings=timing,
         results=results,
@@ -163,14 +180,14 @@ def plot_cmd(
     timing: Any = None,
 ) -> None:
     """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
-    from roadmap import selection, study
+    from roadmap import selection
     from roadmap.plot import check_out, plot_rows
 
     check_out(out)  # a bad suffix fails now, not after minutes of measuring
     if (data is None) != (recipe is None):
         raise RoadmapError("give --data and --recipe together (or neither: no accuracy)")
     data_name = _store_data(data) if data else None
-    rows = study.collect(
+    rows = _collect(
         selection.prefixes(network),
         latency_settings=timing,
         results=results,
@@ -241,9 +258,9 @@ def walkthrough_cmd(
     timing: Any = None,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
-    from roadmap import page, selection, study, teach
+    from roadmap import page, selection, teach
 
-    rows = study.collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
+    rows = _collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
     lessons = [teach.lesson(row.variant.about, rows=rows) for row in rows]
     if out is None:
         _page_lessons([teach.lesson_markdown(les) for les in lessons])
