@@ -20,6 +20,7 @@ import timm
 import torch
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
+from train_throughput import plain_step  # this folder is on sys.path when run as a script
 
 import roadmap
 from roadmap import wiring
@@ -42,12 +43,7 @@ def images_per_s(step: str, args: argparse.Namespace, channels_last: bool, amp: 
     y = torch.randint(0, 1000, (args.batch_size,), device=device)
 
     def one_step() -> None:
-        with wiring.autocast(device, dtype):
-            loss = criterion(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        plain_step(model, x, y, criterion, optimizer, scaler, dtype)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     for _ in range(args.warmup):

@@ -62,6 +62,26 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
     )
 
 
+def plain_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The least a training step does: forward (under autocast when ``dtype``), loss, backward,
+    optimizer step. Shared with ``train_step.py``."""
+    with wiring.autocast(x.device, dtype):
+        loss = criterion(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def plain_images_per_s(args: argparse.Namespace) -> float:
     """images/s of the minimal loop over the epochs after the first."""
     recipe = _recipe(args)
@@ -90,12 +110,8 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
         started = time.perf_counter()
         for x, y in loader:
             x = x.to(device, non_blocking=True, memory_format=memory_format)
-            with wiring.autocast(device, dtype):
-                loss = criterion(model(x), y.to(device, non_blocking=True))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            y = y.to(device, non_blocking=True)
+            loss = plain_step(model, x, y, criterion, optimizer, scaler, dtype)
         loss.item()  # wait for the device
         if epoch > 0:
             images += len(loader) * args.batch_size
