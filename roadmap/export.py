@@ -1,25 +1,38 @@
-"""Export the deploy form (fused) to ONNX, TorchScript or Core ML, and check it against torch.
+"""Export the deploy form (fused) to ONNX, TorchScript, ExecuTorch or Core ML; check it on torch.
 
 - ONNX goes through torch's TorchScript-based exporter (``dynamo=False``): the torch.export
   based one needs the ``onnxscript`` package, which is not a dependency. The batch axis is
   dynamic. The file is run with onnxruntime and compared with torch before we report success.
 - TorchScript is ``torch.jit.trace`` of the fused model; the saved file is loaded back and
   compared with torch.
+- ExecuTorch needs the optional ``executorch`` (``pip install -e ".[mobile]"``): ``torch.export``
+  of the fused model, lowered with the XNNPACK partitioner (the CPU kernels ExecuTorch runs on
+  Android and iOS phones) to a ``.pte`` program. Shapes are static: the program takes exactly
+  the example's batch and resolution, as a phone app would. The file is loaded back with
+  ``executorch.runtime`` and compared with torch.
 - Core ML needs the optional ``coremltools`` (``pip install -e ".[coreml]"``). It converts the
   traced model to an ML program (``.mlpackage``, FP16 compute, iOS 16 as in the paper's iPhone
-  12 protocol). Conversion works on Linux; running a Core ML model needs macOS, so it is not
-  compared here. Open the package in Xcode and use its Core ML performance report to time it
-  on a device.
+  12 protocol). Conversion works on Linux; running a Core ML model needs macOS, so its outputs
+  are not compared here. Its structure is: the package is read back and must take the example's
+  shape and hold one ``conv`` op per convolution of the fused model, one ``linear`` per linear
+  layer and no batch norm. Open the package in Xcode and use its Core ML performance report to
+  time it on a device.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import re
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,8 +41,10 @@ from roadmap import files
 from roadmap.errors import RoadmapError
 from roadmap.reparam import fuse
 
-FORMATS = ("onnx", "torchscript", "coreml")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "coreml": ".mlpackage"}
+FORMATS = ("onnx", "torchscript", "executorch", "coreml")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "executorch": ".pte", "coreml": ".mlpackage"}
+MOBILE_INSTALL = 'pip install -e ".[mobile]"'
+EXECUTORCH_DELEGATE = "XNNPACK"
 # Opset 17 has every op these networks use (HardSwish since 14) and is read by every current
 # runtime, mobile ones included.
 ONNX_OPSET = 17
@@ -48,7 +63,7 @@ class ExportResult:
 
     Attributes:
         path: the file (or ``.mlpackage`` directory) written.
-        format: "onnx", "torchscript" or "coreml".
+        format: "onnx", "torchscript", "executorch" or "coreml".
         input_shape: the example input's shape (the ONNX batch axis is dynamic).
         max_abs_diff: largest |exported - torch| logit difference, None when not checked.
         logit_scale: the spread (max - min) of torch's logits over the example batch, the
@@ -71,14 +86,14 @@ def export_model(
 
     Args:
         model: a roadmap network (training or deploy form; it is not modified).
-        fmt: "onnx", "torchscript" or "coreml".
+        fmt: "onnx", "torchscript", "executorch" or "coreml".
         out: destination path (Core ML needs a ``.mlpackage`` suffix).
         img_size: square input resolution of the example input.
         batch: batch size of the example input.
 
     Raises:
-        RoadmapError: unknown format, unwritable path, missing coremltools, or an export whose
-            outputs disagree with torch.
+        RoadmapError: unknown format, unwritable path, missing executorch or coremltools, or an
+            export whose outputs disagree with torch.
     """
     if fmt not in FORMATS:
         raise RoadmapError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -91,7 +106,12 @@ def export_model(
     with torch.no_grad():
         expected = deploy(check)  # a few images, so that the logits vary
     _prepare(out)
-    exporter = {"onnx": _onnx, "torchscript": _torchscript, "coreml": _coreml}[fmt]
+    exporter = {
+        "onnx": _onnx,
+        "torchscript": _torchscript,
+        "executorch": _executorch,
+        "coreml": _coreml,
+    }[fmt]
     run, checked_with = exporter(deploy, example, out)
     got = None if run is None else run(check)
     result = _result(out, fmt, example, expected, got, checked_with)
@@ -196,6 +216,24 @@ def _torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Ru
     return torch.no_grad()(loaded), f"torch.jit.load (torch {torch.__version__})"
 
 
+def _executorch(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner, str]:
+    _write(out, executorch_bytes(model, example))
+    forward = load_executorch(out, torch.get_num_threads())
+    batch = example.shape[0]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        """The program takes exactly ``batch`` images: run the check batch in pieces."""
+        pieces = []
+        for chunk in x.split(batch):
+            n = chunk.shape[0]
+            if n < batch:  # pad the last piece, keep only its real rows
+                chunk = torch.cat([chunk, chunk.new_zeros(batch - n, *chunk.shape[1:])])
+            pieces.append(forward(chunk)[:n])
+        return torch.cat(pieces)
+
+    return run, f"executorch {executorch_version()} runtime, {EXECUTORCH_DELEGATE} delegate"
+
+
 def _coreml(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner, str]:
     try:
         import coremltools as ct
@@ -211,9 +249,176 @@ def _coreml(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner,
     )
     with files.atomic_path(out) as tmp:
         mlmodel.save(str(tmp))
-    return None, "not run: Core ML prediction needs macOS (time it with Xcode's performance report)"
+    structure = coreml_structure(out)
+    check_coreml_structure(structure, model, tuple(example.shape))
+    return None, (
+        f"structure checked: {structure.describe()}; not run: Core ML prediction needs macOS "
+        "(time it with Xcode's performance report)"
+    )
+
+
+@dataclass(frozen=True)
+class CoreMLStructure:
+    """What a saved Core ML ML program holds, read back from the package.
+
+    Attributes:
+        inputs: input name -> shape.
+        outputs: output name -> shape (empty when the converter leaves it unknown).
+        ops: op type -> how many times the main function uses it (weights are ``const`` ops).
+    """
+
+    inputs: dict[str, tuple[int, ...]]
+    outputs: dict[str, tuple[int, ...]]
+    ops: dict[str, int]
+
+    def describe(self) -> str:
+        compute = {k: v for k, v in self.ops.items() if k != "const"}
+        return (
+            f"{sum(compute.values())} ops ({self.ops.get('conv', 0)} conv, "
+            f"{self.ops.get('linear', 0)} linear, {self.ops.get('batch_norm', 0)} batch_norm)"
+        )
+
+
+def coreml_structure(path: Path) -> CoreMLStructure:
+    """Read an ``.mlpackage``'s inputs, outputs and op counts (works on Linux: nothing runs)."""
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    main = spec.mlProgram.functions["main"]
+    block = main.block_specializations[main.opset]
+    ops: dict[str, int] = {}
+    for op in block.operations:
+        ops[op.type] = ops.get(op.type, 0) + 1
+
+    def shapes(features: Any) -> dict[str, tuple[int, ...]]:
+        return {f.name: tuple(f.type.multiArrayType.shape) for f in features}
+
+    return CoreMLStructure(shapes(spec.description.input), shapes(spec.description.output), ops)
+
+
+def check_coreml_structure(
+    structure: CoreMLStructure, deploy: nn.Module, input_shape: tuple[int, ...]
+) -> None:
+    """The package must take the example's shape and hold the fused model's layers: one
+    ``conv`` per Conv2d, one ``linear`` per Linear, and no batch norm left to fold."""
+    want = {
+        "conv": sum(isinstance(m, nn.Conv2d) for m in deploy.modules()),
+        "linear": sum(isinstance(m, nn.Linear) for m in deploy.modules()),
+        "batch_norm": 0,
+    }
+    problems = [
+        f"{n} {op} ops, the fused model has {want[op]}"
+        for op, n in ((op, structure.ops.get(op, 0)) for op in want)
+        if n != want[op]
+    ]
+    if structure.inputs != {INPUT_NAME: input_shape}:
+        problems.append(f"inputs {structure.inputs}, expected {INPUT_NAME} {list(input_shape)}")
+    if OUTPUT_NAME not in structure.outputs:
+        problems.append(f"outputs {sorted(structure.outputs)}, expected {OUTPUT_NAME}")
+    if problems:
+        raise RoadmapError(
+            "the Core ML package does not hold the fused model: " + "; ".join(problems)
+        )
 
 
 def _write(out: Path, data: bytes) -> None:
     """Write atomically: a reader never sees half a model."""
     files.write_bytes(out, data)
+
+
+# --- ExecuTorch ---------------------------------------------------------------------------
+
+# What the ExecuTorch runtime writes straight to the process's stderr at load time: cpuinfo's
+# probing of ARM-only files, and the thread-pool size we set ourselves (recorded as a condition).
+_RUNTIME_CHATTER = re.compile(r"\[(cpuinfo_utils|threadpool)\.cpp:\d+\]")
+
+
+def executorch_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
+    """The ``.pte`` program of ``model`` for inputs shaped like ``x``, lowered to XNNPACK.
+
+    ``torch.export`` captures the graph, ``to_edge_transform_and_lower`` hands every op the
+    XNNPACK partitioner accepts to that delegate (for these networks: all of them), and
+    ``to_executorch`` serializes the program.
+    """
+    with _quiet_executorch():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        with torch.no_grad():
+            program = torch.export.export(model.eval(), (x,))
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        return lowered.to_executorch().buffer
+
+
+def load_executorch(source: Path | bytes, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Load a ``.pte`` program with the ExecuTorch runtime; return its forward on one tensor.
+
+    The runtime's thread pool is process-wide and is read when a program is loaded, so it is
+    sized here, before loading (resizing it afterwards slows a loaded program down ~2x).
+    """
+    with _quiet_executorch():
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        portable_lib._unsafe_reset_threadpool(threads)
+        program = Runtime.get().load_program(source if isinstance(source, bytes) else str(source))
+        method = program.load_method("forward")
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        _ = program  # the method runs out of its program's memory: keep it alive
+        return method.execute([x.contiguous()])[0]
+
+    return forward
+
+
+def executorch_version() -> str:
+    """The installed ExecuTorch's version (a clear error when it is missing)."""
+    with _quiet_executorch():
+        from executorch.version import __version__
+    return __version__
+
+
+@contextmanager
+def _quiet_executorch() -> Iterator[None]:
+    """Import and load ExecuTorch without its noise, failing in one line when it is missing.
+
+    Importing it makes torch log a deprecation about an enum that torchao registers; the
+    runtime prints cpuinfo probes on stderr from C++. Both are dropped; anything else the native
+    code writes to stderr is passed on.
+    """
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        with _filtered_native_stderr(_RUNTIME_CHATTER):
+            yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "executorch":
+            raise
+        raise RoadmapError(f"ExecuTorch is not installed: {MOBILE_INSTALL}") from None
+    finally:
+        pytree_log.setLevel(level)
+
+
+@contextmanager
+def _filtered_native_stderr(drop: re.Pattern[str]) -> Iterator[None]:
+    """Capture stderr for the block, both file descriptor 2 (what C++ prints) and ``sys.stderr``
+    (where the runtime's Python bindings send its log), then pass on the lines that do not match
+    ``drop``."""
+    sys.stderr.flush()
+    saved_fd, saved_stream = os.dup(2), sys.stderr
+    python_side = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as native_side:
+        os.dup2(native_side.fileno(), 2)
+        sys.stderr = python_side
+        try:
+            yield
+        finally:
+            sys.stderr = saved_stream
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            native_side.seek(0)
+            text = native_side.read().decode(errors="replace") + python_side.getvalue()
+            kept = [line for line in text.splitlines(keepends=True) if not drop.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))

@@ -45,7 +45,9 @@ from torch import nn
 from roadmap import machine
 from roadmap.errors import RoadmapError
 
-BACKENDS = ("eager", "torchscript", "compile", "onnxruntime")
+BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "executorch")
+# Backends that run the model outside torch, with their own layouts and devices.
+NON_TORCH = ("onnxruntime", "executorch")
 DEVICES = ("cpu", "cuda")
 # Defaults sized so that `roadmap latency --all` (eleven models at batch 1, 224 px) finishes
 # well inside two minutes on two CPU cores, with enough samples for a stable median and IQR.
@@ -66,8 +68,9 @@ class LatencySettings:
         threads: CPU threads for torch (and ONNX Runtime); None keeps what torch uses now.
         channels_last: run the torch backends in channels-last memory format.
         backend: "eager", "torchscript" (``torch.jit.trace``), "compile" (``torch.compile``
-            with its default mode; the warm-up iterations compile, so at least one is required)
-            or "onnxruntime".
+            with its default mode; the warm-up iterations compile, so at least one is required),
+            "onnxruntime", or "executorch" (the ``.pte`` program lowered to XNNPACK, run by the
+            ExecuTorch runtime on the CPU; needs the ``[mobile]`` extra).
         warmup: untimed iterations per model before timing.
         iters: timed iterations per model (one per round).
         seed: seeds the input and the per-round order.
@@ -91,10 +94,17 @@ class LatencySettings:
             raise RoadmapError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise RoadmapError("--device cuda: torch sees no CUDA device; use --device cpu")
-        if self.backend == "onnxruntime" and self.channels_last:
+        if self.backend in NON_TORCH and self.channels_last:
             raise RoadmapError(
-                "--channels-last applies to the torch backends; onnxruntime picks its own layout"
+                f"--channels-last applies to the torch backends; {self.backend} picks its own "
+                "layout"
             )
+        if self.backend == "executorch":
+            if self.device != "cpu":
+                raise RoadmapError(
+                    "--backend executorch runs on the CPU (its XNNPACK delegate); use --device cpu"
+                )
+            _et_version()  # installed? (one line saying how to install it, if not)
         if self.backend == "compile" and self.warmup < 1:
             raise RoadmapError(
                 "--backend compile needs --warmup >= 1: the first call compiles, and timing it "
@@ -115,12 +125,15 @@ class Candidate:
         model: the network; it is put in eval mode and moved to the device in place.
         steps: the roadmap steps it was built from, if any.
         fused: whether it is the deploy form.
+        backend: what runs it, when not the settings' backend (one run can then compare
+            backends, interleaved like any other models).
     """
 
     label: str
     model: nn.Module
     steps: tuple[str, ...] = ()
     fused: bool = True
+    backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,8 @@ class Conditions:
         backend: what ran the model.
         torch_version: torch's version.
         onnxruntime_version: ONNX Runtime's version, when it ran the model.
+        executorch_version: ExecuTorch's version, when it ran the model.
+        delegate: the ExecuTorch backend the program was lowered to ("XNNPACK"), else None.
         warmup: untimed iterations per model.
         iters: timed iterations per model.
         interleaved_models: how many models shared the run, round by round.
@@ -166,6 +181,8 @@ class Conditions:
     platform: str
     python_version: str
     measured_at: str
+    executorch_version: str | None = None
+    delegate: str | None = None
 
     @property
     def busy(self) -> bool:
@@ -177,6 +194,8 @@ class Conditions:
         runtime = f"torch {self.torch_version}"
         if self.onnxruntime_version:
             runtime += f", onnxruntime {self.onnxruntime_version}"
+        if self.executorch_version:
+            runtime += f", executorch {self.executorch_version} ({self.delegate} delegate)"
         form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
         return (
             f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch}, "
@@ -287,17 +306,28 @@ def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[
         candidates: the models (labels must be unique).
         settings: how to measure.
     """
-    settings.check()
     labels = [c.label for c in candidates]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be unique, got {labels}")
+    each = [_own_settings(settings, c) for c in candidates]
+    for s in set(each):
+        s.check()
     with _torch_threads(settings.threads) as threads:
-        runners = [_runner(c.model, settings, threads) for c in candidates]
+        runners = [_runner(c.model, s, threads) for c, s in zip(candidates, each, strict=True)]
         watch = machine.CpuWatch()
-        samples = _time_interleaved(runners, settings, _synchronizer(settings))
+        samples = _time_interleaved(runners, settings, _synchronizer(each))
         contention = watch.stop()
-    conditions = _conditions(settings, threads, len(candidates), contention)
-    return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
+    return [
+        _record(c, samples_c, _conditions(s, threads, len(candidates), contention))
+        for c, s, samples_c in zip(candidates, each, samples, strict=True)
+    ]
+
+
+def _own_settings(settings: LatencySettings, candidate: Candidate) -> LatencySettings:
+    """The settings one candidate runs under (its own backend, if it names one)."""
+    if candidate.backend is None or candidate.backend == settings.backend:
+        return settings
+    return dataclasses.replace(settings, backend=candidate.backend)
 
 
 def _record(candidate: Candidate, samples: list[float], conditions: Conditions) -> LatencyRecord:
@@ -346,8 +376,8 @@ def _time_interleaved(
     return samples
 
 
-def _synchronizer(settings: LatencySettings) -> Callable[[], None]:
-    if settings.device == "cuda" and settings.backend != "onnxruntime":
+def _synchronizer(each: Sequence[LatencySettings]) -> Callable[[], None]:
+    if any(s.device == "cuda" and s.backend not in NON_TORCH for s in each):
         return torch.cuda.synchronize  # onnxruntime's run() already returns host arrays
     return lambda: None
 
@@ -358,6 +388,11 @@ def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callab
     x = torch.randn(settings.batch, 3, settings.img_size, settings.img_size, generator=generator)
     if settings.backend == "onnxruntime":
         return _onnxruntime_runner(model.eval(), x, settings, threads)
+    if settings.backend == "executorch":
+        from roadmap.export import executorch_bytes, load_executorch
+
+        forward = load_executorch(executorch_bytes(model.eval().cpu(), x), threads)
+        return lambda: forward(x)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.eval().to(settings.device, memory_format=fmt)
     x = x.to(settings.device).contiguous(memory_format=fmt)
@@ -415,6 +450,8 @@ def _conditions(
         backend=settings.backend,
         torch_version=torch.__version__,
         onnxruntime_version=_ort_version() if settings.backend == "onnxruntime" else None,
+        executorch_version=_et_version() if settings.backend == "executorch" else None,
+        delegate=_et_delegate() if settings.backend == "executorch" else None,
         warmup=settings.warmup,
         iters=settings.iters,
         interleaved_models=n_models,
@@ -435,6 +472,18 @@ def _ort_version() -> str:
     import onnxruntime as ort
 
     return ort.__version__
+
+
+def _et_version() -> str:
+    from roadmap.export import executorch_version
+
+    return executorch_version()
+
+
+def _et_delegate() -> str:
+    from roadmap.export import EXECUTORCH_DELEGATE
+
+    return EXECUTORCH_DELEGATE
 
 
 # --- roadmap networks ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Export of the deploy form: ONNX checked with onnxruntime, TorchScript reloaded, Core ML gated."""
+"""Export of the deploy form: ONNX checked with onnxruntime, TorchScript reloaded, ExecuTorch run
+by its runtime, Core ML converted and its structure read back."""
 
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ IMG = 64  # the exported graph is resolution-independent; small inputs keep this
 # fp32 re-association error is ~1e-6 of the logit scale; a broken export is orders larger.
 RTOL = 1e-4
 runner = CliRunner()
+MOBILE_MISSING = 'ExecuTorch is not installed (pip install -e ".[mobile]")'
+COREML_MISSING = 'coremltools is not installed (pip install -e ".[coreml]")'
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,24 +102,34 @@ def test_cli_coreml_without_coremltools_prints_the_install_command(monkeypatch) 
     assert 'pip install -e ".[coreml]"' in result.output  # brackets survive rich's markup
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize(
-    "breakage",
-    [lambda y: torch.zeros_like(y), lambda y: y * 1.01, lambda y: y.roll(1, dims=-1)],
-    ids=["zeros", "one-percent-scale", "classes-shifted"],
-)
+BREAKAGES = {
+    "zeros": lambda y: torch.zeros_like(y),
+    "one-percent-scale": lambda y: y * 1.01,
+    "classes-shifted": lambda y: y.roll(1, dims=-1),
+}
+# Every breakage for the quick formats; one for ExecuTorch, whose lowering takes seconds (the
+# check is the same function for every format).
+BROKEN = [(fmt, b) for fmt in ("onnx", "torchscript") for b in BREAKAGES] + [
+    pytest.param("executorch", "classes-shifted", marks=pytest.mark.slow)
+]
+
+
+@pytest.mark.parametrize(("fmt", "breakage"), BROKEN)
 @pytest.mark.filterwarnings("ignore:`torch.jit")
-def test_a_broken_export_is_caught(fmt: str, breakage, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_broken_export_is_caught(fmt: str, breakage: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """The check compares with torch relative to how much the logits vary, so an export that
     outputs zeros, scales every logit by 1 %, or shifts the classes cannot pass it, even on a
     freshly built network whose logits are small."""
     from roadmap import export
 
-    real = {"onnx": export._onnx, "torchscript": export._torchscript}[fmt]
+    if fmt == "executorch":
+        pytest.importorskip("executorch", reason=MOBILE_MISSING)
+    real = getattr(export, f"_{fmt}")
+    broken = BREAKAGES[breakage]
 
     def broken_exporter(model, example, out):  # noqa: ANN001, ANN202
         run, checked_with = real(model, example, out)
-        return (lambda x: breakage(run(x))), checked_with
+        return (lambda x: broken(run(x))), checked_with
 
     monkeypatch.setattr(export, f"_{fmt}", broken_exporter)
     with pytest.raises(RoadmapError, match=f"the exported {fmt} model disagrees with torch"):
@@ -128,3 +141,92 @@ def test_a_model_whose_logits_do_not_vary_cannot_be_checked(tmp_path: Path) -> N
     torch.nn.init.zeros_(model.get_classifier().fc.weight)
     with pytest.raises(RoadmapError, match="logits do not vary with the input"):
         export_model(model, "onnx", tmp_path / "m.onnx", img_size=IMG)
+
+
+# --- ExecuTorch ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_executorch_program_runs_in_its_runtime_and_matches_torch(tmp_path: Path) -> None:
+    """The .pte file, loaded by the ExecuTorch runtime on its own, gives torch's logits; the
+    program takes the export's batch exactly (static shapes, as on a phone)."""
+    pytest.importorskip("executorch", reason=MOBILE_MISSING)
+    from roadmap.export import load_executorch
+
+    model = calibrate_bn(roadmap.build_model("kernel_3x3", num_classes=10))
+    result = export_model(model, "executorch", tmp_path / "sub" / "m.pte", img_size=IMG, batch=2)
+    assert result.path.read_bytes()[4:8] == b"ET12"  # the ExecuTorch flatbuffer identifier
+    assert result.max_abs_diff is not None and "XNNPACK" in result.checked_with
+    x = torch.randn(2, 3, IMG, IMG)
+    forward = load_executorch(result.path, threads=1)
+    assert_matches(forward(x), deploy_logits(model, x))
+
+
+@pytest.fixture
+def no_executorch(monkeypatch) -> None:  # noqa: ANN001
+    """Make every ``import executorch...`` fail, as on a machine without the [mobile] extra."""
+    for name in [n for n in sys.modules if n == "executorch" or n.startswith("executorch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "executorch", None)
+
+
+@pytest.mark.usefixtures("no_executorch")
+def test_executorch_missing_says_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(
+        RoadmapError, match=r'ExecuTorch is not installed: pip install -e "\.\[mobile\]"'
+    ):
+        export_model(roadmap.build_model("gelu"), "executorch", tmp_path / "m.pte", img_size=IMG)
+    assert not (tmp_path / "m.pte").exists()
+
+
+@pytest.mark.usefixtures("no_executorch")
+def test_cli_executorch_missing_is_one_line() -> None:
+    for args in (["export", "--format", "executorch"], ["latency", "--backend", "executorch"]):
+        result = runner.invoke(app, [*args, "--upto", "gelu", "--img-size", str(IMG)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("error: ExecuTorch is not installed")
+        assert 'pip install -e ".[mobile]"' in result.stderr
+
+
+# --- Core ML ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # coremltools warns about versions it has not tested
+@pytest.mark.parametrize("step", roadmap.list_steps())
+def test_coreml_package_of_every_step_holds_the_fused_model(step: str, tmp_path: Path) -> None:
+    """Core ML runs only on macOS, so the package is checked by its structure, read back from
+    disk: the input and output, and one conv / linear op per layer of the fused model."""
+    pytest.importorskip("coremltools", reason=COREML_MISSING)
+    from roadmap.export import coreml_structure
+
+    model = roadmap.build_model(step, num_classes=10)
+    result = export_model(model, "coreml", tmp_path / f"{step}.mlpackage", img_size=IMG)
+    assert result.max_abs_diff is None and "structure checked" in result.checked_with
+    structure = coreml_structure(result.path)
+    deploy = roadmap.fuse(model)
+    assert structure.inputs == {"input": (1, 3, IMG, IMG)}
+    assert structure.outputs == {"logits": (1, 10)}
+    assert structure.ops["conv"] == sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())
+    assert structure.ops["linear"] == 1 and "batch_norm" not in structure.ops
+    gelus = sum(type(m).__name__ == "GELU" for m in deploy.modules())  # torch's or timm's
+    assert structure.ops.get("gelu", 0) == gelus  # the activation the roadmap chose survives
+
+
+def test_coreml_structure_check_catches_a_package_that_is_not_the_fused_model() -> None:
+    from roadmap.export import CoreMLStructure, check_coreml_structure
+
+    deploy = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())
+    shape = (1, 3, IMG, IMG)
+    good = CoreMLStructure({"input": shape}, {"logits": (1, 10)}, {"conv": convs, "linear": 1})
+    check_coreml_structure(good, deploy, shape)
+    bad = [
+        CoreMLStructure(good.inputs, good.outputs, {"conv": convs - 1, "linear": 1}),
+        CoreMLStructure(good.inputs, good.outputs, {**good.ops, "batch_norm": 3}),
+        CoreMLStructure({"input": (1, 3, 32, 32)}, good.outputs, good.ops),
+        CoreMLStructure(good.inputs, {"var_1": (1, 10)}, good.ops),
+    ]
+    for structure in bad:
+        with pytest.raises(RoadmapError, match="does not hold the fused model"):
+            check_coreml_structure(structure, deploy, shape)

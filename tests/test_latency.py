@@ -190,8 +190,17 @@ def test_labels_must_be_unique() -> None:
         LatencySettings(backend="tensorrt"),
         LatencySettings(iters=0),
         LatencySettings(backend="compile", warmup=0),
+        LatencySettings(backend="executorch", channels_last=True),
+        LatencySettings(backend="executorch", device="cuda"),
     ],
-    ids=["onnxruntime-channels-last", "unknown-backend", "no-iterations", "compile-unwarmed"],
+    ids=[
+        "onnxruntime-channels-last",
+        "unknown-backend",
+        "no-iterations",
+        "compile-unwarmed",
+        "executorch-channels-last",
+        "executorch-on-cuda",
+    ],
 )
 def test_settings_that_cannot_be_measured_raise(settings: LatencySettings) -> None:
     with pytest.raises(RoadmapError):
@@ -218,6 +227,33 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     assert c.backend == backend
     assert c.memory_format == ("channels_last" if channels_last else "contiguous")
     assert (c.onnxruntime_version is not None) == (backend == "onnxruntime")
+
+
+def test_one_run_can_interleave_backends() -> None:
+    """A candidate may name its own backend: the benchmark compares runtimes round by round,
+    and each record's conditions say which runtime it was."""
+    model = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
+    candidates = [Candidate("eager", model), Candidate("ort", model, backend="onnxruntime")]
+    eager, ort = latency.measure(candidates, TINY)
+    assert (eager.conditions.backend, ort.conditions.backend) == ("eager", "onnxruntime")
+    assert eager.conditions.onnxruntime_version is None and ort.conditions.onnxruntime_version
+    assert eager.conditions.interleaved_models == ort.conditions.interleaved_models == 2
+
+
+@pytest.mark.slow
+def test_cli_executorch_backend_records_its_runtime() -> None:
+    """ExecuTorch (XNNPACK) times the lowered program; the record names the runtime, its
+    version, the delegate and the threads, and the runtime's own load-time chatter on stderr
+    (cpuinfo probes, thread-pool size) does not reach the user."""
+    pytest.importorskip("executorch", reason='ExecuTorch is not installed (".[mobile]")')
+    args = ["latency", "--upto", "gelu", "--backend", "executorch", "--threads", "1"]
+    result = runner.invoke(app, [*args, "--img-size", "32", "--iters", "2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)["records"]
+    c = record["conditions"]
+    assert (c["backend"], c["delegate"], c["threads"]) == ("executorch", "XNNPACK", 1)
+    assert c["executorch_version"] and c["onnxruntime_version"] is None
+    assert "cpp:" not in result.stderr, result.stderr
 
 
 def test_the_compile_backend_times_the_compiled_model(monkeypatch) -> None:  # noqa: ANN001

@@ -11,6 +11,8 @@ Nothing here imports torch: ``roadmap --help`` must start fast.
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -33,6 +35,17 @@ def error_line(message: str) -> None:
 def note_line(message: str) -> None:
     """Print one plain line on stderr (warnings, and where a stopped run stands)."""
     err_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def working(what: str) -> Iterator[None]:
+    """Say what a long step is doing: a spinner on a terminal, one line in a log."""
+    if not err_console.is_terminal:
+        note_line(what)
+        yield
+        return
+    with err_console.status(escape(what)):
+        yield
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, note_line
+from roadmap.cli.app import command, console, note_line, working
 from roadmap.cli.options import (
     Backend,
+    BackendOpt,
     BatchOpt,
     Device,
     DeviceOpt,
@@ -105,9 +106,7 @@ def latency_cmd(
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last memory format (torch only).")
     ] = False,
-    backend: Annotated[Backend, typer.Option("--backend", help="What runs the model.")] = (
-        Backend.eager
-    ),
+    backend: BackendOpt = Backend.eager,
     unfused: Annotated[
         bool, typer.Option("--unfused", help="Time the training form instead of the fused one.")
     ] = False,
@@ -137,9 +136,14 @@ def latency_cmd(
         iters=iters,
     )
     chosen = selection.every_step() if all_steps else [network]
-    records = latency.measure_selections(
-        chosen, settings, fused=not unfused, num_classes=num_classes
-    )
+    settings.check()  # before saying what we are about to do
+    what = f"timing {len(chosen)} network(s) with {backend.value}"
+    if backend is Backend.executorch:
+        what += " (lowering each to an XNNPACK program first: seconds per network)"
+    with working(what):
+        records = latency.measure_selections(
+            chosen, settings, fused=not unfused, num_classes=num_classes
+        )
     agreement = None
     if not unfused:  # the paper times deployed (fused) models
         paper = [study.paper_numbers(s)[1] for s in chosen]
@@ -159,7 +163,10 @@ def export_cmd(
     ),
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Destination (default: NAME.onnx / NAME.pt / NAME.mlpackage)."),
+        typer.Option(
+            "--out",
+            help="Destination (default: NAME.onnx / NAME.pt / NAME.pte / NAME.mlpackage).",
+        ),
     ] = None,
     img_size: ImgSizeOpt = 224,
     batch: BatchOpt = 1,
@@ -167,7 +174,8 @@ def export_cmd(
     pretrained: PretrainedOpt = False,
     pretrained_file: PretrainedFileOpt = None,
 ) -> None:
-    """Export the fused (deploy) model to ONNX, TorchScript or Core ML, checked against torch."""
+    """Export the fused (deploy) model to ONNX, TorchScript, ExecuTorch or Core ML, checked
+    against torch."""
     from roadmap import report
     from roadmap.builder import build
     from roadmap.export import SUFFIX, export_model

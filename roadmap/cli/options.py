@@ -41,11 +41,13 @@ class Backend(str, Enum):
     torchscript = "torchscript"
     compile = "compile"
     onnxruntime = "onnxruntime"
+    executorch = "executorch"
 
 
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    executorch = "executorch"
     coreml = "coreml"
 
 
@@ -108,6 +110,14 @@ BatchOpt = Annotated[
     int, typer.Option("--batch", min=1, max=MAX_BATCH, help="Images per forward pass.")
 ]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
+BackendOpt = Annotated[
+    Backend,
+    typer.Option(
+        "--backend",
+        help="What runs the model: torch eager, TorchScript, torch.compile, ONNX Runtime, or "
+        'ExecuTorch with XNNPACK (the phone runtime; pip install -e ".[mobile]").',
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 TableFormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Root of the results store.")]
@@ -272,11 +282,14 @@ def latency_group(
     ] = True,
     device: DeviceOpt = Device.cpu,
     iters: ItersOpt = 20,
+    backend: BackendOpt = Backend.eager,
 ) -> Any:
     """Latency settings for the study commands (None with --no-latency)."""
     from roadmap.latency import LatencySettings
 
-    return LatencySettings(device=device.value, iters=iters, warmup=3) if latency else None
+    if not latency:
+        return None
+    return LatencySettings(device=device.value, iters=iters, warmup=3, backend=backend.value)
 
 
 class Launcher(str, Enum):
@@ -334,9 +347,11 @@ def cluster_group(
     return (parse_shard(shard) if shard else None), cluster
 
 
-def plot_timing_group(device: DeviceOpt = Device.cpu, iters: ItersOpt = 30) -> Any:
+def plot_timing_group(
+    device: DeviceOpt = Device.cpu, iters: ItersOpt = 30, backend: BackendOpt = Backend.eager
+) -> Any:
     """Latency settings for the plot, which always measures (latency is its x axis)."""
-    return latency_group(latency=True, device=device, iters=iters)
+    return latency_group(latency=True, device=device, iters=iters, backend=backend)
 
 
 def uses(**groups: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, err_console, note_line
+from roadmap.cli.app import command, console, note_line, working
 from roadmap.cli.options import (
     LeaveOneOutOpt,
     OnlyOneOpt,
@@ -68,13 +68,10 @@ def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
     if latency_settings is None:
         return study.collect(variants, **kwargs)
     what = (
-        f"counting and timing {len(variants)} networks (fused, {latency_settings.iters} "
-        "iterations each, interleaved); --no-latency skips the timing"
+        f"counting and timing {len(variants)} networks (fused, {latency_settings.backend}, "
+        f"{latency_settings.iters} iterations each, interleaved); --no-latency skips the timing"
     )
-    if not err_console.is_terminal:
-        note_line(what)
-        return study.collect(variants, latency_settings=latency_settings, **kwargs)
-    with err_console.status(what):
+    with working(what):
         return study.collect(variants, latency_settings=latency_settings, **kwargs)
 
 
