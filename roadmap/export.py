@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +36,7 @@ from torch import nn
 
 from roadmap import files
 from roadmap.errors import RoadmapError
+from roadmap.quiet import filtered_stderr
 from roadmap.reparam import fuse
 
 FORMATS = ("onnx", "torchscript", "executorch", "coreml")
@@ -390,7 +388,7 @@ def _quiet_executorch() -> Iterator[None]:
     level = pytree_log.level
     pytree_log.setLevel(logging.ERROR)
     try:
-        with _filtered_native_stderr(_RUNTIME_CHATTER):
+        with filtered_stderr(_RUNTIME_CHATTER):
             yield
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "executorch":
@@ -398,27 +396,3 @@ def _quiet_executorch() -> Iterator[None]:
         raise RoadmapError(f"ExecuTorch is not installed: {MOBILE_INSTALL}") from None
     finally:
         pytree_log.setLevel(level)
-
-
-@contextmanager
-def _filtered_native_stderr(drop: re.Pattern[str]) -> Iterator[None]:
-    """Capture stderr for the block, both file descriptor 2 (what C++ prints) and ``sys.stderr``
-    (where the runtime's Python bindings send its log), then pass on the lines that do not match
-    ``drop``."""
-    sys.stderr.flush()
-    saved_fd, saved_stream = os.dup(2), sys.stderr
-    python_side = io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as native_side:
-        os.dup2(native_side.fileno(), 2)
-        sys.stderr = python_side
-        try:
-            yield
-        finally:
-            sys.stderr = saved_stream
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
-            native_side.seek(0)
-            text = native_side.read().decode(errors="replace") + python_side.getvalue()
-            kept = [line for line in text.splitlines(keepends=True) if not drop.search(line)]
-            if kept:
-                sys.stderr.write("".join(kept))

@@ -312,13 +312,13 @@ def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[
     each = [_own_settings(settings, c) for c in candidates]
     for s in set(each):
         s.check()
-    with _torch_threads(settings.threads) as threads:
+    with torch_threads(settings.threads) as threads:
         runners = [_runner(c.model, s, threads) for c, s in zip(candidates, each, strict=True)]
         watch = machine.CpuWatch()
         samples = _time_interleaved(runners, settings, _synchronizer(each))
         contention = watch.stop()
     return [
-        _record(c, samples_c, _conditions(s, threads, len(candidates), contention))
+        _record(c, samples_c, conditions_of(s, threads, len(candidates), contention))
         for c, s, samples_c in zip(candidates, each, samples, strict=True)
     ]
 
@@ -331,11 +331,22 @@ def _own_settings(settings: LatencySettings, candidate: Candidate) -> LatencySet
 
 
 def _record(candidate: Candidate, samples: list[float], conditions: Conditions) -> LatencyRecord:
+    return record_of(candidate.label, candidate.steps, candidate.fused, samples, conditions)
+
+
+def record_of(
+    label: str,
+    steps: Sequence[str],
+    fused: bool,
+    samples: list[float],
+    conditions: Conditions,
+) -> LatencyRecord:
+    """A record from per-iteration samples (ms): median, quartiles, IQR, fastest."""
     p25, median, p75 = summarize(samples)
     return LatencyRecord(
-        step=candidate.label,
-        steps=list(candidate.steps),
-        fused=candidate.fused,
+        step=label,
+        steps=list(steps),
+        fused=fused,
         median_ms=median,
         p25_ms=p25,
         p75_ms=p75,
@@ -424,7 +435,7 @@ def _onnxruntime_runner(
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[int]:
+def torch_threads(threads: int | None) -> Iterator[int]:
     """Set torch's intra-op threads for the block (restored afterwards); yields the count used."""
     before = torch.get_num_threads()
     if threads is not None:
@@ -435,7 +446,7 @@ def _torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def _conditions(
+def conditions_of(
     settings: LatencySettings, threads: int, n_models: int, contention: machine.Contention
 ) -> Conditions:
     cuda = settings.device == "cuda"

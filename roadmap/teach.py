@@ -14,10 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from roadmap import diagram, machine, registry, study
+from roadmap import diagram, machine, profile, registry, report, study
 from roadmap.builder import build
 from roadmap.diagram import Diagram
 from roadmap.errors import RoadmapError
+from roadmap.profile import Profile
 from roadmap.registry import Step
 from roadmap.selection import Selection, prefixes
 from roadmap.spec import Change, ChangeGroup, NetSpec, diff, group_changes, split_block_path
@@ -38,6 +39,9 @@ class Lesson:
         rows: study rows of the previous network (if any) and this one, with deltas.
         diagrams: the changed part drawn from the spec: before, after, and after once fused
             when re-parameterization folds branches (the paper's Figures 3 and 4).
+        profiles: where the time goes before and after the step, by layer kind
+            (:mod:`roadmap.profile`); empty when not measured.
+        profile_note: why there are no profiles, when latency was measured but not profiled.
     """
 
     step: Step
@@ -49,6 +53,8 @@ class Lesson:
     after: nn.Module | None
     rows: list[study.Row]
     diagrams: list[Diagram] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)
+    profile_note: str | None = None
 
     @property
     def steps(self) -> list[str]:
@@ -69,6 +75,7 @@ class Lesson:
         return [
             f"roadmap build {select}",
             f"roadmap latency {select}",
+            f"roadmap profile {select}",
             f"roadmap train {select} --data digits --recipe quick",
             f"roadmap explain {self.step.name}{spec}",
         ]
@@ -85,7 +92,8 @@ def lesson(
 
     Args:
         name: the step.
-        latency_settings: measure the fused latency of the network before and after the step.
+        latency_settings: measure the fused latency of the network before and after the step,
+            and (torch eager on the CPU only) profile where its time goes by layer kind.
         rows: already measured study rows of the roadmap's prefixes to take the numbers from
             (the walkthrough measures all steps once); ``latency_settings`` is then unused.
         start: apply the step to this network (e.g. a spec file's) instead of the roadmap
@@ -109,8 +117,20 @@ def lesson(
     if not rows or len(rows) != len(wanted):
         variants = prefixes(network)[-len(wanted) :]
         rows = study.collect(variants, latency_settings=latency_settings)
+        if latency_settings is not None:
+            les.profiles, les.profile_note = _profiles(wanted, latency_settings)
     les.rows = rows
     return les
+
+
+def _profiles(networks: list[Selection], settings: Any) -> tuple[list[Profile], str | None]:
+    """Profiles of the networks before and after the step (none, and why, off torch eager)."""
+    if settings.device != "cpu" or settings.backend != "eager":
+        return [], (
+            f"not profiled: the split by layer kind measures torch eager on the CPU, and this "
+            f"lesson timed {settings.backend} on {settings.device}"
+        )
+    return profile.profile_selections(networks, settings), None
 
 
 BASE_PARTS = ("stem", "stages.2.blocks.0", "head")  # what the starting network is made of
@@ -227,7 +247,11 @@ def lesson_markdown(
             *module_lines(les.after),
             "```",
         ]
-    parts += ["", numbers_markdown(les), "", "**Reproduce:**", "", "```bash", *les.commands, "```"]
+    parts += ["", numbers_markdown(les)]
+    if les.profiles or les.profile_note:
+        parts += ["", "**Where the time goes**, by layer kind (`roadmap profile`):", ""]
+        parts.append(report.profile_markdown(les.profiles) if les.profiles else les.profile_note)
+    parts += ["", "**Reproduce:**", "", "```bash", *les.commands, "```"]
     return "\n".join(parts)
 
 

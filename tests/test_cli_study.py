@@ -100,6 +100,20 @@ def test_explain_shows_lesson_diff_block_numbers_and_command():
     assert "| **change** | -1,543,328 |" in out
 
 
+def test_explain_with_latency_says_where_the_time_goes():
+    out = run("explain", "gelu", "--iters", "2", "--markdown")
+    section = out.split("**Where the time goes**")[1].split("**Reproduce:**")[0]
+    assert "| kind | `mobilenetv3_large` ms | `gelu` ms | Δ ms | share after |" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "kind" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "stem", "token mixer", "SE", "channel mixer", "downsampling", "head", "activation",
+        "other", "unattributed", "total",
+    ]  # fmt: skip
+    assert "roadmap profile --upto gelu" in out
+    without = run("explain", "gelu", "--backend", "onnxruntime", "--iters", "2", "--markdown")
+    assert "not profiled: the split by layer kind measures torch eager on the CPU" in without
+
+
 def test_explain_unknown_step_is_one_line():
     result = runner.invoke(app, ["explain", "nonsense"])
     assert result.exit_code == 2 and "unknown step 'nonsense'" in result.output

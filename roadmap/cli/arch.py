@@ -23,6 +23,8 @@ from roadmap.cli.options import (
     NumClassesOpt,
     PretrainedFileOpt,
     PretrainedOpt,
+    ThreadsOpt,
+    WarmupOpt,
     select,
     uses,
 )
@@ -99,10 +101,7 @@ def latency_cmd(
     device: DeviceOpt = Device.cpu,
     batch: BatchOpt = 1,
     img_size: ImgSizeOpt = 224,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads (default: what torch uses now)."),
-    ] = None,
+    threads: ThreadsOpt = None,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last memory format (torch only).")
     ] = False,
@@ -110,9 +109,7 @@ def latency_cmd(
     unfused: Annotated[
         bool, typer.Option("--unfused", help="Time the training form instead of the fused one.")
     ] = False,
-    warmup: Annotated[
-        int, typer.Option("--warmup", min=0, help="Untimed iterations per model first.")
-    ] = 5,
+    warmup: WarmupOpt = 5,
     iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations per model.")] = 30,
     num_classes: NumClassesOpt = 1000,
     fmt: FormatOpt = Format.table,
@@ -152,6 +149,59 @@ def latency_cmd(
         print(json.dumps(report.latency_data(records, agreement), indent=2))
     else:
         console.print(report.latency_table(records, agreement))
+
+
+@command("profile")
+@uses(network=select)
+def profile_cmd(
+    network: Any,
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="Profile every step (a kind-by-step matrix).")
+    ] = False,
+    alone: Annotated[
+        bool,
+        typer.Option("--alone", help="Only this network, not against the one before its step."),
+    ] = False,
+    batch: BatchOpt = 1,
+    img_size: ImgSizeOpt = 224,
+    threads: ThreadsOpt = None,
+    unfused: Annotated[
+        bool, typer.Option("--unfused", help="Profile the training form instead of the fused one.")
+    ] = False,
+    warmup: WarmupOpt = 3,
+    iters: Annotated[
+        int, typer.Option("--iters", min=1, help="Profiled forward passes per network.")
+    ] = 20,
+    num_classes: NumClassesOpt = 1000,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Why latency changed: a forward pass's CPU time by layer kind (stem, token mixer, SE,
+    channel mixer, downsampling, head, activations), against the network before the step."""
+    from roadmap import latency, profile, report, selection
+
+    if all_steps and (network.steps != selection.Selection.of().steps or network.start):
+        raise RoadmapError("--all profiles every step; drop --upto/--steps/--skip/--spec")
+    warning = latency.thread_warning(threads)
+    if warning:
+        note_line(f"warning: {warning}")
+    settings = latency.LatencySettings(
+        batch=batch, img_size=img_size, threads=threads, warmup=warmup, iters=iters
+    )
+    if all_steps:
+        chosen = selection.every_step()
+    else:
+        n = len(network.steps) - 1
+        has_previous = not alone and (n > 0 or network.start is not None)
+        chosen = [network.prefix(n), network] if has_previous else [network]
+    profile.check(settings)
+    with working(f"profiling {len(chosen)} network(s), {iters} passes each, interleaved"):
+        profiles = profile.profile_selections(
+            chosen, settings, fused=not unfused, num_classes=num_classes
+        )
+    if fmt is Format.json:
+        print(json.dumps(report.profile_data(profiles), indent=2))
+    else:
+        console.print(report.profile_table(profiles))
 
 
 @command("export")

@@ -110,6 +110,13 @@ BatchOpt = Annotated[
     int, typer.Option("--batch", min=1, max=MAX_BATCH, help="Images per forward pass.")
 ]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="CPU threads (default: what torch uses now)."),
+]
+WarmupOpt = Annotated[
+    int, typer.Option("--warmup", min=0, help="Untimed iterations per model first.")
+]
 BackendOpt = Annotated[
     Backend,
     typer.Option(
