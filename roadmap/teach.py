@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from roadmap import diagram, machine, profile, registry, report, study
+from roadmap import diagram, machine, profile, profile_report, registry, study
 from roadmap.builder import build
 from roadmap.diagram import Diagram
 from roadmap.errors import RoadmapError
@@ -250,7 +250,9 @@ def lesson_markdown(
     parts += ["", numbers_markdown(les)]
     if les.profiles or les.profile_note:
         parts += ["", "**Where the time goes**, by layer kind (`roadmap profile`):", ""]
-        parts.append(report.profile_markdown(les.profiles) if les.profiles else les.profile_note)
+        parts.append(
+            profile_report.profile_markdown(les.profiles) if les.profiles else les.profile_note
+        )
     parts += ["", "**Reproduce:**", "", "```bash", *les.commands, "```"]
     return "\n".join(parts)
 

@@ -3,6 +3,7 @@
 Library modules are imported inside the commands, so that ``--help`` stays fast.
 """
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -137,7 +138,9 @@ def latency_cmd(
     what = f"timing {len(chosen)} network(s) with {backend.value}"
     if backend is Backend.executorch:
         what += " (lowering each to an XNNPACK program first: seconds per network)"
-    with working(what):
+    # one network in torch takes a second or two: only the long runs say what they are doing
+    slow = all_steps or backend in (Backend.executorch, Backend.compile)
+    with working(what) if slow else contextlib.nullcontext():
         records = latency.measure_selections(
             chosen, settings, fused=not unfused, num_classes=num_classes
         )
@@ -177,7 +180,7 @@ def profile_cmd(
 ) -> None:
     """Why latency changed: a forward pass's CPU time by layer kind (stem, token mixer, SE,
     channel mixer, downsampling, head, activations), against the network before the step."""
-    from roadmap import latency, profile, report, selection
+    from roadmap import latency, profile, profile_report, selection
 
     if all_steps and (network.steps != selection.Selection.of().steps or network.start):
         raise RoadmapError("--all profiles every step; drop --upto/--steps/--skip/--spec")
@@ -199,9 +202,9 @@ def profile_cmd(
             chosen, settings, fused=not unfused, num_classes=num_classes
         )
     if fmt is Format.json:
-        print(json.dumps(report.profile_data(profiles), indent=2))
+        print(json.dumps(profile_report.profile_data(profiles), indent=2))
     else:
-        console.print(report.profile_table(profiles))
+        console.print(profile_report.profile_table(profiles))
 
 
 @command("export")
