@@ -1,8 +1,14 @@
 """Backends benchmark: every runtime against eager, every step, and the share of the compute limit.
 
-One interleaved run (``roadmap.latency.measure``, one iteration of every model per round, order
-reshuffled each round) holds every roadmap step, fused, under every backend asked for, so the
-backends meet the same machine state. From it:
+Every roadmap step, fused, under every backend asked for, measured in rounds: each round runs
+``roadmap latency --all --backend B`` once per backend, in a fresh process and a reshuffled
+order, and each backend's samples are pooled over the rounds, so drift on the machine hits every
+backend alike. Backends run in separate processes because runtimes with thread pools of their
+own disturb each other inside one process: interleaving eager, ONNX Runtime and ExecuTorch
+iteration by iteration in one process on 2 threads measured eager at 29.9 ms [IQR 19.5] instead
+of ~22 ms alone, and ExecuTorch at 11.9 [5.2] instead of ~7 (their idle worker threads spin,
+waiting for work, on the cores the next runtime needs). Within a process, the 11 steps are
+interleaved round by round as ``roadmap latency --all`` does. From the pooled samples:
 
 (a) each backend's latency for RepViT-M0.9 (the last step) and its ratio against eager;
 (b) the share of this machine's fp32 compute limit each backend reaches on RepViT-M0.9: its
@@ -16,23 +22,27 @@ backends meet the same machine state. From it:
                                                          # executorch
     python benchmarks/backends.py --threads 2 --backends eager,compile
 
-Writes ``results/benchmarks/backends_<threads>t.json`` (every record with its conditions) and
-``results/benchmarks/backends.md``. A run during which other processes kept the machine busy is
-repeated (``--retries``), as in ``benchmarks/latency.py``.
+Writes ``results/benchmarks/backends_<threads>t.json`` (every round's records with their
+conditions, and the pooled ones) and ``results/benchmarks/backends.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
-from latency import least_contended_run  # this folder is on sys.path when run as a script
 
 import roadmap
 from roadmap import files
-from roadmap.latency import Candidate, LatencyRecord, LatencySettings, compare, torch_threads
+from roadmap.latency import Conditions, LatencyRecord, compare, record_of, torch_threads
+from roadmap.machine import Contention
 from roadmap.measure import count_macs
 from roadmap.selection import every_step
 from roadmap.study import paper_agreement, paper_numbers
@@ -61,13 +71,35 @@ def label(step: str, backend: str) -> str:
     return f"{step} @ {backend}"
 
 
-def candidates(backends: list[str]) -> list[Candidate]:
+def measure_round(backend: str, args: argparse.Namespace) -> list[LatencyRecord]:
+    """``roadmap latency --all`` with one backend, in a fresh process."""
+    cmd = [sys.executable, "-m", "roadmap", "latency", "--all", "--backend", backend]
+    cmd += ["--warmup", str(args.warmup), "--iters", str(args.iters), "--format", "json"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return [_record(r) for r in json.loads(done.stdout)["records"]]
+
+
+def _record(data: dict) -> LatencyRecord:
+    conditions = Conditions(
+        **{**data["conditions"], "contention": Contention(**data["conditions"]["contention"])}
+    )
+    return LatencyRecord(**{**data, "conditions": conditions})
+
+
+def pooled(rounds: list[list[LatencyRecord]], backend: str) -> list[LatencyRecord]:
+    """One record per step with the samples of every round; the busiest round's conditions."""
+    busiest = max(rounds, key=lambda rs: rs[0].conditions.contention.other_cpu_cores or 0.0)
     out = []
-    for selection in every_step():
-        model = roadmap.fuse(roadmap.build(selection.spec()))
-        for backend in backends:
-            name = label(selection.name, backend)
-            out.append(Candidate(name, model, selection.steps, True, backend))
+    for i, first in enumerate(rounds[0]):
+        samples = [s for rs in rounds for s in rs[i].samples_ms]
+        conditions = dataclasses.replace(
+            busiest[i].conditions, iters=len(samples), interleaved_models=len(rounds[0])
+        )
+        out.append(record_of(label(first.step, backend), first.steps, True, samples, conditions))
     return out
 
 
@@ -106,7 +138,12 @@ def _versions(records: list[LatencyRecord]) -> str:
 
 
 def markdown(
-    summary: dict, records: list[LatencyRecord], gflop: float, limit: dict, wall_s: float
+    summary: dict,
+    records: list[LatencyRecord],
+    gflop: float,
+    limit: dict,
+    wall_s: float,
+    rounds: int,
 ) -> str:
     c = records[0].conditions
     lines = [
@@ -136,10 +173,12 @@ def markdown(
         "≈ = the difference from eager is within noise (below the pooled IQR). Agreement: "
         "every step's latency Δ against the paper's iPhone 12 column, as in `roadmap table`.",
         "",
-        "Conditions (every backend, one interleaved run):",
+        f"Conditions: {rounds} rounds, each running every backend once in a fresh process "
+        "(reshuffled order), the 11 steps interleaved within it; samples pooled over the "
+        "rounds; the busiest round's contention shown:",
         "",
         *[f"    {line}" for line in c.describe(True).splitlines()],
-        f"    {_versions(records)}; {len(records)} models in one run of {wall_s:.0f} s",
+        f"    {_versions(records)}; {wall_s:.0f} s in all",
         "",
     ]
     return "\n".join(lines)
@@ -150,18 +189,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: torch's")
     parser.add_argument("--backends", default=DEFAULT_BACKENDS, help="comma-separated")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=30, help="timed iterations per model")
-    parser.add_argument("--retries", type=int, default=1, help="re-runs if others competed")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per round")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per backend")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     backends = args.backends.split(",")
-    settings = LatencySettings(threads=args.threads, warmup=args.warmup, iters=args.iters)
     gflop = 2 * count_macs(roadmap.fuse(roadmap.build_model(LAST))) / 1e9
     before = matmul_gflops(args.threads)
-    print(f"compute limit before: {before:.0f} GFLOP/s; preparing {len(backends)} backends")
-    records, wall_s = least_contended_run(candidates(backends), settings, args.retries)
+    print(f"compute limit before: {before:.0f} GFLOP/s")
+    start = time.perf_counter()
+    rounds: dict[str, list[list[LatencyRecord]]] = {b: [] for b in backends}
+    order = list(backends)
+    rng = random.Random(0)
+    for r in range(args.rounds):
+        rng.shuffle(order)
+        for backend in order:
+            rounds[backend].append(measure_round(backend, args))
+            print(
+                f"round {r + 1}/{args.rounds}: {backend} done ({time.perf_counter() - start:.0f} s)"
+            )
+    wall_s = time.perf_counter() - start
     after = matmul_gflops(args.threads)
     limit = {"gflops": max(before, after), "before": before, "after": after}
+    records = [r for b in backends for r in pooled(rounds[b], b)]
     summary = summarize(records, backends, gflop, limit["gflops"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     threads = records[0].conditions.threads
@@ -170,13 +220,15 @@ def main() -> None:
         "gflop_per_image": gflop,
         "compute_limit": limit,
         "target_share": TARGET_SHARE,
+        "rounds": args.rounds,
         "wall_s": wall_s,
         "records": [r.to_dict() for r in records],
+        "per_round": {b: [[r.to_dict() for r in rs] for rs in rounds[b]] for b in backends},
     }
     json_path = args.out_dir / f"backends_{threads}t.json"
     files.write_json(json_path, data)
     md_path = args.out_dir / "backends.md"
-    files.write_text(md_path, markdown(summary, records, gflop, limit, wall_s))
+    files.write_text(md_path, markdown(summary, records, gflop, limit, wall_s, args.rounds))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
 

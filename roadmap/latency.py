@@ -126,7 +126,10 @@ class Candidate:
         steps: the roadmap steps it was built from, if any.
         fused: whether it is the deploy form.
         backend: what runs it, when not the settings' backend (one run can then compare
-            backends, interleaved like any other models).
+            backends, interleaved like any other models). On more than one thread, runtimes
+            with thread pools of their own disturb each other in one process (their idle
+            workers spin on the cores the next runtime needs; ``benchmarks/backends.py``
+            measured eager 36 % slower that way): compare those in separate processes.
     """
 
     label: str
@@ -193,7 +196,7 @@ class Conditions:
         """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
         runtime = f"torch {self.torch_version}"
         if self.onnxruntime_version:
-            runtime += f", onnxruntime {self.onnxruntime_version}"
+            runtime += f", onnxruntime {self.onnxruntime_version} (workers do not spin)"
         if self.executorch_version:
             runtime += f", executorch {self.executorch_version} ({self.delegate} delegate)"
         form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
@@ -429,6 +432,12 @@ def _onnxruntime_runner(
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # the same count torch uses, so backends compare
     options.inter_op_num_threads = 1  # one model, one stream of work
+    # Every session has its own worker threads, which spin for a while after each run waiting
+    # for more work. Interleaving several sessions, each one's spinning workers take the cores
+    # the next one needs: four networks measured that way on 2 threads took 15-29 ms with IQRs
+    # of 6-10 ms; without spinning 5.5-10 ms with IQRs under 0.6 ms (RepViT-M0.9 alone: 7.8 ms
+    # spinning, 9.4 ms not). Spinning is off, so that every row of a table is measured alike.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(onnx_bytes(model.cpu(), x), options, providers=[provider])
     feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
@@ -515,16 +524,23 @@ def measure_selections(
         fused: measure the deploy form (the default) or the training form in eval mode.
         num_classes: classifier width.
     """
+    settings.check()  # fail before the builds, not after
+    return measure(candidates_of(selections, fused=fused, num_classes=num_classes), settings)
+
+
+def candidates_of(
+    selections: Sequence[Any], *, fused: bool = True, num_classes: int = 1000
+) -> list[Candidate]:
+    """Each selection built, fused unless ``fused=False``, labelled with its one name."""
     from roadmap.builder import build
     from roadmap.reparam import fuse
 
-    settings.check()  # fail before the builds, not after
     candidates = []
     for selection in selections:
         model = build(selection.spec(num_classes))
         model = fuse(model) if fused else model.eval()
         candidates.append(Candidate(selection.name, model, selection.steps, fused))
-    return measure(candidates, settings)
+    return candidates
 
 
 def thread_warning(threads: int | None) -> str | None:

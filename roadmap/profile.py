@@ -243,15 +243,8 @@ def profile_selections(
     num_classes: int = 1000,
 ) -> list[Profile]:
     """Build each selection (fused unless ``fused=False``) and profile them interleaved."""
-    from roadmap.builder import build
-    from roadmap.reparam import fuse
-
     check(settings)  # before the builds
-    candidates = []
-    for selection in selections:
-        model = build(selection.spec(num_classes))
-        model = fuse(model) if fused else model.eval()
-        candidates.append(Candidate(selection.name, model, selection.steps, fused))
+    candidates = latency.candidates_of(selections, fused=fused, num_classes=num_classes)
     return profile(candidates, settings)
 
 

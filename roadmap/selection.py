@@ -156,6 +156,11 @@ class Selection:
         """The same start (and size) with only the first ``length`` steps."""
         return Selection(self.steps[:length], self.start, self.start_file, self.size)
 
+    def before_last_step(self) -> Selection | None:
+        """The network the last step was applied to (None when it is the very first step)."""
+        n = len(self.steps) - 1
+        return self.prefix(n) if n > 0 or self.start is not None else None
+
 
 @functools.lru_cache(maxsize=256)
 def _apply(steps: tuple[str, ...], start: NetSpec | None) -> NetSpec:

@@ -64,8 +64,7 @@ class Lesson:
     @property
     def previous(self) -> Selection | None:
         """The network the step was applied to (None for the base step)."""
-        n = len(self.network.steps) - 1
-        return self.network.prefix(n) if n > 0 or self.network.start is not None else None
+        return self.network.before_last_step()
 
     @property
     def commands(self) -> list[str]:

@@ -118,11 +118,8 @@ def latency_cmd(
     """Latency of the fused model: median and IQR in ms, with the conditions they hold under."""
     from roadmap import latency, report, selection, study
 
-    if all_steps and (network.steps != selection.Selection.of().steps or network.start):
-        raise RoadmapError("--all measures every step; drop --upto/--steps/--skip/--spec")
-    warning = latency.thread_warning(threads)
-    if warning:
-        note_line(f"warning: {warning}")
+    _every_step_alone(network, all_steps, "measures")
+    _warn_threads(threads)
     settings = latency.LatencySettings(
         device=device.value,
         batch=batch,
@@ -182,20 +179,13 @@ def profile_cmd(
     channel mixer, downsampling, head, activations), against the network before the step."""
     from roadmap import latency, profile, profile_report, selection
 
-    if all_steps and (network.steps != selection.Selection.of().steps or network.start):
-        raise RoadmapError("--all profiles every step; drop --upto/--steps/--skip/--spec")
-    warning = latency.thread_warning(threads)
-    if warning:
-        note_line(f"warning: {warning}")
+    _every_step_alone(network, all_steps, "profiles")
+    _warn_threads(threads)
     settings = latency.LatencySettings(
         batch=batch, img_size=img_size, threads=threads, warmup=warmup, iters=iters
     )
-    if all_steps:
-        chosen = selection.every_step()
-    else:
-        n = len(network.steps) - 1
-        has_previous = not alone and (n > 0 or network.start is not None)
-        chosen = [network.prefix(n), network] if has_previous else [network]
+    before = None if alone else network.before_last_step()
+    chosen = selection.every_step() if all_steps else [n for n in (before, network) if n]
     profile.check(settings)
     with working(f"profiling {len(chosen)} network(s), {iters} passes each, interleaved"):
         profiles = profile.profile_selections(
@@ -205,6 +195,22 @@ def profile_cmd(
         print(json.dumps(profile_report.profile_data(profiles), indent=2))
     else:
         console.print(profile_report.profile_table(profiles))
+
+
+def _every_step_alone(network: Any, all_steps: bool, verb: str) -> None:
+    """--all takes the whole roadmap: a selection beside it is a mistake, not a filter."""
+    from roadmap.selection import Selection
+
+    if all_steps and (network.steps != Selection.of().steps or network.start):
+        raise RoadmapError(f"--all {verb} every step; drop --upto/--steps/--skip/--spec")
+
+
+def _warn_threads(threads: int | None) -> None:
+    from roadmap.latency import thread_warning
+
+    warning = thread_warning(threads)
+    if warning:
+        note_line(f"warning: {warning}")
 
 
 @command("export")
