@@ -42,6 +42,7 @@ import dataclasses
 import gc
 import random
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -303,16 +304,15 @@ def _profile_interleaved(
                 for _ in range(settings.warmup):
                     model(x)
             activities = [torch.profiler.ProfilerActivity.CPU]
-            with (
-                filtered_stderr(_PROFILER_CHATTER),
-                torch.profiler.profile(activities=activities) as prof,
-            ):
-                for _ in range(settings.iters):
-                    rng.shuffle(order)
-                    for i in order:
-                        with torch.profiler.record_function(f"{_RANGE}pass:{i}"):
-                            models[i](x)
-            with filtered_stderr(_PROFILER_CHATTER):
+            with filtered_stderr(_PROFILER_CHATTER), warnings.catch_warnings():
+                # torch 2.11 warns that events are kept per profiling cycle: we run one cycle
+                warnings.filterwarnings("ignore", message=".*Profiler clears events")
+                with torch.profiler.profile(activities=activities) as prof:
+                    for _ in range(settings.iters):
+                        rng.shuffle(order)
+                        for i in order:
+                            with torch.profiler.record_function(f"{_RANGE}pass:{i}"):
+                                models[i](x)
                 events = prof.events()
     finally:
         if gc_was_enabled:
