@@ -129,7 +129,8 @@ class Candidate:
             backends, interleaved like any other models). On more than one thread, runtimes
             with thread pools of their own disturb each other in one process (their idle
             workers spin on the cores the next runtime needs; ``benchmarks/backends.py``
-            measured eager 36 % slower that way): compare those in separate processes.
+            measured eager at 29.9 ms that way, 20.1 ms in a process of its own): compare
+            those in separate processes.
     """
 
     label: str
@@ -156,6 +157,8 @@ class Conditions:
         onnxruntime_version: ONNX Runtime's version, when it ran the model.
         executorch_version: ExecuTorch's version, when it ran the model.
         delegate: the ExecuTorch backend the program was lowered to ("XNNPACK"), else None.
+        onnxruntime_workers_spin: whether ONNX Runtime's idle workers spun between runs
+            (False since it is turned off; None: not ONNX Runtime, or not recorded).
         warmup: untimed iterations per model.
         iters: timed iterations per model.
         interleaved_models: how many models shared the run, round by round.
@@ -186,6 +189,7 @@ class Conditions:
     measured_at: str
     executorch_version: str | None = None
     delegate: str | None = None
+    onnxruntime_workers_spin: bool | None = None
 
     @property
     def busy(self) -> bool:
@@ -196,7 +200,9 @@ class Conditions:
         """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
         runtime = f"torch {self.torch_version}"
         if self.onnxruntime_version:
-            runtime += f", onnxruntime {self.onnxruntime_version} (workers do not spin)"
+            runtime += f", onnxruntime {self.onnxruntime_version}"
+            if self.onnxruntime_workers_spin is False:
+                runtime += " (workers do not spin)"
         if self.executorch_version:
             runtime += f", executorch {self.executorch_version} ({self.delegate} delegate)"
         form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
@@ -472,6 +478,7 @@ def conditions_of(
         onnxruntime_version=_ort_version() if settings.backend == "onnxruntime" else None,
         executorch_version=_et_version() if settings.backend == "executorch" else None,
         delegate=_et_delegate() if settings.backend == "executorch" else None,
+        onnxruntime_workers_spin=False if settings.backend == "onnxruntime" else None,
         warmup=settings.warmup,
         iters=settings.iters,
         interleaved_models=n_models,

@@ -227,6 +227,7 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     assert c.backend == backend
     assert c.memory_format == ("channels_last" if channels_last else "contiguous")
     assert (c.onnxruntime_version is not None) == (backend == "onnxruntime")
+    assert c.onnxruntime_workers_spin is (False if backend == "onnxruntime" else None)
 
 
 def test_one_run_can_interleave_backends() -> None:
