@@ -71,6 +71,37 @@ def test_out_of_memory_names_what_was_asked(monkeypatch: pytest.MonkeyPatch) -> 
     assert _is_out_of_memory(MemoryError()) and not _is_out_of_memory(RuntimeError("shape"))
 
 
+WHOLE = "nothing is half-written"
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "says", "never"),
+    [
+        (
+            ["latency", "--upto", "gelu"],
+            "roadmap.builder.build",
+            "nothing is half-written",
+            "last.pt",
+        ),
+        (["train", *TINY], "roadmap.train.train", "last.pt is kept", "nothing is half-written"),
+    ],
+    ids=["latency", "train"],
+)
+def test_ctrl_c_says_what_it_leaves_for_the_command_it_stopped(
+    args: list[str], target: str, says: str, never: str, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    """Ctrl-C ends every command with exit 130 and one line; only training has a last.pt."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    monkeypatch.chdir(tmp_path)  # whatever happens, nothing lands in the repository's results/
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert says in result.stderr and never not in result.stderr
+
+
 def test_train_out_is_a_regular_file(tmp_path: Path) -> None:
     out = tmp_path / "results"
     out.write_text("not a folder")

@@ -48,6 +48,16 @@ def working(what: str) -> Iterator[None]:
         yield
 
 
+TRAINING_COMMANDS = ("train", "run")
+
+
+def _stopped_message(command: str | None) -> str:
+    """What a Ctrl-C leaves behind, for the command it stopped."""
+    if command in TRAINING_COMMANDS:
+        return "stopped at once (a finished epoch's last.pt is kept; --resume continues)"
+    return "stopped at once (nothing is half-written: files are written whole or not at all)"
+
+
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
@@ -100,7 +110,7 @@ class Group(TyperGroup):
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except KeyboardInterrupt:
-            note_line("stopped at once (a finished epoch's last.pt is kept; --resume continues)")
+            note_line(_stopped_message(state.get("command")))
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:
             message = self._user_message(e)
