@@ -20,7 +20,11 @@ interleaved round by round as ``roadmap latency --all`` does. From the pooled sa
 
     python benchmarks/backends.py --threads 2            # eager, torchscript, onnxruntime,
                                                          # executorch
-    python benchmarks/backends.py --threads 2 --backends eager,compile
+    python benchmarks/backends.py --threads 2 --last-only --backends eager,compile,executorch
+
+``--last-only`` times RepViT-M0.9 alone (``roadmap latency --upto alternating_se``): for
+``compile``, which compiles for about 25 s per network on 2 cores, so every step would take
+minutes per round; there is then no agreement column.
 
 Writes ``results/benchmarks/backends_<threads>t.json`` (every round's records with their
 conditions, and the pooled ones) and ``results/benchmarks/backends.md``.
@@ -73,8 +77,10 @@ def label(step: str, backend: str) -> str:
 
 
 def measure_round(backend: str, args: argparse.Namespace) -> list[LatencyRecord]:
-    """``roadmap latency --all`` with one backend, in a fresh process."""
-    cmd = [sys.executable, "-m", "roadmap", "latency", "--all", "--backend", backend]
+    """``roadmap latency --all`` (or ``--upto`` the last step) with one backend, in a fresh
+    process."""
+    which = ["--upto", LAST] if args.last_only else ["--all"]
+    cmd = [sys.executable, "-m", "roadmap", "latency", *which, "--backend", backend]
     cmd += ["--warmup", str(args.warmup), "--iters", str(args.iters), "--format", "json"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -108,13 +114,14 @@ def summarize(
     records: list[LatencyRecord], backends: list[str], gflop: float, limit: float
 ) -> dict:
     by = {r.step: r for r in records}
+    every = len(records) == len(backends) * len(every_step())
     paper = [paper_numbers(s)[1] for s in every_step()]
     eager = by[label(LAST, "eager")] if "eager" in backends else None
     rows = {}
     for backend in backends:
         last = by[label(LAST, backend)]
-        steps = [by[label(s.name, backend)] for s in every_step()]
-        agreement = paper_agreement(steps, paper)
+        steps = [by[label(s.name, backend)] for s in every_step()] if every else []
+        agreement = paper_agreement(steps, paper) if every else None
         achieved = gflop / (last.median_ms / 1e3)
         rows[backend] = {
             "median_ms": last.median_ms,
@@ -175,7 +182,8 @@ def markdown(
         "every step's latency Δ against the paper's iPhone 12 column, as in `roadmap table`.",
         "",
         f"Conditions: {rounds} rounds, each running every backend once in a fresh process "
-        "(reshuffled order), the 11 steps interleaved within it; samples pooled over the "
+        f"(reshuffled order), {len(records) // len(summary)} network(s) interleaved within it; "
+        "samples pooled over the "
         "rounds; the busiest round's contention shown:",
         "",
         *[f"    {line}" for line in dataclasses.replace(c, backend=EACH).describe().splitlines()],
@@ -192,6 +200,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per round")
     parser.add_argument("--rounds", type=int, default=3, help="processes per backend")
+    parser.add_argument("--last-only", action="store_true", help="RepViT-M0.9 alone")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     backends = args.backends.split(",")
@@ -226,9 +235,10 @@ def main() -> None:
         "records": [r.to_dict() for r in records],
         "per_round": {b: [[r.to_dict() for r in rs] for rs in rounds[b]] for b in backends},
     }
-    json_path = args.out_dir / f"backends_{threads}t.json"
+    suffix = "_last" if args.last_only else ""
+    json_path = args.out_dir / f"backends_{threads}t{suffix}.json"
     files.write_json(json_path, data)
-    md_path = args.out_dir / "backends.md"
+    md_path = args.out_dir / f"backends{suffix}.md"
     files.write_text(md_path, markdown(summary, records, gflop, limit, wall_s, args.rounds))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
