@@ -150,3 +150,23 @@ def test_a_busy_machine_is_called_out():
     busy = " ".join(t.get_text() for t in figure(rows).texts)
     assert "machine was busy" not in quiet and "kept 0.01 of 2 cores busy" in quiet
     assert "The machine was busy" in busy and "kept 1.20 of 2 cores busy" in busy
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({}, "eager PyTorch"),
+        ({"backend": "executorch", "executorch_version": "1.5.1", "delegate": "XNNPACK"},
+         "ExecuTorch 1.5.1 (XNNPACK)"),
+        ({"backend": "onnxruntime", "onnxruntime_version": "1.32.0"}, "ONNX Runtime 1.32.0"),
+    ],
+    ids=["eager", "executorch", "onnxruntime"],
+)  # fmt: skip
+def test_the_conditions_line_names_the_runtime_that_ran(fields: dict, says: str):
+    rows = make_rows()
+    conditions = make_conditions(**fields)
+    for row in rows:
+        row.latency = dataclasses.replace(row.latency, conditions=conditions)
+    text = " ".join(t.get_text() for t in figure(rows).texts)
+    assert says in text
+    assert ("PyTorch" in text) == (not fields)  # not "executorch PyTorch 2.14"
