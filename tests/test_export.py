@@ -190,7 +190,8 @@ def test_executorch_missing_says_how_to_install(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_executorch")
-def test_cli_executorch_missing_is_one_line() -> None:
+def test_cli_executorch_missing_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)  # the default output is NAME.pte in the current folder
     for args in (["export", "--format", "executorch"], ["latency", "--backend", "executorch"]):
         result = runner.invoke(app, [*args, "--upto", "gelu", "--img-size", str(IMG)])
         assert result.exit_code == 2, result.output
