@@ -135,14 +135,7 @@ def summarize(
 
 
 def _versions(records: list[LatencyRecord]) -> str:
-    found = set()
-    for r in records:
-        c = r.conditions
-        if c.executorch_version:
-            found.add(f"executorch {c.executorch_version} ({c.delegate} delegate)")
-        if c.onnxruntime_version:
-            found.add(f"onnxruntime {c.onnxruntime_version}")
-    return ", ".join(sorted(found))
+    return ", ".join(sorted({r.conditions.runtime() for r in records}))
 
 
 def markdown(

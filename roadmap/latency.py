@@ -199,12 +199,8 @@ class Conditions:
     def describe(self, fused: bool | None = True) -> str:
         """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
         runtime = f"torch {self.torch_version}"
-        if self.onnxruntime_version:
-            runtime += f", onnxruntime {self.onnxruntime_version}"
-            if self.onnxruntime_workers_spin is False:
-                runtime += " (workers do not spin)"
-        if self.executorch_version:
-            runtime += f", executorch {self.executorch_version} ({self.delegate} delegate)"
+        if self.backend in NON_TORCH:  # torch built and fused the model, another runtime ran it
+            runtime += f", {self.runtime()}"
         form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
         return (
             f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch}, "
@@ -213,6 +209,15 @@ class Conditions:
             f"{self.warmup} warm-up + {self.iters} timed iterations per model, interleaved "
             f"across {self.interleaved_models} model(s); {machine.busy_note(self.contention)}"
         )
+
+    def runtime(self) -> str:
+        """What ran the model, with its version (one label for captions, tables and plots)."""
+        if self.executorch_version:
+            return f"ExecuTorch {self.executorch_version} ({self.delegate} delegate)"
+        if self.onnxruntime_version:
+            spin = " (workers do not spin)" if self.onnxruntime_workers_spin is False else ""
+            return f"ONNX Runtime {self.onnxruntime_version}{spin}"
+        return f"PyTorch {self.torch_version} ({self.backend})"
 
     def short(self) -> str:
         """One line for a table header: device, threads, batch, resolution."""

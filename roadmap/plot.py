@@ -588,7 +588,7 @@ def _conditions_line(rows: list[Row]) -> str:
         return f"{paper}  Ours: latency not measured."
     c = lat.conditions
     parts = [
-        f"fused models, {_runtime(c)}",
+        f"fused models, {c.runtime()}",
         _short_device(c),
         f"{c.threads} threads",
         f"batch {c.batch}, {c.img_size}×{c.img_size}",
@@ -597,15 +597,6 @@ def _conditions_line(rows: list[Row]) -> str:
         machine.busy_note(c.contention),
     ]
     return f"{paper}\nOurs: {'; '.join(parts)}."
-
-
-def _runtime(c: Conditions) -> str:
-    """What ran the models, with its version: torch's for the torch backends."""
-    if c.executorch_version:
-        return f"ExecuTorch {c.executorch_version} ({c.delegate})"
-    if c.onnxruntime_version:
-        return f"ONNX Runtime {c.onnxruntime_version}"
-    return f"{c.backend} PyTorch {c.torch_version}"
 
 
 def _short_device(c: Conditions) -> str:

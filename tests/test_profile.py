@@ -72,16 +72,17 @@ def test_kinds_follow_the_parts_of_a_repvit_and_a_mobilenet_block() -> None:
     assert train["stages.2.blocks.0.token_mixer"] == "token mixer"
 
 
-def test_kinds_other_and_unattributed_add_up_to_the_pass() -> None:
+def test_the_kinds_account_for_most_of_the_pass_and_never_for_more() -> None:
+    """The kinds (``other`` included) are measured ranges and operators, each inside the pass:
+    their sum cannot exceed it unless something is counted twice, and it must cover most of it
+    (85 % measured at 32 px; the rest is Python and the hooks between operators)."""
     (p,) = profile.profile_selections([Selection.of("alternating_se")], TINY)
     assert p.total.n == TINY.iters
     for i in range(TINY.iters):
-        parts = sum(p.kinds[k].samples_ms[i] for k in (*KINDS, UNATTRIBUTED))
-        assert parts == pytest.approx(p.total.samples_ms[i], rel=1e-9)
-        assert p.kinds[UNATTRIBUTED].samples_ms[i] >= 0  # negative would mean double counting
+        measured = sum(p.kinds[k].samples_ms[i] for k in KINDS)
+        assert 0.6 * p.total.samples_ms[i] <= measured <= p.total.samples_ms[i]
     for kind in ("stem", "token mixer", "SE", "channel mixer", "downsampling", "activation"):
         assert p.kinds[kind].median_ms > 0, kind
-    assert sum(p.share(k) for k in (*KINDS, UNATTRIBUTED)) == pytest.approx(1.0, abs=0.05)
 
 
 class Sleepy(nn.Module):
