@@ -335,8 +335,8 @@ def executorch_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
     """The ``.pte`` program of ``model`` for inputs shaped like ``x``, lowered to XNNPACK.
 
     ``torch.export`` captures the graph, ``to_edge_transform_and_lower`` hands every op the
-    XNNPACK partitioner accepts to that delegate (for these networks: all of them), and
-    ``to_executorch`` serializes the program.
+    XNNPACK partitioner accepts to that delegate (ops it does not take run on ExecuTorch's
+    portable kernels), and ``to_executorch`` serializes the program.
     """
     with _quiet_executorch():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

@@ -125,19 +125,17 @@ class Candidate:
         model: the network; it is put in eval mode and moved to the device in place.
         steps: the roadmap steps it was built from, if any.
         fused: whether it is the deploy form.
-        backend: what runs it, when not the settings' backend (one run can then compare
-            backends, interleaved like any other models). On more than one thread, runtimes
-            with thread pools of their own disturb each other in one process (their idle
-            workers spin on the cores the next runtime needs; ``benchmarks/backends.py``
-            measured eager at 29.9 ms that way, 20.1 ms in a process of its own): compare
-            those in separate processes.
+
+    All candidates of one run use the settings' backend. Backends are compared in separate
+    processes: runtimes with thread pools of their own disturb each other in one process (their
+    idle workers spin on the cores the next runtime needs; ``benchmarks/backends.py`` measured
+    eager at 29.9 ms interleaved with ONNX Runtime and ExecuTorch, 20.1 ms in a process alone).
     """
 
     label: str
     model: nn.Module
     steps: tuple[str, ...] = ()
     fused: bool = True
-    backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,25 +321,14 @@ def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[
     labels = [c.label for c in candidates]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be unique, got {labels}")
-    each = [_own_settings(settings, c) for c in candidates]
-    for s in set(each):
-        s.check()
+    settings.check()
     with torch_threads(settings.threads) as threads:
-        runners = [_runner(c.model, s, threads) for c, s in zip(candidates, each, strict=True)]
+        runners = [_runner(c.model, settings, threads) for c in candidates]
         watch = machine.CpuWatch()
-        samples = _time_interleaved(runners, settings, _synchronizer(each))
+        samples = _time_interleaved(runners, settings, _synchronizer(settings))
         contention = watch.stop()
-    return [
-        _record(c, samples_c, conditions_of(s, threads, len(candidates), contention))
-        for c, s, samples_c in zip(candidates, each, samples, strict=True)
-    ]
-
-
-def _own_settings(settings: LatencySettings, candidate: Candidate) -> LatencySettings:
-    """The settings one candidate runs under (its own backend, if it names one)."""
-    if candidate.backend is None or candidate.backend == settings.backend:
-        return settings
-    return dataclasses.replace(settings, backend=candidate.backend)
+    conditions = conditions_of(settings, threads, len(candidates), contention)
+    return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
 
 
 def _record(candidate: Candidate, samples: list[float], conditions: Conditions) -> LatencyRecord:
@@ -401,8 +388,8 @@ def _time_interleaved(
     return samples
 
 
-def _synchronizer(each: Sequence[LatencySettings]) -> Callable[[], None]:
-    if any(s.device == "cuda" and s.backend not in NON_TORCH for s in each):
+def _synchronizer(settings: LatencySettings) -> Callable[[], None]:
+    if settings.device == "cuda" and settings.backend not in NON_TORCH:
         return torch.cuda.synchronize  # onnxruntime's run() already returns host arrays
     return lambda: None
 

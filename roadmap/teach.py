@@ -124,11 +124,10 @@ def lesson(
 
 def _profiles(networks: list[Selection], settings: Any) -> tuple[list[Profile], str | None]:
     """Profiles of the networks before and after the step (none, and why, off torch eager)."""
-    if settings.device != "cpu" or settings.backend != "eager":
-        return [], (
-            f"not profiled: the split by layer kind measures torch eager on the CPU, and this "
-            f"lesson timed {settings.backend} on {settings.device}"
-        )
+    try:
+        profile.check(settings)
+    except RoadmapError as e:
+        return [], f"not profiled ({settings.backend} on {settings.device}): {e}"
     return profile.profile_selections(networks, settings), None
 
 

@@ -111,7 +111,7 @@ def test_explain_with_latency_says_where_the_time_goes():
     ]  # fmt: skip
     assert "roadmap profile --upto gelu" in out
     without = run("explain", "gelu", "--backend", "onnxruntime", "--iters", "2", "--markdown")
-    assert "not profiled: the split by layer kind measures torch eager on the CPU" in without
+    assert "not profiled (onnxruntime on cpu): roadmap profile splits torch eager's time" in without
 
 
 def test_explain_unknown_step_is_one_line():

@@ -230,17 +230,6 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     assert c.onnxruntime_workers_spin is (False if backend == "onnxruntime" else None)
 
 
-def test_one_run_can_interleave_backends() -> None:
-    """A candidate may name its own backend: the benchmark compares runtimes round by round,
-    and each record's conditions say which runtime it was."""
-    model = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
-    candidates = [Candidate("eager", model), Candidate("ort", model, backend="onnxruntime")]
-    eager, ort = latency.measure(candidates, TINY)
-    assert (eager.conditions.backend, ort.conditions.backend) == ("eager", "onnxruntime")
-    assert eager.conditions.onnxruntime_version is None and ort.conditions.onnxruntime_version
-    assert eager.conditions.interleaved_models == ort.conditions.interleaved_models == 2
-
-
 def test_onnxruntime_sessions_do_not_spin(monkeypatch) -> None:  # noqa: ANN001
     """Interleaved sessions whose idle workers spin steal each other's cores (measured: 2-3x
     slower, IQRs of 6-10 ms): every session is made with spinning off."""
