@@ -16,7 +16,7 @@ interleaved round by round as ``roadmap latency --all`` does. From the pooled sa
     latency, over the limit, which is the best of several large square matmuls (``torch.mm``,
     float32, the same threads) timed in the same process before and after the run;
 (c) each backend's agreement with the paper's iPhone 12 latency column (sign of every step's
-    Δ outside noise, Spearman ρ): ``roadmap.study.paper_agreement``.
+    Δ outside noise, Spearman ρ): ``roadmap.study.comparison.paper_agreement``.
 
     python benchmarks/backends.py --threads 2            # eager, torchscript, onnxruntime,
                                                          # executorch
@@ -44,12 +44,12 @@ from pathlib import Path
 import torch
 
 import roadmap
-from roadmap import files
-from roadmap.latency import Conditions, LatencyRecord, compare, record_of, torch_threads
-from roadmap.machine import Contention
-from roadmap.measure import count_macs
-from roadmap.selection import every_step
-from roadmap.study import paper_agreement, paper_numbers
+from roadmap.arch.selection import every_step
+from roadmap.measure.counts import count_macs
+from roadmap.measure.host import Contention
+from roadmap.measure.latency import Conditions, LatencyRecord, compare, record_of, torch_threads
+from roadmap.study.comparison import paper_agreement, paper_numbers
+from roadmap.util import files
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 LAST = "alternating_se"

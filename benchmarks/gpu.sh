@@ -5,7 +5,7 @@
 #     python benchmarks/gpu_report.py OUTDIR      # the markdown tables for the README
 #
 # 1. the GPU tests (pytest -m gpu);
-# 2. CUDA latency of every roadmap step, synchronized after each iteration (roadmap.latency):
+# 2. CUDA latency of every roadmap step, synchronized after each iteration (roadmap.measure.latency):
 #    fused against unfused, contiguous against channels_last, at batch 1 and batch 256;
 # 3. torch.compile latency of the two endpoints (fused), beside their eager numbers above;
 # 4. AMP training throughput of `roadmap train` against a plain timm loop

@@ -1,6 +1,6 @@
 """Latency benchmark: our builder against timm's, and fused against unfused, in one run.
 
-Every model below is measured in a single interleaved run (``roadmap.latency.measure``: one
+Every model below is measured in a single interleaved run (``roadmap.measure.latency.measure``: one
 iteration of each model per round, order reshuffled every round), so drift on a noisy machine
 hits all of them alike:
 
@@ -33,8 +33,8 @@ import timm
 from timm.utils import reparameterize_model
 
 import roadmap
-from roadmap import files
-from roadmap.latency import Candidate, LatencyRecord, LatencySettings, compare, measure
+from roadmap.measure.latency import Candidate, LatencyRecord, LatencySettings, compare, measure
+from roadmap.util import files
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 TARGET_RATIO = 1.05  # the issue's bar for "no overhead from our builder"

@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from roadmap import files, machine
-from roadmap.latency import summarize
+from roadmap.measure import host
+from roadmap.measure.latency import summarize
+from roadmap.util import files
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "startup.md"
 TARGET_S = 0.5
@@ -66,7 +67,7 @@ def main() -> None:
     for command in COMMANDS:  # warm the OS file cache, as for any second start
         time_once(command)
     samples: dict[str, list[float]] = {" ".join(c) or "(none)": [] for c in COMMANDS}
-    watch = machine.CpuWatch()
+    watch = host.CpuWatch()
     for _ in range(args.runs):  # interleaved: drift hits every command alike
         for command in COMMANDS:
             samples[" ".join(command) or "(none)"].append(time_once(command))
@@ -75,8 +76,8 @@ def main() -> None:
         "# Start-up time (`benchmarks/startup.py`)",
         "",
         f"`roadmap [COMMAND] --help`, wall time of a fresh process, {args.runs} runs each "
-        f"(interleaved), on {machine.cpu_name()} ({contention.cpu_count} CPUs), Python "
-        f"{platform.python_version()}; {machine.busy_note(contention)}.",
+        f"(interleaved), on {host.cpu_name()} ({contention.cpu_count} CPUs), Python "
+        f"{platform.python_version()}; {host.busy_note(contention)}.",
         "",
         "| command | median s | IQR s | max s |",
         "|---|---:|---:|---:|",

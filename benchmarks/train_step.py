@@ -23,9 +23,9 @@ from timm.optim import create_optimizer_v2
 from train_throughput import plain_step  # this folder is on sys.path when run as a script
 
 import roadmap
-from roadmap import wiring
-from roadmap.latency import device_name
-from roadmap.options import RunOptions
+from roadmap.measure.latency import device_name
+from roadmap.train import setup
+from roadmap.train.run_options import RunOptions
 
 
 def images_per_s(step: str, args: argparse.Namespace, channels_last: bool, amp: bool) -> float:
@@ -36,7 +36,7 @@ def images_per_s(step: str, args: argparse.Namespace, channels_last: bool, amp: 
     model = roadmap.build_model(step).to(device, memory_format=fmt).train()
     optimizer = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05)
     criterion = LabelSmoothingCrossEntropy(0.1)
-    dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=amp))
+    dtype = setup.amp_dtype(RunOptions(device=args.device, amp=amp))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     x = x.contiguous(memory_format=fmt)
@@ -81,7 +81,7 @@ def main() -> None:
         for amp in (False, True):
             for channels_last in (False, True):
                 rate = images_per_s(step, args, channels_last, amp)
-                dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=amp))
+                dtype = setup.amp_dtype(RunOptions(device=args.device, amp=amp))
                 precision = "float32" if dtype is None else f"AMP ({str(dtype)[6:]})"
                 layout = "channels_last" if channels_last else "contiguous"
                 print(f"| {step} | {precision} | {layout} | {rate:,.0f} |", flush=True)

@@ -33,12 +33,14 @@ from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 
 import roadmap
-from roadmap import files, results, wiring
-from roadmap import train as training
-from roadmap.data import SYNTHETIC_CLASSES, SyntheticImages
-from roadmap.options import RunOptions
-from roadmap.recipe import load_recipe
-from roadmap.selection import Selection
+from roadmap.arch.selection import Selection
+from roadmap.results import store
+from roadmap.train import loop as training
+from roadmap.train import setup
+from roadmap.train.data import SYNTHETIC_CLASSES, SyntheticImages
+from roadmap.train.recipe import load_recipe
+from roadmap.train.run_options import RunOptions
+from roadmap.util import files
 
 TARGET = 0.95
 
@@ -55,8 +57,8 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
         workers=args.workers,
     )
     record = training.train(Selection.of(args.upto), f"synthetic:{args.images}", recipe, options)
-    folder = results.RunKey(record.data, record.recipe, record.name, 0).folder(out)
-    epochs = results.read_jsonl(folder / results.LOG)[1:]
+    folder = store.RunKey(record.data, record.recipe, record.name, 0).folder(out)
+    epochs = store.read_jsonl(folder / store.LOG)[1:]
     return sum(e["images_per_s"] * e["epoch_time_s"] for e in epochs) / sum(
         e["epoch_time_s"] for e in epochs
     )
@@ -73,7 +75,7 @@ def plain_step(
 ) -> torch.Tensor:
     """The least a training step does: forward (under autocast when ``dtype``), loss, backward,
     optimizer step. Shared with ``train_step.py``."""
-    with wiring.autocast(x.device, dtype):
+    with setup.autocast(x.device, dtype):
         loss = criterion(model(x), y)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -102,7 +104,7 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
         num_workers=args.workers,
         pin_memory=args.device == "cuda",
     )
-    dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=args.amp))
+    dtype = setup.amp_dtype(RunOptions(device=args.device, amp=args.amp))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     model.train()
     images, seconds = 0, 0.0
@@ -156,7 +158,7 @@ def conditions(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _precision(args: argparse.Namespace) -> str:
-    dtype = wiring.amp_dtype(RunOptions(device=args.device, amp=args.amp))
+    dtype = setup.amp_dtype(RunOptions(device=args.device, amp=args.amp))
     return "float32" if dtype is None else f"AMP, autocast to {str(dtype).removeprefix('torch.')}"
 
 

@@ -11,8 +11,8 @@ how much of RepViT's latency and accuracy is the activation function?
 """
 
 from roadmap import register_step
-from roadmap.edit import map_blocks
-from roadmap.spec import NetSpec, replace
+from roadmap.arch.edit import map_blocks
+from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step("relu", title="ReLU instead of GELU (extension)", section="§ext")

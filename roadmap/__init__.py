@@ -16,28 +16,46 @@ only when a network is built), and the timm models are registered when you ask f
 import importlib
 from typing import Any
 
+from roadmap import _aliases
+
 __version__ = "0.2.0"
 
 # name -> module that defines it; loaded on first access (PEP 562)
 _EXPORTS = {
     "RoadmapError": "roadmap.errors",
     "PreconditionError": "roadmap.errors",
-    "NetSpec": "roadmap.spec",
-    "diff": "roadmap.spec",
-    "spec_hash": "roadmap.spec",
-    "register_step": "roadmap.registry",
-    "get_step": "roadmap.registry",
-    "list_steps": "roadmap.registry",
-    "resolve_steps": "roadmap.registry",
-    "build_spec": "roadmap.registry",
-    "Selection": "roadmap.selection",
-    "build": "roadmap.builder",
-    "build_model": "roadmap.builder",
-    "fuse": "roadmap.reparam",
-    "register_timm_models": "roadmap.timm_models",
+    "NetSpec": "roadmap.arch.spec",
+    "StageSpec": "roadmap.arch.spec",
+    "BlockSpec": "roadmap.arch.spec",
+    "HeadSpec": "roadmap.arch.spec",
+    "SESpec": "roadmap.arch.spec",
+    "replace": "roadmap.arch.spec",
+    "validate": "roadmap.arch.spec",
+    "diff": "roadmap.arch.spec",
+    "spec_hash": "roadmap.arch.spec",
+    "map_blocks": "roadmap.arch.edit",
+    "map_stages": "roadmap.arch.edit",
+    "set_depths": "roadmap.arch.edit",
+    "set_widths": "roadmap.arch.edit",
+    "alternate": "roadmap.arch.edit",
+    "replace_stem": "roadmap.arch.edit",
+    "has_kind": "roadmap.arch.edit",
+    "require_stages": "roadmap.arch.edit",
+    "register_step": "roadmap.arch.registry",
+    "get_step": "roadmap.arch.registry",
+    "list_steps": "roadmap.arch.registry",
+    "resolve_steps": "roadmap.arch.registry",
+    "build_spec": "roadmap.arch.registry",
+    "Selection": "roadmap.arch.selection",
+    "build": "roadmap.arch.builder",
+    "build_model": "roadmap.arch.builder",
+    "fuse": "roadmap.arch.reparam",
+    "register_timm_models": "roadmap.interop.timm_models",
 }
 
 __all__ = sorted(_EXPORTS)
+
+_aliases.install()  # 0.2's module paths (roadmap.spec, roadmap.edit, ...) still import
 
 
 def __getattr__(name: str) -> Any:

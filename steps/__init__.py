@@ -1,6 +1,6 @@
 """The RepViT paper's roadmap, one module per step. ``ROADMAP`` is the order.
 
-Importing this package registers every step with :mod:`roadmap.registry`, in this order.
+Importing this package registers every step with :mod:`roadmap.arch.registry`, in this order.
 A module's docstring is its lesson: ``roadmap explain STEP`` prints it.
 """
 

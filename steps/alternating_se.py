@@ -25,9 +25,9 @@ results, so they appear to come from that recipe; the paper does not say.)
 ``early_conv_stem`` is skipped) keep whatever SE they had: they are not in a stage.
 """
 
-from roadmap.edit import alternate
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec, StageSpec, replace
+from roadmap.arch.edit import alternate
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec, StageSpec, replace
 
 
 @register_step(

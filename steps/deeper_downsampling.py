@@ -20,9 +20,9 @@ had is dropped here. The stride-2 block inside MobileNetV3's stem is not a layer
 stages and is left alone.
 """
 
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import REPVIT_SE, BlockSpec, NetSpec, StageSpec, replace
 from roadmap.errors import PreconditionError
-from roadmap.registry import register_step
-from roadmap.spec import REPVIT_SE, BlockSpec, NetSpec, StageSpec, replace
 
 
 @register_step(

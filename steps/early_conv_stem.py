@@ -17,9 +17,9 @@ the first conv uses half of it (24 and 48 after ``widen``; 12 and 24 without it)
 ``gelu`` step); the second has none, as in the official code.
 """
 
-from roadmap.edit import replace_stem
-from roadmap.registry import register_step
-from roadmap.spec import BlockSpec, NetSpec
+from roadmap.arch.edit import replace_stem
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import BlockSpec, NetSpec
 
 
 @register_step(

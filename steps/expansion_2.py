@@ -18,9 +18,9 @@ reduce. Applied without ``separate_mixers`` (the paper's control experiment), th
 changes the expansion of the original MobileNetV3 blocks.
 """
 
-from roadmap.edit import map_blocks
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec, replace
+from roadmap.arch.edit import map_blocks
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step(

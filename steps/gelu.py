@@ -17,9 +17,9 @@ option we also replace the ReLUs of the early blocks, so the network has one act
 function, as the final RepViT does.
 """
 
-from roadmap.edit import map_blocks
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec, replace
+from roadmap.arch.edit import map_blocks
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step(

@@ -15,9 +15,9 @@ kept and latency saved.
 timm fuse code hard-code 3x3 padding and would fail here).
 """
 
-from roadmap.edit import map_blocks
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec, replace
+from roadmap.arch.edit import map_blocks
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step(

@@ -21,8 +21,8 @@ the paper's "simple classifier" step removes it.
 the GELU variant (next step), trained with the DeiT-style recipe (71.5%, 1.01 ms on iPhone 12).
 """
 
-from roadmap.registry import register_step
-from roadmap.spec import MOBILENETV3_SE, BlockSpec, HeadSpec, NetSpec, StageSpec
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import MOBILENETV3_SE, BlockSpec, HeadSpec, NetSpec, StageSpec
 
 
 def _ir(out: int, k: int, e: float, act: str, se: bool = False, stride: int = 1) -> BlockSpec:

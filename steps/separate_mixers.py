@@ -39,10 +39,10 @@ of the expanded one.
 - *No activation after the token mixer*, as in the official RepViT block.
 """
 
-from roadmap.edit import has_kind, map_blocks
+from roadmap.arch.edit import has_kind, map_blocks
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import REPVIT_SE, BlockSpec, NetSpec, replace
 from roadmap.errors import PreconditionError
-from roadmap.registry import register_step
-from roadmap.spec import REPVIT_SE, BlockSpec, NetSpec, replace
 
 
 @register_step(

@@ -17,8 +17,8 @@ and so do we, so that the endpoint is RepViT exactly. The BN folds into the line
 deployment, so the deployed head is exactly pooling + linear.
 """
 
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec, replace
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step(

@@ -15,9 +15,9 @@ size and SE included, and shrinks by dropping blocks from its end. So until
 and those of stage 1 do not; the paper does not say how the intermediate network placed SE.
 """
 
-from roadmap.edit import require_stages, set_depths
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec
+from roadmap.arch.edit import require_stages, set_depths
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec
 
 DEPTHS = (2, 2, 14, 2)
 

@@ -21,9 +21,9 @@ mobilenetv3_large,gelu,expansion_2,widen`` builds that control network.
 - *The head* keeps its 960 / 1280 widths (the simple-classifier step removes them).
 """
 
-from roadmap.edit import require_stages, set_widths
-from roadmap.registry import register_step
-from roadmap.spec import NetSpec
+from roadmap.arch.edit import require_stages, set_widths
+from roadmap.arch.registry import register_step
+from roadmap.arch.spec import NetSpec
 
 WIDTHS = (48, 96, 192, 384)
 

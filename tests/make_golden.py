@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import roadmap
-from roadmap.measure import MACS_UNIT, count
+from roadmap.measure.counts import MACS_UNIT, count
 from steps import PAPER_CONTROL
 
 GOLDEN = Path(__file__).parent / "golden" / "counts.json"

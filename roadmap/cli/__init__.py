@@ -32,7 +32,7 @@ def _main(
 ) -> None:
     state["debug"] = debug
     if plugin:
-        from roadmap import registry
+        from roadmap.arch import registry
 
         for path in plugin:
             registry.load_plugin(path)

@@ -35,13 +35,14 @@ from roadmap.errors import RoadmapError
 @command("steps")
 def steps_cmd(fmt: FormatOpt = Format.table) -> None:
     """List the roadmap's steps in order, with the paper's section and numbers."""
-    from roadmap import registry, report
+    from roadmap.arch import registry
+    from roadmap.report import tables
 
     steps = registry.all_steps()
     if fmt is Format.json:
-        print(json.dumps(report.steps_data(steps), indent=2))
+        print(json.dumps(tables.steps_data(steps), indent=2))
     else:
-        console.print(report.steps_table(steps))
+        console.print(tables.steps_table(steps))
 
 
 @command("build")
@@ -59,10 +60,10 @@ def build_cmd(
     pretrained_file: PretrainedFileOpt = None,
 ) -> None:
     """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
-    from roadmap import report
-    from roadmap.builder import build
-    from roadmap.measure import count
-    from roadmap.spec import diff, spec_hash
+    from roadmap.arch.builder import build
+    from roadmap.arch.spec import diff, spec_hash
+    from roadmap.measure.counts import count
+    from roadmap.report import tables
 
     spec = network.spec(num_classes)
     previous = network.prefix(len(network.steps) - 1) if network.steps else None
@@ -75,7 +76,7 @@ def build_cmd(
     loaded = _load(model, network, pretrained, pretrained_file)
     counts = count(model, img_size)
     if fmt is Format.json:
-        print(json.dumps(report.build_data(network, spec, counts, changes), indent=2))
+        print(json.dumps(tables.build_data(network, spec, counts, changes), indent=2))
         return
     against = f"the network before {network.steps[-1]}" if previous else "nothing (the start)"
     start = [f"spec {network.start_file}"] if network.start is not None else []
@@ -83,13 +84,13 @@ def build_cmd(
         f"[bold]network:[/] {network.name}   [dim]{' -> '.join(start + list(network.steps))}"
         f"   spec {spec_hash(spec)}[/]"
     )
-    console.print(report.spec_tree(spec, report.changed_paths(changes)))
-    console.print(report.counts_table(counts))
-    console.print(report.changes_text(changes, against))
+    console.print(tables.spec_tree(spec, tables.changed_paths(changes)))
+    console.print(tables.counts_table(counts))
+    console.print(tables.changes_text(changes, against))
     if save_spec:
         console.print(f"spec written to {save_spec}")
     if loaded is not None:
-        console.print(report.loaded_text(loaded))
+        console.print(tables.loaded_text(loaded))
 
 
 @command("latency")
@@ -116,7 +117,10 @@ def latency_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Latency of the fused model: median and IQR in ms, with the conditions they hold under."""
-    from roadmap import latency, report, selection, study
+    from roadmap.arch import selection
+    from roadmap.measure import latency
+    from roadmap.report import tables
+    from roadmap.study import comparison
 
     _every_step_alone(network, all_steps, "measures")
     _warn_threads(threads)
@@ -143,12 +147,12 @@ def latency_cmd(
         )
     agreement = None
     if not unfused:  # the paper times deployed (fused) models
-        paper = [study.paper_numbers(s)[1] for s in chosen]
-        agreement = study.paper_agreement(records, paper)
+        paper = [comparison.paper_numbers(s)[1] for s in chosen]
+        agreement = comparison.paper_agreement(records, paper)
     if fmt is Format.json:
-        print(json.dumps(report.latency_data(records, agreement), indent=2))
+        print(json.dumps(tables.latency_data(records, agreement), indent=2))
     else:
-        console.print(report.latency_table(records, agreement))
+        console.print(tables.latency_table(records, agreement))
 
 
 @command("profile")
@@ -177,7 +181,9 @@ def profile_cmd(
 ) -> None:
     """Why latency changed: a forward pass's CPU time by layer kind (stem, token mixer, SE,
     channel mixer, downsampling, head, activations), against the network before the step."""
-    from roadmap import latency, profile, profile_report, selection
+    from roadmap.arch import selection
+    from roadmap.measure import latency, profile
+    from roadmap.report import profile_table
 
     _every_step_alone(network, all_steps, "profiles")
     _warn_threads(threads)
@@ -192,21 +198,21 @@ def profile_cmd(
             chosen, settings, fused=not unfused, num_classes=num_classes
         )
     if fmt is Format.json:
-        print(json.dumps(profile_report.profile_data(profiles), indent=2))
+        print(json.dumps(profile_table.profile_data(profiles), indent=2))
     else:
-        console.print(profile_report.profile_table(profiles))
+        console.print(profile_table.profile_table(profiles))
 
 
 def _every_step_alone(network: Any, all_steps: bool, verb: str) -> None:
     """--all takes the whole roadmap: a selection beside it is a mistake, not a filter."""
-    from roadmap.selection import Selection
+    from roadmap.arch.selection import Selection
 
     if all_steps and (network.steps != Selection.of().steps or network.start):
         raise RoadmapError(f"--all {verb} every step; drop --upto/--steps/--skip/--spec")
 
 
 def _warn_threads(threads: int | None) -> None:
-    from roadmap.latency import thread_warning
+    from roadmap.measure.latency import thread_warning
 
     warning = thread_warning(threads)
     if warning:
@@ -235,17 +241,17 @@ def export_cmd(
 ) -> None:
     """Export the fused (deploy) model to ONNX, TorchScript, ExecuTorch or Core ML, checked
     against torch."""
-    from roadmap import report
-    from roadmap.builder import build
-    from roadmap.export import SUFFIX, export_model
+    from roadmap.arch.builder import build
+    from roadmap.measure.export import SUFFIX, export_model
+    from roadmap.report import tables
 
     model = build(network.spec(num_classes))
     loaded = _load(model, network, pretrained, pretrained_file)
     if loaded is not None:
-        console.print(report.loaded_text(loaded))
+        console.print(tables.loaded_text(loaded))
     out = out or Path(network.name + SUFFIX[fmt.value])
     result = export_model(model, fmt.value, out, img_size=img_size, batch=batch)
-    console.print(report.export_text(result))
+    console.print(tables.export_text(result))
 
 
 def _load(model: Any, network: Any, pretrained: bool, file: Path | None) -> Any:
@@ -254,6 +260,6 @@ def _load(model: Any, network: Any, pretrained: bool, file: Path | None) -> Any:
         raise RoadmapError("--pretrained-file goes with --pretrained")
     if not pretrained:
         return None
-    from roadmap.pretrained import load_pretrained
+    from roadmap.interop.pretrained import load_pretrained
 
     return load_pretrained(model, network, str(file) if file else None)

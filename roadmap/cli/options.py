@@ -3,9 +3,9 @@
 An option used by several commands is an ``Annotated`` alias here (one help text, one set of
 bounds). Options that belong together (which network, which recipe, how to run) are *groups*:
 a function whose parameters are the options and whose return value is what the library wants
-(a :class:`~roadmap.selection.Selection`, a :class:`~roadmap.recipe.Recipe`, ...). A command
-asks for a group with :func:`uses`, which shows typer the group's options in the command's
-signature and hands the command the built value.
+(a :class:`~roadmap.arch.selection.Selection`, a :class:`~roadmap.train.recipe.Recipe`,
+...). A command asks for a group with :func:`uses`, which shows typer the group's options in
+the command's signature and hands the command the built value.
 
 Choices (devices, backends, formats) are listed here as enums so that ``--help`` needs no
 torch import; a test checks that they equal the library's own lists.
@@ -21,9 +21,9 @@ from typing import Annotated, Any
 
 import typer
 
+from roadmap.arch.spec import MAX_CLASSES
 from roadmap.errors import RoadmapError
-from roadmap.recipe import builtin_recipes
-from roadmap.spec import MAX_CLASSES
+from roadmap.train.recipe import builtin_recipes
 
 # Large enough for any classification or detection input; small enough that a typo (100000)
 # ends here instead of in the allocator.
@@ -205,7 +205,7 @@ def select(
     size: SizeOpt = None,
 ) -> Any:
     """Which network (a ``Selection``)."""
-    from roadmap.selection import Selection
+    from roadmap.arch.selection import Selection
 
     return Selection.of(upto, split_names(steps), split_names(skip) or (), spec, size)
 
@@ -241,7 +241,7 @@ def recipe_group(
     ] = None,
 ) -> Any:
     """How to train (a ``Recipe``), with command-line overrides."""
-    from roadmap.recipe import load_recipe
+    from roadmap.train.recipe import load_recipe
 
     return load_recipe(recipe, epochs=epochs, batch_size=batch_size, base_lr=lr, img_size=img_size)
 
@@ -266,7 +266,7 @@ def run_group(
     bad_images: BadImagesOpt = BadImages.error,
 ) -> Any:
     """How to run (``RunOptions``; the seed and --resume are the command's own)."""
-    from roadmap.options import RunOptions, launch_command
+    from roadmap.train.run_options import RunOptions, launch_command
 
     return RunOptions(
         workers=workers,
@@ -292,7 +292,7 @@ def latency_group(
     backend: BackendOpt = Backend.eager,
 ) -> Any:
     """Latency settings for the study commands (None with --no-latency)."""
-    from roadmap.latency import LatencySettings
+    from roadmap.measure.latency import LatencySettings
 
     if not latency:
         return None
@@ -339,8 +339,8 @@ def cluster_group(
         Path, typer.Option("--jobs-dir", help="submitit's folder for job scripts and logs.")
     ] = Path("results/jobs"),
 ) -> Any:
-    """Where the runs of a study go (``roadmap.cluster``): (shard, ClusterOptions)."""
-    from roadmap.cluster import ClusterOptions, parse_shard
+    """Where the runs of a study go (``roadmap.study.cluster``): (shard, ClusterOptions)."""
+    from roadmap.study.cluster import ClusterOptions, parse_shard
 
     cluster = ClusterOptions(
         launcher=launcher.value,
@@ -401,6 +401,6 @@ def seeds(value: str) -> tuple[int, ...]:
 
 def write_out(path: Path, text: str) -> None:
     """Write a command's output file atomically."""
-    from roadmap import files
+    from roadmap.util import files
 
     files.write_text(path, text + "\n")

@@ -30,7 +30,7 @@ StoreDataOpt = Annotated[
 
 def _store_data(data: str) -> str:
     """The results store's name for a --data value."""
-    from roadmap.data import parse_source
+    from roadmap.train.data import parse_source
 
     return parse_source(data).slug
 
@@ -39,40 +39,40 @@ def _render(rows: list, title: str, fmt: TableFormat, paper: bool, out: Path | N
     """Print (and optionally write) study rows in the requested format."""
     from rich.console import Console
 
-    from roadmap import report
+    from roadmap.report import tables
 
     text = {
-        TableFormat.markdown: lambda: report.study_markdown(rows, title, paper),
-        TableFormat.latex: lambda: report.study_latex(rows, title, paper),
-        TableFormat.json: lambda: report.study_json(rows, title),
-        TableFormat.csv: lambda: report.study_csv(rows),
+        TableFormat.markdown: lambda: tables.study_markdown(rows, title, paper),
+        TableFormat.latex: lambda: tables.study_latex(rows, title, paper),
+        TableFormat.json: lambda: tables.study_json(rows, title),
+        TableFormat.csv: lambda: tables.study_csv(rows),
         TableFormat.rich: lambda: None,
     }[fmt]()
     if text is None:
         # Four metrics with two deltas each need ~120 columns; a pipe or file gets that width.
         wide = console if console.is_terminal else Console(width=max(console.width, 120))
-        wide.print(report.study_table(rows, title, paper))
-        unbuildable = report.unbuildable_text(rows)
+        wide.print(tables.study_table(rows, title, paper))
+        unbuildable = tables.unbuildable_text(rows)
         if unbuildable is not None:
             console.print(unbuildable)
     else:
         print(text)
     if out is not None:
-        write_out(out, text if text is not None else report.study_markdown(rows, title, paper))
+        write_out(out, text if text is not None else tables.study_markdown(rows, title, paper))
 
 
 def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
-    """``study.collect``, saying what it is doing: timing many networks takes minutes."""
-    from roadmap import study
+    """``comparison.collect``, saying what it is doing: timing many networks takes minutes."""
+    from roadmap.study import comparison
 
     if latency_settings is None:
-        return study.collect(variants, **kwargs)
+        return comparison.collect(variants, **kwargs)
     what = (
         f"counting and timing {len(variants)} networks (fused, {latency_settings.backend}, "
         f"{latency_settings.iters} iterations each, interleaved); --no-latency skips the timing"
     )
     with working(what):
-        return study.collect(variants, latency_settings=latency_settings, **kwargs)
+        return comparison.collect(variants, latency_settings=latency_settings, **kwargs)
 
 
 @command("table")
@@ -97,7 +97,7 @@ def table_cmd(
     ] = False,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
-    from roadmap import selection
+    from roadmap.arch import selection
 
     data_name = _store_data(data)
     rows = _collect(
@@ -117,11 +117,11 @@ def table_cmd(
 
 def _warnings(rows: list, results: Path, data: str | None, recipe: str | None) -> None:
     """A busy machine while timing; trained results filed under another label."""
-    from roadmap import report
+    from roadmap.report import tables
 
-    messages = [report.busy_text(rows)]
+    messages = [tables.busy_text(rows)]
     if data and recipe:
-        messages.append(report.missing_results_text(rows, results, data, recipe))
+        messages.append(tables.missing_results_text(rows, results, data, recipe))
     for message in filter(None, messages):
         note_line(message)
 
@@ -142,7 +142,7 @@ def ablate_cmd(
     out: OutFileOpt = None,
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
-    from roadmap import selection
+    from roadmap.arch import selection
 
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
@@ -177,8 +177,8 @@ def plot_cmd(
     timing: Any = None,
 ) -> None:
     """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
-    from roadmap import selection
-    from roadmap.plot import check_out, plot_rows
+    from roadmap.arch import selection
+    from roadmap.report.plot import check_out, plot_rows
 
     check_out(out)  # a bad suffix fails now, not after minutes of measuring
     if (data is None) != (recipe is None):
@@ -219,18 +219,18 @@ def explain_cmd(
     """One step's lesson: why, what changes (diff, diagrams), the numbers, how to reproduce."""
     from rich.markdown import Markdown
 
-    from roadmap import teach
-    from roadmap.selection import Selection
+    from roadmap.arch.selection import Selection
+    from roadmap.teach import lesson
 
     start = Selection.of(spec_file=spec) if spec is not None else None
-    les = teach.lesson(step, latency_settings=timing, start=start)
+    les = lesson.lesson(step, latency_settings=timing, start=start)
     if out is not None:
-        from roadmap import page
+        from roadmap.teach import html_page
 
-        written = page.write_lessons(out, [les])
+        written = html_page.write_lessons(out, [les])
         console.print(f"wrote {', '.join(str(p) for p in written)}")
         return
-    text = teach.lesson_markdown(les)
+    text = lesson.lesson_markdown(les)
     if markdown:
         print(text)
     else:
@@ -255,14 +255,15 @@ def walkthrough_cmd(
     timing: Any = None,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
-    from roadmap import page, selection, teach
+    from roadmap.arch import selection
+    from roadmap.teach import html_page, lesson
 
     rows = _collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
-    lessons = [teach.lesson(row.variant.about, rows=rows) for row in rows]
+    lessons = [lesson.lesson(row.variant.about, rows=rows) for row in rows]
     if out is None:
-        _page_lessons([teach.lesson_markdown(les) for les in lessons])
+        _page_lessons([lesson.lesson_markdown(les) for les in lessons])
         return
-    written = page.write_lessons(out, lessons, rows)
+    written = html_page.write_lessons(out, lessons, rows)
     console.print(
         f"wrote {out}" + (f" and {len(written) - 1} file(s) beside it" if len(written) > 1 else "")
     )
@@ -305,15 +306,16 @@ def draw_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="The .svg file to write.")] = None,
 ) -> None:
     """Draw any part of any network as a block diagram (SVG), from its spec."""
-    from roadmap import diagram, files, teach
-    from roadmap.spec import diff
+    from roadmap.arch.spec import diff
+    from roadmap.teach import diagram, lesson
+    from roadmap.util import files
 
     spec = network.spec()
     if part is None:
         previous = network.prefix(len(network.steps) - 1)
         has_previous = previous.steps or previous.start is not None
         changes = diff(previous.spec(), spec) if has_previous else []
-        part = teach.example_path(changes) or "stages.2.blocks.0"
+        part = lesson.example_path(changes) or "stages.2.blocks.0"
     out = out or Path(f"{network.name}_{part.replace('.', '_')}{'_fused' if fused else ''}.svg")
     if out.suffix != ".svg":
         raise RoadmapError(f"{out}: diagrams are written as .svg")

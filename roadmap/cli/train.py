@@ -65,9 +65,9 @@ def train_cmd(
 
     Either way last.pt holds the last finished epoch, and --resume continues from it.
     """
-    from roadmap import training_report
-    from roadmap.options import is_primary_process
-    from roadmap.train import train
+    from roadmap.report import training
+    from roadmap.train.loop import train
+    from roadmap.train.run_options import is_primary_process
 
     if pretrained and init is not None:
         raise RoadmapError("give --pretrained or --init, not both")
@@ -83,8 +83,8 @@ def train_cmd(
     )
     record = train(network, data, recipe, options)
     if is_primary_process():
-        console.print(training_report.record_table(record))
-        note_line(training_report.stored_text(record, options.out))
+        console.print(training.record_table(record))
+        note_line(training.stored_text(record, options.out))
 
 
 @command("eval")
@@ -106,9 +106,9 @@ def eval_cmd(
 ) -> None:
     """Top-1/top-5 of a checkpoint (or of timm's weights, --pretrained) in its training form
     and its fused form (they must agree)."""
-    from roadmap import training_report
-    from roadmap.evaluate import evaluate_checkpoint, evaluate_pretrained
-    from roadmap.options import RunOptions
+    from roadmap.report import training
+    from roadmap.train.evaluate import evaluate_checkpoint, evaluate_pretrained
+    from roadmap.train.run_options import RunOptions
 
     if (checkpoint is None) == (not pretrained):
         raise RoadmapError("give --checkpoint PATH or --pretrained (one of them)")
@@ -126,7 +126,7 @@ def eval_cmd(
     if fmt is Format.json:
         print(json.dumps(scores.to_dict(), indent=2))
     else:
-        console.print(training_report.eval_table(scores))
+        console.print(training.eval_table(scores))
 
 
 @command("run")
@@ -154,9 +154,11 @@ def run_cmd(
 ) -> None:
     """Train every prefix of the selected network (each step of the roadmap, by default) for
     each seed; what the store already has is skipped, and an interrupted run resumes."""
-    from roadmap import cluster, selection, training_report
-    from roadmap.options import is_primary_process
-    from roadmap.sweep import sweep
+    from roadmap.arch import selection
+    from roadmap.report import training
+    from roadmap.study import cluster
+    from roadmap.study.sweep import sweep
+    from roadmap.train.run_options import is_primary_process
 
     if leave_one_out and only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
@@ -177,7 +179,7 @@ def run_cmd(
         return
     outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
-        console.print(training_report.sweep_table(outcomes))
+        console.print(training.sweep_table(outcomes))
         if len(seed_list) > 1 and part is None:
             for line in _what_next(variants, data, recipe, options):
                 note_line(line)
@@ -185,37 +187,40 @@ def run_cmd(
 
 def _show(plan: list, part: Any, with_status: bool, data: str, recipe: Any, options: Any) -> None:
     """--plan: the runs and their shards; --status: where each run stands."""
-    from roadmap import cluster, training_report
-    from roadmap.data import load_datasets, parse_source
+    from roadmap.report import training
+    from roadmap.study import cluster
+    from roadmap.train.data import load_datasets, parse_source
 
     states = None
     if with_status:
         classes = load_datasets(parse_source(data), recipe).num_classes
         states = cluster.status(plan, data, recipe, options, classes)
-    console.print(training_report.plan_table(plan, part, states))
+    console.print(training.plan_table(plan, part, states))
 
 
 def _launch(plan: list, data: str, recipe: Any, options: Any, where: Any) -> None:
     """Submit the runs as jobs; wait for local ones (they run on this machine)."""
-    from roadmap import cluster, training_report
+    from roadmap.report import training
+    from roadmap.study import cluster
 
     jobs = cluster.submit(plan, data, recipe, options, where)
-    console.print(training_report.jobs_text(jobs, where))
+    console.print(training.jobs_text(jobs, where))
     if where.launcher == "local":
         outcomes = [job.result() for job in jobs]
-        console.print(training_report.job_outcomes_table(outcomes))
+        console.print(training.job_outcomes_table(outcomes))
 
 
 def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str]:
     """After a multi-seed sweep: the accuracy Δs that are not findings yet, and the seeds
     each would need."""
-    from roadmap import report, study
-    from roadmap.data import parse_source
-    from roadmap.train import run_key
+    from roadmap.report import tables
+    from roadmap.study import comparison
+    from roadmap.train.data import parse_source
+    from roadmap.train.identity import run_key
 
     source = parse_source(data)
     label = run_key(source, recipe, variants[0].selection, options).recipe
-    rows = study.collect(
+    rows = comparison.collect(
         variants, results=options.out, data=source.slug, recipe=label, paper=False, counts=False
     )
-    return report.power_lines(rows)
+    return tables.power_lines(rows)

@@ -1,0 +1,117 @@
+"""The RepViT family: the roadmap's result at other sizes, from the same spec.
+
+The paper's Table 1 family (M0.9, M1.0, M1.1, M1.5, M2.3) and the official README's M0.6 differ
+from RepViT-M0.9 only in stage widths, stage depths and the stem's widths (C1/2 and C1). A
+:class:`Size` is exactly that pair of tuples; :func:`scale` applies it to any four-stage spec.
+
+A size is an *option* of the network selection (``--size m1_5``, ``--size w1.25d1.5``), not a
+roadmap step: the roadmap ends at M0.9, and the paper scales its result afterwards. So any
+command takes it, the network's name says it (``alternating_se@m1_5``), and scaling a prefix
+other than the last is allowed (``widen@w1.5d1``) where a researcher wants it.
+
+What scaling does to a spec:
+
+- stage widths are set (downsampling units included: the pre-block keeps the previous stage's
+  width, as ``roadmap.arch.edit.set_widths`` does), and each stem layer is scaled by the same
+  factor as stage 1 (RepViT's stem is C1/2, C1);
+- stage depths are set (``set_depths`` repeats a stage's last block, or drops from the end);
+- when a stage's SE pattern alternates (the ``alternating_se`` step), it is re-applied to the
+  new depth (SE on the 1st, 3rd, 5th... block), as the official configs do; otherwise the
+  repeated blocks copy the last one.
+
+With multipliers, widths are rounded to a multiple of 8 (timm's rule) and depths to the
+nearest whole block (at least one).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from timm.layers import make_divisible
+
+from roadmap.arch.edit import alternate, map_stages, require_stages, set_depths, set_widths
+from roadmap.arch.spec import NetSpec, StageSpec, replace
+from roadmap.errors import RoadmapError
+
+
+@dataclass(frozen=True)
+class Size:
+    """A network size.
+
+    Attributes:
+        label: its name (``m1_5``) or its multipliers (``w1.25d1.5``).
+        widths: the four stage widths, or None to scale by ``width_mult``.
+        depths: the four stage depths, or None to scale by ``depth_mult``.
+        width_mult: width multiplier (used when ``widths`` is None).
+        depth_mult: depth multiplier (used when ``depths`` is None).
+        timm_name: timm's model with exactly this architecture, if there is one.
+        paper_top1: ImageNet-1K top-1 without distillation, 300 epochs (paper, Table 2).
+        paper_latency_ms: iPhone 12 latency (paper, Table 1; M0.6: official README, "~0.6").
+    """
+
+    label: str
+    widths: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    timm_name: str | None = None
+    paper_top1: float | None = None
+    paper_latency_ms: float | None = None
+
+
+FAMILY = {
+    s.label: s
+    for s in (
+        Size("m0_6", (40, 80, 160, 320), (1, 1, 8, 1), paper_latency_ms=0.6),
+        Size("m0_9", (48, 96, 192, 384), (2, 2, 14, 2), timm_name="repvit_m0_9",
+             paper_top1=77.4, paper_latency_ms=0.9),
+        Size("m1_0", (56, 112, 224, 448), (2, 2, 14, 2), timm_name="repvit_m1_0",
+             paper_top1=78.6, paper_latency_ms=1.0),
+        Size("m1_1", (64, 128, 256, 512), (2, 2, 12, 2), timm_name="repvit_m1_1",
+             paper_top1=79.4, paper_latency_ms=1.1),
+        Size("m1_5", (64, 128, 256, 512), (4, 4, 24, 4), timm_name="repvit_m1_5",
+             paper_top1=81.2, paper_latency_ms=1.5),
+        Size("m2_3", (80, 160, 320, 640), (6, 6, 34, 2), timm_name="repvit_m2_3",
+             paper_top1=82.5, paper_latency_ms=2.3),
+    )
+}  # fmt: skip
+_MULTIPLIERS = re.compile(r"^w(\d+(?:\.\d+)?)d(\d+(?:\.\d+)?)$")
+
+
+def parse_size(text: str) -> Size:
+    """``m1_5`` (a family member) or ``w1.25d1.5`` (width and depth multipliers)."""
+    if text in FAMILY:
+        return FAMILY[text]
+    match = _MULTIPLIERS.match(text)
+    if not match:
+        raise RoadmapError(
+            f"unknown size {text!r}: use one of {', '.join(FAMILY)}, or wWdD multipliers "
+            "such as w1.25d1.5"
+        )
+    width, depth = float(match[1]), float(match[2])
+    if not (0.1 <= width <= 8 and 0.1 <= depth <= 8):
+        raise RoadmapError(f"size {text!r}: multipliers must lie between 0.1 and 8")
+    return Size(f"w{width:g}d{depth:g}", width_mult=width, depth_mult=depth)
+
+
+def scale(spec: NetSpec, size: Size) -> NetSpec:
+    """``spec`` at another size (see the module docstring)."""
+    require_stages(spec, 4, f"size {size.label}", "widths and depths")
+    widths = size.widths or tuple(make_divisible(w * size.width_mult, 8) for w in spec.widths)
+    depths = size.depths or tuple(max(1, round(d * size.depth_mult)) for d in spec.depths)
+    ratio = widths[0] / spec.widths[0]
+    stem = tuple(replace(b, out_channels=max(1, round(b.out_channels * ratio))) for b in spec.stem)
+    alternating = [_alternates(stage) for stage in spec.stages]
+    scaled = set_depths(set_widths(replace(spec, stem=stem), widths), depths)
+    return map_stages(scaled, lambda i, st: _realternate(st) if alternating[i] else st)
+
+
+def _alternates(stage: StageSpec) -> bool:
+    """Whether the stage's SE goes on its 1st, 3rd, 5th... block (and it has two or more)."""
+    flags = [b.use_se for b in stage.blocks]
+    return len(flags) > 1 and flags == [i % 2 == 0 for i in range(len(flags))]
+
+
+def _realternate(stage: StageSpec) -> StageSpec:
+    return replace(stage, blocks=alternate(stage.blocks, use_se=[True, False]))

@@ -1,0 +1,179 @@
+"""The building blocks, in training form, each leaf that can be folded exposing ``fuse()``.
+
+Only modules whose deploy form differs define ``fuse()``; it returns the replacement module.
+Containers (blocks, residual wrappers, the MLP) do not, so a walk that replaces each child by
+``child.fuse()`` and recurses (``roadmap.arch.reparam.fuse`` and ``timm.utils.reparameterize_model``
+alike) folds everything and leaves everything else exactly as it was. No BatchNorm is ever
+dropped: every BN here sits in a ConvNorm, a RepDepthwise or a NormLinear, which fold it.
+
+Shapes in comments are (batch, channels, height, width).
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from timm.layers import SEModule, create_act_layer, make_divisible
+from torch import nn
+
+from roadmap.arch.spec import SESpec
+
+
+def make_act(name: str) -> nn.Module:
+    """An activation module by spec name ("relu", "hard_swish", "gelu", "none")."""
+    if name == "none":
+        return nn.Identity()
+    return create_act_layer(name, inplace=True)
+
+
+def hidden_width(width: int, expand_ratio: float) -> int:
+    """Hidden width of an expansion: the MobileNet rule, rounded to a multiple of 8."""
+    return make_divisible(width * expand_ratio, 8)
+
+
+def make_se(width: int, se: SESpec) -> nn.Module:
+    """timm's SEModule on ``width`` channels with the reduced width and gate the spec says."""
+    reduced = make_divisible(width * se.ratio, 8, round_limit=se.round_limit)
+    return SEModule(width, rd_channels=reduced, gate_layer=se.gate)
+
+
+@torch.no_grad()
+def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A biased conv equal to ``bn(conv(x))`` in eval mode: W' = W*s, b' = beta + (b - mu)*s."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (out,)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    fused.weight.copy_(conv.weight * scale[:, None, None, None])
+    fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+    return fused
+
+
+class ConvNorm(nn.Module):
+    """kxk conv (no bias) -> BatchNorm -> activation. ``fuse()`` folds the BN into the conv."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = "none",
+        bn_weight_init: float = 1.0,
+    ):
+        super().__init__()
+        padding = (kernel_size - 1) // 2  # "same" for odd kernels at stride 1
+        self.conv = nn.Conv2d(
+            in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_ch)
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def fuse(self) -> nn.Module:
+        conv = fold_bn_into_conv(self.conv, self.bn)
+        if isinstance(self.act, nn.Identity):
+            return conv
+        return nn.Sequential(OrderedDict(conv=conv, act=self.act))
+
+
+class RepDepthwise(nn.Module):
+    """RepVGG-style depthwise token mixer: BN(DWkxk-BN(x) + DW1x1(x) + x), stride 1.
+
+    ``fuse()`` turns the three branches and the outer BN into one kxk depthwise conv with a
+    bias, for any odd k: the 1x1 kernel and the identity (a centre tap of 1) are zero-padded
+    by (k - 1) / 2 on each side and added to the folded kxk kernel.
+    """
+
+    def __init__(self, width: int, kernel_size: int):
+        super().__init__()
+        self.conv = ConvNorm(width, width, kernel_size, groups=width)
+        self.conv1 = nn.Conv2d(width, width, 1, groups=width, bias=True)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x) + self.conv1(x) + x)
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Conv2d:
+        conv = self.conv.fuse()  # kxk depthwise with bias, weight (C, 1, k, k)
+        pad = [(conv.kernel_size[0] - 1) // 2] * 4
+        identity = torch.ones_like(self.conv1.weight)  # (C, 1, 1, 1)
+        conv.weight += F.pad(self.conv1.weight + identity, pad)
+        conv.bias += self.conv1.bias
+        return fold_bn_into_conv(conv, self.bn)
+
+
+class NormLinear(nn.Module):
+    """BatchNorm1d -> Linear (RepViT's BN_Linear). ``fuse()`` folds the BN into the Linear."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(in_features)
+        self.fc = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(x))
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Linear:
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)  # (in,)
+        shift = self.bn.bias - self.bn.running_mean * scale  # (in,)
+        fused = nn.Linear(
+            self.fc.in_features,
+            self.fc.out_features,
+            device=self.fc.weight.device,
+            dtype=self.fc.weight.dtype,
+        )
+        fused.weight.copy_(self.fc.weight * scale[None, :])
+        fused.bias.copy_(self.fc.weight @ shift + self.fc.bias)
+        return fused
+
+
+class Residual(nn.Module):
+    """x + fn(x). The skip survives fusion: only what is inside ``fn`` folds."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fn(x)
+
+
+class Mlp(nn.Sequential):
+    """1x1 Conv-BN expand -> activation -> 1x1 Conv-BN project (the channel mixer / FFN).
+
+    When it sits in a residual, the last BN starts at zero so the block starts as identity.
+    """
+
+    def __init__(self, in_ch: int, hidden: int, out_ch: int, act: str, zero_init_last: bool):
+        super().__init__(
+            OrderedDict(
+                conv1=ConvNorm(in_ch, hidden, 1),
+                act=make_act(act),
+                conv2=ConvNorm(hidden, out_ch, 1, bn_weight_init=0.0 if zero_init_last else 1.0),
+            )
+        )
+
+
+def channel_mixer(in_ch: int, out_ch: int, expand_ratio: float, act: str) -> nn.Module:
+    """An Mlp, wrapped in a residual when the width is unchanged."""
+    hidden = hidden_width(in_ch, expand_ratio)
+    if in_ch == out_ch:
+        return Residual(Mlp(in_ch, hidden, out_ch, act, zero_init_last=True))
+    return Mlp(in_ch, hidden, out_ch, act, zero_init_last=False)

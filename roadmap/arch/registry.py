@@ -1,0 +1,282 @@
+"""The step registry: strict (duplicates and unknown names raise) and ordered.
+
+The order does not depend on who was imported first: the paper's steps come in the order
+``steps.ROADMAP`` lists, then every other step (a ``roadmap.steps`` entry point, a
+``--plugin`` file, a module that calls :func:`register_step` itself) in the order it was
+registered. So ``import steps`` before ``import roadmap``, or a plugin imported before the
+paper's steps, gives the same roadmap.
+
+A step that fails is reported as the step's failure, with where it came from: an exception
+inside it, a return value that is not a :class:`NetSpec`, or a spec that does not validate
+becomes one :class:`RoadmapError` line ("step boom (from plugin x.py) failed: ...").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap.arch.spec import NetSpec, replace, validate
+from roadmap.errors import PreconditionError, RoadmapError
+
+BASE_STEP = "mobilenetv3_large"
+PAPER_PACKAGE = "steps"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A registered roadmap step.
+
+    Attributes:
+        name: the CLI name, e.g. ``separate_mixers``.
+        title: one line for tables.
+        section: the paper section, e.g. ``§3.2``.
+        fn: ``NetSpec -> NetSpec`` (a base step takes no spec and returns the starting network).
+        paper_top1: ImageNet-1K top-1 (%) the paper reports after this step, if it reports one.
+        paper_latency_ms: iPhone 12 latency (ms) the paper reports after this step, if any.
+        paper_note: how to read the paper numbers (derived, unconfirmed, ...), or "".
+        base: whether this step creates the network rather than transforming it.
+    """
+
+    name: str
+    title: str
+    section: str
+    fn: Callable[..., NetSpec]
+    paper_top1: float | None = None
+    paper_latency_ms: float | None = None
+    paper_note: str = ""
+    base: bool = False
+
+    @property
+    def lesson(self) -> str:
+        """The step's lesson: its module docstring (what, why, what was measured, our choices)."""
+        module = sys.modules.get(self.fn.__module__)
+        return (module.__doc__ or "").strip() if module else ""
+
+    @property
+    def origin(self) -> str:
+        """Where the step is defined: ``steps/gelu.py``, or ``plugin x.py`` for anyone else's."""
+        module = sys.modules.get(self.fn.__module__)
+        file = Path(getattr(module, "__file__", None) or self.fn.__module__)
+        if self.fn.__module__.split(".")[0] == PAPER_PACKAGE:
+            return f"{PAPER_PACKAGE}/{file.name}"
+        return f"plugin {file.name}"
+
+    def apply(self, spec: NetSpec | None) -> NetSpec:
+        """Run the step on ``spec`` (None for a base step) and check what it returns.
+
+        Raises:
+            PreconditionError: a base step not first, or a transform with nothing to change.
+            RoadmapError: the step raised, returned something that is not a spec, or returned
+                a spec that does not validate (the message names the step and its origin).
+        """
+        if self.base and spec is not None:
+            raise PreconditionError(f"{self.name} builds the starting network; it must come first")
+        if not self.base and spec is None:
+            raise PreconditionError(
+                f"{self.name} needs a network to change; start with {BASE_STEP}"
+            )
+        where = f"step {self.name} (from {self.origin})"
+        try:
+            result = self.fn() if self.base else self.fn(spec)
+        except RoadmapError:
+            raise
+        except Exception as e:  # someone's step code: report it as that step's failure
+            raise RoadmapError(f"{where} failed: {type(e).__name__}: {e}") from e
+        if not isinstance(result, NetSpec):
+            raise RoadmapError(
+                f"{where} returned a value of type {type(result).__name__}, not a NetSpec"
+            )
+        try:
+            return validate(result)
+        except RoadmapError as e:
+            raise RoadmapError(f"{where} made a spec that does not validate: {e}") from None
+
+
+_REGISTRY: dict[str, Step] = {}
+_state = {"loaded": False, "loading": False}
+
+
+def register_step(
+    name: str,
+    *,
+    title: str,
+    section: str,
+    paper_top1: float | None = None,
+    paper_latency_ms: float | None = None,
+    paper_note: str = "",
+    base: bool = False,
+) -> Callable[[Callable[..., NetSpec]], Callable[..., NetSpec]]:
+    """Decorator that registers a step function under ``name`` (which must be new)."""
+
+    def decorator(fn: Callable[..., NetSpec]) -> Callable[..., NetSpec]:
+        if name in _REGISTRY:
+            owner = _REGISTRY[name].fn.__module__
+            raise RoadmapError(f"step {name!r} is already registered (by {owner}); pick a new name")
+        if not name.isidentifier():
+            raise RoadmapError(f"step name {name!r} must be a Python identifier (a-z, 0-9, _)")
+        _REGISTRY[name] = Step(
+            name, title, section, fn, paper_top1, paper_latency_ms, paper_note, base
+        )
+        return fn
+
+    return decorator
+
+
+def paper_roadmap() -> tuple[str, ...]:
+    """The paper's steps in order (``steps.ROADMAP``), whether or not they are loaded yet."""
+    return importlib.import_module(PAPER_PACKAGE).ROADMAP
+
+
+def _ensure_loaded() -> None:
+    """Import the paper's steps, then any installed ``roadmap.steps`` entry points.
+
+    Safe to call while ``steps`` is itself being imported (a step module imports this one):
+    the loading is then simply finished by a later call.
+    """
+    if _state["loaded"] or _state["loading"]:
+        return
+    _state["loading"] = True
+    try:
+        for name in paper_roadmap():
+            importlib.import_module(f"{PAPER_PACKAGE}.{name}")
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="roadmap.steps"):
+            try:
+                ep.load()
+            except RoadmapError:
+                raise
+            except Exception as e:
+                raise RoadmapError(
+                    f"the roadmap.steps entry point {ep.name} ({ep.value}) failed to load: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        _state["loaded"] = all(name in _REGISTRY for name in paper_roadmap())
+    finally:
+        _state["loading"] = False
+
+
+def load_plugin(path: str | Path) -> None:
+    """Import a Python file that registers extra steps (``--plugin my_steps.py``).
+
+    The file runs with the permissions of whoever runs ``roadmap``: load only files you trust.
+    """
+    _ensure_loaded()
+    path = Path(path)
+    if not path.is_file():
+        raise RoadmapError(f"plugin file not found: {path}")
+    name = f"roadmap_plugin_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    if name in sys.modules:  # this file was loaded already: loading is idempotent
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RoadmapError(f"plugin {path} is not a Python file (it should end in .py)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except RoadmapError:
+        del sys.modules[name]
+        raise
+    except Exception as e:  # a broken plugin is the user's file: say which and why
+        del sys.modules[name]
+        raise RoadmapError(f"plugin {path} failed to load: {type(e).__name__}: {e}") from e
+
+
+def all_steps() -> list[Step]:
+    """All registered steps: the paper's in roadmap order, then the others as registered."""
+    _ensure_loaded()
+    paper = paper_roadmap()
+    ranked = sorted(
+        enumerate(_REGISTRY.values()),
+        key=lambda item: (0, paper.index(item[1].name)) if item[1].name in paper else (1, item[0]),
+    )
+    return [step for _, step in ranked]
+
+
+def list_steps() -> list[str]:
+    """All registered step names, in roadmap order."""
+    return [step.name for step in all_steps()]
+
+
+def get_step(name: str) -> Step:
+    """The step called ``name``; unknown names raise and list the known ones."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise RoadmapError(f"unknown step {name!r}; known steps: {', '.join(list_steps())}")
+    return _REGISTRY[name]
+
+
+def resolve_steps(
+    upto: str | None = None,
+    *,
+    steps: Sequence[str] | None = None,
+    skip: Iterable[str] = (),
+) -> list[str]:
+    """The ordered list of steps to apply.
+
+    Args:
+        upto: apply the roadmap up to and including this step.
+        steps: an explicit list instead (in the order given); the base step is added in front
+            if missing.
+        skip: names to leave out of the resolved list.
+
+    Returns:
+        Step names, base step first.
+    """
+    if upto is not None and steps is not None:
+        raise RoadmapError("give either --upto or --steps, not both")
+    if steps is not None:
+        names = [get_step(n).name for n in steps]
+    elif upto is not None:
+        known = list_steps()
+        names = known[: known.index(get_step(upto).name) + 1]
+    else:
+        names = list(paper_roadmap())
+    skip = [get_step(n).name for n in skip]
+    for name in skip:
+        if name not in names:
+            raise RoadmapError(f"cannot skip {name!r}: it is not among the steps {names}")
+        if get_step(name).base:
+            raise RoadmapError(f"cannot skip {name!r}: every network starts from it")
+    names = [n for n in names if n not in skip]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RoadmapError(f"step(s) listed twice: {', '.join(dupes)}")
+    late_base = [n for n in names[1:] if get_step(n).base]
+    if late_base:
+        raise RoadmapError(
+            f"{late_base[0]} builds the starting network: list it first, or leave it out "
+            "(it is added in front)"
+        )
+    if not names or not get_step(names[0]).base:
+        names.insert(0, BASE_STEP)
+    return names
+
+
+def apply_steps(names: Sequence[str], start: NetSpec | None = None) -> NetSpec:
+    """Apply steps in order to ``start`` (None: the first step must build the network)."""
+    spec = start
+    for name in names:
+        spec = get_step(name).apply(spec)
+    if spec is None:
+        raise RoadmapError("no step was given and no spec to start from")
+    return spec
+
+
+def build_spec(
+    upto: str | None = None,
+    *,
+    steps: Sequence[str] | None = None,
+    skip: Iterable[str] = (),
+    num_classes: int = 1000,
+) -> NetSpec:
+    """The spec after applying the resolved steps, with ``num_classes`` outputs."""
+    spec = apply_steps(resolve_steps(upto, steps=steps, skip=skip))
+    return validate(replace(spec, num_classes=num_classes))

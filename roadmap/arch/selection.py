@@ -1,0 +1,281 @@
+"""Which network: a selection of steps (optionally applied to a spec file), and its one name.
+
+Everything that names a network uses this module: tables and plots label rows with
+:attr:`Selection.name`, the results store files runs under it, latency records carry it, and
+checkpoint errors quote it. The grammar of a name is ``LAST(-MINUS)*(+PLUS)*``:
+
+- ``widen``: the paper's roadmap up to and including ``widen``;
+- ``alternating_se-kernel_3x3``: that prefix with ``kernel_3x3`` left out (a leave-one-out);
+- ``mobilenetv3_large+kernel_3x3``: the baseline with ``kernel_3x3`` alone (an only-one);
+- ``widen-separate_mixers``: the paper's control experiment;
+- ``alternating_se+relu``: the whole roadmap, then a plugin step;
+- ``spec-mynet-1a2b3c4d+kernel_3x3``: a spec file (its name and spec hash), then a step;
+- ``alternating_se@m1_5``: any of the above at another size (:mod:`roadmap.arch.family`).
+
+Of the two exact ways to write a list of paper steps (a prefix minus what is missing, or the
+baseline plus what is added), the one with fewer terms is used. Steps are Python identifiers,
+so ``-`` and ``+`` never occur inside one, and :meth:`Selection.from_name` reads any name back.
+
+The sets of networks a study compares are planned here too: :func:`prefixes`,
+:func:`leave_one_out`, :func:`only_one` and :func:`every_step`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap.arch import registry
+from roadmap.arch.family import FAMILY, Size, parse_size, scale
+from roadmap.arch.spec import NetSpec, replace, spec_hash, validate
+from roadmap.errors import PreconditionError, RoadmapError
+
+SPEC_PREFIX = "spec-"
+CUSTOM_PREFIX = "custom-"
+MAX_NAME = 200  # folder names stay well inside the usual 255-byte limit
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A network: steps applied in order, to the base step's network or to a spec file's.
+
+    Attributes:
+        steps: the step names in order; the base step first unless ``start`` is given.
+        start: the spec read from a file that the steps apply to, or None.
+        start_file: that file's path as the user gave it ("" without one).
+        size: the size the result is scaled to (``roadmap.arch.family``), or None.
+    """
+
+    steps: tuple[str, ...]
+    start: NetSpec | None = None
+    start_file: str = ""
+    size: Size | None = None
+
+    @classmethod
+    def of(
+        cls,
+        upto: str | None = None,
+        steps: Sequence[str] | None = None,
+        skip: Iterable[str] = (),
+        spec_file: str | Path | None = None,
+        size: str | None = None,
+    ) -> Selection:
+        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` / ``--size``
+        options name."""
+        if size is not None:
+            chosen = cls.of(upto, steps, skip, spec_file)
+            return dataclasses.replace(chosen, size=parse_size(size))
+        if spec_file is None:
+            return cls(tuple(registry.resolve_steps(upto, steps=steps, skip=tuple(skip))))
+        if upto is not None or tuple(skip):
+            raise RoadmapError(
+                "--spec starts from a spec file: add steps on top with --steps, "
+                "not --upto or --skip"
+            )
+        names = [registry.get_step(n).name for n in steps or ()]
+        base = [n for n in names if registry.get_step(n).base]
+        if base:
+            raise RoadmapError(f"--spec is the starting network: drop {base[0]} from --steps")
+        if len(set(names)) != len(names):
+            raise RoadmapError(f"step(s) listed twice: {', '.join(sorted(_dupes(names)))}")
+        return cls(tuple(names), NetSpec.load(spec_file), str(spec_file))
+
+    @classmethod
+    def from_name(cls, name: str) -> Selection:
+        """The selection a name stands for (inverse of :attr:`name` for step selections)."""
+        if name.startswith((SPEC_PREFIX, CUSTOM_PREFIX)):
+            raise RoadmapError(
+                f"{name!r} names a spec file or a hashed list; it cannot be read back"
+            )
+        if "@" in name:
+            base, size = name.rsplit("@", 1)
+            return dataclasses.replace(cls.from_name(base), size=parse_size(size))
+        head, *plus = name.split("+")
+        last, *minus = head.split("-")
+        paper = registry.paper_roadmap()
+        if last not in paper:
+            raise RoadmapError(f"{name!r} is not a network name: {last!r} is not a paper step")
+        prefix = [s for s in paper[: paper.index(last) + 1] if s not in minus]
+        unknown = [m for m in minus if m not in paper[: paper.index(last) + 1]]
+        if unknown:
+            raise RoadmapError(
+                f"{name!r} is not a network name: {unknown[0]!r} is not before {last}"
+            )
+        return cls(tuple(registry.resolve_steps(steps=prefix + plus)))
+
+    @property
+    def name(self) -> str:
+        """The one name of this network (see the module docstring)."""
+        if self.start is not None:
+            label = re.sub(r"[^A-Za-z0-9_.]", "_", Path(self.start_file).stem) or "file"
+            head = f"{SPEC_PREFIX}{label}-{spec_hash(self.start)[:8]}"
+            name = head + "".join(f"+{s}" for s in self.steps)
+        else:
+            name = name_for(self.steps)
+        if len(name) > MAX_NAME:
+            digest = hashlib.sha256(",".join(self.steps).encode()).hexdigest()[:8]
+            name = f"{CUSTOM_PREFIX}{digest}"
+        return name + (f"@{self.size.label}" if self.size else "")
+
+    @property
+    def about(self) -> str:
+        """The step a row is about (the last one), or the spec file's name."""
+        return self.steps[-1] if self.steps else Path(self.start_file).stem
+
+    @property
+    def is_roadmap_prefix(self) -> bool:
+        """Whether this is the paper's roadmap up to some step (the paper has numbers for it)."""
+        paper = registry.paper_roadmap()
+        return self.start is None and self.size is None and self.steps == paper[: len(self.steps)]
+
+    def spec(self, num_classes: int | None = None) -> NetSpec:
+        """The network's spec; ``num_classes`` replaces the class count when given."""
+        spec = _apply(self.steps, self.start)
+        if self.size is not None:
+            spec = validate(scale(spec, self.size))
+        if num_classes is not None:
+            spec = validate(replace(spec, num_classes=num_classes))
+        return spec
+
+    def cli_args(self) -> str:
+        """The options that select this network again (for messages and commands)."""
+        size = f" --size {self.size.label}" if self.size else ""
+        unsized = dataclasses.replace(self, size=None)
+        if unsized.is_roadmap_prefix:
+            return f"--upto {self.steps[-1]}{size}"
+        spec = f"--spec {self.start_file} " if self.start is not None else ""
+        steps = f"--steps {','.join(self.steps)}" if self.steps else ""
+        return (spec + steps).strip() + size
+
+    def prefix(self, length: int) -> Selection:
+        """The same start (and size) with only the first ``length`` steps."""
+        return Selection(self.steps[:length], self.start, self.start_file, self.size)
+
+    def before_last_step(self) -> Selection | None:
+        """The network the last step was applied to (None when it is the very first step)."""
+        n = len(self.steps) - 1
+        return self.prefix(n) if n > 0 or self.start is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def _apply(steps: tuple[str, ...], start: NetSpec | None) -> NetSpec:
+    """Steps are pure functions of a spec, so their result can be reused."""
+    return registry.apply_steps(steps, start)
+
+
+def name_for(steps: Sequence[str]) -> str:
+    """The name of a step list that starts with the base step (see the module docstring)."""
+    paper = registry.paper_roadmap()
+    k = 1
+    while k < len(steps) and steps[k] in paper and _in_order(steps[: k + 1], paper):
+        k += 1
+    head, plus = list(steps[:k]), list(steps[k:])
+    prefix = paper[: paper.index(head[-1]) + 1] if head[-1] in paper else head
+    minus = [s for s in prefix if s not in head]
+    if len(minus) <= len(head) - 1:
+        text = head[-1] + "".join(f"-{m}" for m in minus)
+    else:
+        text = head[0] + "".join(f"+{s}" for s in head[1:])
+    return text + "".join(f"+{s}" for s in plus)
+
+
+def _in_order(names: Sequence[str], paper: Sequence[str]) -> bool:
+    return list(names) == sorted(names, key=paper.index)
+
+
+def _dupes(names: Sequence[str]) -> set[str]:
+    return {n for n in names if names.count(n) > 1}
+
+
+# --- the sets of networks a study compares ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A network to compare, or the reason it cannot be built.
+
+    Attributes:
+        selection: the network.
+        about: the roadmap step the row is about (the paper's numbers come from it).
+        reason: why it cannot be built (a step's precondition), or "" when it can.
+    """
+
+    selection: Selection
+    about: str
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.selection.name
+
+    @property
+    def buildable(self) -> bool:
+        return not self.reason
+
+
+def variant(selection: Selection, about: str | None = None) -> Variant:
+    """A variant, with the precondition error as its reason when it cannot be built."""
+    try:
+        selection.spec()
+    except PreconditionError as e:
+        return Variant(selection, about or selection.about, reason=str(e))
+    return Variant(selection, about or selection.about)
+
+
+def prefixes(selection: Selection) -> list[Variant]:
+    """Every prefix of a selection: the network after each of its steps (and its start)."""
+    first = 0 if selection.start is not None else 1
+    return [variant(selection.prefix(n)) for n in range(first, len(selection.steps) + 1)]
+
+
+def leave_one_out(upto: str | None = None) -> list[Variant]:
+    """The roadmap (up to ``upto``), then the same with each of its steps left out."""
+    full = registry.resolve_steps(upto)
+    out = [variant(Selection(tuple(full)))]
+    for name in full[1:]:
+        out.append(variant(Selection(tuple(s for s in full if s != name)), about=name))
+    return out
+
+
+def only_one(upto: str | None = None) -> list[Variant]:
+    """The baseline, then the baseline with each single step of the roadmap applied alone."""
+    full = registry.resolve_steps(upto)
+    out = [variant(Selection((full[0],)))]
+    out += [variant(Selection((full[0], name))) for name in full[1:]]
+    return out
+
+
+def family() -> list[Variant]:
+    """The RepViT family (M0.6 ... M2.3): the whole roadmap at each of the paper's sizes."""
+    full = tuple(registry.paper_roadmap())
+    return [variant(Selection(full, size=size), about=size.label) for size in FAMILY.values()]
+
+
+def every_step() -> list[Selection]:
+    """One selection per registered step: the roadmap up to and including it."""
+    return [Selection(tuple(registry.resolve_steps(upto=n))) for n in registry.list_steps()]
+
+
+ABLATIONS = ("leave_one_out", "only_one")
+
+
+def plan(network: Selection, ablation: str | None = None) -> list[Variant]:
+    """What ``roadmap run`` trains: every prefix of ``network``, or (``ablation``) the
+    leave-one-out or only-one set of the roadmap up to its last step, as ``roadmap ablate``
+    compares them."""
+    if ablation is None:
+        return prefixes(network)
+    if ablation not in ABLATIONS:
+        raise RoadmapError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+    if not network.is_roadmap_prefix:
+        raise RoadmapError(
+            "--leave-one-out / --only-one ablate a roadmap prefix: use --upto, not "
+            "--steps, --skip or --spec"
+        )
+    sets = {"leave_one_out": leave_one_out, "only_one": only_one}
+    return sets[ablation](network.steps[-1])

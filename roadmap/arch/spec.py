@@ -1,0 +1,485 @@
+"""The architecture as data: frozen, JSON-only dataclasses that describe a network block by block.
+
+A :class:`NetSpec` is everything the builder needs and nothing more. Steps edit specs; the
+builder turns a spec into an ``nn.Module`` whose module names follow the spec's paths
+(``stages.2.blocks.3`` is the block at ``spec.stages[2].blocks[3]``). Input channels are never
+stored: each layer takes the output width of the layer before it, so a width change is one edit.
+
+Layout of a network::
+
+    stem     tuple of blocks (convs, or MobileNetV3's first blocks), overall stride 4
+    stages   four StageSpecs, each = downsample (blocks run first, may be empty) + blocks
+    head     pooling and classifier
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from roadmap.errors import RoadmapError
+from roadmap.util.typed import checked
+
+# Block kinds the builder knows. Each kind reads only some BlockSpec fields (see BlockSpec).
+BLOCK_KINDS = ("conv", "inverted_residual", "repvit", "downsample")
+ACTIVATIONS = ("relu", "hard_swish", "gelu", "none")
+SE_GATES = ("sigmoid", "hard_sigmoid")
+# Bounds that catch a typo before it asks the allocator for terabytes: the largest public
+# classification label sets (ImageNet-21k: 21,841; iNaturalist; face identities) stay well below.
+MAX_CLASSES = 1_000_000
+MAX_CHANNELS = 16_384
+
+
+@dataclass(frozen=True)
+class SESpec:
+    """Squeeze-and-excitation: global pool -> 1x1 reduce -> ReLU -> 1x1 expand -> gate.
+
+    Attributes:
+        ratio: reduced width = make_divisible(width * ratio, 8, round_limit).
+        gate: "hard_sigmoid" in MobileNetV3, "sigmoid" in RepViT.
+        round_limit: make_divisible's guard. MobileNetV3 rounds up by 8 whenever rounding
+            down would lose more than 10% (0.9); RepViT plainly rounds to the nearest 8 (0.0).
+    """
+
+    ratio: float = 0.25
+    gate: str = "sigmoid"
+    round_limit: float = 0.0
+
+
+MOBILENETV3_SE = SESpec(ratio=0.25, gate="hard_sigmoid", round_limit=0.9)
+REPVIT_SE = SESpec(ratio=0.25, gate="sigmoid", round_limit=0.0)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block. ``kind`` says which structure; each kind uses these fields:
+
+    - ``conv``: kxk Conv-BN-activation (``activation="none"`` for no activation).
+    - ``inverted_residual``: MobileNetV3 block: 1x1 expand (omitted when expand_ratio == 1)
+      -> kxk depthwise -> [SE on the expanded width] -> 1x1 project; each conv has BN, the
+      first two an activation. Residual when stride 1 and the width is unchanged.
+    - ``repvit``: token mixer then channel mixer. Token mixer: at stride 1 a RepVGG-style
+      depthwise unit BN(DWkxk-BN(x) + DW1x1(x) + x); at stride 2 a plain DWkxk-BN. Then
+      [SE on the block width]. Channel mixer: 1x1 expand -> activation -> 1x1 project, with
+      a residual when the width is unchanged.
+    - ``downsample``: RepViT's downsampling unit: DWkxk stride-2 Conv-BN -> 1x1 Conv-BN to
+      ``out_channels`` -> residual FFN (1x1 expand -> activation -> 1x1 project).
+
+    Attributes:
+        kind: one of BLOCK_KINDS.
+        out_channels: output width; the input width is the previous layer's output.
+        kernel_size: depthwise (or conv) kernel size, odd.
+        stride: 1 or 2.
+        expand_ratio: hidden width = make_divisible(width * expand_ratio, 8).
+        use_se: whether the block has squeeze-and-excitation.
+        se: the form of SE used when ``use_se`` is set.
+        activation: one of ACTIVATIONS.
+    """
+
+    kind: str
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    expand_ratio: float = 1.0
+    use_se: bool = False
+    se: SESpec = MOBILENETV3_SE
+    activation: str = "relu"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: ``downsample`` blocks (run first; empty for the first stage) then ``blocks``.
+
+    The stage's depth is ``len(blocks)``; the paper's 1:1:7:1 ratio counts these only.
+    """
+
+    downsample: tuple[BlockSpec, ...] = ()
+    blocks: tuple[BlockSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Pooling and classifier.
+
+    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global pooling ->
+    [1x1 conv with bias to ``hidden_channels`` -> act] -> [BatchNorm1d] -> dropout -> linear.
+    The pre-pool conv works on the feature map, so it belongs to the features
+    (``forward_features``), as in timm's MobileNetV3; the rest is the head proper.
+
+    Attributes:
+        pre_pool_channels: MobileNetV3's 960-wide 1x1 conv before pooling, or None.
+        hidden_channels: MobileNetV3's 1280-wide 1x1 conv after pooling, or None.
+        activation: activation after those convs.
+        norm: BatchNorm1d before the linear layer (RepViT's BN_Linear).
+        dropout: dropout probability before the linear layer.
+        pool: global pooling: "avg" (both papers), "max", "avgmax", "catavgmax" (twice the
+            width), or "" for none (then the head returns the feature map: a backbone).
+    """
+
+    pre_pool_channels: int | None = None
+    hidden_channels: int | None = None
+    activation: str = "hard_swish"
+    norm: bool = False
+    dropout: float = 0.0
+    pool: str = "avg"
+
+
+POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+# Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
+# made before they existed still matches the network it was trained on.
+_HASH_DEFAULTS = {("head", "pool"): "avg"}
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A whole network: stem, four stages, head, and the number of classes."""
+
+    stem: tuple[BlockSpec, ...]
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec
+    num_classes: int = 1000
+    in_channels: int = 3
+
+    # --- iteration -----------------------------------------------------------------------
+
+    def iter_blocks(self) -> list[tuple[str, BlockSpec]]:
+        """Every block with its spec path, in execution order."""
+        out = [(f"stem.{i}", b) for i, b in enumerate(self.stem)]
+        for s, stage in enumerate(self.stages):
+            out += [(f"stages.{s}.downsample.{i}", b) for i, b in enumerate(stage.downsample)]
+            out += [(f"stages.{s}.blocks.{i}", b) for i, b in enumerate(stage.blocks)]
+        return out
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """Number of (non-downsampling) blocks per stage."""
+        return tuple(len(s.blocks) for s in self.stages)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Output width of each stage."""
+        return tuple(_stage_out(s) for s in self.stages)
+
+    # --- serialization -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetSpec:
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise RoadmapError with the path."""
+        return _load(cls, data, "spec")
+
+    def save(self, path: str | Path) -> None:
+        """Write the spec as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
+        from roadmap.util import files
+
+        path = Path(path)
+        _check_suffix(path)
+        files.write_text(path, self.to_json() + "\n" if path.suffix == ".json" else self.to_yaml())
+
+    @classmethod
+    def load(cls, path: str | Path) -> NetSpec:
+        """Read a spec from a .json or .yaml file; every field's type and range is checked."""
+        path = Path(path)
+        _check_suffix(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise RoadmapError(f"cannot read spec file {path}: {reason}") from None
+        try:
+            data = yaml.safe_load(text)  # YAML is a superset of JSON
+        except yaml.YAMLError as e:
+            first = " ".join(str(e).split())
+            raise RoadmapError(f"{path} is not valid YAML/JSON: {first}") from None
+        try:
+            return validate(cls.from_dict(data))
+        except RoadmapError as e:
+            raise RoadmapError(f"{path}: {e}") from None
+
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _check_suffix(path: Path) -> None:
+    if path.suffix.lower() not in SPEC_SUFFIXES:
+        raise RoadmapError(
+            f"{path}: a spec file ends in {', '.join(SPEC_SUFFIXES)} (the suffix picks the format)"
+        )
+
+
+def _stage_out(stage: StageSpec) -> int:
+    blocks = stage.downsample + stage.blocks
+    if not blocks:
+        raise RoadmapError("a stage has neither downsample layers nor blocks")
+    return blocks[-1].out_channels
+
+
+def _load(cls: type, data: Any, path: str) -> Any:
+    """Rebuild dataclass ``cls`` from plain data, naming the path of any bad key."""
+    if not isinstance(data, dict):
+        raise RoadmapError(f"{path}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise RoadmapError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _load_field(cls, name, value, f"{path}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise RoadmapError(f"{path}: {e}") from None
+
+
+_NESTED = {
+    (NetSpec, "stem"): BlockSpec,
+    (NetSpec, "stages"): StageSpec,
+    (NetSpec, "head"): HeadSpec,
+    (StageSpec, "downsample"): BlockSpec,
+    (StageSpec, "blocks"): BlockSpec,
+    (BlockSpec, "se"): SESpec,
+}
+
+
+def _load_field(cls: type, name: str, value: Any, path: str) -> Any:
+    """One field's value, type-checked (``use_se: "no"`` is an error, not a truthy string)."""
+    inner = _NESTED.get((cls, name))
+    if inner is None:
+        annotation = {f.name: f.type for f in fields(cls)}[name]
+        return checked(value, annotation, path)
+    if annotation_is_sequence(cls, name):
+        if not isinstance(value, list):
+            raise RoadmapError(f"{path}: expected a list, got {type(value).__name__}")
+        return tuple(_load(inner, v, f"{path}.{i}") for i, v in enumerate(value))
+    return _load(inner, value, path)
+
+
+def annotation_is_sequence(cls: type, name: str) -> bool:
+    """Whether a nested field holds a tuple of specs (``stem``, ``stages``, ``blocks``)."""
+    return {f.name: f.type for f in fields(cls)}[name].startswith("tuple[")
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def validate(spec: NetSpec) -> NetSpec:
+    """Check a spec for values the builder cannot build; errors name the spec path.
+
+    Returns:
+        The same spec, so calls can be chained.
+    """
+    if not 0 <= spec.num_classes <= MAX_CLASSES:
+        raise RoadmapError(
+            f"num_classes: must be between 0 (no classifier: features out) and "
+            f"{MAX_CLASSES:,}, got {spec.num_classes:,}"
+        )
+    if spec.head.pool not in POOLS:
+        raise RoadmapError(f"head.pool: {spec.head.pool!r} not in {POOLS}")
+    if spec.head.pool == "" and spec.num_classes:
+        raise RoadmapError(
+            "head.pool: without pooling the head returns the feature map; set num_classes to 0"
+        )
+    if not 1 <= spec.in_channels <= MAX_CHANNELS:
+        raise RoadmapError(f"in_channels: must be between 1 and {MAX_CHANNELS}")
+    if not spec.stages:
+        raise RoadmapError("stages: a network needs at least one stage")
+    for path, block in spec.iter_blocks():
+        _validate_block(block, path)
+    for name in ("pre_pool_channels", "hidden_channels"):
+        width = getattr(spec.head, name)
+        if width is not None and not 1 <= width <= MAX_CHANNELS:
+            raise RoadmapError(f"head.{name}: must be between 1 and {MAX_CHANNELS}, or null")
+    if spec.head.activation not in ACTIVATIONS:
+        raise RoadmapError(f"head.activation: {spec.head.activation!r} not in {ACTIVATIONS}")
+    if not 0.0 <= spec.head.dropout < 1.0:
+        raise RoadmapError(f"head.dropout: must be in [0, 1), got {spec.head.dropout}")
+    return spec
+
+
+def _validate_block(b: BlockSpec, path: str) -> None:
+    checks = [
+        (b.kind in BLOCK_KINDS, f"kind {b.kind!r} not in {BLOCK_KINDS}"),
+        (
+            1 <= b.out_channels <= MAX_CHANNELS,
+            f"out_channels must be between 1 and {MAX_CHANNELS}, got {b.out_channels}",
+        ),
+        (
+            b.kernel_size >= 1 and b.kernel_size % 2 == 1,
+            f"kernel_size must be odd, got {b.kernel_size}",
+        ),
+        (b.stride in (1, 2), f"stride must be 1 or 2, got {b.stride}"),
+        (b.expand_ratio >= 1.0, f"expand_ratio must be >= 1, got {b.expand_ratio}"),
+        (b.activation in ACTIVATIONS, f"activation {b.activation!r} not in {ACTIVATIONS}"),
+        (b.se.gate in SE_GATES, f"se.gate {b.se.gate!r} not in {SE_GATES}"),
+        (0.0 < b.se.ratio <= 1.0, f"se.ratio must be in (0, 1], got {b.se.ratio}"),
+        (b.kind != "downsample" or b.stride == 2, "a downsample block must have stride 2"),
+        (b.kind != "conv" or not b.use_se, "a conv layer cannot have SE"),
+        (b.kind != "downsample" or not b.use_se, "the downsample unit has no SE slot"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise RoadmapError(f"{path}: {message}")
+
+
+# --- identity and difference ------------------------------------------------------------
+
+
+def spec_hash(spec: NetSpec) -> str:
+    """A short, stable digest of the spec's canonical JSON (12 hex digits)."""
+    data = spec.to_dict()
+    for (part, key), default in _HASH_DEFAULTS.items():
+        if data[part].get(key) == default:
+            del data[part][key]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between two specs.
+
+    Attributes:
+        path: spec path, e.g. ``stages.2.blocks.3.kernel_size`` or ``stages.2.blocks.9``.
+        kind: "changed", "added" or "removed".
+        before: old value (None when added).
+        after: new value (None when removed).
+    """
+
+    path: str
+    kind: str
+    before: Any = None
+    after: Any = None
+
+    def __str__(self) -> str:
+        if self.kind == "added":
+            return f"+ {self.path}: {_short(self.after)}"
+        if self.kind == "removed":
+            return f"- {self.path}: {_short(self.before)}"
+        return f"~ {self.path}: {_short(self.before)} -> {_short(self.after)}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "kind" in value:
+        keys = ("kind", "out_channels", "kernel_size", "stride", "expand_ratio", "use_se")
+        return "{" + ", ".join(f"{k}={value[k]}" for k in keys if k in value) + "}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def diff(a: NetSpec, b: NetSpec) -> list[Change]:
+    """Field-level differences from ``a`` to ``b``; list items compare by position."""
+    changes: list[Change] = []
+    _diff(a.to_dict(), b.to_dict(), "", changes)
+    return changes
+
+
+def _diff(a: Any, b: Any, path: str, out: list[Change]) -> None:
+    join = (lambda k: f"{path}.{k}") if path else str
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a:
+            if key in b:
+                _diff(a[key], b[key], join(key), out)
+            else:
+                out.append(Change(join(key), "removed", before=a[key]))
+        out.extend(Change(join(k), "added", after=b[k]) for k in b if k not in a)
+    elif isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            if i >= len(b):
+                out.append(Change(join(i), "removed", before=a[i]))
+            elif i >= len(a):
+                out.append(Change(join(i), "added", after=b[i]))
+            else:
+                _diff(a[i], b[i], join(i), out)
+    elif a != b:
+        out.append(Change(path, "changed", before=a, after=b))
+
+
+@dataclass(frozen=True)
+class ChangeGroup:
+    """The same change made in several places (e.g. one field changed in 13 blocks).
+
+    Attributes:
+        kind: "changed", "added" or "removed".
+        field: the field path inside the block (``se.gate``), or "" for a whole block.
+        before: old value (changed/removed).
+        after: new value (changed/added).
+        where: the block paths (``stages.2.blocks.3``, ``head``) it happened in, in order.
+    """
+
+    kind: str
+    field: str
+    before: Any
+    after: Any
+    where: tuple[str, ...]
+
+    def __str__(self) -> str:
+        places = ", ".join(self.where[:3]) + (", ..." if len(self.where) > 3 else "")
+        n = len(self.where)
+        where = f"{places}" if n == 1 else f"{n} places: {places}"
+        if self.kind == "changed":
+            return f"~ {self.field}: {_short(self.before)} -> {_short(self.after)}  [{where}]"
+        sign, value = ("+", self.after) if self.kind == "added" else ("-", self.before)
+        label = f"{self.field} " if self.field else ""
+        return f"{sign} {label}{_short(value)}  [{where}]"
+
+
+def group_changes(changes: list[Change]) -> list[ChangeGroup]:
+    """Merge identical changes made at different block paths, keeping first-seen order."""
+    groups: dict[tuple, list[str]] = {}
+    values: dict[tuple, tuple[Any, Any]] = {}
+    for c in changes:
+        where, field_path = split_block_path(c.path)
+        key = (
+            c.kind,
+            field_path,
+            json.dumps(c.before, sort_keys=True),
+            json.dumps(c.after, sort_keys=True),
+        )
+        groups.setdefault(key, []).append(where)
+        values[key] = (c.before, c.after)
+    return [
+        ChangeGroup(key[0], key[1], *values[key], tuple(where)) for key, where in groups.items()
+    ]
+
+
+def split_block_path(path: str) -> tuple[str, str]:
+    """``stages.2.blocks.3.se.gate`` -> (``stages.2.blocks.3``, ``se.gate``); ``head.norm`` ->
+    (``head``, ``norm``); a path outside any block (``num_classes``) is its own block."""
+    parts = path.split(".")
+    n = {"stem": 2, "stages": 4, "head": 1}.get(parts[0], 0)
+    return ".".join(parts[:n]) or path, ".".join(parts[n:])
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "BLOCK_KINDS",
+    "MOBILENETV3_SE",
+    "REPVIT_SE",
+    "BlockSpec",
+    "Change",
+    "ChangeGroup",
+    "HeadSpec",
+    "NetSpec",
+    "SESpec",
+    "StageSpec",
+    "diff",
+    "group_changes",
+    "split_block_path",
+    "replace",
+    "spec_hash",
+    "validate",
+]

@@ -1,0 +1,238 @@
+"""Starting weights: timm's ImageNet weights for the networks timm has, or any state dict.
+
+Two networks of the roadmap exist in timm with published ImageNet weights: step 0 is
+``mobilenetv3_large_100`` and the last step is ``repvit_m0_9`` (and, with ``--size``, the rest
+of the family). ``--pretrained`` loads those weights into ours:
+
+- timm builds its own model and loads the weights through its own hub machinery and cache
+  (the only download this tool ever makes, and only when asked), or from a local file in timm's
+  own key names (``pretrained_cfg_overlay=dict(file=...)``, ``--pretrained-file``);
+- the weights are copied layer by layer in the order a forward pass runs the layers (conv,
+  linear and BatchNorm layers, with their running statistics), each shape checked: the two
+  codebases name their layers differently, but run the same layers in the same order (the
+  endpoint tests prove it). A layer that does not map is one clear error;
+- the classifier is copied when the class counts agree and re-initialized otherwise (fine-
+  tuning). timm's RepViT weights carry two classifiers (the distillation head) that evaluation
+  averages; both are folded and averaged into our one BN-linear classifier, its BN set to the
+  identity, so our evaluation equals timm's.
+
+``--init PATH`` starts from any state dict in our own names instead (a ``last.pt`` of ``roadmap
+train``, or a ``roadmap_*`` timm model's ``state_dict()``): every tensor whose name and shape
+match is loaded, the rest keeps its fresh init, and the run's record lists what was not loaded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from roadmap.arch.registry import BASE_STEP, paper_roadmap
+from roadmap.arch.selection import Selection
+from roadmap.errors import RoadmapError
+
+_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+# What timm reports for the weights --pretrained loads (results-imagenet.csv: 224 px, the
+# model's own crop), so that a user evaluating on ImageNet's validation set knows the target.
+EXPECTED_TOP1 = {"mobilenetv3_large_100": 75.784, "repvit_m0_9": 78.652}
+
+
+@dataclass
+class Loaded:
+    """What starting weights a network got.
+
+    Attributes:
+        source: where they came from (``timm:repvit_m0_9``, or a file).
+        loaded: how many tensors were loaded.
+        skipped: names of our tensors that kept their fresh initialization.
+        classifier: whether the classifier was loaded (False when the class count differs).
+    """
+
+    source: str
+    loaded: int = 0
+    skipped: list[str] = field(default_factory=list)
+    classifier: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "loaded": self.loaded,
+            "skipped": self.skipped,
+            "classifier": self.classifier,
+        }
+
+
+def reference(selection: Selection) -> str:
+    """The timm model whose published weights fit this network.
+
+    Raises:
+        RoadmapError: the network is not one timm has weights for.
+    """
+    full = tuple(paper_roadmap())
+    if selection.start is None and selection.size is None and selection.steps == (BASE_STEP,):
+        return "mobilenetv3_large_100"
+    if selection.start is None and selection.steps == full:
+        if selection.size is None:
+            return "repvit_m0_9"
+        if selection.size.timm_name:
+            return selection.size.timm_name
+    raise RoadmapError(
+        f"no published weights fit {selection.name}: --pretrained takes the first step "
+        f"(--upto {BASE_STEP}), the last (--upto {full[-1]}) or a family member (--size m1_5); "
+        "use --init PATH for weights of your own"
+    )
+
+
+def load_reference(name: str, file: str | Path | None = None) -> nn.Module:
+    """timm's model with its published weights (downloaded through timm's cache), or with the
+    weights of a local file in timm's key names."""
+    import timm
+
+    kwargs: dict[str, Any] = {}
+    if file is not None:
+        if not Path(file).is_file():
+            raise RoadmapError(f"weights file not found: {file}")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs).eval()
+    except RoadmapError:
+        raise
+    except Exception as e:  # a network error, a damaged file, keys of another model
+        where = f"the file {file}" if file else f"timm's hub ({name})"
+        raise RoadmapError(
+            f"cannot load {name}'s weights from {where}: {type(e).__name__}: {e}"
+        ) from None
+
+
+def load_reference_cfg(name: str) -> dict[str, Any]:
+    """timm's pretrained config of a model (its evaluation resolution, crop and resize)."""
+    from timm.models import get_pretrained_cfg
+
+    return get_pretrained_cfg(name).to_dict()
+
+
+def load_pretrained(model: nn.Module, selection: Selection, file: str | None = None) -> Loaded:
+    """Copy timm's published weights for ``selection`` into ``model`` (see the module doc)."""
+    name = reference(selection)
+    theirs = load_reference(name, file)
+    copied = copy_by_order(model, theirs)
+    classifier = model.num_classes > 0 and _copy_classifier(model, theirs)
+    skipped = [] if classifier else [n for n, _ in model.get_classifier().named_parameters()]
+    source = f"timm:{name}" + (f" ({file})" if file else "")
+    return Loaded(source, copied, [f"head.classifier.{n}" for n in skipped], classifier)
+
+
+def copy_by_order(ours: nn.Module, theirs: nn.Module) -> int:
+    """Copy every conv/linear/BN layer but the classifier, pairing layers in execution order.
+
+    Returns:
+        How many tensors were copied.
+
+    Raises:
+        RoadmapError: the two networks do not run the same layers.
+    """
+    a = _executed(ours, exclude=ours.get_classifier())
+    b = _executed(theirs, exclude=theirs.get_classifier())
+    if len(a) != len(b):
+        raise RoadmapError(
+            f"the weights do not map: this network runs {len(a)} conv/linear/BN layers before "
+            f"its classifier, the reference {len(b)}"
+        )
+    copied = 0
+    for i, (mine, other) in enumerate(zip(a, b, strict=True)):
+        state, incoming = mine.state_dict(), other.state_dict()
+        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in incoming.items()}:
+            raise RoadmapError(
+                f"the weights do not map at layer {i}: {mine} here, {other} in the reference"
+            )
+        mine.load_state_dict(incoming)
+        copied += len(incoming)
+    return copied
+
+
+def _executed(model: nn.Module, exclude: nn.Module) -> list[nn.Module]:
+    """Conv/linear/BN layers in the order a forward pass runs them, the classifier left out."""
+    skip = {id(m) for m in exclude.modules()}
+    order: list[nn.Module] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, _LAYERS) and id(m) not in skip
+    ]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, _in_channels(model), 64, 64))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def _in_channels(model: nn.Module) -> int:
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return first.in_channels
+
+
+@torch.no_grad()
+def _copy_classifier(ours: nn.Module, theirs: nn.Module) -> bool:
+    """Load the reference's classifier into ours when the class counts agree."""
+    fcs = [m for m in theirs.get_classifier().modules() if isinstance(m, nn.Linear)]
+    if not fcs or fcs[0].out_features != ours.num_classes:
+        return False
+    mine = ours.get_classifier()
+    if isinstance(mine, nn.Linear):  # MobileNetV3: a plain linear layer
+        mine.load_state_dict(fcs[0].state_dict())
+        return True
+    outer = theirs.get_classifier()
+    heads = [m.fuse() for m in outer.modules() if hasattr(m, "fuse") and m is not outer]
+    weight = torch.stack([h.weight for h in heads]).mean(0)  # eval averages the two heads
+    bias = torch.stack([h.bias for h in heads]).mean(0)
+    mine.fc.weight.copy_(weight)
+    mine.fc.bias.copy_(bias)
+    bn = mine.bn  # the identity in eval: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0 - bn.eps)
+    bn.weight.fill_(1.0)
+    bn.bias.zero_()
+    return True
+
+
+def load_state(model: nn.Module, path: str | Path) -> Loaded:
+    """``--init PATH``: load every tensor whose name and shape match ours.
+
+    The file is a roadmap checkpoint (its ``model`` weights) or a plain state dict.
+
+    Raises:
+        RoadmapError: the file cannot be read, or nothing in it matches this network.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RoadmapError(f"--init: {path} does not exist") from None
+    except Exception as e:
+        raise RoadmapError(
+            f"--init: {path} is not a readable state dict ({type(e).__name__})"
+        ) from None
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        raise RoadmapError(f"--init: {path} holds no state dict")
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.endswith("weight") for k in fits):
+        raise RoadmapError(
+            f"--init: nothing in {path} fits this network (no tensor with a matching name and "
+            "shape); was it saved from another network?"
+        )
+    model.load_state_dict(fits, strict=False)
+    classifier = {f"head.classifier.{n}" for n, _ in model.get_classifier().named_parameters()}
+    skipped = sorted(k for k in own if k not in fits and not k.endswith("num_batches_tracked"))
+    return Loaded(str(path), len(fits), skipped, classifier.isdisjoint(skipped))

@@ -1,0 +1,114 @@
+"""Every roadmap step is also a timm model: ``timm.create_model("roadmap_<step>")``.
+
+:func:`register_timm_models` registers ``roadmap_<step>`` for every step known at that moment
+(call it again after loading plugin steps); it is explicit, not a side effect of an import, so
+the order in which ``roadmap``, ``steps`` and plugins are imported does not matter. The model
+is the roadmap up to and including that step, built through timm's ``build_model_with_cfg``, so
+it carries a ``pretrained_cfg`` (ImageNet mean/std, 224 px, crop 0.875, bicubic: the
+MobileNetV3 evaluation in timm) and accepts timm's usual keyword arguments: ``num_classes``,
+``in_chans`` and ``drop_rate`` (the head's dropout). There are no published weights;
+``pretrained=True`` only makes sense with a ``pretrained_cfg_overlay=dict(file=...)`` pointing
+at your own checkpoint.
+
+timm's scripts do not register our models, so run them through ``roadmap.interop.timm_run``, which
+registers them first and then runs the script unchanged::
+
+    python -m roadmap.interop.timm_run path/to/timm/benchmark.py \
+        --model roadmap_alternating_se --reparam
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, register_model
+from timm.models._features import FeatureGetterNet
+
+from roadmap.arch.builder import RoadmapNet
+from roadmap.arch.family import FAMILY
+from roadmap.arch.registry import list_steps
+from roadmap.arch.selection import Selection
+from roadmap.arch.spec import NetSpec, replace
+from roadmap.interop.pretrained import load_pretrained
+
+PREFIX = "roadmap_"
+# Module-level, because timm's register_model looks up a model's cfg in its module's
+# ``default_cfgs``.
+default_cfgs: dict[str, dict[str, Any]] = {}
+__all__ = ["register_timm_models"]  # register_model appends every model name
+
+
+def pretrained_cfg(spec: NetSpec) -> dict[str, Any]:
+    """timm's data/eval config for a spec; no URL (there are no published weights)."""
+    return {
+        "url": "",
+        "num_classes": spec.num_classes,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),  # 224 / 32: every step downsamples 32x
+        "crop_pct": 0.875,  # timm's MobileNetV3-L evaluation crop (RepViT uses 0.95)
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.0.conv",  # a ConvNorm's conv; still there once fused
+        "classifier": "head.classifier.fc" if spec.head.norm else "head.classifier",
+        "license": "mit",
+    }
+
+
+def _net(
+    *,
+    network: Selection,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    drop_rate: float | None = None,
+    global_pool: str | None = None,
+) -> RoadmapNet:
+    """The model class timm instantiates: the network with timm's overrides."""
+    spec = network.spec(1000)
+    head = spec.head
+    if drop_rate is not None:
+        head = replace(head, dropout=drop_rate)
+    if global_pool is not None:
+        head = replace(head, pool=global_pool)
+    return RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
+
+
+def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm's signature)
+    def create(pretrained: bool = False, **kwargs: Any) -> RoadmapNet:
+        levels = len(RoadmapNet.levels_of(network.spec()))
+        overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+        features_only = kwargs.pop("features_only", False)
+        out_indices = kwargs.pop("out_indices", tuple(range(levels)))
+        model = build_model_with_cfg(_net, name, False, network=network, **kwargs)
+        if pretrained:  # timm's weights for the matching timm model, mapped onto ours
+            load_pretrained(model, network, file=overlay.get("file"))
+        if features_only:  # through forward_intermediates (timm's "getter")
+            model = FeatureGetterNet(model, out_indices=out_indices)
+        return model
+
+    create.__name__ = create.__qualname__ = name  # timm registers by __name__
+    create.__doc__ = doc
+    return create
+
+
+def timm_networks() -> dict[str, tuple[Selection, str]]:
+    """Our timm names: every step's prefix, and the RepViT family at the paper's sizes."""
+    out = {}
+    for step in list_steps():
+        doc = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."
+        out[PREFIX + step] = (Selection.of(step), doc)
+    for label in FAMILY:
+        doc = f"RepViT-{label[1:].replace('_', '.').upper()} from the roadmap's spec (--size)."
+        out[f"{PREFIX}repvit_{label}"] = (Selection.of(size=label), doc)
+    return out
+
+
+def register_timm_models() -> list[str]:
+    """Register every network of :func:`timm_networks` not yet registered (call it again after
+    loading plugin steps); returns all our names."""
+    for name, (network, doc) in timm_networks().items():
+        if name not in default_cfgs:
+            default_cfgs[name] = pretrained_cfg(network.spec())
+            register_model(_entrypoint(name, network, doc))
+    return list(default_cfgs)

@@ -1,0 +1,553 @@
+"""Latency you can trust: median and IQR of per-iteration wall time, conditions stored beside them.
+
+How a number is taken, and why:
+
+- The model is the fused deploy form unless asked otherwise: that is what ships.
+- Warm-up iterations come first: the allocator, oneDNN's primitive cache, TorchScript's
+  profiling executor and ONNX Runtime's first run all make the first calls slow (RepViT issue
+  #83 is about a cold first inference inflating a mean).
+- Every iteration is timed on its own with ``time.perf_counter``; on CUDA the clock is read
+  only after ``torch.cuda.synchronize()``, because kernels run asynchronously.
+- Several models are measured interleaved: each round runs one iteration of every model, in
+  an order reshuffled each round (fixed seed), so slow drift on a shared or throttling machine
+  hits all of them alike and no model always runs right after the same neighbour.
+- The median and the interquartile range are reported, not the mean: one preempted iteration
+  moves a mean but not a median. The garbage collector is paused while timing (as ``timeit``
+  does) so its pauses do not land on one model.
+- The conditions (:class:`Conditions`: device, threads, batch, resolution, dtype, memory
+  format, backend, library versions, iterations, machine load) are stored with every record:
+  a latency without them is not a number anyone can compare. On Linux that includes how many
+  cores other processes kept busy while we timed (``other_cpu_cores``, from
+  :mod:`roadmap.measure.host`): on a shared machine, that is the noise.
+
+A difference between two records smaller than their pooled IQR (the mean of the two
+interquartile ranges) is marked as noise (:func:`compare`): the one latency noise rule, which
+every table, plot and lesson uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+
+from roadmap.errors import RoadmapError
+from roadmap.measure import host
+
+BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "executorch")
+# Backends that run the model outside torch, with their own layouts and devices.
+NON_TORCH = ("onnxruntime", "executorch")
+DEVICES = ("cpu", "cuda")
+# Defaults sized so that `roadmap latency --all` (eleven models at batch 1, 224 px) finishes
+# well inside two minutes on two CPU cores, with enough samples for a stable median and IQR.
+DEFAULT_WARMUP = 5
+DEFAULT_ITERS = 30
+# torch.utils.benchmark's Measurement warns when the IQR exceeds 10% of the median.
+NOISY_IQR_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How to measure.
+
+    Attributes:
+        device: "cpu" or "cuda".
+        batch: images per forward pass.
+        img_size: square input resolution.
+        threads: CPU threads for torch (and ONNX Runtime); None keeps what torch uses now.
+        channels_last: run the torch backends in channels-last memory format.
+        backend: "eager", "torchscript" (``torch.jit.trace``), "compile" (``torch.compile``
+            with its default mode; the warm-up iterations compile, so at least one is required),
+            "onnxruntime", or "executorch" (the ``.pte`` program lowered to XNNPACK, run by the
+            ExecuTorch runtime on the CPU; needs the ``[mobile]`` extra).
+        warmup: untimed iterations per model before timing.
+        iters: timed iterations per model (one per round).
+        seed: seeds the input and the per-round order.
+    """
+
+    device: str = "cpu"
+    batch: int = 1
+    img_size: int = 224
+    threads: int | None = None
+    channels_last: bool = False
+    backend: str = "eager"
+    warmup: int = DEFAULT_WARMUP
+    iters: int = DEFAULT_ITERS
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`RoadmapError` for settings that cannot be measured here."""
+        if self.device not in DEVICES:
+            raise RoadmapError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
+        if self.backend not in BACKENDS:
+            raise RoadmapError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise RoadmapError("--device cuda: torch sees no CUDA device; use --device cpu")
+        if self.backend in NON_TORCH and self.channels_last:
+            raise RoadmapError(
+                f"--channels-last applies to the torch backends; {self.backend} picks its own "
+                "layout"
+            )
+        if self.backend == "executorch":
+            if self.device != "cpu":
+                raise RoadmapError(
+                    "--backend executorch runs on the CPU (its XNNPACK delegate); use --device cpu"
+                )
+            _et_version()  # installed? (one line saying how to install it, if not)
+        if self.backend == "compile" and self.warmup < 1:
+            raise RoadmapError(
+                "--backend compile needs --warmup >= 1: the first call compiles, and timing it "
+                "would report the compiler, not the model"
+            )
+        if min(self.batch, self.img_size, self.iters) < 1 or self.warmup < 0:
+            raise RoadmapError("batch, img_size and iters must be >= 1 and warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise RoadmapError(f"threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model to measure.
+
+    Attributes:
+        label: its name in the results (a step name, or any label).
+        model: the network; it is put in eval mode and moved to the device in place.
+        steps: the roadmap steps it was built from, if any.
+        fused: whether it is the deploy form.
+
+    All candidates of one run use the settings' backend. Backends are compared in separate
+    processes: runtimes with thread pools of their own disturb each other in one process (their
+    idle workers spin on the cores the next runtime needs; ``benchmarks/backends.py`` measured
+    eager at 29.9 ms interleaved with ONNX Runtime and ExecuTorch, 20.1 ms in a process alone).
+    """
+
+    label: str
+    model: nn.Module
+    steps: tuple[str, ...] = ()
+    fused: bool = True
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a latency was measured under: stored beside every number (field names are stable).
+
+    Attributes:
+        device: "cpu" or "cuda".
+        device_name: the GPU's name or the CPU model.
+        threads: intra-op threads torch (and ONNX Runtime) used.
+        batch: images per forward pass.
+        img_size: square input resolution.
+        dtype: the input and weight dtype.
+        memory_format: "contiguous" or "channels_last".
+        backend: what ran the model.
+        torch_version: torch's version.
+        onnxruntime_version: ONNX Runtime's version, when it ran the model.
+        executorch_version: ExecuTorch's version, when it ran the model.
+        delegate: the ExecuTorch backend the program was lowered to ("XNNPACK"), else None.
+        onnxruntime_workers_spin: whether ONNX Runtime's idle workers spun between runs
+            (False since it is turned off; None: not ONNX Runtime, or not recorded).
+        warmup: untimed iterations per model.
+        iters: timed iterations per model.
+        interleaved_models: how many models shared the run, round by round.
+        timer: how each iteration was timed.
+        contention: how busy other work kept the machine (see :mod:`roadmap.measure.host`).
+        platform: the OS.
+        python_version: Python's version.
+        measured_at: when (UTC, ISO 8601).
+    """
+
+    device: str
+    device_name: str
+    threads: int
+    batch: int
+    img_size: int
+    dtype: str
+    memory_format: str
+    backend: str
+    torch_version: str
+    onnxruntime_version: str | None
+    warmup: int
+    iters: int
+    interleaved_models: int
+    timer: str
+    contention: host.Contention
+    platform: str
+    python_version: str
+    measured_at: str
+    executorch_version: str | None = None
+    delegate: str | None = None
+    onnxruntime_workers_spin: bool | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether other work competed for the machine while we timed (the one rule)."""
+        return host.is_busy(self.contention)
+
+    def describe(self, fused: bool | None = True) -> str:
+        """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
+        runtime = f"torch {self.torch_version}"
+        if self.backend in NON_TORCH:  # torch built and fused the model, another runtime ran it
+            runtime += f", {self.runtime()}"
+        form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
+        return (
+            f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch}, "
+            f"{self.img_size}x{self.img_size}, {self.dtype}, {self.memory_format}, "
+            f"{self.backend}, {runtime}{form}\n"
+            f"{self.warmup} warm-up + {self.iters} timed iterations per model, interleaved "
+            f"across {self.interleaved_models} model(s); {host.busy_note(self.contention)}"
+        )
+
+    def runtime(self) -> str:
+        """What ran the model, with its version (one label for captions, tables and plots)."""
+        if self.executorch_version:
+            return f"ExecuTorch {self.executorch_version} ({self.delegate} delegate)"
+        if self.onnxruntime_version:
+            spin = " (workers do not spin)" if self.onnxruntime_workers_spin is False else ""
+            return f"ONNX Runtime {self.onnxruntime_version}{spin}"
+        return f"PyTorch {self.torch_version} ({self.backend})"
+
+    def short(self) -> str:
+        """One line for a table header: device, threads, batch, resolution."""
+        return f"{self.device_name}, {self.threads} threads, batch {self.batch}, {self.img_size} px"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One model's latency and the conditions it was measured under (field names are stable).
+
+    Attributes:
+        step: the label (the network's name, ``roadmap.arch.selection``).
+        steps: the steps the model was built from.
+        fused: whether the deploy form was measured.
+        median_ms: median per-iteration latency.
+        p25_ms: 25th percentile.
+        p75_ms: 75th percentile.
+        iqr_ms: p75 - p25.
+        min_ms: fastest iteration.
+        n: timed iterations.
+        conditions: what it was measured under.
+        samples_ms: every timed iteration, in the order taken.
+    """
+
+    step: str
+    steps: list[str]
+    fused: bool
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    iqr_ms: float
+    min_ms: float
+    n: int
+    conditions: Conditions
+    samples_ms: list[float] = field(repr=False)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the spread is large (IQR over 10% of the median)."""
+        return self.iqr_ms > NOISY_IQR_FRACTION * self.median_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``b`` against ``a``.
+
+    Attributes:
+        a: label of the reference record.
+        b: label of the compared record.
+        delta_ms: median of b minus median of a.
+        ratio: median of b over median of a.
+        noise: |delta_ms| is below the pooled IQR, so the difference is within the noise.
+    """
+
+    a: str
+    b: str
+    delta_ms: float
+    ratio: float
+    noise: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def compare(a: LatencyRecord, b: LatencyRecord) -> Comparison:
+    """Compare two records; the difference is noise when it is below their pooled IQR."""
+    delta = b.median_ms - a.median_ms
+    noise = abs(delta) < pooled_iqr(a, b)
+    return Comparison(a.step, b.step, delta, b.median_ms / a.median_ms, noise)
+
+
+def pooled_iqr(a: LatencyRecord, b: LatencyRecord) -> float:
+    """The mean of the two interquartile ranges: the spread a real difference must exceed."""
+    return (a.iqr_ms + b.iqr_ms) / 2
+
+
+def consecutive(records: Sequence[LatencyRecord]) -> list[Comparison]:
+    """Each record against the one before it (step-to-step differences)."""
+    return [compare(a, b) for a, b in zip(records, records[1:], strict=False)]
+
+
+def summarize(samples_ms: Sequence[float]) -> tuple[float, float, float]:
+    """(p25, median, p75) of the samples (linear interpolation between order statistics)."""
+    if len(samples_ms) == 1:
+        return samples_ms[0], samples_ms[0], samples_ms[0]
+    p25, median, p75 = statistics.quantiles(samples_ms, n=4, method="inclusive")
+    return p25, median, p75
+
+
+def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[LatencyRecord]:
+    """Measure several models interleaved, round by round; one record per candidate, in order.
+
+    Args:
+        candidates: the models (labels must be unique).
+        settings: how to measure.
+    """
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique, got {labels}")
+    settings.check()
+    with torch_threads(settings.threads) as threads:
+        runners = [_runner(c.model, settings, threads) for c in candidates]
+        watch = host.CpuWatch()
+        samples = _time_interleaved(runners, settings, _synchronizer(settings))
+        contention = watch.stop()
+    conditions = conditions_of(settings, threads, len(candidates), contention)
+    return [_record(c, s, conditions) for c, s in zip(candidates, samples, strict=True)]
+
+
+def _record(candidate: Candidate, samples: list[float], conditions: Conditions) -> LatencyRecord:
+    return record_of(candidate.label, candidate.steps, candidate.fused, samples, conditions)
+
+
+def record_of(
+    label: str,
+    steps: Sequence[str],
+    fused: bool,
+    samples: list[float],
+    conditions: Conditions,
+) -> LatencyRecord:
+    """A record from per-iteration samples (ms): median, quartiles, IQR, fastest."""
+    p25, median, p75 = summarize(samples)
+    return LatencyRecord(
+        step=label,
+        steps=list(steps),
+        fused=fused,
+        median_ms=median,
+        p25_ms=p25,
+        p75_ms=p75,
+        iqr_ms=p75 - p25,
+        min_ms=min(samples),
+        n=len(samples),
+        conditions=conditions,
+        samples_ms=samples,
+    )
+
+
+def _time_interleaved(
+    runners: list[Callable[[], object]], settings: LatencySettings, sync: Callable[[], None]
+) -> list[list[float]]:
+    """Warm every model up, then time one iteration of each per round, in shuffled order."""
+    order = list(range(len(runners)))
+    rng = random.Random(settings.seed)
+    samples: list[list[float]] = [[] for _ in runners]
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.inference_mode():
+            for run in runners:
+                for _ in range(settings.warmup):
+                    run()
+                sync()
+            for _ in range(settings.iters):
+                rng.shuffle(order)
+                for i in order:
+                    start = time.perf_counter()
+                    runners[i]()
+                    sync()
+                    samples[i].append((time.perf_counter() - start) * 1e3)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def _synchronizer(settings: LatencySettings) -> Callable[[], None]:
+    if settings.device == "cuda" and settings.backend not in NON_TORCH:
+        return torch.cuda.synchronize  # onnxruntime's run() already returns host arrays
+    return lambda: None
+
+
+def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callable[[], object]:
+    """A zero-argument callable that runs one forward pass on a fixed random input."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    x = torch.randn(settings.batch, 3, settings.img_size, settings.img_size, generator=generator)
+    if settings.backend == "onnxruntime":
+        return _onnxruntime_runner(model.eval(), x, settings, threads)
+    if settings.backend == "executorch":
+        from roadmap.measure.export import executorch_bytes, load_executorch
+
+        forward = load_executorch(executorch_bytes(model.eval().cpu(), x), threads)
+        return lambda: forward(x)
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.eval().to(settings.device, memory_format=fmt)
+    x = x.to(settings.device).contiguous(memory_format=fmt)
+    if settings.backend == "torchscript":
+        from roadmap.measure.export import trace
+
+        model = trace(model, x)
+    elif settings.backend == "compile":
+        model = torch.compile(model)
+    return lambda: model(x)
+
+
+def _onnxruntime_runner(
+    model: nn.Module, x: torch.Tensor, settings: LatencySettings, threads: int
+) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    from roadmap.measure.export import onnx_bytes
+
+    provider = "CUDAExecutionProvider" if settings.device == "cuda" else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise RoadmapError(f"onnxruntime here has no {provider}; install onnxruntime-gpu")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the same count torch uses, so backends compare
+    options.inter_op_num_threads = 1  # one model, one stream of work
+    # Every session has its own worker threads, which spin for a while after each run waiting
+    # for more work. Interleaving several sessions, each one's spinning workers take the cores
+    # the next one needs: four networks measured that way on 2 threads took 15-29 ms with IQRs
+    # of 6-10 ms; without spinning 5.5-10 ms with IQRs under 0.6 ms (RepViT-M0.9 alone: 7.8 ms
+    # spinning, 9.4 ms not). Spinning is off, so that every row of a table is measured alike.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(onnx_bytes(model.cpu(), x), options, providers=[provider])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op threads for the block (restored afterwards); yields the count used."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def conditions_of(
+    settings: LatencySettings, threads: int, n_models: int, contention: host.Contention
+) -> Conditions:
+    cuda = settings.device == "cuda"
+    return Conditions(
+        device=settings.device,
+        device_name=device_name(settings.device),
+        threads=threads,
+        batch=settings.batch,
+        img_size=settings.img_size,
+        dtype="float32",
+        memory_format="channels_last" if settings.channels_last else "contiguous",
+        backend=settings.backend,
+        torch_version=torch.__version__,
+        onnxruntime_version=_ort_version() if settings.backend == "onnxruntime" else None,
+        executorch_version=_et_version() if settings.backend == "executorch" else None,
+        delegate=_et_delegate() if settings.backend == "executorch" else None,
+        onnxruntime_workers_spin=False if settings.backend == "onnxruntime" else None,
+        warmup=settings.warmup,
+        iters=settings.iters,
+        interleaved_models=n_models,
+        timer="perf_counter per iteration" + (", cuda synchronized" if cuda else ""),
+        contention=contention,
+        platform=platform.platform(),
+        python_version=platform.python_version(),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU model as the OS reports it."""
+    return torch.cuda.get_device_name() if device == "cuda" else host.cpu_name()
+
+
+def _ort_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
+def _et_version() -> str:
+    from roadmap.measure.export import executorch_version
+
+    return executorch_version()
+
+
+def _et_delegate() -> str:
+    from roadmap.measure.export import EXECUTORCH_DELEGATE
+
+    return EXECUTORCH_DELEGATE
+
+
+# --- roadmap networks ---------------------------------------------------------------------
+
+
+def measure_selections(
+    selections: Sequence[Any],
+    settings: LatencySettings,
+    *,
+    fused: bool = True,
+    num_classes: int = 1000,
+) -> list[LatencyRecord]:
+    """Build each selection, fuse it (unless ``fused=False``) and measure all interleaved.
+
+    Args:
+        selections: ``roadmap.arch.selection.Selection`` objects, one per model.
+        settings: how to measure.
+        fused: measure the deploy form (the default) or the training form in eval mode.
+        num_classes: classifier width.
+    """
+    settings.check()  # fail before the builds, not after
+    return measure(candidates_of(selections, fused=fused, num_classes=num_classes), settings)
+
+
+def candidates_of(
+    selections: Sequence[Any], *, fused: bool = True, num_classes: int = 1000
+) -> list[Candidate]:
+    """Each selection built, fused unless ``fused=False``, labelled with its one name."""
+    from roadmap.arch.builder import build
+    from roadmap.arch.reparam import fuse
+
+    candidates = []
+    for selection in selections:
+        model = build(selection.spec(num_classes))
+        model = fuse(model) if fused else model.eval()
+        candidates.append(Candidate(selection.name, model, selection.steps, fused))
+    return candidates
+
+
+def thread_warning(threads: int | None) -> str | None:
+    """A warning when more threads are asked for than this process has cores."""
+    cores = host.usable_cores()
+    if threads is not None and threads > cores:
+        return (
+            f"--threads {threads} on {cores} usable cores: the threads will take turns, and the "
+            "latency measures that contention rather than the model"
+        )
+    return None

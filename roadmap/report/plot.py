@@ -1,0 +1,478 @@
+"""The roadmap as one figure: the paper's trajectory, ours, and what each step changed.
+
+Three kinds of panel, side by side on a 16:9 slide:
+
+1. **Paper**: the paper's iPhone 12 latency (x) against its ImageNet-1K top-1 (y), one point
+   per step that has both numbers, arrows from each step to the next.
+2. **Ours**: our measured latency of the fused model (x, median with the interquartile range
+   as error bars) against our top-1 (mean and 95 % CI over seeds). Before anything is trained there
+   is no accuracy, so y becomes the deploy MACs instead: the panel then shows that MACs and
+   latency do not move together, which is the paper's reason for measuring latency at all.
+3. **Δ per step**: each step's change in latency against the step before, ours beside the
+   paper's, in percent so that CPU milliseconds and iPhone milliseconds compare; a second panel
+   does the same for top-1 (in points) when we have accuracy. A change within the noise
+   (:mod:`roadmap.study.comparison`'s rules) is drawn hatched and grey.
+
+Points carry their row number; the Δ panel's axis lists every number with its step name, so it
+is also the key. Nothing is drawn that was not measured here or printed in the paper.
+
+The figure is built on a bare :class:`matplotlib.figure.Figure` (no pyplot, so no global
+figure state survives a call) and written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from roadmap.arch import registry
+from roadmap.errors import RoadmapError
+from roadmap.measure import host
+from roadmap.measure.latency import Conditions
+from roadmap.report.trajectory import trajectory
+from roadmap.study.comparison import Row, rows_agreement
+from roadmap.study.stats import ALPHA
+from roadmap.util import files
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+# 16:9 at 110 dpi is a 1760x990 slide; the PNG stays well under 300 KB.
+FIGSIZE = (16.0, 9.0)
+DPI = 110
+# Colours of the two sources, the same in every panel (matplotlib's default blue and orange).
+OURS, PAPER, NOISE = "#1f77b4", "#ff7f0e", "#b0b0b0"
+RC = {
+    "font.size": 12,  # at 16x9 in on a projector, 12 pt is the smallest comfortable size
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 10.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+DEFAULT_TITLE = "The RepViT roadmap: MobileNetV3-L → RepViT-M0.9, one step at a time"
+
+
+def check_out(out: Path) -> str:
+    """The matplotlib format for ``out``'s suffix; raises :class:`RoadmapError` for others."""
+    fmt = FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise RoadmapError(
+            f"cannot tell the figure format from {str(out)!r}; name it .png, .svg or .pdf"
+        )
+    return fmt
+
+
+def plot_rows(
+    rows: list[Row],
+    out: Path,
+    *,
+    title: str | None = None,
+    accuracy_on: str | None = None,
+) -> Path:
+    """Draw the roadmap figure for ``rows`` and write it to ``out`` (atomically).
+
+    Args:
+        rows: the study rows (``roadmap.study.comparison.collect``), in roadmap order.
+        out: the file to write; its suffix (.png, .svg, .pdf) picks the format.
+        title: the figure's title (default: the roadmap's).
+        accuracy_on: what our top-1 was measured on (e.g. ``digits, recipe quick``), for labels.
+
+    Returns:
+        ``out``.
+    """
+    fmt = check_out(out)
+    fig = figure(rows, title=title, accuracy_on=accuracy_on)
+    with matplotlib.rc_context(RC):
+        _save(fig, Path(out), fmt)
+    return Path(out)
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+def figure(rows: list[Row], *, title: str | None = None, accuracy_on: str | None = None) -> Figure:
+    """The roadmap figure for ``rows``, not yet written anywhere (arguments as in plot_rows)."""
+    if not rows:
+        raise RoadmapError("nothing to plot: no rows; pick steps with --upto/--steps/--skip")
+    with matplotlib.rc_context(RC):
+        return _figure(rows, title or DEFAULT_TITLE, accuracy_on)
+
+
+def _figure(rows: list[Row], title: str, accuracy_on: str | None) -> Figure:
+    fig = Figure(figsize=FIGSIZE)
+    FigureCanvasAgg(fig)  # a renderer to measure label boxes with (see _place_labels)
+    with_acc = any(r.accuracy is not None for r in rows)
+    scatter, bar_axes = _axes(fig, with_acc)
+    notes: list[str] = []
+    notes += _paper_panel(scatter[0], rows)
+    notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(rows)
+    bars = [_latency_bar(rows, i) for i in range(len(rows))]
+    notes += _latency_bars(bar_axes[0], rows, bars, alone=not with_acc)
+    if with_acc:
+        top1 = [_top1_bar(rows, i) for i in range(len(rows))]
+        notes += _top1_bars(bar_axes[1], rows, top1)
+        bars += top1
+    _bar_legend(bar_axes, bars)
+    fig.suptitle(title, x=0.02, y=0.975, ha="left", fontsize=17, fontweight="bold")
+    fig.text(0.02, 0.915, _conditions_line(rows), ha="left", va="top", fontsize=11.5)
+    footnotes = "\n".join(f"• {n}" for n in notes)
+    fig.text(0.02, 0.015, footnotes, ha="left", va="bottom", fontsize=10.5)
+    return fig
+
+
+def _axes(fig: Figure, with_acc: bool) -> tuple[list[Axes], list[Axes]]:
+    """Two scatter panels on the left, one or two Δ bar panels (sharing rows) on the right.
+
+    Fixed margins, not constrained layout: labels are placed in pixels once the axes have their
+    final size. The gap before the bars holds their step names (the figure's key).
+    """
+    split = 0.56 if with_acc else 0.62  # figure fraction where the scatter panels end
+    box = {"top": 0.84, "bottom": 0.27}
+    left = fig.add_gridspec(1, 2, left=0.05, right=split, wspace=0.28, **box)
+    right = fig.add_gridspec(
+        1, 2 if with_acc else 1, left=split + 0.14, right=0.985, wspace=0.12, **box
+    )
+    scatter = [fig.add_subplot(left[0]), fig.add_subplot(left[1])]
+    bars = [fig.add_subplot(right[0])]
+    if with_acc:
+        bars.append(fig.add_subplot(right[1], sharey=bars[0]))
+        bars[1].tick_params(labelleft=False)
+    return scatter, bars
+
+
+def _save(fig: Figure, out: Path, fmt: str) -> None:
+    """Write atomically (``roadmap.util.files``): a reader never sees half a figure."""
+    with files.atomic_path(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt), **_extra(fmt))
+
+
+def _extra(fmt: str) -> dict[str, Any]:
+    """Pillow's PNG optimizer: same pixels, smaller file."""
+    return {"pil_kwargs": {"optimize": True}} if fmt == "png" else {}
+
+
+def _metadata(fmt: str) -> dict[str, Any]:
+    """No creation date in SVG/PDF, so the same numbers give the same file."""
+    return {"Date": None} if fmt in ("svg", "pdf") else {}
+
+
+# --- panel 1: the paper -------------------------------------------------------------------
+
+
+def _paper_panel(ax: Axes, rows: list[Row]) -> list[str]:
+    """The paper's latency vs top-1; returns footnotes on the steps it leaves out."""
+    idx = [i for i, r in enumerate(rows) if r.paper_latency_ms and r.paper_top1 is not None]
+    ax.set_title("Paper: iPhone 12 (Core ML), ImageNet-1K", loc="left", fontweight="bold")
+    ax.set_xlabel("latency on iPhone 12 (ms, as reported)")
+    ax.set_ylabel("top-1 (%), ImageNet-1K, no distillation")
+    ax.grid(alpha=0.3)
+    if not idx:
+        _empty(ax, "the paper reports no numbers\nfor these rows (ablations)")
+        return []
+    xs = [rows[i].paper_latency_ms for i in idx]
+    ys = [rows[i].paper_top1 for i in idx]
+    trajectory(ax, idx, xs, ys, PAPER)
+    return _paper_notes(rows, idx)
+
+
+def _paper_notes(rows: list[Row], shown: list[int]) -> list[str]:
+    notes = []
+    for i, row in enumerate(rows):
+        note = _paper_note(row)
+        paper_row = row.paper_latency_ms is not None or row.paper_top1 is not None
+        if i not in shown and (paper_row or note):
+            why = note or "the paper gives only one of the two numbers"
+            notes.append(f"Paper panel leaves out {i} {row.variant.name}: {why}.")
+        elif i in shown and note:
+            notes.append(f"Paper panel, point {i} ({row.variant.name}): {note}.")
+    if len(shown) > 1 and shown != list(range(shown[0], shown[-1] + 1)):
+        notes.append("Arrows join the nearest steps the paper gives both numbers for.")
+    return notes
+
+
+def _is_prefix(row: Row) -> bool:
+    return row.variant.buildable and row.variant.selection.is_roadmap_prefix
+
+
+def _paper_note(row: Row) -> str:
+    if row.paper_latency_ms is None and row.paper_top1 is None and not _is_prefix(row):
+        return ""  # an ablation row: the paper has no numbers for it, by design
+    try:
+        return registry.get_step(row.variant.about).paper_note
+    except RoadmapError:
+        return ""
+
+
+# --- panel 2: ours ------------------------------------------------------------------------
+
+
+def _ours_panel(ax: Axes, rows: list[Row], accuracy_on: str | None) -> list[str]:
+    """Our latency vs our top-1 (or vs deploy MACs before any training); returns footnotes."""
+    ax.grid(alpha=0.3)
+    timed = [i for i, r in enumerate(rows) if r.latency is not None]
+    ax.set_xlabel(_latency_label(rows, timed))
+    if not timed:
+        ax.set_title("Ours", loc="left", fontweight="bold")
+        _empty(ax, "latency not measured")
+        return []
+    if any(r.accuracy is not None for r in rows):
+        return _ours_top1(ax, rows, timed, accuracy_on)
+    return _ours_macs(ax, rows, timed)
+
+
+def _ours_top1(ax: Axes, rows: list[Row], timed: list[int], on: str | None) -> list[str]:
+    idx = [i for i in timed if rows[i].accuracy is not None]
+    ax.set_title("Ours: fused-model latency vs top-1", loc="left", fontweight="bold")
+    ax.set_ylabel(f"top-1 (%){f' on {on}' if on else ''}, mean and 95% CI")
+    xs = [rows[i].latency.median_ms for i in idx]
+    ys = [rows[i].accuracy.mean for i in idx]
+    ax.errorbar(
+        xs,
+        ys,
+        xerr=_iqr_err(rows, idx),
+        yerr=_ci_err(rows, idx),
+        fmt="none",
+        ecolor=OURS,
+        alpha=0.45,
+        lw=1.2,
+        capsize=3,
+    )
+    trajectory(ax, idx, xs, ys, OURS)
+    seeds = sorted({rows[i].accuracy.n for i in idx})
+    notes = [
+        f"Ours: top-1 over {'/'.join(map(str, seeds))} seed(s) per step; "
+        "not comparable with the paper's ImageNet numbers (other data, shorter recipe)."
+    ]
+    missing = [f"{i} {rows[i].variant.name}" for i in timed if rows[i].accuracy is None]
+    if missing:
+        notes.append(f"Ours panel leaves out (no recorded run): {', '.join(missing)}.")
+    return notes
+
+
+def _ours_macs(ax: Axes, rows: list[Row], timed: list[int]) -> list[str]:
+    ax.set_title("Ours: MACs ≠ latency (nothing trained yet)", loc="left", fontweight="bold")
+    ax.set_ylabel("deploy MACs (G), counted at batch 1")
+    idx = [i for i in timed if rows[i].counts is not None]
+    xs = [rows[i].latency.median_ms for i in idx]
+    ys = [rows[i].counts.deploy_macs / 1e9 for i in idx]
+    ax.errorbar(
+        xs, ys, xerr=_iqr_err(rows, idx), fmt="none", ecolor=OURS, alpha=0.45, lw=1.2, capsize=3
+    )
+    trajectory(ax, idx, xs, ys, OURS)
+    return [
+        "Ours panel: no accuracy is recorded yet (train with `roadmap run`), so it plots "
+        "MACs: a step can add MACs and still get faster, or the reverse."
+    ]
+
+
+def _busy_note(rows: list[Row]) -> list[str]:
+    """A warning when other work competed for the machine while we timed (the one rule)."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    if lat is None or not lat.conditions.busy:
+        return []
+    return [
+        f"The machine was busy while we timed ({host.busy_note(lat.conditions.contention)}): "
+        "our latencies are inflated and their IQRs wide; rerun `roadmap plot` on an idle machine."
+    ]
+
+
+def _iqr_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
+    """Asymmetric x error bars from the 25th to the 75th percentile."""
+    lats = [rows[i].latency for i in idx]
+    return [[r.median_ms - r.p25_ms for r in lats], [r.p75_ms - r.median_ms for r in lats]]
+
+
+def _latency_label(rows: list[Row], timed: list[int]) -> str:
+    if not timed:
+        return "our latency (ms)"
+    c = rows[timed[0]].latency.conditions
+    return (
+        f"our latency, fused model (ms, median; bars: IQR)\n"
+        f"{_short_device(c)}, batch {c.batch}, {c.img_size}×{c.img_size}"
+    )
+
+
+# --- panel 3: Δ per step ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """One row's pair of bars: ours (with its noise flag) and the paper's (None = no number)."""
+
+    ours: float | None
+    noise: bool
+    paper: float | None
+
+
+def _latency_bars(ax: Axes, rows: list[Row], bars: list[_Bar], *, alone: bool) -> list[str]:
+    _bar_panel(ax, rows, bars, fmt="{:+.0f}%")
+    what = "latency " if alone else ""  # beside the top-1 panel, x labels say which is which
+    ax.set_title(f"Δ {what}vs previous step", loc="left", fontweight="bold")
+    ax.set_xlabel(f"{'change in ' if alone else 'Δ '}latency (%)\n(negative = faster)")
+    agreement = rows_agreement(rows)
+    return [
+        "Δ bars: ours hatched grey when |Δ| is below the mean IQR of the two steps (noise); "
+        "paper bars only where the paper gives both steps' latency."
+    ] + ([agreement.describe() + "."] if agreement else [])
+
+
+def _ci_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
+    """Asymmetric y error bars spanning each mean's 95 % confidence interval (none: 1 seed)."""
+    cis = [rows[i].accuracy.ci for i in idx]
+    low = [c.mean - c.low if c and c.low is not None else 0.0 for c in cis]
+    high = [c.high - c.mean if c and c.high is not None else 0.0 for c in cis]
+    return [low, high]
+
+
+def _top1_bars(ax: Axes, rows: list[Row], bars: list[_Bar]) -> list[str]:
+    _bar_panel(ax, rows, bars, fmt="{:+.1f}")
+    ax.set_xlabel("Δ top-1 (points)\n(positive = better)")
+    return [
+        f"Δ top-1 is noise (grey) unless Welch's t-test over seeds gives p < {ALPHA} "
+        "(never with a single seed)."
+    ]
+
+
+def _latency_bar(rows: list[Row], i: int) -> _Bar:
+    row, prev = rows[i], _previous(rows, i)
+    d = row.vs_previous.get("latency_ms")
+    ours = 100 * d.value / (row.latency.median_ms - d.value) if d else None
+    paper = None
+    if prev is not None and row.paper_latency_ms and prev.paper_latency_ms:
+        paper = 100 * (row.paper_latency_ms - prev.paper_latency_ms) / prev.paper_latency_ms
+    return _Bar(ours, bool(d and d.noise), paper)
+
+
+def _top1_bar(rows: list[Row], i: int) -> _Bar:
+    row, prev = rows[i], _previous(rows, i)
+    d = row.vs_previous.get("top1")
+    paper = None
+    if prev is not None and row.paper_top1 is not None and prev.paper_top1 is not None:
+        paper = row.paper_top1 - prev.paper_top1
+    return _Bar(d.value if d else None, bool(d and d.noise), paper)
+
+
+def _previous(rows: list[Row], i: int) -> Row | None:
+    """The row a delta is taken against: the nearest buildable one above (as in study)."""
+    return next((rows[j] for j in range(i - 1, -1, -1) if rows[j].variant.buildable), None)
+
+
+def _bar_panel(ax: Axes, rows: list[Row], bars: list[_Bar], *, fmt: str) -> None:
+    """Horizontal bar pairs, one row per step (top to bottom), values written at bar ends."""
+    height = 0.38  # two bars and a gap fill each row's unit slot
+    texts = []
+    for y, bar in enumerate(bars):
+        if bar.ours is not None:
+            face = NOISE if bar.noise else OURS
+            ax.barh(
+                y - height / 2,
+                bar.ours,
+                height,
+                color=face,
+                edgecolor=OURS,
+                hatch="///" if bar.noise else None,
+                lw=0.8,
+            )
+            texts.append(_bar_value(ax, bar.ours, y - height / 2, fmt))
+        if bar.paper is not None:
+            ax.barh(y + height / 2, bar.paper, height, color=PAPER, lw=0)
+            texts.append(_bar_value(ax, bar.paper, y + height / 2, fmt))
+    ax.axvline(0, color="black", lw=0.8)
+    ax.tick_params(axis="y", length=0)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first step at the top
+    ax.set_yticks(range(len(rows)), [f"{i}  {r.variant.name}" for i, r in enumerate(rows)])
+    _fit_values(ax, bars, texts)
+
+
+def _bar_value(ax: Axes, value: float, y: float, fmt: str) -> Any:
+    return ax.annotate(
+        fmt.format(value),
+        (value, y),
+        xytext=(4 if value >= 0 else -4, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=10,
+        ha="left" if value >= 0 else "right",
+    )
+
+
+def _fit_values(ax: Axes, bars: list[_Bar], texts: list[Any]) -> None:
+    """Symmetric x limits wide enough that the longest bar's value label stays inside."""
+    span = max([abs(v) for b in bars for v in (b.ours, b.paper) if v is not None] or [1.0])
+    renderer = ax.figure.canvas.get_renderer()
+    widest = max([t.get_window_extent(renderer).width for t in texts] or [0.0])
+    half = ax.get_window_extent(renderer).width / 2
+    room = max(half - widest - 8 * ax.figure.dpi / 72, half / 3)  # 8 pt: offset plus margin
+    ax.set_xlim(-span * half / room, span * half / room)
+
+
+def _bar_legend(axes: list[Axes], bars: list[_Bar]) -> None:
+    """One legend across the bar panels, in the start row (row 0 never has bars)."""
+    from matplotlib.patches import Patch
+
+    kinds = {
+        "ours": any(b.ours is not None and not b.noise for b in bars),
+        "ours, noise": any(b.ours is not None and b.noise for b in bars),
+        "paper": any(b.paper is not None for b in bars),
+    }
+    styles = {
+        "ours": {"color": OURS},
+        "ours, noise": {"facecolor": NOISE, "edgecolor": OURS, "hatch": "///"},
+        "paper": {"color": PAPER},
+    }
+    handles = [Patch(label=k, **styles[k]) for k, shown in kinds.items() if shown]
+    if not handles:
+        return
+    first, last = axes[0].get_position(), axes[-1].get_position()
+    # a figure legend (drawn above every panel), centred over the bars, top of row 0
+    axes[0].figure.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(handles),
+        bbox_to_anchor=((first.x0 + last.x1) / 2, first.y1 - 0.004),
+        framealpha=0.9,
+        columnspacing=1.0,
+        handlelength=1.5,
+        fontsize=10,
+    )
+
+
+# --- shared pieces ------------------------------------------------------------------------
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
+def _conditions_line(rows: list[Row]) -> str:
+    """Where our latency came from, in one line (from the first measured row)."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    paper = "Paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML, batch 1)."
+    if lat is None:
+        return f"{paper}  Ours: latency not measured."
+    c = lat.conditions
+    parts = [
+        f"fused models, {c.runtime()}",
+        _short_device(c),
+        f"{c.threads} threads",
+        f"batch {c.batch}, {c.img_size}×{c.img_size}",
+        f"{c.dtype}, {c.memory_format}",
+        f"{c.iters} timed iterations, {c.interleaved_models} models interleaved",
+        host.busy_note(c.contention),
+    ]
+    return f"{paper}\nOurs: {'; '.join(parts)}."
+
+
+def _short_device(c: Conditions) -> str:
+    name = c.device_name
+    for noise in ("(R)", "(TM)", " CPU", " Processor"):
+        name = name.replace(noise, "")
+    return f"{c.device.upper()} {' '.join(name.split())}"

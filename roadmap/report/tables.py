@@ -1,0 +1,529 @@
+"""Rendering: turns specs, steps and counts into rich renderables and plain data.
+
+Nothing here measures or builds; callers pass in what they computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from roadmap.arch.registry import Step
+from roadmap.arch.selection import Selection
+from roadmap.arch.spec import (
+    BlockSpec,
+    Change,
+    HeadSpec,
+    NetSpec,
+    group_changes,
+    spec_hash,
+    split_block_path,
+)
+from roadmap.interop.pretrained import Loaded
+from roadmap.measure.counts import MACS_UNIT, Counts
+from roadmap.measure.export import ExportResult
+from roadmap.measure.host import busy_note
+from roadmap.measure.latency import Comparison, LatencyRecord, consecutive
+from roadmap.results.store import iter_records
+from roadmap.study.comparison import PaperAgreement, Row, row_data, rows_agreement
+from roadmap.study.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
+
+MACS_LEGEND = (
+    "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
+    "(BN, pooling, activations, SE gating and residual adds excluded)"
+)
+
+
+def fmt_num(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    """A number for a table, or an em dash when there is none."""
+    return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def steps_table(steps: Sequence[Step]) -> Table:
+    """The roadmap: one row per step with the paper's section and numbers (notes as footnotes)."""
+    table = Table(
+        title="The RepViT roadmap",
+        caption="paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML)",
+        caption_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("step", no_wrap=True)
+    table.add_column("§")
+    table.add_column("top-1 %", justify="right")
+    table.add_column("ms", justify="right")
+    table.add_column("change")
+    notes = []
+    for i, s in enumerate(steps):
+        mark = ""
+        if s.paper_note:
+            notes.append(s.paper_note)
+            mark = "*" * len(notes)
+        table.add_row(
+            str(i),
+            s.name,
+            s.section,
+            fmt_num(s.paper_top1) + mark,
+            fmt_num(s.paper_latency_ms, 2),
+            s.title,
+        )
+    if notes:
+        table.caption += "\n" + "\n".join(f"{'*' * (i + 1)} {n}" for i, n in enumerate(notes))
+    return table
+
+
+def steps_data(steps: Sequence[Step]) -> list[dict]:
+    """The roadmap as plain data (for ``--format json``)."""
+    return [
+        {
+            "index": i,
+            "name": s.name,
+            "section": s.section,
+            "title": s.title,
+            "paper_top1": s.paper_top1,
+            "paper_latency_ms": s.paper_latency_ms,
+            "paper_note": s.paper_note,
+        }
+        for i, s in enumerate(steps)
+    ]
+
+
+def describe_block(block: BlockSpec) -> str:
+    """One line per block, e.g. ``repvit 192 k3 s1 e2 SE(sigmoid) gelu``."""
+    parts = [block.kind, str(block.out_channels), f"k{block.kernel_size}", f"s{block.stride}"]
+    if block.kind != "conv":
+        parts.append(f"e{block.expand_ratio:g}")
+    if block.use_se:
+        parts.append(f"SE({block.se.gate})")
+    parts.append(block.activation)
+    return " ".join(parts)
+
+
+def describe_head(head: HeadSpec, num_classes: int) -> str:
+    """One line for the head."""
+    parts = []
+    if head.pre_pool_channels:
+        parts.append(f"conv1x1 {head.pre_pool_channels} {head.activation}")
+    parts.append("avgpool")
+    if head.hidden_channels:
+        parts.append(f"conv1x1 {head.hidden_channels} {head.activation}")
+    parts.append(f"{'BN + ' if head.norm else ''}linear {num_classes}")
+    return " -> ".join(parts)
+
+
+def spec_tree(spec: NetSpec, changed: set[str] = frozenset()) -> Tree:
+    """stem / stages / blocks / head as a tree; blocks whose path is in ``changed`` are bold."""
+    tree = Tree(f"network ({spec.num_classes} classes)")
+    stem = tree.add("stem")
+    for i, block in enumerate(spec.stem):
+        stem.add(_block_label(f"stem.{i}", block, changed))
+    for s, stage in enumerate(spec.stages):
+        node = tree.add(f"stage {s + 1}: width {spec.widths[s]}, depth {len(stage.blocks)}")
+        for i, block in enumerate(stage.downsample):
+            node.add(_block_label(f"stages.{s}.downsample.{i}", block, changed, "downsample "))
+        for i, block in enumerate(stage.blocks):
+            node.add(_block_label(f"stages.{s}.blocks.{i}", block, changed))
+    head_style = "bold yellow" if "head" in changed else ""
+    tree.add(Text(f"head: {describe_head(spec.head, spec.num_classes)}", style=head_style))
+    return tree
+
+
+def _block_label(path: str, block: BlockSpec, changed: set[str], prefix: str = "") -> Text:
+    style = "bold yellow" if path in changed else ""
+    return Text(f"{prefix}{path.rsplit('.', 1)[-1]}: {describe_block(block)}", style=style)
+
+
+def changed_paths(changes: Sequence[Change]) -> set[str]:
+    """Block paths (``stages.2.blocks.3``, ``stem.0``) and "head" touched by ``changes``."""
+    blocks = {split_block_path(c.path)[0] for c in changes}
+    return {b for b in blocks if b.startswith(("stem.", "stages.")) or b == "head"}
+
+
+def build_data(network: Selection, spec: NetSpec, counts: Counts, changes: list) -> dict:
+    """``roadmap build --format json``: the network, its counts, its last change, its spec."""
+    return {
+        "name": network.name,
+        "steps": list(network.steps),
+        "spec_hash": spec_hash(spec),
+        "num_classes": spec.num_classes,
+        **counts.to_dict(),
+        "macs_unit": MACS_UNIT,
+        "changes": [str(c) for c in changes],
+        "spec": spec.to_dict(),
+    }
+
+
+def counts_table(counts: Counts) -> Table:
+    """Params and MACs, training form beside deploy form."""
+    table = Table(title=f"Size at {counts.img_size}x{counts.img_size}", caption=MACS_LEGEND)
+    table.add_column("")
+    table.add_column("training form", justify="right")
+    table.add_column("deploy form (fused)", justify="right")
+    table.add_row("params", f"{counts.params:,}", f"{counts.deploy_params:,}")
+    table.add_row("MACs", f"{counts.macs / 1e6:,.1f} M", f"{counts.deploy_macs / 1e6:,.1f} M")
+    return table
+
+
+def changes_text(changes: Sequence[Change], against: str, limit: int = 30) -> Text:
+    """The spec diff, identical changes grouped (at most ``limit`` lines, then a count)."""
+    if not changes:
+        return Text(f"no change against {against}")
+    groups = group_changes(list(changes))
+    text = Text(f"{len(changes)} field change(s) against {against}:\n", style="bold")
+    for g in groups[:limit]:
+        style = {"added": "green", "removed": "red"}.get(g.kind, "yellow")
+        text.append(f"  {g}\n", style=style)
+    if len(groups) > limit:
+        text.append(f"  ... and {len(groups) - limit} more (use --format json for all)\n")
+    return text
+
+
+# --- latency and export ------------------------------------------------------------------
+
+
+def latency_table(
+    records: Sequence[LatencyRecord], agreement: PaperAgreement | None = None
+) -> Table:
+    """Median [IQR] per model, and each row's difference from the row above (noise marked)."""
+    caption = [records[0].conditions.describe(records[0].fused), latency_legend()]
+    table = Table(
+        title="Latency (ms per forward pass)",
+        caption="\n".join(caption + ([agreement.describe()] if agreement else [])),
+        caption_justify="left",
+    )
+    for name, justify in [("#", "right"), ("step", "left"), ("median", "right")]:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for name in ("IQR", "p25–p75", "Δ vs previous"):
+        table.add_column(name, justify="right", no_wrap=True)
+    comparisons = [None, *consecutive(records)]
+    for i, (record, comparison) in enumerate(zip(records, comparisons, strict=True)):
+        table.add_row(
+            str(i),
+            record.step,
+            f"{record.median_ms:.2f}",
+            f"{record.iqr_ms:.2f}" + (" !" if record.noisy else ""),
+            f"{record.p25_ms:.2f}–{record.p75_ms:.2f}",
+            _delta_text(comparison),
+        )
+    return table
+
+
+def latency_legend() -> str:
+    """What the latency table's marks mean (the noise mark is the study table's)."""
+    return (
+        f"{NOISE_MARK} = within noise: |Δ| below the pooled IQR (mean of the two rows' IQRs); "
+        "! = spread: IQR over 10% of the median"
+    )
+
+
+def _delta_text(comparison: Comparison | None) -> Text:
+    if comparison is None:
+        return Text("")
+    text = f"{comparison.delta_ms:+.2f} ({comparison.ratio:.2f}x)"
+    if comparison.noise:
+        return Text(f"{NOISE_MARK}{text}", style="dim")
+    return Text(text, style="red" if comparison.delta_ms > 0 else "green")
+
+
+def latency_data(records: Sequence[LatencyRecord], agreement: PaperAgreement | None = None) -> dict:
+    """Records (each with its conditions), step-to-step comparisons and the agreement with the
+    paper's latency column (None when not every step was measured fused), for JSON."""
+    return {
+        "records": [r.to_dict() for r in records],
+        "comparisons": [c.to_dict() for c in consecutive(records)],
+        "paper_agreement": agreement.to_dict() if agreement else None,
+    }
+
+
+def loaded_text(loaded: Loaded) -> Text:
+    """Where starting weights came from, and what kept its fresh init."""
+    text = Text(f"weights: {loaded.loaded} tensors from {loaded.source}")
+    if not loaded.classifier:
+        text.append("; the classifier starts fresh (another number of classes)")
+    others = [n for n in loaded.skipped if not n.startswith("head.classifier.")]
+    if others:
+        text.append(f"; not loaded: {', '.join(others[:5])}" + (" ..." if len(others) > 5 else ""))
+    return text
+
+
+def export_text(result: ExportResult) -> Text:
+    """What was exported and how well it matches torch."""
+    text = Text(f"wrote {result.path} ({result.format}, input {list(result.input_shape)})\n")
+    if result.max_abs_diff is None:
+        text.append(f"check: {result.checked_with}\n", style="dim")
+    else:
+        text.append(
+            f"outputs match torch: max abs diff {result.max_abs_diff:.2e} against a logit "
+            f"spread of {result.logit_scale:.3g} ({result.checked_with})\n",
+            style="green",
+        )
+    return text
+
+
+# --- the study table (roadmap table / roadmap ablate) ------------------------------------
+
+NOISE_MARK = "≈"  # the same mark the latency table uses
+STUDY_NOISE_LEGEND = (
+    f"{NOISE_MARK} = within noise: latency |Δ| below the pooled IQR; accuracy Δ not "
+    f"significant in Welch's t-test over seeds at p < {ALPHA} (never with a single seed); "
+    "top-1: mean [95 % CI, Student t] (seeds)"
+)
+# (metric key, column title, format of the value, format of a delta, scale applied to both)
+STUDY_METRICS = (
+    ("deploy_params", "params M (deploy)", "{:.2f}", "{:+.2f}", 1e-6),
+    ("deploy_macs", "GMACs (deploy)", "{:.3f}", "{:+.3f}", 1e-9),
+    ("latency_ms", "latency ms", "{:.2f}", "{:+.3g}", 1.0),
+    ("top1", "top-1 %", "{:.1f}", "{:+.1f}", 1.0),
+)
+
+
+def _delta_cell(row: Row, key: str, which: str, fmt: str, scale: float) -> str:
+    d = (row.vs_previous if which == "prev" else row.vs_baseline).get(key)
+    if d is None:
+        return ""
+    return (NOISE_MARK if d.noise else "") + fmt.format(d.value * scale)
+
+
+def ms(value: float) -> str:
+    """Milliseconds with three significant digits (15.2, 1.12, 240)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _value_cell(row: Row, key: str, fmt: str, scale: float) -> str:
+    if row.counts is None:
+        return "n/a"
+    if key == "latency_ms" and row.latency is not None:
+        return f"{ms(row.latency.median_ms)} [{ms(row.latency.iqr_ms)}]"
+    if key == "top1" and row.accuracy is not None:
+        a = row.accuracy
+        if a.ci is None or a.ci.low is None:
+            return f"{a.mean:.1f} ({a.n})"
+        return f"{a.mean:.1f} [{a.ci.low:.1f}, {a.ci.high:.1f}] ({a.n})"
+    value = row.metrics()[key]
+    return "—" if value is None else fmt.format(value * scale)
+
+
+def study_cells(row: Row) -> dict[str, str]:
+    """Display strings for one row: each metric's value and its two deltas."""
+    cells = {"name": row.variant.name}
+    for key, _title, vfmt, dfmt, scale in STUDY_METRICS:
+        cells[key] = _value_cell(row, key, vfmt, scale)
+        cells[f"{key}_prev"] = _delta_cell(row, key, "prev", dfmt, scale)
+        cells[f"{key}_base"] = _delta_cell(row, key, "base", dfmt, scale)
+    cells["paper_top1"] = fmt_num(row.paper_top1)
+    cells["paper_ms"] = fmt_num(row.paper_latency_ms, 2)
+    return cells
+
+
+def latency_header(rows: Sequence[Row]) -> str:
+    """'latency ms [IQR] (fused, <device>, 2 threads, batch 1, 224 px)' from the conditions."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    if lat is None:
+        return "latency (not measured)"
+    busy = "; BUSY MACHINE: expect noise" if lat.conditions.busy else ""
+    return f"latency ms [IQR] (fused, {lat.conditions.short()}{busy})"
+
+
+def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
+    """Rich table: each metric cell shows the value, then "Δ previous | baseline"."""
+    legend = "Δ prev | base: against the row above | against the baseline (first row or --baseline)"
+    table = Table(
+        title=title,
+        caption_justify="left",
+        caption="\n".join(
+            [latency_header(rows), *agreement_lines(rows), legend, STUDY_NOISE_LEGEND]
+            + [MACS_LEGEND, *power_lines(rows)]
+        ),
+    )
+    table.add_column("step", no_wrap=True)
+    titles = {"latency_ms": "latency ms [IQR]", "top1": "top-1 % [95% CI] (n)"}
+    for key, col_title, *_ in STUDY_METRICS:
+        header = f"{titles.get(key, col_title)}\n[dim]Δ prev | base[/]"
+        table.add_column(header, justify="right", no_wrap=True)
+    if paper:
+        table.add_column("paper\ntop-1 %", justify="right")
+        table.add_column("paper\nms", justify="right")
+    for row in rows:
+        c = study_cells(row)
+        cells = [c["name"]]
+        for key, *_ in STUDY_METRICS:
+            deltas = " | ".join(x for x in (c[f"{key}_prev"], c[f"{key}_base"]) if x)
+            cells.append(c[key] + (f"\n[dim]{deltas}[/]" if deltas else ""))
+        if paper:
+            cells += [c["paper_top1"], c["paper_ms"]]
+        table.add_row(*cells)
+    return table
+
+
+def _flat_header(paper: bool) -> list[str]:
+    cols = ["step"]
+    for _key, col_title, *_ in STUDY_METRICS:
+        cols += [col_title, "Δ prev", "Δ base"]
+    return cols + (["paper top-1 %", "paper ms"] if paper else [])
+
+
+def _flat_cells(row: Row, paper: bool) -> list[str]:
+    c = study_cells(row)
+    cells = [c["name"]]
+    for key, *_ in STUDY_METRICS:
+        cells += [c[key], c[f"{key}_prev"], c[f"{key}_base"]]
+    return cells + ([c["paper_top1"], c["paper_ms"]] if paper else [])
+
+
+def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+    """A GitHub Markdown table with its conditions and legends underneath."""
+    header = _flat_header(paper)
+    lines = [
+        f"**{title}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for row in rows:
+        cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"{latency_header(rows)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
+    lines += [f"{line}" for line in agreement_lines(rows) + power_lines(rows)]
+    return "\n".join(lines)
+
+
+def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+    """A booktabs LaTeX table."""
+    header = _flat_header(paper)
+
+    def esc(text: str) -> str:
+        for a, b in (
+            ("%", r"\%"),
+            ("_", r"\_"),
+            ("±", r"$\pm$"),
+            ("Δ", r"$\Delta$"),
+            ("≈", r"$\approx$"),
+            ("—", "--"),
+        ):
+            text = text.replace(a, b)
+        return text
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(esc(x) for x in _flat_cells(row, paper)) + r" \\" for row in rows]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{esc(title)}. {esc(latency_header(rows))}. {esc(STUDY_NOISE_LEGEND)}.}}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines)
+
+
+def agreement_lines(rows: Sequence[Row]) -> list[str]:
+    """The agreement of our latency changes with the paper's, when the rows allow one."""
+    agreement = rows_agreement(rows)
+    return [agreement.describe()] if agreement else []
+
+
+def power_lines(rows: Sequence[Row]) -> list[str]:
+    """What to run next: the accuracy Δs against the row above that are not findings yet, and
+    about how many seeds per network a test would need to settle each (``roadmap.study.stats``)."""
+    pending = [
+        (r.variant.name, d.value, d.seeds_needed)
+        for r in rows
+        if (d := r.vs_previous.get("top1")) is not None and d.noise and d.seeds_needed
+    ]
+    if not pending:
+        return []
+    parts = [
+        f"{name} {value:+.1f}: ~{n if n <= MAX_SEEDS_SHOWN else f'>{MAX_SEEDS_SHOWN}'} seeds"
+        for name, value, n in pending
+    ]
+    return [
+        f"Not yet findings (Δ vs the row above), seeds per network a test at p < {ALPHA} with "
+        f"{POWER:.0%} power would need: " + "; ".join(parts)
+    ]
+
+
+def unbuildable_text(rows: Sequence[Row]) -> Text | None:
+    """Which variants could not be built, and why."""
+    bad = [r.variant for r in rows if not r.variant.buildable]
+    if not bad:
+        return None
+    text = Text("cannot be built:\n", style="bold")
+    for v in bad:
+        text.append(f"  {v.name}: {v.reason}\n", style="red")
+    return text
+
+
+def study_json(rows: Sequence[Row], title: str) -> str:
+    """The rows as one JSON document, with the latency conditions they were measured under."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    return json.dumps(
+        {
+            "title": title,
+            "environment": lat.conditions.to_dict() if lat else None,
+            "paper_agreement": a.to_dict() if (a := rows_agreement(rows)) else None,
+            "rows": [row_data(r) for r in rows],
+        },
+        indent=2,
+    )
+
+
+def study_csv(rows: Sequence[Row]) -> str:
+    """The rows as CSV (lists joined by commas); columns in first-seen order."""
+    records = [row_data(r) for r in rows]
+    buffer = io.StringIO()
+    columns = list(dict.fromkeys(key for rec in records for key in rec))  # first row: no deltas
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: ",".join(v) if isinstance(v, list) else v for k, v in rec.items()})
+    return buffer.getvalue().rstrip("\n")
+
+
+def missing_results_text(rows: Sequence[Row], root: Path, data: str, recipe: str) -> str | None:
+    """When no row has accuracy for ``data``/``recipe``: what the store holds for these
+    networks instead, and how to show it (an override files a run under a new label)."""
+    if any(r.accuracy for r in rows):
+        return None
+    names = {r.variant.name for r in rows}
+    held: dict[tuple[str, str], set[str]] = {}
+    for rec in iter_records(root):
+        if rec.name in names:
+            held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
+    if not held:
+        return None
+    listing = ", ".join(
+        f"{d}/{r} ({len(n)} network{'s' * (len(n) > 1)})" for (d, r), n in held.items()
+    )
+    (d, r), _ = max(held.items(), key=lambda item: len(item[1]))
+    return (
+        f"no trained results for {data}/{recipe} in {root}/; it holds {listing}. Show one with: "
+        f"roadmap table --data {_data_option(d)} --recipe {r}"
+    )
+
+
+def busy_text(rows: Sequence[Row]) -> str | None:
+    """A warning when other work kept the machine busy while the rows' latency was timed."""
+    lat = next((r.latency for r in rows if r.latency is not None), None)
+    if lat is None or not lat.conditions.busy:
+        return None
+    return (
+        f"warning: the machine was busy while timing ({busy_note(lat.conditions.contention)}); "
+        "latencies are inflated and their IQRs wide: rerun on an idle machine"
+    )
+
+
+def _data_option(slug: str) -> str:
+    """The --data value for a store's data name (folders are hashed: the user knows the path)."""
+    return "imagefolder:PATH" if slug.startswith("imagefolder-") else slug.replace("-", ":", 1)

@@ -1,0 +1,162 @@
+"""What a finished training run records: one typed schema, one serialization.
+
+``metrics.json`` in a run folder is :meth:`RunRecord.to_dict`; :meth:`RunRecord.from_dict`
+reads it back (keys added by later versions are ignored, so an older ``roadmap`` still reads a
+newer store). Nothing else assembles or parses a record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the record is plain data: reading one must not load torch
+    import torch
+
+from roadmap.errors import RoadmapError
+
+RECORD_FORMAT = "roadmap-record/1"
+
+
+@dataclass(frozen=True)
+class LrRule:
+    """How the peak learning rate was derived (``roadmap.train.recipe.lr_rule`` fills it in)."""
+
+    rule: str
+    base_lr: float
+    global_batch: int
+    per_process_batch: int
+    processes: int
+    peak_lr: float
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where and how the run trained (everything that can change a throughput figure)."""
+
+    python: str
+    torch: str
+    timm: str
+    platform: str
+    device: str
+    processes: int
+    threads: int
+    workers: int
+    amp: str | None
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def here(
+        cls,
+        device: torch.device,
+        processes: int,
+        workers: int,
+        amp: torch.dtype | None,
+        channels_last: bool,
+        compile: bool,
+    ) -> Environment:
+        """This process's environment, with the run's own settings."""
+        import timm
+        import torch
+
+        return cls(
+            python=platform.python_version(),
+            torch=torch.__version__,
+            timm=timm.__version__,
+            platform=platform.platform(),
+            device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            processes=processes,
+            threads=torch.get_num_threads(),
+            workers=workers,
+            amp=str(amp).removeprefix("torch.") if amp else None,
+            channels_last=channels_last,
+            compile=compile,
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: what was trained, on what, how well, and under which conditions.
+
+    Accuracies are percentages on the validation split after the last epoch (``top1``), at
+    the best epoch (``best_*``), of the fused deploy form (``fused_*``, which must agree) and
+    of the weight average (``ema_*``, None without EMA). Counts are at ``img_size``. ``init``
+    says where the starting weights came from (``--pretrained`` / ``--init``), what was loaded
+    and what kept its fresh initialization.
+    """
+
+    data: str
+    synthetic: bool
+    recipe: str
+    name: str
+    seed: int
+    steps: list[str]
+    spec_hash: str
+    recipe_hash: str
+    num_classes: int
+    top1: float
+    top5: float
+    best_top1: float
+    best_top5: float
+    best_epoch: int
+    fused_top1: float
+    fused_top5: float
+    fused_disagreements: int
+    val_images: int
+    params: int
+    macs: int | None
+    deploy_params: int
+    deploy_macs: int
+    img_size: int
+    epochs: int
+    train_time_s: float
+    images_per_s: float
+    skipped_images: int
+    lr: LrRule
+    environment: Environment
+    command: str
+    finished_at: str
+    ema_top1: float | None = None
+    ema_top5: float | None = None
+    best_ema_top1: float | None = None
+    best_ema_top5: float | None = None
+    init: dict[str, Any] | None = None  # starting weights, when not a fresh init
+    train_images: int | None = None  # the training split's size (after a train_subset)
+    contention: dict[str, Any] | None = None  # how busy other work kept the machine
+    format: str = RECORD_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (the content of ``metrics.json``)."""
+        return dataclasses.asdict(self)
+
+    def get(self, metric: str) -> Any:
+        """A field by name (``top1``, ``best_top1``, ...), None if the record has none."""
+        return getattr(self, metric, None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Read a record back.
+
+        Raises:
+            RoadmapError: a required key is missing (not a record, or a damaged one).
+        """
+        if not isinstance(data, dict):
+            raise RoadmapError("a run record must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["lr"] = _nested(LrRule, kwargs["lr"])
+            kwargs["environment"] = _nested(Environment, kwargs["environment"])
+            return cls(**kwargs)
+        except (KeyError, TypeError) as e:
+            raise RoadmapError(f"not a complete run record ({type(e).__name__}: {e})") from None
+
+
+def _nested(cls: type, data: Any) -> Any:
+    if isinstance(data, cls):
+        return data
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,365 @@
+"""The ablation study as data: which networks to compare, and one row of numbers per network.
+:mod:`roadmap.arch.selection` plans which networks (the roadmap's prefixes, leave-one-out, only-
+one); ``collect`` measures them (counts now, latency now, accuracy from the results store, the
+paper's numbers from the registry) and works out every delta against the previous row and the
+baseline, with a flag when the delta is within the noise. Rendering lives in
+:mod:`roadmap.report.tables` and :mod:`roadmap.report.plot`; nothing here prints.
+
+Noise rules (one place, used by every table and plot):
+
+- latency: |delta| below the pooled IQR (``roadmap.measure.latency.compare``, the one latency rule);
+- accuracy: Welch's t-test over the two rows' seeds (``roadmap.study.stats``); a difference is a
+  finding only at p < 0.05, never with a single seed on either side (no spread is known);
+- params and MACs are exact counts and never noisy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from roadmap.arch import registry
+from roadmap.arch.builder import build
+from roadmap.arch.reparam import fuse
+from roadmap.arch.selection import Selection, Variant
+from roadmap.arch.spec import spec_hash
+from roadmap.errors import RoadmapError
+from roadmap.measure.counts import Counts, count
+from roadmap.measure.latency import LatencyRecord, compare
+from roadmap.study import stats
+
+# --- measurements -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 over seeds from the results store.
+
+    Attributes:
+        mean: mean top-1 (%).
+        std: sample standard deviation over seeds (0.0 for one seed).
+        n: number of seeds.
+        seeds: the seeds found.
+        values: top-1 of each seed, in the order of ``seeds``.
+        ci: the mean's 95 % confidence interval (Student t over seeds).
+        metric: the record field averaged (``top1`` = final epoch).
+    """
+
+    mean: float
+    std: float
+    n: int
+    seeds: tuple[int, ...]
+    values: tuple[float, ...] = ()
+    ci: stats.Interval | None = None
+    metric: str = "top1"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A difference between two rows, and whether it is within the noise.
+
+    Attributes:
+        value: the difference (row minus the other).
+        noise: whether it is within the noise (not a finding).
+        p_value: Welch's t-test p-value, for accuracy over two or more seeds a side.
+        seeds_needed: seeds per network a test would need to find this difference (accuracy
+            differences that are not findings yet), or None.
+    """
+
+    value: float
+    noise: bool
+    p_value: float | None = None
+    seeds_needed: int | None = None
+
+
+@dataclass
+class Row:
+    """Everything measured about one variant.
+
+    Attributes:
+        variant: which network.
+        counts: params/MACs (None when it cannot be built).
+        latency: the fused model's latency record, or None.
+        accuracy: from the results store, or None when no run is recorded.
+        paper_top1: the paper's top-1 for the row's step (prefix rows only).
+        paper_latency_ms: the paper's iPhone 12 latency for the row's step (prefix rows only).
+        vs_previous: metric -> Delta against the row before.
+        vs_baseline: metric -> Delta against the baseline row.
+    """
+
+    variant: Variant
+    counts: Counts | None = None
+    latency: LatencyRecord | None = None
+    accuracy: Accuracy | None = None
+    paper_top1: float | None = None
+    paper_latency_ms: float | None = None
+    vs_previous: dict[str, Delta] = field(default_factory=dict)
+    vs_baseline: dict[str, Delta] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float | None]:
+        """The numbers deltas are taken of."""
+        c, lat, acc = self.counts, self.latency, self.accuracy
+        return {
+            "params": c.params if c else None,
+            "deploy_params": c.deploy_params if c else None,
+            "deploy_macs": c.deploy_macs if c else None,
+            "latency_ms": lat.median_ms if lat else None,
+            "top1": acc.mean if acc else None,
+        }
+
+
+def collect(
+    variants: Sequence[Variant],
+    *,
+    latency_settings: Any = None,
+    results: Path | None = None,
+    data: str | None = None,
+    recipe: str | None = None,
+    baseline: str | None = None,
+    img_size: int = 224,
+    paper: bool = True,
+    counts: bool = True,
+) -> list[Row]:
+    """Measure every buildable variant and fill in the deltas.
+
+    Args:
+        variants: the networks, in row order.
+        latency_settings: a ``roadmap.measure.latency.LatencySettings`` to measure fused latency
+            with (all variants interleaved in one run), or None to skip latency.
+        results: the results store's root, to read accuracy from (with ``data`` and ``recipe``).
+        data: the data source's name in the store (e.g. ``digits``).
+        recipe: the recipe's name in the store (e.g. ``quick``).
+        baseline: the variant name deltas "vs baseline" are taken against (default: first row).
+        img_size: resolution at which MACs are counted.
+        paper: attach the paper's numbers to prefix rows.
+        counts: count params and MACs (about a second per network); without them, rows
+            still get accuracy and its deltas.
+    """
+    rows = [Row(v) for v in variants]
+    buildable = [r for r in rows if r.variant.buildable]
+    deployed = []
+    for row in buildable if counts or latency_settings is not None else []:
+        model = build(row.variant.selection.spec())
+        deployed.append(fuse(model))
+        row.counts = count(model, img_size, deploy=deployed[-1], train_macs=False)
+    if latency_settings is not None and buildable:
+        _attach_latency(buildable, deployed, latency_settings)
+    if results is not None and data and recipe:
+        for row in buildable:
+            row.accuracy = read_accuracy(results, data, recipe, row.variant.selection)
+    if paper:
+        _attach_paper(rows)
+    fill_deltas(rows, baseline)
+    return rows
+
+
+def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -> None:
+    """Measure the fused models of all rows interleaved, in one run."""
+    from roadmap.measure import latency  # imported here: only tables that measure latency need it
+
+    candidates = [
+        latency.Candidate(r.variant.name, m, r.variant.selection.steps, fused=True)
+        for r, m in zip(rows, deployed, strict=True)
+    ]
+    for row, record in zip(rows, latency.measure(candidates, settings), strict=True):
+        row.latency = record
+
+
+def _attach_paper(rows: list[Row]) -> None:
+    for row in rows:
+        if row.variant.buildable:
+            row.paper_top1, row.paper_latency_ms = paper_numbers(row.variant.selection)
+
+
+def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
+    """The paper's (top-1 %, iPhone 12 ms) for a network, or Nones.
+
+    Paper numbers belong to roadmap prefixes (the step's row in the paper) and to the RepViT
+    family members (Tables 1 and 2); an ablation or a network on a spec file is not in the paper.
+    """
+    if chosen.is_roadmap_prefix:
+        step = registry.get_step(chosen.steps[-1])
+        return step.paper_top1, step.paper_latency_ms
+    family_member = chosen.size is not None and chosen.start is None
+    if family_member and chosen.steps == registry.paper_roadmap():
+        return chosen.size.paper_top1, chosen.size.paper_latency_ms
+    return None, None
+
+
+# --- agreement with the paper -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaperAgreement:
+    """How well our step-to-step latency changes agree with the paper's iPhone 12 column.
+
+    Attributes:
+        same_sign: our Δs outside the noise whose sign is the paper's.
+        counted: our Δs outside the noise where the paper times both steps (the denominator).
+        within_noise: such step pairs whose Δ is within our noise: left out, not disagreements.
+        rho: Spearman's rank correlation of our latencies with the paper's over the steps both
+            time (None with fewer than 3).
+        steps: how many steps both time.
+    """
+
+    same_sign: int
+    counted: int
+    within_noise: int
+    rho: float | None
+    steps: int
+
+    def describe(self) -> str:
+        """One line for captions, e.g. 'Agreement with the paper's iPhone 12 latency: ...'."""
+        signs = f"Δ sign {self.same_sign}/{self.counted} steps"
+        if self.within_noise:
+            signs += f" ({self.within_noise} more within noise, not counted)"
+        rho = "n/a" if self.rho is None else f"{self.rho:+.2f}"
+        return (
+            f"Agreement with the paper's iPhone 12 latency: {signs}; "
+            f"Spearman ρ {rho} over {self.steps} steps"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def paper_agreement(
+    records: Sequence[LatencyRecord | None], paper_ms: Sequence[float | None]
+) -> PaperAgreement | None:
+    """Compare consecutive rows' latency changes with the paper's (None if fewer than 2 rows
+    carry both numbers). A change counts when both rows and the row before have both numbers;
+    our noise rule (:func:`roadmap.measure.latency.compare`) decides which changes are left out."""
+    if len(records) != len(paper_ms):
+        raise ValueError("one paper latency (or None) per record")
+    both = [i for i, (r, p) in enumerate(zip(records, paper_ms, strict=True)) if r and p]
+    if len(both) < 2:
+        return None
+    same = counted = noisy = 0
+    for i in both:
+        if i - 1 not in both:
+            continue
+        ours = compare(records[i - 1], records[i])
+        if ours.noise:
+            noisy += 1
+            continue
+        counted += 1
+        same += (ours.delta_ms > 0) == (paper_ms[i] > paper_ms[i - 1])
+    rho = stats.spearman([records[i].median_ms for i in both], [paper_ms[i] for i in both])
+    return PaperAgreement(same, counted, noisy, rho, len(both))
+
+
+def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
+    """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are)."""
+    return paper_agreement([r.latency for r in rows], [r.paper_latency_ms for r in rows])
+
+
+def read_accuracy(
+    root: Path, data: str, recipe: str, selection: Selection, metric: str = "top1"
+) -> Accuracy | None:
+    """Mean/std of ``metric`` over the store's seeds for this network, data and recipe.
+
+    A record counts only if its spec hash equals the spec of ``selection`` built today (at the
+    record's number of classes): results of an older architecture are never mixed in, and a
+    record is found whatever its folder is called.
+    """
+    from roadmap.results.store import iter_records
+
+    hashes: dict[int, str] = {}
+    values: dict[int, float] = {}
+    for rec in iter_records(root, data=data, recipe=recipe):
+        if rec.get(metric) is None:
+            continue
+        if rec.num_classes not in hashes:
+            hashes[rec.num_classes] = spec_hash(selection.spec(rec.num_classes))
+        if rec.spec_hash == hashes[rec.num_classes]:
+            values[rec.seed] = float(rec.get(metric))
+    if not values:
+        return None
+    seeds = tuple(sorted(values))
+    vals = tuple(values[s] for s in seeds)
+    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    ci = stats.mean_ci(vals)
+    return Accuracy(statistics.fmean(vals), std, len(vals), seeds, vals, ci, metric)
+
+
+# --- deltas -------------------------------------------------------------------------------
+
+
+def fill_deltas(rows: list[Row], baseline: str | None = None) -> None:
+    """Set ``vs_previous`` (against the nearest buildable row above) and ``vs_baseline``."""
+    built = [r for r in rows if r.variant.buildable]
+    base = _find(rows, baseline) if baseline else next(iter(built), None)
+    previous = None
+    for row in built:
+        if previous is not None:
+            row.vs_previous = deltas(previous, row)
+        if base is not None and base is not row:
+            row.vs_baseline = deltas(base, row)
+        previous = row
+
+
+def _find(rows: list[Row], name: str) -> Row:
+    for row in rows:
+        if row.variant.name == name:
+            return row
+    raise RoadmapError(f"baseline {name!r} is not a row; rows: {[r.variant.name for r in rows]}")
+
+
+def deltas(a: Row, b: Row) -> dict[str, Delta]:
+    """``b - a`` for every metric both rows have, each with its noise flag."""
+    ma, mb = a.metrics(), b.metrics()
+    out = {}
+    for key in ma:
+        if ma[key] is None or mb[key] is None:
+            continue
+        value = mb[key] - ma[key]
+        if key == "top1":
+            out[key] = _accuracy_delta(a.accuracy, b.accuracy, value)
+        else:
+            noise = key == "latency_ms" and compare(a.latency, b.latency).noise
+            out[key] = Delta(value, noise)  # params and MACs are exact: never noise
+    return out
+
+
+def _accuracy_delta(a: Accuracy, b: Accuracy, value: float) -> Delta:
+    p = stats.welch_p(a.values, b.values)
+    finding = stats.is_finding(p)
+    needed = None if finding else stats.seeds_needed(a.values, b.values)
+    return Delta(value, not finding, p, needed)
+
+
+def row_data(row: Row) -> dict[str, Any]:
+    """One row as plain data with timm-compatible names where they exist."""
+    c, lat, acc = row.counts, row.latency, row.accuracy
+    data: dict[str, Any] = {
+        "name": row.variant.name,
+        "steps": list(row.variant.selection.steps),
+        "buildable": row.variant.buildable,
+        "reason": row.variant.reason or None,
+        "param_count": c.params if c else None,
+        "deploy_param_count": c.deploy_params if c else None,
+        "infer_gmacs": round(c.deploy_macs / 1e9, 4) if c else None,
+        "infer_step_time": lat.median_ms if lat else None,
+        "infer_step_time_iqr": lat.iqr_ms if lat else None,
+        "top1": acc.mean if acc else None,
+        "top1_std": acc.std if acc else None,
+        "top1_ci95_low": acc.ci.low if acc and acc.ci else None,
+        "top1_ci95_high": acc.ci.high if acc and acc.ci else None,
+        "top1_n": acc.n if acc else None,
+        "paper_top1": row.paper_top1,
+        "paper_latency_ms": row.paper_latency_ms,
+    }
+    for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):
+        for key, d in ds.items():
+            data[f"{prefix}_{key}"] = d.value
+            data[f"{prefix}_{key}_noise"] = d.noise
+            if key == "top1":
+                data[f"{prefix}_{key}_p_value"] = d.p_value
+                data[f"{prefix}_{key}_seeds_needed"] = d.seeds_needed
+    return data

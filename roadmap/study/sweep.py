@@ -1,0 +1,126 @@
+"""A sweep: train a set of networks for several seeds, skipping what the store already holds.
+
+The networks are planned by :mod:`roadmap.arch.selection` (the roadmap's prefixes, or the
+leave-one-out / only-one sets); each (network, seed) is then one :func:`roadmap.train.loop.fit`
+call in one process group, with the data opened once.
+
+A (network, seed) whose folder has a record with the same spec and recipe hash is ``stored``
+and skipped; one that another process is training right now is ``busy`` and skipped too (so
+two sweeps can share a results folder); an interrupted one resumes from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap.arch.selection import Selection
+from roadmap.arch.spec import spec_hash
+from roadmap.errors import Stopped
+from roadmap.results import store
+from roadmap.results.record import RunRecord
+from roadmap.train import checkpoint, distributed
+from roadmap.train.data import Datasets, parse_source
+from roadmap.train.identity import legacy_names, run_key
+from roadmap.train.loop import fit
+from roadmap.train.recipe import Recipe, recipe_hash
+from roadmap.train.run_options import RunOptions, open_data
+
+STATUSES = ("trained", "stored", "busy")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sweep did with one (network, seed).
+
+    Attributes:
+        name: the network's name.
+        seed: the seed.
+        status: ``trained`` now, already ``stored``, or ``busy`` (another process has it).
+        record: the finished record, when there is one.
+    """
+
+    name: str
+    seed: int
+    status: str
+    record: RunRecord | None
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (network, seed) of a sweep, and its place in the plan."""
+
+    index: int
+    network: Selection
+    seed: int
+
+
+def plan_runs(selections: list[Selection], seeds: tuple[int, ...]) -> list[PlannedRun]:
+    """Every (network, seed), seed-major (seed 0 of every network first), numbered."""
+    pairs = [(n, s) for s in seeds for n in selections]
+    return [PlannedRun(i, n, s) for i, (n, s) in enumerate(pairs)]
+
+
+def sweep(
+    selections: list[Selection],
+    data: str,
+    recipe: Recipe,
+    *,
+    seeds: tuple[int, ...] = (0,),
+    options: RunOptions = RunOptions(),
+    shard: tuple[int, int] | None = None,
+) -> list[Outcome]:
+    """Train every selection for every seed (seed-major order), skipping stored and busy ones.
+
+    Args:
+        shard: (k, n) to train only plan items k, k+n, k+2n, ... (``roadmap.study.cluster``).
+
+    Returns:
+        One outcome per (selection, seed) trained here.
+    """
+    plan = plan_runs(selections, seeds)
+    if shard is not None:
+        plan = [p for p in plan if p.index % shard[1] == shard[0]]
+    procs = distributed.start(options.device)
+    try:
+        opened = open_data(parse_source(data), recipe, options, procs)
+        outcomes = []
+        for item in plan:
+            run_options = dataclasses.replace(options, seed=item.seed, resume=True)
+            outcomes.append(_one(item.network, opened, recipe, run_options, procs))
+        return outcomes
+    finally:
+        distributed.stop()
+
+
+def _one(
+    selection: Selection,
+    data: Datasets,
+    recipe: Recipe,
+    options: RunOptions,
+    procs: distributed.Processes,
+) -> Outcome:
+    """Train one selection unless the store has it, or another process is training it."""
+    folder = run_key(data.source, recipe, selection, options).folder(options.out)
+    if procs.primary:
+        store.adopt_legacy(folder, legacy_names(selection))  # a 0.1 run counts as stored
+    spec = selection.spec(data.num_classes)
+    record = store.find_record(folder, spec_hash(spec), recipe_hash(recipe))
+    status = "stored" if record else "busy" if store.is_locked(folder) else "trained"
+    # rank 0 decides (only it may probe the lock); the others follow
+    code = distributed.sum_across([STATUSES.index(status) if procs.primary else 0], procs)[0]
+    status = STATUSES[int(code)]
+    if status == "trained":
+        path = Path(folder) / store.CHECKPOINT
+        if not checkpoint.matches(path, spec, recipe_hash(recipe), options.seed):
+            options = dataclasses.replace(options, resume=False)
+        try:
+            record = fit(selection, data, recipe, options, procs)
+        except Stopped:  # stopped on request, resumable: not a failure
+            raise
+        except Exception as e:
+            if procs.primary:
+                store.record_failure(folder, e)
+            raise
+    return Outcome(selection.name, options.seed, status, record)

@@ -1,0 +1,106 @@
+"""How a run is run: the options that never change what is trained (nor a recipe's hash).
+
+Training, evaluation and sweeps share :class:`RunOptions`, and open their data through
+:func:`open_data` (with ``--download``, rank 0 fetches while the other processes wait).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from roadmap.arch.selection import Selection
+from roadmap.train import distributed
+from roadmap.train.data import Datasets, DataSource, default_workers, load_datasets
+from roadmap.train.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a training or an evaluation.
+
+    Attributes:
+        seed: seed of initialization, data order and augmentation.
+        workers: data-loader worker processes per training process (None: chosen per source).
+        device: ``cpu`` or ``cuda``.
+        amp: mixed precision (bfloat16 where supported, else float16 with loss scaling).
+        channels_last: NHWC memory format for the model and its inputs.
+        compile: ``torch.compile`` the training model.
+        quiet: no progress bars or notes.
+        resume: continue from the run folder's ``last.pt`` if it matches this run.
+        download: allow a dataset that needs it to download.
+        bad_images: ``error`` or ``skip`` for an image that cannot be decoded.
+        out: root of the results store.
+        command: the command line to record (reconstructed from the arguments if None).
+        pretrained: start from timm's published weights for this network (downloads them
+            through timm's cache, unless ``pretrained_file`` is given).
+        pretrained_file: those weights from a local file in timm's key names instead.
+        init: start from this state dict in our own names (a ``last.pt``, or a ``roadmap_*``
+            timm model's weights).
+    """
+
+    seed: int = 0
+    workers: int | None = None
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    quiet: bool = False
+    resume: bool = False
+    download: bool = False
+    bad_images: str = "error"
+    out: Path = Path("results")
+    command: str | None = None
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    init: Path | None = None
+
+
+def open_data(
+    source: DataSource, recipe: Recipe, options: RunOptions, procs: distributed.Processes
+) -> Datasets:
+    """Open the data; with ``--download`` rank 0 fetches first while the others wait."""
+    if options.download and not procs.primary:
+        distributed.barrier(procs)
+    data = load_datasets(
+        source,
+        recipe,
+        download=options.download and procs.primary,
+        bad_images=options.bad_images,
+    )
+    if options.download and procs.primary:
+        distributed.barrier(procs)
+    return data
+
+
+def workers(options: RunOptions, data: Datasets) -> int:
+    """Loader workers: the user's choice, else what suits the source."""
+    return default_workers(data.source) if options.workers is None else options.workers
+
+
+def launch_command(args: Sequence[str]) -> str:
+    """The command line as it was launched, to record beside a run's results: ``roadmap ARGS``,
+    or ``torchrun --nproc_per_node=N -m roadmap ARGS`` under torchrun."""
+    launcher = ["roadmap"]
+    if "LOCAL_WORLD_SIZE" in os.environ:  # torchrun sets it for every process it starts
+        launcher = ["torchrun", f"--nproc_per_node={os.environ['LOCAL_WORLD_SIZE']}", "-m"]
+        launcher.append("roadmap")
+    return shlex.join([*launcher, *args])
+
+
+def is_primary_process() -> bool:
+    """Whether this is rank 0 (the process that prints), before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def equivalent_command(selection: Selection, source: DataSource, recipe: Recipe, seed: int) -> str:
+    """The ``roadmap train`` command that repeats a run (for runs started from Python)."""
+    words = ["roadmap", "train", *shlex.split(selection.cli_args())]
+    words += ["--data", source.kind + (f":{source.location}" if source.location else "")]
+    words += ["--recipe", recipe.name, "--seed", str(seed)]
+    words += ["--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size)]
+    words += ["--lr", repr(recipe.base_lr), "--img-size", str(recipe.img_size)]
+    return shlex.join(words)

@@ -1,0 +1,94 @@
+"""`roadmap steps` and `roadmap build` as a user runs them."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import roadmap
+from roadmap.arch.spec import NetSpec
+from roadmap.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_steps_lists_every_step_with_paper_numbers():
+    result = run("steps")
+    assert result.exit_code == 0
+    for name in roadmap.list_steps():
+        assert name in result.output
+    assert "71.5" in result.output and "0.87" in result.output
+
+
+def test_steps_json():
+    data = json.loads(run("steps", "--format", "json").output)
+    assert [d["name"] for d in data] == roadmap.list_steps()
+    assert data[-1]["paper_top1"] == 77.4
+
+
+def test_build_table_shows_tree_counts_and_change():
+    result = run("build", "--upto", "simple_classifier")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "stem" in out and "stage 4: width 384" in out
+    assert "head: avgpool -> BN + linear 1000" in out
+    assert "3,736,960" in out and "3,714,664" in out  # training and deploy params
+    assert "hidden_channels: 1280 -> None  [head]" in out
+    assert "against the network before simple_classifier" in out
+
+
+def test_build_json_parses_with_the_promised_keys():
+    result = run("build", "--upto", "alternating_se", "--format", "json", "--num-classes", "10")
+    data = json.loads(result.output)
+    assert data["steps"][-1] == "alternating_se" and len(data["steps"]) == 11
+    assert data["num_classes"] == 10
+    assert data["params"] == 5_103_560 - 384 * 990 - 990  # the 1000-class linear, shrunk to 10
+    assert {"macs", "deploy_params", "deploy_macs", "macs_unit", "spec"} <= set(data)
+
+
+def test_build_papers_control():
+    result = run("build", "--steps", "mobilenetv3_large,gelu,expansion_2,widen")
+    assert result.exit_code == 0, result.output
+    assert "inverted_residual" in result.output and "repvit" not in result.output
+
+
+def test_save_spec_round_trips(tmp_path):
+    path = tmp_path / "spec.yaml"
+    assert run("build", "--upto", "widen", "--save-spec", str(path)).exit_code == 0
+    assert NetSpec.load(path) == roadmap.build_spec("widen")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build", "--upto", "nonsense"], "unknown step 'nonsense'; known steps: mobilenet"),
+        (["build", "--skip", "separate_mixers"], "apply separate_mixers before it"),
+        (["build", "--steps", ","], "empty step list"),
+        (["--plugin", "/nonexistent/steps.py", "steps"], "plugin file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["build", "--num-classes", "0"], ["build", "--format", "xml"], ["build", "--bogus"]]
+)
+def test_bad_option_values_exit_2(args):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "build --help" in lines[0]  # the command whose options to look up
+
+
+def test_debug_shows_the_traceback():
+    result = run("--debug", "build", "--upto", "nonsense")
+    assert result.exit_code != 0 and isinstance(result.exception, roadmap.RoadmapError)

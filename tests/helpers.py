@@ -1,0 +1,183 @@
+"""What several test modules share: networks with realistic BatchNorm statistics, layers in
+execution order, run records as `roadmap train` writes them, and a tiny image dataset.
+
+Tests import these from here and never from each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+import roadmap
+from roadmap.measure.host import Contention
+from roadmap.measure.latency import Conditions
+from roadmap.results import store
+from roadmap.results.record import Environment, LrRule, RunRecord
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout's root
+
+# --- networks -------------------------------------------------------------------------------
+
+_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def calibrate_bn(model: torch.nn.Module, img_size: int = 64, batches: int = 3) -> torch.nn.Module:
+    """Give every BatchNorm non-trivial affine params and running stats from real forward passes.
+
+    Random affine params make the test non-trivial; statistics gathered from data (rather than
+    drawn at random) keep a deep network's activations at a sane scale, as after training.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.3, 0.3)
+            m.momentum = None  # cumulative average over the calibration batches
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(8, 3, img_size, img_size))
+    return model.eval()
+
+
+def executed_layers(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
+    """Conv/Linear/BatchNorm modules in the order a forward pass runs them."""
+    order: list[nn.Module] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, _LAYERS)
+    ]
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, img_size, img_size))
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def signature(m: nn.Module) -> tuple:
+    """What makes two layers the same layer: type family, weight shape, stride, padding, groups."""
+    family = next(t for t in _LAYERS if isinstance(m, t)).__name__
+    if isinstance(m, nn.Conv2d):
+        return family, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
+    if isinstance(m, nn.Linear):
+        return family, tuple(m.weight.shape), m.bias is not None
+    return family, m.num_features, m.eps
+
+
+# --- run records ----------------------------------------------------------------------------
+
+ENVIRONMENT = Environment("3.11", "2.14", "1.0", "linux", "cpu", 1, 2, 0, None, False, False)
+LR = LrRule("base_lr x global_batch / 512", 1e-3, 64, 64, 1, 1.25e-4)
+
+
+def make_record(steps: list[str], seed: int, top1: float, **fields: object) -> RunRecord:
+    """A finished run of the network ``steps`` (10 classes, digits/quick unless overridden)."""
+    num_classes = int(fields.pop("num_classes", 10))
+    spec = roadmap.build_spec(steps=steps, num_classes=num_classes)
+    values = dict(
+        data="digits",
+        synthetic=False,
+        recipe="quick",
+        name=roadmap.Selection(tuple(steps)).name,
+        seed=seed,
+        steps=list(steps),
+        spec_hash=roadmap.spec_hash(spec),
+        recipe_hash="0" * 12,
+        num_classes=num_classes,
+        top1=top1,
+        top5=100.0,
+        best_top1=top1,
+        best_top5=100.0,
+        best_epoch=1,
+        fused_top1=top1,
+        fused_top5=100.0,
+        fused_disagreements=0,
+        val_images=360,
+        params=1,
+        macs=1,
+        deploy_params=1,
+        deploy_macs=1,
+        img_size=32,
+        epochs=1,
+        train_time_s=1.0,
+        images_per_s=1.0,
+        skipped_images=0,
+        lr=LR,
+        environment=ENVIRONMENT,
+        command="roadmap train",
+        finished_at="2026-11-25T00:00:00+00:00",
+    )
+    values.update(fields)
+    return RunRecord(**values)
+
+
+def store_record(root: Path, record: RunRecord) -> Path:
+    """Write a record where the store keeps it; returns its run folder."""
+    key = store.RunKey(record.data, record.recipe, record.name, record.seed)
+    folder = key.folder(root)
+    store.write_record(folder, record)
+    return folder
+
+
+def make_conditions(**fields: object) -> Conditions:
+    """Latency conditions as `roadmap latency` records them (a quiet 2-CPU machine)."""
+    values = dict(
+        device="cpu",
+        device_name="Intel(R) Xeon(R) CPU @ 2.20GHz",
+        threads=2,
+        batch=1,
+        img_size=224,
+        dtype="float32",
+        memory_format="contiguous",
+        backend="eager",
+        torch_version="2.14.1",
+        onnxruntime_version=None,
+        warmup=5,
+        iters=30,
+        interleaved_models=11,
+        timer="perf_counter per iteration",
+        contention=Contention(0.01, 0.0, 0.1, 0.1, 2),
+        platform="Linux",
+        python_version="3.11.7",
+        measured_at="2026-11-25T00:00:00+00:00",
+    )
+    values.update(fields)
+    return Conditions(**values)
+
+
+def fake_record(root, steps, seed, top1, spec_hash=None):
+    """A finished run in the store, as `roadmap train` writes it."""
+    extra = {"spec_hash": spec_hash} if spec_hash else {}
+    store_record(root, make_record(list(steps), seed, top1, **extra))
+
+
+# --- a tiny image dataset -------------------------------------------------------------------
+
+CLASSES = ("dark", "light")  # told apart by brightness: learnable in a handful of steps
+
+
+def make_image_folder(root: Path, per_class: int = 8, val_per_class: int = 4) -> Path:
+    """Write ``root/train/<class>/*.png`` and ``root/val/<class>/*.png`` (32x32 RGB)."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                base = 60 + 130 * label  # dark ~60, light ~190
+                pixels = rng.normal(base, 25, size=(32, 32, 3)).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def corrupt_one_image(root: Path) -> Path:
+    """Overwrite one training image with bytes that are not an image; returns its path."""
+    path = root / "train" / CLASSES[0] / "0.png"
+    path.write_bytes(b"this is not a png")
+    return path

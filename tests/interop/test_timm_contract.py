@@ -1,0 +1,181 @@
+"""The timm model contract, checked the way timm's own tests check every model in its registry.
+
+Parametrized over every registered step (so a new step is covered the day it is added), plus
+the paper's control and two leave-one-outs built through the Python API. At the endpoints, the
+contract's numbers must equal timm's own `mobilenetv3_large_100` and `repvit_m0_9`.
+"""
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import roadmap
+from roadmap.arch.builder import RoadmapNet, build
+from roadmap.arch.selection import Selection
+
+IMG = 64  # divisible by 32, small enough to keep ~15 networks fast
+CONTROL = ("mobilenetv3_large", "gelu", "expansion_2", "widen")
+ABLATIONS = [
+    Selection(CONTROL),
+    Selection.of(skip=["kernel_3x3"]),
+    Selection.of("deeper_downsampling", skip=["early_conv_stem"]),
+]
+
+roadmap.register_timm_models()
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:`torch.jit"),  # deprecated in torch, still timm's API
+]
+
+
+def networks() -> list[tuple[str, object]]:
+    """(id, factory) for every timm-registered step and the API-built ablations."""
+    out = [(f"roadmap_{s}", _timm_factory(s)) for s in roadmap.list_steps()]
+    return out + [(a.name, _api_factory(a)) for a in ABLATIONS]
+
+
+def _timm_factory(step: str):  # noqa: ANN202
+    return lambda **kw: timm.create_model(f"roadmap_{step}", **kw)
+
+
+def _api_factory(selection: Selection):  # noqa: ANN202
+    def make(num_classes: int = 1000, global_pool: str | None = None) -> RoadmapNet:
+        model = build(selection.spec(1000))
+        model.reset_classifier(num_classes, global_pool)
+        return model
+
+    return make
+
+
+NETWORKS = networks()
+IDS = [name for name, _ in NETWORKS]
+
+
+@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+def test_forward_and_backward(name: str, make) -> None:  # noqa: ANN001
+    model = make(num_classes=42).train()
+    out = model(torch.randn(2, 3, IMG, IMG))
+    out.mean().backward()
+    assert out.shape == (2, 42) and not torch.isnan(out).any()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: ANN001
+    """forward_features, num_features, head_hidden_size and the classifier fit together."""
+    model = make().eval()
+    x = torch.randn(1, 3, IMG, IMG)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape == (1, model.num_features, IMG // 32, IMG // 32)
+        pre_logits = model.forward_head(features, pre_logits=True)
+        assert pre_logits.shape == (1, model.head_hidden_size)
+        assert torch.allclose(model.forward_head(features), model(x))
+        assert model.get_classifier()(pre_logits).shape == (1, model.num_classes)
+        model.reset_classifier(0)  # a backbone: pooled features out
+        assert model(x).shape == (1, model.head_hidden_size)
+        model.reset_classifier(0, "")  # no pooling: the feature map out
+        assert model(x).shape[:2] == (1, model.head_hidden_size) and model(x).ndim == 4
+        model.reset_classifier(0, "catavgmax" if model.spec.head.hidden_channels is None else "max")
+        assert model(x).ndim == 2
+
+
+@pytest.mark.parametrize("step", roadmap.list_steps())
+def test_default_cfg_names_real_layers(step: str) -> None:
+    model = timm.create_model(f"roadmap_{step}")
+    cfg, state = model.pretrained_cfg, model.state_dict()
+    assert f"{cfg['first_conv']}.weight" in state and f"{cfg['classifier']}.weight" in state
+    assert cfg["pool_size"] == (7, 7) and cfg["input_size"] == (3, 224, 224)
+    with torch.no_grad():
+        features = model.eval().forward_features(torch.randn(1, *cfg["input_size"]))
+    assert tuple(features.shape[-2:]) == cfg["pool_size"]
+
+
+@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+def test_intermediates_match_feature_info(name: str, make) -> None:  # noqa: ANN001
+    model = make().eval()
+    x = torch.randn(1, 3, IMG, IMG)
+    info = model.feature_info
+    with torch.no_grad():
+        final, feats = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x))
+        assert [f.shape[1] for f in feats] == [i["num_chs"] for i in info]
+        assert [IMG // f.shape[-1] for f in feats] == [i["reduction"] for i in info]
+        last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(last_two, feats[-2:], strict=True))
+        early = model.forward_intermediates(x, indices=[0], stop_early=True)[1]
+        assert torch.equal(early[0], feats[0])
+
+
+@pytest.mark.parametrize("step", roadmap.list_steps())
+def test_features_only_through_timm(step: str) -> None:
+    model = timm.create_model(f"roadmap_{step}", features_only=True).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, IMG, IMG))
+    assert [o.shape[1] for o in outs] == model.feature_info.channels()
+    assert len(outs) >= 4
+    pruned = timm.create_model(f"roadmap_{step}", features_only=True, out_indices=(1,))
+    full = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in pruned.parameters()) < full  # the layers after it are gone
+
+
+@pytest.mark.parametrize("step", roadmap.list_steps())
+def test_grad_checkpointing_gives_the_same_gradients(step: str) -> None:
+    model = timm.create_model(f"roadmap_{step}", num_classes=5).train()
+    x = torch.randn(2, 3, IMG, IMG)
+    torch.manual_seed(0)
+    model(x).sum().backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing()
+    torch.manual_seed(0)
+    model(x).sum().backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, plain[n], atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+@pytest.mark.filterwarnings("ignore:The TorchScript type system")  # fx's generated module
+def test_torchscript_fx_and_fx_then_torchscript(name: str, make) -> None:  # noqa: ANN001
+    model = make(num_classes=10).eval()
+    x = torch.randn(1, 3, IMG, IMG)
+    with torch.no_grad():
+        expected = model(x)
+        scripted = torch.jit.script(model)
+        traced = torch.fx.symbolic_trace(model)
+        both = torch.jit.script(traced)
+        for other in (scripted, traced, both):
+            assert torch.allclose(other(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("step", "reference", "kwargs"),
+    [
+        ("mobilenetv3_large", "mobilenetv3_large_100", {}),
+        ("alternating_se", "repvit_m0_9", {"distillation": False}),
+    ],
+)
+def test_endpoints_keep_timms_contract(step: str, reference: str, kwargs: dict) -> None:
+    ours = timm.create_model(f"roadmap_{step}").eval()
+    theirs = timm.create_model(reference, **kwargs).eval()
+    x = torch.randn(1, 3, 224, 224)
+    assert (ours.num_features, ours.head_hidden_size) == (
+        theirs.num_features,
+        theirs.head_hidden_size,
+    )
+    with torch.no_grad():
+        assert ours.forward_features(x).shape == theirs.forward_features(x).shape
+    ours_f = timm.create_model(f"roadmap_{step}", features_only=True)
+    theirs_f = timm.create_model(reference, features_only=True, **kwargs)
+    assert ours_f.feature_info.channels() == theirs_f.feature_info.channels()
+    assert ours_f.feature_info.reduction() == theirs_f.feature_info.reduction()
+
+
+def test_a_pooling_without_a_classifier_is_the_only_headless_choice() -> None:
+    with pytest.raises(roadmap.RoadmapError, match="set num_classes to 0"):
+        timm.create_model("roadmap_gelu", global_pool="")
+    assert isinstance(
+        timm.create_model("roadmap_gelu", num_classes=0).get_classifier(), nn.Identity
+    )

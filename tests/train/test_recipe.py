@@ -1,0 +1,107 @@
+"""Recipes: the shipped ones say what the paper says, and a bad file names its bad key."""
+
+from pathlib import Path
+
+import pytest
+
+from roadmap.errors import RoadmapError
+from roadmap.train.recipe import (
+    LR_REFERENCE_BATCH,
+    builtin_recipes,
+    load_recipe,
+    recipe_from_dict,
+    recipe_hash,
+)
+
+
+def test_shipped_recipes_load() -> None:
+    assert {"paper", "quick"} <= set(builtin_recipes())
+    for name in builtin_recipes():
+        assert load_recipe(name).name == name
+
+
+def test_paper_recipe_is_the_papers() -> None:
+    r = load_recipe("paper")
+    assert (r.optimizer, r.base_lr, r.weight_decay) == ("adamw", 1e-3, 0.025)
+    assert (r.epochs, r.warmup_epochs, r.img_size) == (300, 5, 224)
+    assert r.label_smoothing == 0.1 and r.auto_augment.startswith("rand-m9")
+    assert (r.mixup, r.cutmix, r.random_erasing) == (0.8, 1.0, 0.25)
+    assert r.ema
+
+
+def test_lr_scales_linearly_with_the_global_batch() -> None:
+    r = load_recipe("paper", batch_size=1024)
+    assert LR_REFERENCE_BATCH == 512
+    assert r.lr() == pytest.approx(2e-3)
+    assert r.lr(global_batch=256) == pytest.approx(5e-4)
+
+
+def test_overrides_apply_and_change_the_hash_but_not_the_name() -> None:
+    quick = load_recipe("quick")
+    changed = load_recipe("quick", epochs=1, base_lr=0.5, img_size=48, batch_size=None)
+    assert (changed.epochs, changed.base_lr, changed.img_size) == (1, 0.5, 48)
+    assert changed.batch_size == quick.batch_size
+    assert recipe_hash(changed) != recipe_hash(quick)
+    assert recipe_hash(quick.replace(name="renamed")) == recipe_hash(quick)
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    quick = load_recipe("quick")
+    path = tmp_path / "mine.yaml"
+    path.write_text(quick.to_yaml())
+    assert load_recipe(path) == quick
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    text = load_recipe("quick").to_yaml() + "learning_rate: 0.1\n"
+    with pytest.raises(RoadmapError, match="unknown key 'learning_rate'"):
+        load_recipe(_write(tmp_path, text))
+
+
+def test_missing_key_is_named() -> None:
+    data = load_recipe("quick").to_dict()
+    del data["weight_decay"]
+    with pytest.raises(RoadmapError, match="missing key 'weight_decay'"):
+        recipe_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("epochs", "ten", "key 'epochs': must be a whole number"),
+        ("epochs", 2.5, "key 'epochs': must be a whole number"),
+        ("ema", "yes", "key 'ema': must be true or false"),
+        ("scale", [0.5], "key 'scale': must be a list of two numbers"),
+        ("base_lr", None, "key 'base_lr': needs a value"),
+        ("hflip", 1.5, "'hflip' is out of range"),
+        ("interpolation", "lanczos9", "'interpolation' is out of range"),
+        ("epochs", 0, "'epochs' is out of range"),
+    ],
+)
+def test_bad_values_are_named(key: str, value: object, message: str) -> None:
+    data = {**load_recipe("quick").to_dict(), key: value}
+    with pytest.raises(RoadmapError, match=message):
+        recipe_from_dict(data)
+
+
+def test_mixup_needs_an_even_batch() -> None:
+    with pytest.raises(RoadmapError, match="batch_size"):
+        load_recipe("paper", batch_size=255)
+
+
+def test_unknown_recipe_lists_the_shipped_ones() -> None:
+    with pytest.raises(RoadmapError, match="paper, quick"):
+        load_recipe("papr")
+
+
+def test_not_yaml_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RoadmapError, match="not valid YAML"):
+        load_recipe(_write(tmp_path, "epochs: [1, 2\n"))
+    with pytest.raises(RoadmapError, match="must be a mapping"):
+        load_recipe(_write(tmp_path, "- 1\n- 2\n"))
