@@ -3,24 +3,23 @@
 Module names follow spec paths: ``model.stages[2].blocks[3]`` is built from
 ``spec.stages[2].blocks[3]``, and its token mixer is ``stages.2.blocks.3.token_mixer``.
 
+Blocks are built by their kind (:mod:`roadmap.arch.blocks`); the builder threads the widths
+from one block to the next and starts each block as its kind says.
+
 Initialization. The paper is silent; each layer starts as the codebase it comes from starts it,
 so step 0 starts from the same distributions as timm's ``mobilenetv3_large_100`` and step 10 as
 timm's (and the official) ``repvit_m0_9``, which the tests check layer by layer:
 
-- MobileNetV3 blocks (``inverted_residual``), and MobileNetV3's head (the 960 and 1280 1x1
-  convs and its linear layer): timm's ``_init_weight_goog``: conv weights N(0, 2 / fan_out)
-  with fan_out = k*k*out / groups (a depthwise conv divides by its groups), linear weights
-  U(+-1/sqrt(out)), biases 0, BatchNorm 1 / 0.
-- RepViT blocks (``repvit``, ``downsample``): PyTorch's default init, as timm's RepViT and the
-  official code leave them, with the last BN of a residual MLP starting at 0; RepViT's BN-linear
-  classifier: truncated normal, std 0.02.
-- A plain ``conv`` layer takes the family of the stem it sits in: MobileNetV3's while the stem
-  holds MobileNetV3 blocks, RepViT's once ``early_conv_stem`` has replaced it. A step that
-  swaps a block kind therefore swaps its init with it, and nothing else moves.
+- a block starts as its kind declares (MobileNetV3's blocks as timm's ``_init_weight_goog``;
+  RepViT's blocks with PyTorch's defaults, their residual MLP's last BN at zero);
+- a plain layer (``conv``) takes the init of the stem it sits in: MobileNetV3's while the stem
+  holds MobileNetV3 blocks, PyTorch's once ``early_conv_stem`` has replaced it. A step that
+  swaps a block kind therefore swaps its init with it, and nothing else moves;
+- the head: MobileNetV3's (the 960 and 1280 1x1 convs, the linear layer) as
+  ``_init_weight_goog``; RepViT's BN-linear classifier truncated normal, std 0.02.
 """
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from timm.layers import SelectAdaptivePool2d
@@ -29,94 +28,13 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from roadmap.arch.layers import (
-    ConvNorm,
-    NormLinear,
-    RepDepthwise,
-    channel_mixer,
-    hidden_width,
-    make_act,
-    make_se,
-)
+from roadmap.arch.blocks import get_block_kind
+from roadmap.arch.layers import ConvNorm, NormLinear, init_goog, make_act
 from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
 from roadmap.errors import RoadmapError
 
-
-class ConvLayer(ConvNorm):
-    """``kind="conv"``: a kxk Conv-BN-activation layer."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__(
-            in_ch, spec.out_channels, spec.kernel_size, spec.stride, act=spec.activation
-        )
-
-
-class InvertedResidual(nn.Module):
-    """``kind="inverted_residual"``: MobileNetV3's block.
-
-    1x1 expand (absent when expand_ratio == 1) -> kxk DW -> [SE on the expanded width] ->
-    1x1 project; residual when stride 1 and the width is unchanged.
-    """
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        mid = hidden_width(in_ch, spec.expand_ratio)
-        act = spec.activation
-        self.conv_pw = ConvNorm(in_ch, mid, 1, act=act) if spec.expand_ratio != 1 else nn.Identity()
-        mid = mid if spec.expand_ratio != 1 else in_ch
-        self.conv_dw = ConvNorm(mid, mid, spec.kernel_size, spec.stride, groups=mid, act=act)
-        self.se = make_se(mid, spec.se) if spec.use_se else nn.Identity()
-        self.conv_pwl = ConvNorm(mid, spec.out_channels, 1)
-        self.has_skip = spec.stride == 1 and in_ch == spec.out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_pwl(self.se(self.conv_dw(self.conv_pw(x))))
-        return x + y if self.has_skip else y
-
-
-class RepViTBlock(nn.Module):
-    """``kind="repvit"``: token mixer (spatial, per channel) then channel mixer (1x1 MLP).
-
-    Token mixer: RepDepthwise at stride 1, a plain kxk DW Conv-BN at stride 2. SE (optional)
-    acts on the block's input width, right after the token mixer.
-    """
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        k = spec.kernel_size
-        if spec.stride == 1:
-            self.token_mixer = RepDepthwise(in_ch, k)
-        else:
-            self.token_mixer = ConvNorm(in_ch, in_ch, k, spec.stride, groups=in_ch)
-        self.se = make_se(in_ch, spec.se) if spec.use_se else nn.Identity()
-        self.channel_mixer = channel_mixer(
-            in_ch, spec.out_channels, spec.expand_ratio, spec.activation
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channel_mixer(self.se(self.token_mixer(x)))
-
-
-class Downsample(nn.Module):
-    """``kind="downsample"``: DW kxk stride 2 -> 1x1 to the new width -> residual FFN."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        out = spec.out_channels
-        self.spatial_downsample = ConvNorm(in_ch, in_ch, spec.kernel_size, 2, groups=in_ch)
-        self.channel_downsample = ConvNorm(in_ch, out, 1)
-        self.ffn = channel_mixer(out, out, spec.expand_ratio, spec.activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.channel_downsample(self.spatial_downsample(x)))
-
-
-BLOCKS: dict[str, type[nn.Module]] = {
-    "conv": ConvLayer,
-    "inverted_residual": InvertedResidual,
-    "repvit": RepViTBlock,
-    "downsample": Downsample,
-}
+# How a block starts (None: PyTorch's defaults); see the module docstring.
+Init = Callable[[nn.Module], None] | None
 
 
 class Head(nn.Module):
@@ -165,23 +83,28 @@ def make_classifier(in_features: int, num_classes: int, norm: bool) -> nn.Module
 class Stage(nn.Module):
     """A stage: its downsampling layers, then its blocks."""
 
-    def __init__(self, in_ch: int, spec: StageSpec, family: str):
+    def __init__(self, in_ch: int, spec: StageSpec, stem_init: Init):
         super().__init__()
-        self.downsample, in_ch = build_sequence(in_ch, spec.downsample, family)
-        self.blocks, self.out_channels = build_sequence(in_ch, spec.blocks, family)
+        self.downsample, in_ch = build_sequence(in_ch, spec.downsample, stem_init)
+        self.blocks, self.out_channels = build_sequence(in_ch, spec.blocks, stem_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
 
 
 def build_sequence(
-    in_ch: int, blocks: tuple[BlockSpec, ...], family: str
+    in_ch: int, blocks: tuple[BlockSpec, ...], stem_init: Init
 ) -> tuple[nn.Sequential, int]:
-    """Build blocks in order, threading the width, each initialized as its family does;
-    returns the sequence and its output width."""
+    """Build blocks in order by their kind, threading the width, each initialized as its kind
+    says (a plain layer as its stem); returns the sequence and its output width."""
     modules = []
     for spec in blocks:
-        modules.append(init_block(BLOCKS[spec.kind](in_ch, spec), block_family(spec, family)))
+        kind = get_block_kind(spec.kind)
+        module = kind.build(in_ch, spec)
+        init = stem_init if kind.plain else kind.init
+        if init is not None:
+            init(module)
+        modules.append(module)
         in_ch = spec.out_channels
     return nn.Sequential(*modules), in_ch
 
@@ -202,11 +125,11 @@ class RoadmapNet(nn.Module):
         self.spec = spec
         self.num_classes = spec.num_classes
         self.grad_checkpointing = False
-        family = stem_family(spec)
-        self.stem, width = build_sequence(spec.in_channels, spec.stem, family)
+        init = stem_init(spec)
+        self.stem, width = build_sequence(spec.in_channels, spec.stem, init)
         stages = []
         for stage_spec in spec.stages:
-            stages.append(Stage(width, stage_spec, family))
+            stages.append(Stage(width, stage_spec, init))
             width = stages[-1].out_channels
         self.stages = nn.Sequential(*stages)
         self.head = Head(width, spec.head, spec.num_classes)
@@ -366,7 +289,7 @@ def feature_levels(spec: NetSpec) -> tuple[list[dict], list[int]]:
     """timm's ``feature_info`` for a spec, and the unit (stem block, stage, pre-pool conv)
     each level is taken after: the last unit at each reduction.
 
-    A plain conv in the stem is not a level (timm's ``conv_stem`` is not one either); a block
+    A plain layer in the stem is not a level (timm's ``conv_stem`` is not one either); a block
     is, so MobileNetV3-L gets timm's five levels (16 ch at 1/2 ... 960 at 1/32) and RepViT its
     four (1/4 ... 1/32).
     """
@@ -374,7 +297,8 @@ def feature_levels(spec: NetSpec) -> tuple[list[dict], list[int]]:
     reduction = 1
     for i, block in enumerate(spec.stem):
         reduction *= block.stride
-        units.append((f"stem.{i}", block.out_channels, reduction, block.kind != "conv"))
+        plain = get_block_kind(block.kind).plain
+        units.append((f"stem.{i}", block.out_channels, reduction, not plain))
     for i, stage in enumerate(spec.stages):
         reduction *= 2 ** sum(b.stride == 2 for b in stage.downsample + stage.blocks)
         units.append((f"stages.{i}", spec.widths[i], reduction, True))
@@ -391,32 +315,13 @@ def feature_levels(spec: NetSpec) -> tuple[list[dict], list[int]]:
 
 # --- initialization ---------------------------------------------------------------------------
 
-MOBILENETV3, REPVIT = "mobilenetv3", "repvit"
 
-
-def stem_family(spec: NetSpec) -> str:
-    """Whose initialization a plain conv layer gets: MobileNetV3's when the stem holds
-    MobileNetV3 blocks (its 3x3 stem conv), RepViT's otherwise (the early conv stem)."""
-    return MOBILENETV3 if any(b.kind == "inverted_residual" for b in spec.stem) else REPVIT
-
-
-def block_family(spec: BlockSpec, stem: str) -> str:
-    """Which endpoint codebase a block comes from, and so how it starts."""
-    if spec.kind == "inverted_residual":
-        return MOBILENETV3
-    if spec.kind in ("repvit", "downsample"):
-        return REPVIT
-    return stem
-
-
-def init_block(module: nn.Module, family: str) -> nn.Module:
-    """MobileNetV3 blocks start as timm's ``_init_weight_goog`` starts them; RepViT blocks keep
-    PyTorch's default init, as timm's and the official RepViT do (their BatchNorm choices,
-    including the zero-init last BN of a residual MLP, are made by the layers themselves)."""
-    if family == MOBILENETV3:
-        for m in module.modules():
-            _init_goog(m)
-    return module
+def stem_init(spec: NetSpec) -> Init:
+    """How a plain layer starts: as the stem's first block that is not a plain layer starts
+    (MobileNetV3's stem: its blocks' init), or with PyTorch's defaults in a stem of plain
+    layers only (RepViT's early convolutions)."""
+    kinds = (get_block_kind(b.kind) for b in spec.stem)
+    return next((k.init for k in kinds if not k.plain), None)
 
 
 def init_head(module: nn.Module, norm: bool) -> nn.Module:
@@ -427,25 +332,8 @@ def init_head(module: nn.Module, norm: bool) -> nn.Module:
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
         elif not norm:
-            _init_goog(m)
+            init_goog(m)
     return module
-
-
-def _init_goog(m: nn.Module) -> None:
-    """timm's ``_init_weight_goog`` (with ``fix_group_fanout``): conv N(0, 2 / fan_out) with
-    fan_out = k*k*out / groups, linear U(+-1/sqrt(out)), BatchNorm 1 and 0."""
-    if isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Linear):
-        bound = 1.0 / math.sqrt(m.weight.size(0))
-        nn.init.uniform_(m.weight, -bound, bound)
-        nn.init.zeros_(m.bias)
 
 
 def build(spec: NetSpec) -> RoadmapNet:

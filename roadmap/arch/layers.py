@@ -9,13 +9,15 @@ dropped: every BN here sits in a ConvNorm, a RepDepthwise or a NormLinear, which
 Shapes in comments are (batch, channels, height, width).
 """
 
+import math
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from timm.layers import SEModule, create_act_layer, make_divisible
+from timm.layers import SEModule, create_act_layer
 from torch import nn
 
+from roadmap.arch.anatomy import hidden_width, se_width
 from roadmap.arch.spec import SESpec
 
 
@@ -26,15 +28,27 @@ def make_act(name: str) -> nn.Module:
     return create_act_layer(name, inplace=True)
 
 
-def hidden_width(width: int, expand_ratio: float) -> int:
-    """Hidden width of an expansion: the MobileNet rule, rounded to a multiple of 8."""
-    return make_divisible(width * expand_ratio, 8)
-
-
 def make_se(width: int, se: SESpec) -> nn.Module:
     """timm's SEModule on ``width`` channels with the reduced width and gate the spec says."""
-    reduced = make_divisible(width * se.ratio, 8, round_limit=se.round_limit)
-    return SEModule(width, rd_channels=reduced, gate_layer=se.gate)
+    return SEModule(width, rd_channels=se_width(width, se), gate_layer=se.gate)
+
+
+def init_goog(m: nn.Module) -> None:
+    """timm's ``_init_weight_goog`` (with ``fix_group_fanout``), how MobileNetV3's layers start:
+    conv N(0, 2 / fan_out) with fan_out = k*k*out / groups, linear U(+-1/sqrt(out)), BatchNorm
+    1 and 0, biases 0."""
+    if isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        bound = 1.0 / math.sqrt(m.weight.size(0))
+        nn.init.uniform_(m.weight, -bound, bound)
+        nn.init.zeros_(m.bias)
 
 
 @torch.no_grad()

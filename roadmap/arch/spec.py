@@ -26,8 +26,6 @@ import yaml
 from roadmap.errors import RoadmapError
 from roadmap.util.typed import checked
 
-# Block kinds the builder knows. Each kind reads only some BlockSpec fields (see BlockSpec).
-BLOCK_KINDS = ("conv", "inverted_residual", "repvit", "downsample")
 ACTIVATIONS = ("relu", "hard_swish", "gelu", "none")
 SE_GATES = ("sigmoid", "hard_sigmoid")
 # Bounds that catch a typo before it asks the allocator for terabytes: the largest public
@@ -56,23 +54,31 @@ MOBILENETV3_SE = SESpec(ratio=0.25, gate="hard_sigmoid", round_limit=0.9)
 REPVIT_SE = SESpec(ratio=0.25, gate="sigmoid", round_limit=0.0)
 
 
+class Extra(dict):
+    """A block kind's own fields (``BlockSpec.extra``): an immutable, hashable mapping of names
+    to JSON values that serializes as a plain JSON object."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True))
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a spec is immutable: use replace(block, extra={...})")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _immutable  # type: ignore[assignment]
+    __ior__ = _immutable  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:  # copy and pickle as a fresh mapping
+        return (type(self), (dict(self),))
+
+
 @dataclass(frozen=True)
 class BlockSpec:
-    """One block. ``kind`` says which structure; each kind uses these fields:
-
-    - ``conv``: kxk Conv-BN-activation (``activation="none"`` for no activation).
-    - ``inverted_residual``: MobileNetV3 block: 1x1 expand (omitted when expand_ratio == 1)
-      -> kxk depthwise -> [SE on the expanded width] -> 1x1 project; each conv has BN, the
-      first two an activation. Residual when stride 1 and the width is unchanged.
-    - ``repvit``: token mixer then channel mixer. Token mixer: at stride 1 a RepVGG-style
-      depthwise unit BN(DWkxk-BN(x) + DW1x1(x) + x); at stride 2 a plain DWkxk-BN. Then
-      [SE on the block width]. Channel mixer: 1x1 expand -> activation -> 1x1 project, with
-      a residual when the width is unchanged.
-    - ``downsample``: RepViT's downsampling unit: DWkxk stride-2 Conv-BN -> 1x1 Conv-BN to
-      ``out_channels`` -> residual FFN (1x1 expand -> activation -> 1x1 project).
+    """One block. ``kind`` names a registered block kind (:mod:`roadmap.arch.blocks`: ``conv``,
+    ``inverted_residual``, ``repvit``, ``downsample``, and any a plugin adds), which says what
+    the block is made of and which of these fields it reads.
 
     Attributes:
-        kind: one of BLOCK_KINDS.
+        kind: a registered block kind.
         out_channels: output width; the input width is the previous layer's output.
         kernel_size: depthwise (or conv) kernel size, odd.
         stride: 1 or 2.
@@ -80,6 +86,8 @@ class BlockSpec:
         use_se: whether the block has squeeze-and-excitation.
         se: the form of SE used when ``use_se`` is set.
         activation: one of ACTIVATIONS.
+        extra: the kind's own fields, where the block sets them (the kind declares their types
+            and defaults); empty for the built-in kinds, and then left out of the JSON form.
     """
 
     kind: str
@@ -90,6 +98,11 @@ class BlockSpec:
     use_se: bool = False
     se: SESpec = MOBILENETV3_SE
     activation: str = "relu"
+    extra: Extra = Extra()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extra, Extra):  # replace(block, extra={...}) takes a plain dict
+            object.__setattr__(self, "extra", Extra(self.extra))
 
 
 @dataclass(frozen=True)
@@ -169,8 +182,14 @@ class NetSpec:
     # --- serialization -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain JSON-compatible dict (tuples become lists; a block's empty ``extra`` is left
+        out, so specs without one read, hash and diff as they did before it existed)."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for blocks in _block_lists(data):
+            for block in blocks:
+                if not block.get("extra"):
+                    block.pop("extra", None)
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
@@ -222,6 +241,12 @@ def _check_suffix(path: Path) -> None:
         )
 
 
+def _block_lists(data: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The lists of blocks in a spec's plain data: the stem, each stage's two."""
+    stages = data["stages"]
+    return [data["stem"], *(s["downsample"] for s in stages), *(s["blocks"] for s in stages)]
+
+
 def _stage_out(stage: StageSpec) -> int:
     blocks = stage.downsample + stage.blocks
     if not blocks:
@@ -239,7 +264,7 @@ def _load(cls: type, data: Any, path: str) -> Any:
         raise RoadmapError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _load_field(cls, name, value, f"{path}.{name}")
+        kwargs[name] = _load_field(cls, name, value, f"{path}.{name}", data.get("kind"))
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -256,8 +281,12 @@ _NESTED = {
 }
 
 
-def _load_field(cls: type, name: str, value: Any, path: str) -> Any:
+def _load_field(cls: type, name: str, value: Any, path: str, kind: Any = None) -> Any:
     """One field's value, type-checked (``use_se: "no"`` is an error, not a truthy string)."""
+    if (cls, name) == (BlockSpec, "extra"):
+        from roadmap.arch.blocks import get_block_kind  # the kind declares its own fields
+
+        return Extra(get_block_kind(checked(kind, "str", "kind")).load_extra(value, path))
     inner = _NESTED.get((cls, name))
     if inner is None:
         annotation = {f.name: f.type for f in fields(cls)}[name]
@@ -312,28 +341,24 @@ def validate(spec: NetSpec) -> NetSpec:
 
 
 def _validate_block(b: BlockSpec, path: str) -> None:
+    """The checks every block passes, then its kind's own (:mod:`roadmap.arch.blocks`)."""
+    from roadmap.arch.blocks import get_block_kind
+
     checks = [
-        (b.kind in BLOCK_KINDS, f"kind {b.kind!r} not in {BLOCK_KINDS}"),
         (
             1 <= b.out_channels <= MAX_CHANNELS,
             f"out_channels must be between 1 and {MAX_CHANNELS}, got {b.out_channels}",
         ),
-        (
-            b.kernel_size >= 1 and b.kernel_size % 2 == 1,
-            f"kernel_size must be odd, got {b.kernel_size}",
-        ),
-        (b.stride in (1, 2), f"stride must be 1 or 2, got {b.stride}"),
-        (b.expand_ratio >= 1.0, f"expand_ratio must be >= 1, got {b.expand_ratio}"),
         (b.activation in ACTIVATIONS, f"activation {b.activation!r} not in {ACTIVATIONS}"),
         (b.se.gate in SE_GATES, f"se.gate {b.se.gate!r} not in {SE_GATES}"),
         (0.0 < b.se.ratio <= 1.0, f"se.ratio must be in (0, 1], got {b.se.ratio}"),
-        (b.kind != "downsample" or b.stride == 2, "a downsample block must have stride 2"),
-        (b.kind != "conv" or not b.use_se, "a conv layer cannot have SE"),
-        (b.kind != "downsample" or not b.use_se, "the downsample unit has no SE slot"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise RoadmapError(f"{path}: {message}")
+    try:
+        problems = [m for ok, m in checks if not ok] + get_block_kind(b.kind).problems(b)
+    except RoadmapError as e:  # an unknown kind
+        problems = [str(e)]
+    if problems:
+        raise RoadmapError(f"{path}: {problems[0]}")
 
 
 # --- identity and difference ------------------------------------------------------------
@@ -466,12 +491,12 @@ def split_block_path(path: str) -> tuple[str, str]:
 
 __all__ = [
     "ACTIVATIONS",
-    "BLOCK_KINDS",
     "MOBILENETV3_SE",
     "REPVIT_SE",
     "BlockSpec",
     "Change",
     "ChangeGroup",
+    "Extra",
     "HeadSpec",
     "NetSpec",
     "SESpec",

@@ -45,6 +45,20 @@ def steps_cmd(fmt: FormatOpt = Format.table) -> None:
         console.print(tables.steps_table(steps))
 
 
+@command("blocks")
+def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the block kinds a spec may use: what each is, the fields it reads, its own fields."""
+    from roadmap.arch import blocks, registry
+    from roadmap.report import tables
+
+    registry.all_steps()  # plugins' steps are loaded, and with them the kinds they register
+    kinds = [blocks.get_block_kind(name) for name in blocks.block_kinds()]
+    if fmt is Format.json:
+        print(json.dumps(tables.block_kinds_data(kinds), indent=2))
+    else:
+        console.print(tables.block_kinds_table(kinds))
+
+
 @command("build")
 @uses(network=select)
 def build_cmd(

@@ -13,9 +13,10 @@ How the split is made (our choices; the paper gives no such breakdown):
     of them, stem and head included.
   - ``stem``, ``downsampling``, ``head``: the rest of those parts, by where it sits.
   - ``token mixer`` (depthwise convolutions, RepVGG-style branches included) and ``channel
-    mixer`` (1x1 convolutions, the FFN) inside the blocks, by the block's own part names
-    (``token_mixer``/``conv_dw``, ``channel_mixer``/``conv_pw``/``conv_pwl``/``ffn``), or for an
-    unnamed convolution by its shape (depthwise, or 1x1).
+    mixer`` (1x1 convolutions, the FFN) inside the blocks, by the parts each block kind
+    declares (:mod:`roadmap.arch.blocks`: a RepViT block's ``token_mixer`` and
+    ``channel_mixer``, a MobileNetV3 block's ``conv_dw`` and ``conv_pw``/``conv_pwl``, ...),
+    or for a convolution no part names by its shape (depthwise, or 1x1).
   - ``other``: operators outside every module above, run by a container's forward: residual
     additions, flattening.
   Modules are assigned whole where they hold no activation and no SE (a RepVGG token mixer in
@@ -52,6 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from roadmap.arch.blocks import get_block_kind
 from roadmap.errors import RoadmapError
 from roadmap.measure import host, latency
 from roadmap.measure.latency import Candidate, Comparison, LatencyRecord, LatencySettings
@@ -88,8 +90,6 @@ ACTIVATIONS = frozenset(
         "Mish",
     }
 )
-TOKEN_PARTS = frozenset({"token_mixer", "conv_dw"})
-CHANNEL_PARTS = frozenset({"channel_mixer", "conv_pw", "conv_pwl", "ffn"})
 _RANGE = "roadmap::"
 # What the profiler (Kineto) prints on stderr when it starts and stops, and when a CUDA build
 # finds no GPU.
@@ -111,25 +111,43 @@ class Unit:
 
 def units(model: nn.Module) -> list[tuple[Unit, nn.Module]]:
     """Every module that gets a profiler range, with its kind; none contains another."""
+    parts = declared_parts(model)
     found: list[tuple[Unit, nn.Module]] = []
 
     def visit(path: str, module: nn.Module) -> None:
         children = list(module.named_children())
         if isinstance(module, nn.Identity) or (not children and _is_container(module)):
             return  # does nothing
-        if path.rsplit(".", 1)[-1] == "se":
+        if parts.get(path) == "SE":
             found.append((Unit(path, "SE"), module))
         elif not children:
-            kind = "activation" if _is_activation(module) else _where(path, module)
+            kind = "activation" if _is_activation(module) else _where(path, module, parts)
             found.append((Unit(path, kind), module))
-        elif path and not _holds_activation_or_se(module) and _where(path, module) != "other":
-            found.append((Unit(path, _where(path, module)), module))
+        elif path and not _holds_activation_or_se(path, module, parts):
+            if (kind := _where(path, module, parts)) != "other":
+                found.append((Unit(path, kind), module))
+                return
+            for name, child in children:
+                visit(f"{path}.{name}", child)
         else:
             for name, child in children:
                 visit(f"{path}.{name}" if path else name, child)
 
     visit("", model)
     return found
+
+
+def declared_parts(model: nn.Module) -> dict[str, str]:
+    """Module path -> profile kind of every part the blocks' kinds declare (from the spec the
+    model was built from; a model without one has none)."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return {}
+    return {
+        f"{block_path}.{name}": kind
+        for block_path, block in spec.iter_blocks()
+        for name, kind in get_block_kind(block.kind).parts.items()
+    }
 
 
 def _is_activation(module: nn.Module) -> bool:
@@ -140,25 +158,25 @@ def _is_container(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict)
 
 
-def _holds_activation_or_se(module: nn.Module) -> bool:
+def _holds_activation_or_se(path: str, module: nn.Module, parts: dict[str, str]) -> bool:
     return any(
-        _is_activation(m) or name.rsplit(".", 1)[-1] == "se"
+        _is_activation(m) or parts.get(f"{path}.{name}") == "SE"
         for name, m in module.named_modules()
         if not isinstance(m, nn.Identity)
     )
 
 
-def _where(path: str, module: nn.Module) -> str:
-    """The kind of a module that is not SE or an activation, from where it sits."""
-    parts = path.split(".")
-    if parts[0] in ("stem", "head"):
-        return parts[0]
-    if "downsample" in parts:
+def _where(path: str, module: nn.Module, parts: dict[str, str]) -> str:
+    """The kind of a module that is not SE or an activation: from where it sits, from the part
+    of a block it belongs to, or, for a convolution no part names, from its shape."""
+    names = path.split(".")
+    if names[0] in ("stem", "head"):
+        return names[0]
+    if "downsample" in names:
         return "downsampling"
-    if TOKEN_PARTS.intersection(parts):
-        return "token mixer"
-    if CHANNEL_PARTS.intersection(parts):
-        return "channel mixer"
+    for end in range(len(names), 0, -1):  # the nearest enclosing declared part
+        if (kind := parts.get(".".join(names[:end]))) is not None:
+            return kind
     if isinstance(module, nn.Conv2d):
         if module.groups == module.in_channels > 1:
             return "token mixer"

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from roadmap.arch.blocks import BlockKind, get_block_kind
 from roadmap.arch.registry import Step
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import (
@@ -94,14 +95,49 @@ def steps_data(steps: Sequence[Step]) -> list[dict]:
     ]
 
 
+def block_kinds_table(kinds: Sequence[BlockKind]) -> Table:
+    """The block kinds a spec may use: what each is, its own fields, its profiled parts."""
+    table = Table(
+        title="Block kinds",
+        caption="own fields: BlockSpec.extra; --format json adds the common fields each reads",
+        caption_justify="left",
+    )
+    for name in ("kind", "what it is", "own fields (default)", "parts, as profiled"):
+        table.add_column(name, no_wrap=name == "kind")
+    for row in block_kinds_data(kinds):
+        own = "\n".join(f"{k} ({v})" for k, v in row["extra"].items()) or "—"
+        parts = "\n".join(f"{k}: {v}" for k, v in row["parts"].items()) or "—"
+        table.add_row(row["name"], row["title"], own, parts)
+    return table
+
+
+def block_kinds_data(kinds: Sequence[BlockKind]) -> list[dict]:
+    """The block kinds as plain data (for ``--format json``)."""
+    return [
+        {
+            "name": k.name,
+            "title": k.title,
+            "reads": list(k.reads),
+            "extra": {name: default for name, (_, default) in k.extra.items()},
+            "parts": dict(k.parts),
+            "plain": k.plain,
+        }
+        for k in kinds
+    ]
+
+
 def describe_block(block: BlockSpec) -> str:
-    """One line per block, e.g. ``repvit 192 k3 s1 e2 SE(sigmoid) gelu``."""
+    """One line per block, e.g. ``repvit 192 k3 s1 e2 SE(sigmoid) gelu``: the fields its kind
+    reads, then its own fields (``groups=4``)."""
+    reads = get_block_kind(block.kind).reads
     parts = [block.kind, str(block.out_channels), f"k{block.kernel_size}", f"s{block.stride}"]
-    if block.kind != "conv":
+    if "expand_ratio" in reads:
         parts.append(f"e{block.expand_ratio:g}")
-    if block.use_se:
+    if block.use_se and "use_se" in reads:
         parts.append(f"SE({block.se.gate})")
-    parts.append(block.activation)
+    if "activation" in reads:
+        parts.append(block.activation)
+    parts += [f"{name}={value}" for name, value in block.extra.items()]
     return " ".join(parts)
 
 

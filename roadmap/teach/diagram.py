@@ -1,11 +1,12 @@
 """Block diagrams drawn from the spec, in the paper's visual language (its Figures 3 and 4).
 
-A diagram is built from the same :class:`~roadmap.arch.spec.NetSpec` that builds the network, so it
-cannot drift from it: :func:`part` turns one part of a spec (a block, a stage's downsampling
-layer, the stem, the head) into a small tree of :class:`Box` (a layer), :class:`Seq` (layers in
-order), :class:`Par` (parallel branches, summed: RepVGG-style re-parameterization) and
-:class:`Res` (a residual connection), in its training form or fused for deployment.
-:func:`svg` draws the tree.
+A diagram is drawn from the same :class:`~roadmap.arch.spec.NetSpec` that builds the network,
+by the same block kinds (:mod:`roadmap.arch.blocks`) with the same width rules
+(:mod:`roadmap.arch.anatomy`), so it cannot drift from it (the tests hold every block's drawn
+widths against the built module's convolutions): :func:`part` turns one part of a spec (a
+block, a stage's downsampling layer, the stem, the head) into a small tree of boxes (layers),
+sequences, parallel branches (summed: RepVGG-style re-parameterization) and residual
+connections, in its training form or fused for deployment. :func:`svg` draws the tree.
 
 The renderer is SVG written directly, on purpose: a diagram is boxes, arrows and text, which
 SVG states exactly; the file is small, crisp at any zoom on a projector, embeds inline in an
@@ -20,12 +21,26 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from timm.layers import make_divisible
-
-from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec
+from roadmap.arch import anatomy
+from roadmap.arch.anatomy import Box, Node, Par, Res, Seq, boxes, find
+from roadmap.arch.blocks import get_block_kind
+from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec
 from roadmap.errors import RoadmapError
 
-ACTIVATION_NAMES = {"relu": "ReLU", "hard_swish": "Hardswish", "gelu": "GELU"}
+__all__ = [
+    "Box",
+    "Diagram",
+    "Par",
+    "Res",
+    "Seq",
+    "block",
+    "block_at",
+    "boxes",
+    "find",
+    "part",
+    "svg",
+]
+
 COLOURS = {
     "dw": "#cfe2f3",
     "conv": "#d9ead3",
@@ -39,65 +54,12 @@ COLOURS = {
 
 
 @dataclass(frozen=True)
-class Box:
-    """One layer: a kind (its colour) and a label."""
-
-    kind: str
-    label: str
-
-
-@dataclass(frozen=True)
-class Seq:
-    """Layers run in order."""
-
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Par:
-    """Parallel branches whose outputs are summed (a ``Box("identity", ...)`` is the skip)."""
-
-    branches: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Res:
-    """``x + inner(x)``: a residual connection around ``inner``."""
-
-    inner: Node
-
-
-Node = Box | Seq | Par | Res
-
-
-@dataclass(frozen=True)
 class Diagram:
     """A titled diagram of one part of a network."""
 
     title: str
     root: Node
     notes: tuple[str, ...] = field(default=())
-
-
-def boxes(node: Node) -> list[Box]:
-    """Every box, depth first in drawing order."""
-    if isinstance(node, Box):
-        return [node]
-    if isinstance(node, Res):
-        return boxes(node.inner)
-    children = node.items if isinstance(node, Seq) else node.branches
-    return [b for child in children for b in boxes(child)]
-
-
-def find(node: Node, kind: type) -> list[Node]:
-    """Every node of a kind (Par, Res, ...), depth first."""
-    found = [node] if isinstance(node, kind) else []
-    if isinstance(node, Res):
-        return found + find(node.inner, kind)
-    if isinstance(node, Seq | Par):
-        children = node.items if isinstance(node, Seq) else node.branches
-        found += [n for child in children for n in find(child, kind)]
-    return found
 
 
 # --- from the spec ----------------------------------------------------------------------------
@@ -132,7 +94,7 @@ def part(spec: NetSpec, path: str, fused: bool = False) -> Diagram:
     )
 
 
-def _stage(spec: NetSpec, index: str, path: str):  # noqa: ANN202
+def _stage(spec: NetSpec, index: str, path: str) -> StageSpec:
     if not index.isdigit() or int(index) >= len(spec.stages):
         raise RoadmapError(f"{path}: the network has {len(spec.stages)} stages")
     return spec.stages[int(index)]
@@ -147,110 +109,35 @@ def block_inputs(spec: NetSpec) -> dict[str, int]:
     return out
 
 
+def block_at(spec: NetSpec, path: str, fused: bool = False) -> Node:
+    """The block at a spec path (``stem.0``, ``stages.1.downsample.0``, ``stages.2.blocks.3``)."""
+    blocks = dict(spec.iter_blocks())
+    if path not in blocks:
+        raise RoadmapError(f"{path!r} is not a block of this network")
+    return block(blocks[path], block_inputs(spec)[path], fused)
+
+
 def block(b: BlockSpec, in_ch: int, fused: bool = False) -> Node:
-    """One block as a diagram (the layers the builder makes for it, in order)."""
-    if b.kind == "conv":
-        return Seq(_conv_norm(f"Conv {b.kernel_size}x{b.kernel_size}", in_ch, b, fused))
-    if b.kind == "inverted_residual":
-        return _inverted_residual(b, in_ch, fused)
-    if b.kind == "repvit":
-        return Seq((_token_mixer(b, in_ch, fused), _channel_mixer(b, in_ch, fused)))
-    if b.kind == "downsample":
-        out = b.out_channels
-        spatial = _dw(b, in_ch, b.stride, fused)
-        channel = _conv_norm("1x1 conv", in_ch, _with(b, out, 1), fused, act=False)
-        return Seq((*spatial, *channel, _channel_mixer(_with(b, out, 1), out, fused)))
-    raise RoadmapError(f"no diagram for block kind {b.kind!r}")
-
-
-def _with(b: BlockSpec, out: int, stride: int) -> BlockSpec:
-    from roadmap.arch.spec import replace
-
-    return replace(b, out_channels=out, stride=stride)
-
-
-def _act(b: BlockSpec | HeadSpec) -> tuple[Box, ...]:
-    name = ACTIVATION_NAMES.get(b.activation)
-    return (Box("act", name),) if name else ()
-
-
-def _conv_norm(name: str, in_ch: int, b: BlockSpec, fused: bool, act: bool = True) -> tuple:
-    stride = f", stride {b.stride}" if b.stride != 1 else ""
-    conv = Box(
-        "conv" if name.startswith(("1x1", "Conv")) else "dw",
-        f"{name} {in_ch}->{b.out_channels}{stride}",
-    )
-    layers = (conv,) if fused else (conv, Box("bn", "BN"))
-    return layers + (_act(b) if act else ())
-
-
-def _dw(b: BlockSpec, width: int, stride: int, fused: bool) -> tuple[Box, ...]:
-    k = b.kernel_size
-    label = f"DW {k}x{k}, {width}" + (f", stride {stride}" if stride != 1 else "")
-    return (Box("dw", label),) if fused else (Box("dw", label), Box("bn", "BN"))
-
-
-def _se(b: BlockSpec, width: int) -> tuple[Box, ...]:
-    if not b.use_se:
-        return ()
-    reduced = make_divisible(width * b.se.ratio, 8, round_limit=b.se.round_limit)
-    gate = "hard-sigmoid" if b.se.gate == "hard_sigmoid" else "sigmoid"
-    return (Box("se", f"SE {width}->{reduced}->{width}, {gate}"),)
-
-
-def _inverted_residual(b: BlockSpec, in_ch: int, fused: bool) -> Node:
-    """MobileNetV3's block: [1x1 expand] -> DW -> [SE] -> 1x1 project (Figure 3a)."""
-    mid = make_divisible(in_ch * b.expand_ratio, 8) if b.expand_ratio != 1 else in_ch
-    layers: tuple = ()
-    if b.expand_ratio != 1:
-        layers += _conv_norm("1x1 conv", in_ch, _with(b, mid, 1), fused)
-    layers += _dw(b, mid, b.stride, fused) + _act(b) + _se(b, mid)
-    layers += _conv_norm("1x1 conv", mid, _with(b, b.out_channels, 1), fused, act=False)
-    body = Seq(layers)
-    return Res(body) if b.stride == 1 and in_ch == b.out_channels else body
-
-
-def _token_mixer(b: BlockSpec, width: int, fused: bool) -> Node:
-    """RepViT's token mixer: at stride 1 three branches summed (DW kxk + BN, DW 1x1, the
-    identity) then BN, which fold into one DW kxk when fused; at stride 2 a plain DW (Fig. 3b)."""
-    if b.stride != 1:
-        return Seq(_dw(b, width, b.stride, fused) + _se(b, width))
-    k = b.kernel_size
-    if fused:
-        return Seq((Box("dw", f"DW {k}x{k}, {width} (3 branches folded)"), *_se(b, width)))
-    branches = Par(
-        (
-            Seq((Box("dw", f"DW {k}x{k}, {width}"), Box("bn", "BN"))),
-            Box("dw", f"DW 1x1, {width}"),
-            Box("identity", "identity"),
-        )
-    )
-    return Seq((branches, Box("bn", "BN"), *_se(b, width)))
-
-
-def _channel_mixer(b: BlockSpec, in_ch: int, fused: bool) -> Node:
-    """1x1 expand -> activation -> 1x1 project, with a residual when the width is unchanged."""
-    hidden = make_divisible(in_ch * b.expand_ratio, 8)
-    layers = _conv_norm("1x1 conv", in_ch, _with(b, hidden, 1), fused, act=False) + _act(b)
-    layers += _conv_norm("1x1 conv", hidden, _with(b, b.out_channels, 1), fused, act=False)
-    return Res(Seq(layers)) if in_ch == b.out_channels else Seq(layers)
+    """One block as a diagram: its kind's drawing (the layers its kind builds, in order)."""
+    return get_block_kind(b.kind).draw(b, in_ch, fused)
 
 
 def head(h: HeadSpec, width: int, num_classes: int, fused: bool = False) -> Node:
     """[1x1 conv] -> pooling -> [1x1 conv + act] -> [BN] -> linear (Figure 4, classifier)."""
     layers: tuple = ()
     if h.pre_pool_channels:
-        pre = BlockSpec("conv", h.pre_pool_channels, 1, activation=h.activation)
-        layers += _conv_norm("1x1 conv", width, pre, fused)
+        layers += anatomy.conv_norm(1, width, h.pre_pool_channels, fused, act=h.activation)
         width = h.pre_pool_channels
     layers += (Box("pool", f"global {h.pool or 'no'} pooling"),)
     if h.hidden_channels:
-        layers += (Box("conv", f"1x1 conv {width}->{h.hidden_channels}"), *_act(h))
+        hidden = (width, h.hidden_channels)
+        layers += (Box("conv", f"1x1 conv {width}->{h.hidden_channels}", hidden),)
+        layers += anatomy.activation(h.activation)
         width = h.hidden_channels
     if h.norm and not fused:
         layers += (Box("bn", "BN"),)
     if num_classes:
-        layers += (Box("linear", f"Linear {width}->{num_classes}"),)
+        layers += (Box("linear", f"Linear {width}->{num_classes}", (width, num_classes)),)
     return Seq(layers)
 
 

@@ -27,6 +27,64 @@ def _restore_registry():
         del sys.modules[name]
 
 
+BLOCK_PLUGIN = '''
+"""A block kind of a plugin's own, and a step that uses it (all through the public API)."""
+from torch import nn
+
+from roadmap import BlockKind, map_blocks, register_block_kind, register_step, replace
+from roadmap.arch import anatomy
+from roadmap.arch.layers import ConvNorm
+
+
+class Lite(nn.Module):
+    def __init__(self, in_ch, spec):
+        super().__init__()
+        self.token_mixer = ConvNorm(in_ch, in_ch, spec.kernel_size, spec.stride, groups=in_ch)
+        self.channel_mixer = ConvNorm(in_ch, spec.out_channels, 1, act=spec.activation)
+
+    def forward(self, x):
+        return self.channel_mixer(self.token_mixer(x))
+
+
+def draw(b, in_ch, fused):
+    layers = anatomy.depthwise(b.kernel_size, in_ch, fused, stride=b.stride)
+    return anatomy.Seq(layers + anatomy.conv_norm(1, in_ch, b.out_channels, fused))
+
+
+register_block_kind(BlockKind(
+    "lite", build=Lite, draw=draw, title="DW conv -> 1x1 conv, no expansion",
+    reads=("out_channels", "kernel_size", "stride", "activation"),
+    parts={"token_mixer": "token mixer", "channel_mixer": "channel mixer"},
+))
+
+
+@register_step("lite_blocks", title="RepViT blocks become lite blocks", section="ext")
+def lite_blocks(spec):
+    return map_blocks(spec, lambda _p, b: replace(b, kind="lite") if b.kind == "repvit" else b)
+'''
+
+
+def test_a_plugin_file_adds_a_block_kind_every_command_uses(tmp_path):
+    from roadmap.arch import blocks
+
+    plugin = tmp_path / "lite.py"
+    plugin.write_text(BLOCK_PLUGIN)
+    network = ["--upto", "lite_blocks"]  # the whole roadmap, then the plugin step
+    try:
+        listed = runner.invoke(app, ["--plugin", str(plugin), "blocks", "--format", "json"])
+        assert "lite" in [k["name"] for k in json.loads(listed.output)]
+        built = runner.invoke(app, ["build", *network, "--format", "json", "--img-size", "64"])
+        data = json.loads(built.output)
+        assert data["spec"]["stages"][2]["blocks"][0]["kind"] == "lite"
+        assert data["deploy_params"] < data["params"]  # its BNs fold
+        out = tmp_path / "lite.svg"
+        args = ["draw", *network, "--part", "stages.2.blocks.0", "--out", str(out)]
+        assert runner.invoke(app, args).exit_code == 0
+        assert "1x1 conv 192-&gt;192" in out.read_text()
+    finally:
+        del blocks._KINDS["lite"]  # the registry is process-wide
+
+
 def test_plugin_step_registers_after_the_papers():
     registry.load_plugin(PLUGIN)
     assert roadmap.list_steps()[-1] == "relu"
