@@ -44,11 +44,11 @@ from pathlib import Path
 import torch
 
 import roadmap
-from roadmap.arch.selection import every_step
 from roadmap.measure.counts import count_macs
 from roadmap.measure.host import Contention
 from roadmap.measure.latency import Conditions, LatencyRecord, compare, record_of, torch_threads
 from roadmap.study.comparison import paper_agreement, paper_numbers
+from roadmap.study.plan import every_step
 from roadmap.util import files
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "results" / "benchmarks"

@@ -16,8 +16,8 @@ Of the two exact ways to write a list of paper steps (a prefix minus what is mis
 baseline plus what is added), the one with fewer terms is used. Steps are Python identifiers,
 so ``-`` and ``+`` never occur inside one, and :meth:`Selection.from_name` reads any name back.
 
-The sets of networks a study compares are planned here too: :func:`prefixes`,
-:func:`leave_one_out`, :func:`only_one` and :func:`every_step`.
+The sets of networks a study compares are planned from selections in
+:mod:`roadmap.study.plan`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadmap.arch import registry
-from roadmap.arch.family import FAMILY, Size, parse_size, scale
-from roadmap.arch.spec import NetSpec, replace, spec_hash, validate
-from roadmap.errors import PreconditionError, RoadmapError
+from roadmap.arch.family import Size, parse_size, scale
+from roadmap.arch.spec import Change, NetSpec, diff, replace, spec_hash, validate
+from roadmap.errors import RoadmapError
 
 SPEC_PREFIX = "spec-"
 CUSTOM_PREFIX = "custom-"
@@ -157,9 +157,16 @@ class Selection:
         return Selection(self.steps[:length], self.start, self.start_file, self.size)
 
     def before_last_step(self) -> Selection | None:
-        """The network the last step was applied to (None when it is the very first step)."""
+        """The network the last step was applied to: None when there is none (the base step
+        alone builds from nothing; a spec file without steps is its own start)."""
         n = len(self.steps) - 1
-        return self.prefix(n) if n > 0 or self.start is not None else None
+        return self.prefix(n) if n > 0 or (n == 0 and self.start is not None) else None
+
+    def last_changes(self, num_classes: int | None = None) -> list[Change]:
+        """What the last step changed: the spec diff from :meth:`before_last_step` (empty when
+        there is no network before it)."""
+        before = self.before_last_step()
+        return diff(before.spec(num_classes), self.spec(num_classes)) if before else []
 
 
 @functools.lru_cache(maxsize=256)
@@ -190,92 +197,3 @@ def _in_order(names: Sequence[str], paper: Sequence[str]) -> bool:
 
 def _dupes(names: Sequence[str]) -> set[str]:
     return {n for n in names if names.count(n) > 1}
-
-
-# --- the sets of networks a study compares ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A network to compare, or the reason it cannot be built.
-
-    Attributes:
-        selection: the network.
-        about: the roadmap step the row is about (the paper's numbers come from it).
-        reason: why it cannot be built (a step's precondition), or "" when it can.
-    """
-
-    selection: Selection
-    about: str
-    reason: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.selection.name
-
-    @property
-    def buildable(self) -> bool:
-        return not self.reason
-
-
-def variant(selection: Selection, about: str | None = None) -> Variant:
-    """A variant, with the precondition error as its reason when it cannot be built."""
-    try:
-        selection.spec()
-    except PreconditionError as e:
-        return Variant(selection, about or selection.about, reason=str(e))
-    return Variant(selection, about or selection.about)
-
-
-def prefixes(selection: Selection) -> list[Variant]:
-    """Every prefix of a selection: the network after each of its steps (and its start)."""
-    first = 0 if selection.start is not None else 1
-    return [variant(selection.prefix(n)) for n in range(first, len(selection.steps) + 1)]
-
-
-def leave_one_out(upto: str | None = None) -> list[Variant]:
-    """The roadmap (up to ``upto``), then the same with each of its steps left out."""
-    full = registry.resolve_steps(upto)
-    out = [variant(Selection(tuple(full)))]
-    for name in full[1:]:
-        out.append(variant(Selection(tuple(s for s in full if s != name)), about=name))
-    return out
-
-
-def only_one(upto: str | None = None) -> list[Variant]:
-    """The baseline, then the baseline with each single step of the roadmap applied alone."""
-    full = registry.resolve_steps(upto)
-    out = [variant(Selection((full[0],)))]
-    out += [variant(Selection((full[0], name))) for name in full[1:]]
-    return out
-
-
-def family() -> list[Variant]:
-    """The RepViT family (M0.6 ... M2.3): the whole roadmap at each of the paper's sizes."""
-    full = tuple(registry.paper_roadmap())
-    return [variant(Selection(full, size=size), about=size.label) for size in FAMILY.values()]
-
-
-def every_step() -> list[Selection]:
-    """One selection per registered step: the roadmap up to and including it."""
-    return [Selection(tuple(registry.resolve_steps(upto=n))) for n in registry.list_steps()]
-
-
-ABLATIONS = ("leave_one_out", "only_one")
-
-
-def plan(network: Selection, ablation: str | None = None) -> list[Variant]:
-    """What ``roadmap run`` trains: every prefix of ``network``, or (``ablation``) the
-    leave-one-out or only-one set of the roadmap up to its last step, as ``roadmap ablate``
-    compares them."""
-    if ablation is None:
-        return prefixes(network)
-    if ablation not in ABLATIONS:
-        raise RoadmapError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
-    if not network.is_roadmap_prefix:
-        raise RoadmapError(
-            "--leave-one-out / --only-one ablate a roadmap prefix: use --upto, not "
-            "--steps, --skip or --spec"
-        )
-    sets = {"leave_one_out": leave_one_out, "only_one": only_one}
-    return sets[ablation](network.steps[-1])

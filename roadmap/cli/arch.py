@@ -75,15 +75,13 @@ def build_cmd(
 ) -> None:
     """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
     from roadmap.arch.builder import build
-    from roadmap.arch.spec import diff, spec_hash
+    from roadmap.arch.spec import spec_hash
     from roadmap.measure.counts import count
     from roadmap.report import tables
 
     spec = network.spec(num_classes)
-    previous = network.prefix(len(network.steps) - 1) if network.steps else None
-    if previous is not None and not previous.steps and previous.start is None:
-        previous = None  # the base step builds from nothing
-    changes = diff(previous.spec(num_classes), spec) if previous else []
+    previous = network.before_last_step()
+    changes = network.last_changes(num_classes)
     if save_spec:
         spec.save(save_spec)
     model = build(spec)
@@ -131,10 +129,9 @@ def latency_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Latency of the fused model: median and IQR in ms, with the conditions they hold under."""
-    from roadmap.arch import selection
     from roadmap.measure import latency
     from roadmap.report import tables
-    from roadmap.study import comparison
+    from roadmap.study import comparison, plan
 
     _every_step_alone(network, all_steps, "measures")
     _warn_threads(threads)
@@ -148,7 +145,7 @@ def latency_cmd(
         warmup=warmup,
         iters=iters,
     )
-    chosen = selection.every_step() if all_steps else [network]
+    chosen = plan.every_step() if all_steps else [network]
     settings.check()  # before saying what we are about to do
     what = f"timing {len(chosen)} network(s) with {backend.value}"
     if backend is Backend.executorch:
@@ -195,9 +192,9 @@ def profile_cmd(
 ) -> None:
     """Why latency changed: a forward pass's CPU time by layer kind (stem, token mixer, SE,
     channel mixer, downsampling, head, activations), against the network before the step."""
-    from roadmap.arch import selection
     from roadmap.measure import latency, profile
     from roadmap.report import profile_table
+    from roadmap.study import plan
 
     _every_step_alone(network, all_steps, "profiles")
     _warn_threads(threads)
@@ -205,7 +202,7 @@ def profile_cmd(
         batch=batch, img_size=img_size, threads=threads, warmup=warmup, iters=iters
     )
     before = None if alone else network.before_last_step()
-    chosen = selection.every_step() if all_steps else [n for n in (before, network) if n]
+    chosen = plan.every_step() if all_steps else [n for n in (before, network) if n]
     profile.check(settings)
     with working(f"profiling {len(chosen)} network(s), {iters} passes each, interleaved"):
         profiles = profile.profile_selections(

@@ -97,11 +97,11 @@ def table_cmd(
     ] = False,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
-    from roadmap.arch import selection
+    from roadmap.study import plan
 
     data_name = _store_data(data)
     rows = _collect(
-        selection.family() if family else selection.prefixes(network),
+        plan.family() if family else plan.prefixes(network),
         latency_settings=timing,
         results=results,
         data=data_name,
@@ -142,11 +142,11 @@ def ablate_cmd(
     out: OutFileOpt = None,
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
-    from roadmap.arch import selection
+    from roadmap.study import plan
 
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
-    variants = selection.leave_one_out(upto) if leave_one_out else selection.only_one(upto)
+    variants = plan.leave_one_out(upto) if leave_one_out else plan.only_one(upto)
     rows = _collect(
         variants,
         latency_settings=timing,
@@ -177,15 +177,15 @@ def plot_cmd(
     timing: Any = None,
 ) -> None:
     """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
-    from roadmap.arch import selection
     from roadmap.report.plot import check_out, plot_rows
+    from roadmap.study import plan
 
     check_out(out)  # a bad suffix fails now, not after minutes of measuring
     if (data is None) != (recipe is None):
         raise RoadmapError("give --data and --recipe together (or neither: no accuracy)")
     data_name = _store_data(data) if data else None
     rows = _collect(
-        selection.prefixes(network),
+        plan.prefixes(network),
         latency_settings=timing,
         results=results,
         data=data_name,
@@ -255,10 +255,11 @@ def walkthrough_cmd(
     timing: Any = None,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
-    from roadmap.arch import selection
+    from roadmap.arch.selection import Selection
+    from roadmap.study import plan
     from roadmap.teach import html_page, lesson
 
-    rows = _collect(selection.prefixes(selection.Selection.of(upto)), latency_settings=timing)
+    rows = _collect(plan.prefixes(Selection.of(upto)), latency_settings=timing)
     lessons = [lesson.lesson(row.variant.about, rows=rows) for row in rows]
     if out is None:
         _page_lessons([lesson.lesson_markdown(les) for les in lessons])
@@ -306,16 +307,12 @@ def draw_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="The .svg file to write.")] = None,
 ) -> None:
     """Draw any part of any network as a block diagram (SVG), from its spec."""
-    from roadmap.arch.spec import diff
     from roadmap.teach import diagram, lesson
     from roadmap.util import files
 
     spec = network.spec()
     if part is None:
-        previous = network.prefix(len(network.steps) - 1)
-        has_previous = previous.steps or previous.start is not None
-        changes = diff(previous.spec(), spec) if has_previous else []
-        part = lesson.example_path(changes) or "stages.2.blocks.0"
+        part = lesson.example_path(network.last_changes()) or "stages.2.blocks.0"
     out = out or Path(f"{network.name}_{part.replace('.', '_')}{'_fused' if fused else ''}.svg")
     if out.suffix != ".svg":
         raise RoadmapError(f"{out}: diagrams are written as .svg")

@@ -154,28 +154,27 @@ def run_cmd(
 ) -> None:
     """Train every prefix of the selected network (each step of the roadmap, by default) for
     each seed; what the store already has is skipped, and an interrupted run resumes."""
-    from roadmap.arch import selection
     from roadmap.report import training
-    from roadmap.study import cluster
+    from roadmap.study import plan
     from roadmap.study.sweep import sweep
     from roadmap.train.run_options import is_primary_process
 
     if leave_one_out and only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
     ablation = "leave_one_out" if leave_one_out else "only_one" if only_one else None
-    variants = selection.plan(network, ablation)
+    variants = plan.variants(network, ablation)
     for v in variants:
         if not v.buildable and is_primary_process():
             note_line(f"not trained, cannot be built: {v.name}: {v.reason}")
     chosen = [v.selection for v in variants if v.buildable]
     seed_list = seeds(seeds_text)
     part, where = placement
-    plan = cluster.plan_runs(chosen, seed_list)
+    runs = plan.runs(chosen, seed_list)
     if show_plan or show_status:
-        _show(plan, part, show_status, data, recipe, options)
+        _show(runs, part, show_status, data, recipe, options)
         return
     if where.launcher != "none":
-        _launch(plan if part is None else cluster.shard(plan, *part), data, recipe, options, where)
+        _launch(runs if part is None else plan.shard(runs, *part), data, recipe, options, where)
         return
     outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
@@ -185,7 +184,7 @@ def run_cmd(
                 note_line(line)
 
 
-def _show(plan: list, part: Any, with_status: bool, data: str, recipe: Any, options: Any) -> None:
+def _show(runs: list, part: Any, with_status: bool, data: str, recipe: Any, options: Any) -> None:
     """--plan: the runs and their shards; --status: where each run stands."""
     from roadmap.report import training
     from roadmap.study import cluster
@@ -194,16 +193,16 @@ def _show(plan: list, part: Any, with_status: bool, data: str, recipe: Any, opti
     states = None
     if with_status:
         classes = load_datasets(parse_source(data), recipe).num_classes
-        states = cluster.status(plan, data, recipe, options, classes)
-    console.print(training.plan_table(plan, part, states))
+        states = cluster.status(runs, data, recipe, options, classes)
+    console.print(training.plan_table(runs, part, states))
 
 
-def _launch(plan: list, data: str, recipe: Any, options: Any, where: Any) -> None:
+def _launch(runs: list, data: str, recipe: Any, options: Any, where: Any) -> None:
     """Submit the runs as jobs; wait for local ones (they run on this machine)."""
     from roadmap.report import training
     from roadmap.study import cluster
 
-    jobs = cluster.submit(plan, data, recipe, options, where)
+    jobs = cluster.submit(runs, data, recipe, options, where)
     console.print(training.jobs_text(jobs, where))
     if where.launcher == "local":
         outcomes = [job.result() for job in jobs]

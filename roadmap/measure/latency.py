@@ -8,12 +8,12 @@ How a number is taken, and why:
   #83 is about a cold first inference inflating a mean).
 - Every iteration is timed on its own with ``time.perf_counter``; on CUDA the clock is read
   only after ``torch.cuda.synchronize()``, because kernels run asynchronously.
-- Several models are measured interleaved: each round runs one iteration of every model, in
-  an order reshuffled each round (fixed seed), so slow drift on a shared or throttling machine
-  hits all of them alike and no model always runs right after the same neighbour.
+- Several models are measured interleaved (:mod:`roadmap.measure.interleave`): each round
+  runs one iteration of every model, in an order reshuffled each round (fixed seed), so slow
+  drift on a shared or throttling machine hits all of them alike and no model always runs
+  right after the same neighbour.
 - The median and the interquartile range are reported, not the mean: one preempted iteration
-  moves a mean but not a median. The garbage collector is paused while timing (as ``timeit``
-  does) so its pauses do not land on one model.
+  moves a mean but not a median. The garbage collector is paused while timing.
 - The conditions (:class:`Conditions`: device, threads, batch, resolution, dtype, memory
   format, backend, library versions, iterations, machine load) are stored with every record:
   a latency without them is not a number anyone can compare. On Linux that includes how many
@@ -28,9 +28,7 @@ every table, plot and lesson uses.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import platform
-import random
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +41,8 @@ import torch
 from torch import nn
 
 from roadmap.errors import RoadmapError
-from roadmap.measure import host
+from roadmap.measure import host, interleave
+from roadmap.measure.runtimes import INPUT_NAME, executorch, onnxruntime, torchscript
 
 BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "executorch")
 # Backends that run the model outside torch, with their own layouts and devices.
@@ -104,7 +103,7 @@ class LatencySettings:
                 raise RoadmapError(
                     "--backend executorch runs on the CPU (its XNNPACK delegate); use --device cpu"
                 )
-            _et_version()  # installed? (one line saying how to install it, if not)
+            executorch.version()  # installed? (one line saying how to install it, if not)
         if self.backend == "compile" and self.warmup < 1:
             raise RoadmapError(
                 "--backend compile needs --warmup >= 1: the first call compiles, and timing it "
@@ -363,28 +362,14 @@ def _time_interleaved(
     runners: list[Callable[[], object]], settings: LatencySettings, sync: Callable[[], None]
 ) -> list[list[float]]:
     """Warm every model up, then time one iteration of each per round, in shuffled order."""
-    order = list(range(len(runners)))
-    rng = random.Random(settings.seed)
     samples: list[list[float]] = [[] for _ in runners]
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with torch.inference_mode():
-            for run in runners:
-                for _ in range(settings.warmup):
-                    run()
-                sync()
-            for _ in range(settings.iters):
-                rng.shuffle(order)
-                for i in order:
-                    start = time.perf_counter()
-                    runners[i]()
-                    sync()
-                    samples[i].append((time.perf_counter() - start) * 1e3)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    with interleave.steady():
+        interleave.warm_up(runners, settings.warmup, sync)
+        for i in interleave.rounds(len(runners), settings.iters, settings.seed):
+            start = time.perf_counter()
+            runners[i]()
+            sync()
+            samples[i].append((time.perf_counter() - start) * 1e3)
     return samples
 
 
@@ -399,46 +384,21 @@ def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callab
     generator = torch.Generator().manual_seed(settings.seed)
     x = torch.randn(settings.batch, 3, settings.img_size, settings.img_size, generator=generator)
     if settings.backend == "onnxruntime":
-        return _onnxruntime_runner(model.eval(), x, settings, threads)
+        source = onnxruntime.onnx_bytes(model.eval().cpu(), x)
+        session = onnxruntime.session(source, threads, settings.device)
+        feed = {INPUT_NAME: x.numpy()}
+        return lambda: session.run(None, feed)
     if settings.backend == "executorch":
-        from roadmap.measure.export import executorch_bytes, load_executorch
-
-        forward = load_executorch(executorch_bytes(model.eval().cpu(), x), threads)
+        forward = executorch.load(executorch.program_bytes(model.eval().cpu(), x), threads)
         return lambda: forward(x)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.eval().to(settings.device, memory_format=fmt)
     x = x.to(settings.device).contiguous(memory_format=fmt)
     if settings.backend == "torchscript":
-        from roadmap.measure.export import trace
-
-        model = trace(model, x)
+        model = torchscript.trace(model, x)
     elif settings.backend == "compile":
         model = torch.compile(model)
     return lambda: model(x)
-
-
-def _onnxruntime_runner(
-    model: nn.Module, x: torch.Tensor, settings: LatencySettings, threads: int
-) -> Callable[[], object]:
-    import onnxruntime as ort
-
-    from roadmap.measure.export import onnx_bytes
-
-    provider = "CUDAExecutionProvider" if settings.device == "cuda" else "CPUExecutionProvider"
-    if provider not in ort.get_available_providers():
-        raise RoadmapError(f"onnxruntime here has no {provider}; install onnxruntime-gpu")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # the same count torch uses, so backends compare
-    options.inter_op_num_threads = 1  # one model, one stream of work
-    # Every session has its own worker threads, which spin for a while after each run waiting
-    # for more work. Interleaving several sessions, each one's spinning workers take the cores
-    # the next one needs: four networks measured that way on 2 threads took 15-29 ms with IQRs
-    # of 6-10 ms; without spinning 5.5-10 ms with IQRs under 0.6 ms (RepViT-M0.9 alone: 7.8 ms
-    # spinning, 9.4 ms not). Spinning is off, so that every row of a table is measured alike.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(onnx_bytes(model.cpu(), x), options, providers=[provider])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)
 
 
 @contextmanager
@@ -467,9 +427,9 @@ def conditions_of(
         memory_format="channels_last" if settings.channels_last else "contiguous",
         backend=settings.backend,
         torch_version=torch.__version__,
-        onnxruntime_version=_ort_version() if settings.backend == "onnxruntime" else None,
-        executorch_version=_et_version() if settings.backend == "executorch" else None,
-        delegate=_et_delegate() if settings.backend == "executorch" else None,
+        onnxruntime_version=onnxruntime.version() if settings.backend == "onnxruntime" else None,
+        executorch_version=executorch.version() if settings.backend == "executorch" else None,
+        delegate=executorch.DELEGATE if settings.backend == "executorch" else None,
         onnxruntime_workers_spin=False if settings.backend == "onnxruntime" else None,
         warmup=settings.warmup,
         iters=settings.iters,
@@ -485,24 +445,6 @@ def conditions_of(
 def device_name(device: str) -> str:
     """The GPU's name, or the CPU model as the OS reports it."""
     return torch.cuda.get_device_name() if device == "cuda" else host.cpu_name()
-
-
-def _ort_version() -> str:
-    import onnxruntime as ort
-
-    return ort.__version__
-
-
-def _et_version() -> str:
-    from roadmap.measure.export import executorch_version
-
-    return executorch_version()
-
-
-def _et_delegate() -> str:
-    from roadmap.measure.export import EXECUTORCH_DELEGATE
-
-    return EXECUTORCH_DELEGATE
 
 
 # --- roadmap networks ---------------------------------------------------------------------

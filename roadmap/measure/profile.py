@@ -40,8 +40,6 @@ How the split is made (our choices; the paper gives no such breakdown):
 from __future__ import annotations
 
 import dataclasses
-import gc
-import random
 import re
 import warnings
 from collections import defaultdict
@@ -55,7 +53,7 @@ from torch import nn
 
 from roadmap.arch.blocks import get_block_kind
 from roadmap.errors import RoadmapError
-from roadmap.measure import host, latency
+from roadmap.measure import host, interleave, latency
 from roadmap.measure.latency import Candidate, Comparison, LatencyRecord, LatencySettings
 from roadmap.util.stderr_filter import filtered_stderr
 
@@ -311,30 +309,18 @@ def _profile_interleaved(
 ) -> list[list[dict[str, float]]]:
     """Warm up, then profile one pass of every model per round in shuffled order; per model and
     pass, the milliseconds of every kind, ``other``, ``unattributed`` and the total."""
-    order = list(range(len(models)))
-    rng = random.Random(settings.seed)
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with torch.inference_mode():
-            for model in models:
-                for _ in range(settings.warmup):
-                    model(x)
-            activities = [torch.profiler.ProfilerActivity.CPU]
-            with filtered_stderr(_PROFILER_CHATTER), warnings.catch_warnings():
-                # torch 2.11 warns that events are kept per profiling cycle: we run one cycle
-                warnings.filterwarnings("ignore", message=".*Profiler clears events")
-                with torch.profiler.profile(activities=activities) as prof:
-                    for _ in range(settings.iters):
-                        rng.shuffle(order)
-                        for i in order:
-                            with torch.profiler.record_function(f"{_RANGE}pass:{i}"):
-                                models[i](x)
-                events = prof.events()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    runners = [lambda m=m: m(x) for m in models]
+    with interleave.steady():
+        interleave.warm_up(runners, settings.warmup, sync=lambda: None)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        with filtered_stderr(_PROFILER_CHATTER), warnings.catch_warnings():
+            # torch 2.11 warns that events are kept per profiling cycle: we run one cycle
+            warnings.filterwarnings("ignore", message=".*Profiler clears events")
+            with torch.profiler.profile(activities=activities) as prof:
+                for i in interleave.rounds(len(models), settings.iters, settings.seed):
+                    with torch.profiler.record_function(f"{_RANGE}pass:{i}"):
+                        runners[i]()
+            events = prof.events()
     return _split(events, len(models))
 
 

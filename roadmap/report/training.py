@@ -15,7 +15,8 @@ from rich.text import Text
 from roadmap.report.tables import _data_option, fmt_num
 from roadmap.results.record import RunRecord
 from roadmap.results.store import RunKey
-from roadmap.study.sweep import Outcome, PlannedRun
+from roadmap.study.plan import PlannedRun
+from roadmap.study.sweep import Outcome
 from roadmap.train.evaluate import CheckpointScores
 
 

@@ -35,12 +35,12 @@ from typing import Any
 
 from roadmap.errors import RoadmapError
 from roadmap.results import store
-from roadmap.study.sweep import PlannedRun, plan_runs
+from roadmap.study.plan import PlannedRun
 from roadmap.train.data import parse_source
 from roadmap.train.recipe import Recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
 
-__all__ = ["ClusterOptions", "PlannedRun", "RunJob", "parse_shard", "plan_runs", "shard", "status"]
+__all__ = ["ClusterOptions", "RunJob", "parse_shard", "status"]
 
 LAUNCHERS = ("none", "local", "slurm")
 
@@ -51,12 +51,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not match or not 0 <= int(match[1]) < int(match[2]):
         raise RoadmapError(f"--shard takes K/N with 0 <= K < N (e.g. 0/4), got {text!r}")
     return int(match[1]), int(match[2])
-
-
-def shard(plan: list[PlannedRun], k: int, n: int) -> list[PlannedRun]:
-    """The plan items shard ``k`` of ``n`` trains: every n-th, starting at k (as
-    ``roadmap.study.sweep.sweep(shard=(k, n))`` trains them)."""
-    return [p for p in plan if p.index % n == k]
 
 
 # --- jobs ------------------------------------------------------------------------------------

@@ -27,12 +27,13 @@ from torch import nn
 from roadmap.arch import registry
 from roadmap.arch.builder import build
 from roadmap.arch.reparam import fuse
-from roadmap.arch.selection import Selection, Variant
+from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts, count
 from roadmap.measure.latency import LatencyRecord, compare
 from roadmap.study import stats
+from roadmap.study.plan import Variant
 
 # --- measurements -------------------------------------------------------------------------
 

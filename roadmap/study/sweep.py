@@ -1,7 +1,7 @@
 """A sweep: train a set of networks for several seeds, skipping what the store already holds.
 
-The networks are planned by :mod:`roadmap.arch.selection` (the roadmap's prefixes, or the
-leave-one-out / only-one sets); each (network, seed) is then one :func:`roadmap.train.loop.fit`
+The networks and runs are planned by :mod:`roadmap.study.plan` (the roadmap's prefixes, or
+the leave-one-out / only-one sets); each (network, seed) is then one :func:`roadmap.train.loop.fit`
 call in one process group, with the data opened once.
 
 A (network, seed) whose folder has a record with the same spec and recipe hash is ``stored``
@@ -20,6 +20,7 @@ from roadmap.arch.spec import spec_hash
 from roadmap.errors import Stopped
 from roadmap.results import store
 from roadmap.results.record import RunRecord
+from roadmap.study import plan
 from roadmap.train import checkpoint, distributed
 from roadmap.train.data import Datasets, parse_source
 from roadmap.train.identity import legacy_names, run_key
@@ -47,21 +48,6 @@ class Outcome:
     record: RunRecord | None
 
 
-@dataclass(frozen=True)
-class PlannedRun:
-    """One (network, seed) of a sweep, and its place in the plan."""
-
-    index: int
-    network: Selection
-    seed: int
-
-
-def plan_runs(selections: list[Selection], seeds: tuple[int, ...]) -> list[PlannedRun]:
-    """Every (network, seed), seed-major (seed 0 of every network first), numbered."""
-    pairs = [(n, s) for s in seeds for n in selections]
-    return [PlannedRun(i, n, s) for i, (n, s) in enumerate(pairs)]
-
-
 def sweep(
     selections: list[Selection],
     data: str,
@@ -79,14 +65,14 @@ def sweep(
     Returns:
         One outcome per (selection, seed) trained here.
     """
-    plan = plan_runs(selections, seeds)
+    runs = plan.runs(selections, seeds)
     if shard is not None:
-        plan = [p for p in plan if p.index % shard[1] == shard[0]]
+        runs = plan.shard(runs, *shard)
     procs = distributed.start(options.device)
     try:
         opened = open_data(parse_source(data), recipe, options, procs)
         outcomes = []
-        for item in plan:
+        for item in runs:
             run_options = dataclasses.replace(options, seed=item.seed, resume=True)
             outcomes.append(_one(item.network, opened, recipe, run_options, procs))
         return outcomes

@@ -17,13 +17,14 @@ from torch import nn
 from roadmap.arch import registry
 from roadmap.arch.builder import build
 from roadmap.arch.registry import Step
-from roadmap.arch.selection import Selection, prefixes
-from roadmap.arch.spec import Change, ChangeGroup, NetSpec, diff, group_changes, split_block_path
+from roadmap.arch.selection import Selection
+from roadmap.arch.spec import Change, ChangeGroup, NetSpec, group_changes, split_block_path
 from roadmap.errors import RoadmapError
 from roadmap.measure import host, profile
 from roadmap.measure.profile import Profile
 from roadmap.report import profile_table
 from roadmap.study import comparison
+from roadmap.study.plan import prefixes
 from roadmap.teach import diagram
 from roadmap.teach.diagram import Diagram
 
@@ -110,7 +111,7 @@ def lesson(
     les = Lesson(step, registry.list_steps().index(step.name), network, [], None, None, None, [])
     after = network.spec()
     before = les.previous.spec() if les.previous else None
-    les.changes = diff(before, after) if before else []
+    les.changes = network.last_changes()
     les.block_path = example_path(les.changes)
     les.before, les.after = _module(before, les.block_path), _module(after, les.block_path)
     les.diagrams = lesson_diagrams(before, after, les.block_path)

@@ -3,9 +3,10 @@
 import pytest
 
 import roadmap
-from roadmap.arch import registry, selection
+from roadmap.arch import registry
 from roadmap.arch.selection import Selection, name_for
 from roadmap.errors import RoadmapError
+from roadmap.study import plan
 from roadmap.train.identity import legacy_names
 
 PAPER = registry.paper_roadmap()
@@ -30,8 +31,8 @@ def test_every_network_has_one_readable_name(steps: tuple[str, ...], name: str) 
 
 
 def test_every_planned_name_reads_back_to_its_network() -> None:
-    planned = selection.prefixes(Selection.of())
-    planned += selection.leave_one_out() + selection.only_one()
+    planned = plan.prefixes(Selection.of())
+    planned += plan.leave_one_out() + plan.only_one()
     for v in planned:
         assert Selection.from_name(v.name) == v.selection, v.name
 
@@ -56,7 +57,7 @@ def test_a_spec_file_start_is_named_by_file_and_content(tmp_path) -> None:
     assert chosen.name == f"spec-my_net-{digest}+kernel_3x3"
     assert chosen.spec() == roadmap.build_spec("kernel_3x3")
     assert chosen.cli_args() == f"--spec {path} --steps kernel_3x3"
-    assert [v.name for v in selection.prefixes(chosen)] == [chosen.name.split("+")[0], chosen.name]
+    assert [v.name for v in plan.prefixes(chosen)] == [chosen.name.split("+")[0], chosen.name]
 
 
 @pytest.mark.parametrize(
@@ -82,7 +83,7 @@ def test_legacy_names_are_the_0_1_ones() -> None:
 
 
 def test_ablation_sets_name_what_cannot_be_built() -> None:
-    variants = {v.name: v for v in selection.leave_one_out("deeper_downsampling")}
+    variants = {v.name: v for v in plan.leave_one_out("deeper_downsampling")}
     missing = variants["deeper_downsampling-separate_mixers"]
     assert not missing.buildable and "apply separate_mixers before it" in missing.reason
     assert variants["deeper_downsampling-widen"].buildable

@@ -7,11 +7,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from roadmap.arch.selection import Selection, prefixes
+from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.measure import host
 from roadmap.report import tables
 from roadmap.study.comparison import Row
+from roadmap.study.plan import prefixes
 from roadmap.train.progress import Display
 from tests.helpers import make_conditions, make_record, store_record
 

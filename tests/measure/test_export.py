@@ -12,7 +12,8 @@ import roadmap
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
-from roadmap.measure.export import export_model, run_onnx
+from roadmap.measure.export import export_model
+from roadmap.measure.runtimes.onnxruntime import run_onnx
 from tests.helpers import calibrate_bn
 
 IMG = 64  # the exported graph is resolution-independent; small inputs keep this fast
@@ -161,7 +162,7 @@ def test_executorch_program_runs_in_its_runtime_and_matches_torch(tmp_path: Path
     """The .pte file, loaded by the ExecuTorch runtime on its own, gives torch's logits; the
     program takes the export's batch exactly (static shapes, as on a phone)."""
     pytest.importorskip("executorch", reason=MOBILE_MISSING)
-    from roadmap.measure.export import load_executorch
+    from roadmap.measure.runtimes.executorch import load as load_executorch
 
     model = calibrate_bn(small_network())
     result = export_model(model, "executorch", tmp_path / "sub" / "m.pte", img_size=IMG, batch=2)
@@ -209,7 +210,7 @@ def test_coreml_package_of_every_step_holds_the_fused_model(step: str, tmp_path:
     """Core ML runs only on macOS, so the package is checked by its structure, read back from
     disk: the input and output, and one conv / linear op per layer of the fused model."""
     pytest.importorskip("coremltools", reason=COREML_MISSING)
-    from roadmap.measure.export import coreml_structure
+    from roadmap.measure.runtimes.coreml import coreml_structure
 
     model = roadmap.build_model(step, num_classes=10)
     result = export_model(model, "coreml", tmp_path / f"{step}.mlpackage", img_size=IMG)
@@ -225,7 +226,7 @@ def test_coreml_package_of_every_step_holds_the_fused_model(step: str, tmp_path:
 
 
 def test_coreml_structure_check_catches_a_package_that_is_not_the_fused_model() -> None:
-    from roadmap.measure.export import CoreMLStructure, check_coreml_structure
+    from roadmap.measure.runtimes.coreml import CoreMLStructure, check_coreml_structure
 
     deploy = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())

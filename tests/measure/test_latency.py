@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 import roadmap
 from roadmap.arch.reparam import unfused_norms
-from roadmap.arch.selection import Selection, every_step
+from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.measure import latency
 from roadmap.measure.host import Contention
 from roadmap.measure.latency import Candidate, Conditions, LatencyRecord, LatencySettings
 from roadmap.report import tables
+from roadmap.study.plan import every_step
 
 # Tiny settings: these tests check what is recorded, never how fast anything is.
 TINY = LatencySettings(img_size=32, warmup=1, iters=3, threads=1)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from roadmap.arch import registry
-from roadmap.arch.selection import Selection, prefixes
+from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts
@@ -17,6 +17,7 @@ from roadmap.measure.latency import LatencyRecord
 from roadmap.report.plot import figure, plot_rows
 from roadmap.study import comparison
 from roadmap.study.comparison import Accuracy, Row
+from roadmap.study.plan import prefixes
 from roadmap.study.stats import mean_ci
 from tests.helpers import make_conditions
 

@@ -20,7 +20,8 @@ from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.results import store
 from roadmap.study import cluster
-from roadmap.study.sweep import plan_runs
+from roadmap.study.plan import runs as plan_runs
+from roadmap.study.plan import shard
 from roadmap.train.recipe import load_recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
 from tests.helpers import REPO, make_image_folder, make_record, store_record
@@ -35,10 +36,10 @@ pytest.importorskip("submitit", reason='pip install -e ".[cluster]" (or ".[test]
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_shards_partition_the_plan_exactly_and_stably(n: int) -> None:
     plan = plan_runs(NETWORKS * 3, (0, 1, 2))
-    shards = [cluster.shard(plan, k, n) for k in range(n)]
+    shards = [shard(plan, k, n) for k in range(n)]
     indices = [p.index for s in shards for p in s]
     assert sorted(indices) == list(range(len(plan)))  # together exactly the plan, no repeats
-    again = [cluster.shard(plan_runs(NETWORKS * 3, (0, 1, 2)), k, n) for k in range(n)]
+    again = [shard(plan_runs(NETWORKS * 3, (0, 1, 2)), k, n) for k in range(n)]
     assert again == shards  # the same on every invocation
 
 

@@ -6,10 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 import roadmap
-from roadmap.arch import selection
 from roadmap.arch.selection import Selection
 from roadmap.measure.counts import Counts
-from roadmap.study import comparison, stats
+from roadmap.study import comparison, plan, stats
 from tests.helpers import fake_record
 
 
@@ -33,7 +32,7 @@ def row(name, params, latency=None, iqr=0.0, values=()):
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         ci = stats.mean_ci(values)
         acc = comparison.Accuracy(ci.mean, std, len(values), tuple(range(len(values))), values, ci)
-    return comparison.Row(selection.Variant(Selection((name,)), name), counts, lat, acc)
+    return comparison.Row(plan.Variant(Selection((name,)), name), counts, lat, acc)
 
 
 def test_deltas_and_noise_rules():
@@ -93,7 +92,7 @@ def test_baseline_must_be_a_row():
 
 
 def test_leave_one_out_names_what_cannot_be_built():
-    variants = {v.name: v for v in selection.leave_one_out()}
+    variants = {v.name: v for v in plan.leave_one_out()}
     assert variants["alternating_se"].selection.steps == tuple(roadmap.resolve_steps())
     missing = variants["alternating_se-separate_mixers"]
     assert not missing.buildable and "separate_mixers" in missing.reason
@@ -103,14 +102,14 @@ def test_leave_one_out_names_what_cannot_be_built():
 
 
 def test_only_one_applies_each_step_to_the_baseline():
-    variants = {v.name: v for v in selection.only_one()}
+    variants = {v.name: v for v in plan.only_one()}
     assert variants["mobilenetv3_large+widen"].selection.steps == ("mobilenetv3_large", "widen")
     assert not variants["mobilenetv3_large+deeper_downsampling"].buildable  # needs RepViT blocks
     assert "gelu" in variants  # the baseline plus its next step is a prefix
 
 
 def test_paper_numbers_only_on_roadmap_prefixes():
-    rows = comparison.collect(selection.leave_one_out("expansion_2"))
+    rows = comparison.collect(plan.leave_one_out("expansion_2"))
     by_name = {r.variant.name: r for r in rows}
     assert by_name["expansion_2"].paper_latency_ms == 0.65
     assert by_name["expansion_2-gelu"].paper_latency_ms is None

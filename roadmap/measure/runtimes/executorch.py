@@ -1,0 +1,95 @@
+"""ExecuTorch: the ``.pte`` program (lowered to XNNPACK, the CPU kernels ExecuTorch runs on
+Android and iOS phones) and the ExecuTorch runtime that runs it.
+
+ExecuTorch is an optional extra (``pip install -e ".[mobile]"``); without it, every entry point
+here says so in one line. Shapes are static: a program takes exactly the example's batch and
+resolution, as a phone app would.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from roadmap.errors import RoadmapError
+from roadmap.util.stderr_filter import filtered_stderr
+
+MOBILE_INSTALL = 'pip install -e ".[mobile]"'
+DELEGATE = "XNNPACK"
+
+# What the ExecuTorch runtime writes straight to the process's stderr at load time: cpuinfo's
+# probing of ARM-only files, and the thread-pool size we set ourselves (recorded as a condition).
+_RUNTIME_CHATTER = re.compile(r"\[(cpuinfo_utils|threadpool)\.cpp:\d+\]")
+
+
+def program_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
+    """The ``.pte`` program of ``model`` for inputs shaped like ``x``, lowered to XNNPACK.
+
+    ``torch.export`` captures the graph, ``to_edge_transform_and_lower`` hands every op the
+    XNNPACK partitioner accepts to that delegate (ops it does not take run on ExecuTorch's
+    portable kernels), and ``to_executorch`` serializes the program.
+    """
+    with quiet():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        with torch.no_grad():
+            program = torch.export.export(model.eval(), (x,))
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        return lowered.to_executorch().buffer
+
+
+def load(source: Path | bytes, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Load a ``.pte`` program with the ExecuTorch runtime; return its forward on one tensor.
+
+    The runtime's thread pool is process-wide and is read when a program is loaded, so it is
+    sized here, before loading (resizing it afterwards slows a loaded program down ~2x).
+    """
+    with quiet():
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        portable_lib._unsafe_reset_threadpool(threads)
+        program = Runtime.get().load_program(source if isinstance(source, bytes) else str(source))
+        method = program.load_method("forward")
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        _ = program  # the method runs out of its program's memory: keep it alive
+        return method.execute([x.contiguous()])[0]
+
+    return forward
+
+
+def version() -> str:
+    """The installed ExecuTorch's version (a clear error when it is missing)."""
+    with quiet():
+        from executorch.version import __version__
+    return __version__
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Import and load ExecuTorch without its noise, failing in one line when it is missing.
+
+    Importing it makes torch log a deprecation about an enum that torchao registers; the
+    runtime prints cpuinfo probes on stderr from C++. Both are dropped; anything else the native
+    code writes to stderr is passed on.
+    """
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        with filtered_stderr(_RUNTIME_CHATTER):
+            yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] != "executorch":
+            raise
+        raise RoadmapError(f"ExecuTorch is not installed: {MOBILE_INSTALL}") from None
+    finally:
+        pytree_log.setLevel(level)
