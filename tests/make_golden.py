@@ -12,7 +12,7 @@ from pathlib import Path
 
 import roadmap
 from roadmap.measure.counts import MACS_UNIT, count
-from steps import PAPER_CONTROL
+from steps import CONTROL
 
 GOLDEN = Path(__file__).parent / "golden" / "counts.json"
 
@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).parent / "golden" / "counts.json"
 def golden_cases() -> dict[str, list[str]]:
     """Name -> resolved step list, for every roadmap prefix and the paper's control."""
     cases = {name: roadmap.resolve_steps(name) for name in roadmap.list_steps()}
-    cases["control:" + ",".join(PAPER_CONTROL["steps"])] = list(PAPER_CONTROL["steps"])
+    cases["control:" + ",".join(CONTROL)] = list(CONTROL)
     return cases
 
 

@@ -46,8 +46,8 @@ class Size:
         width_mult: width multiplier (used when ``widths`` is None).
         depth_mult: depth multiplier (used when ``depths`` is None).
         timm_name: timm's model with exactly this architecture, if there is one.
-        paper_top1: ImageNet-1K top-1 without distillation, 300 epochs (paper, Table 2).
-        paper_latency_ms: iPhone 12 latency (paper, Table 1; M0.6: official README, "~0.6").
+
+    What the paper reports for each size is in :mod:`roadmap.arch.paper`.
     """
 
     label: str
@@ -56,24 +56,17 @@ class Size:
     width_mult: float = 1.0
     depth_mult: float = 1.0
     timm_name: str | None = None
-    paper_top1: float | None = None
-    paper_latency_ms: float | None = None
 
 
 FAMILY = {
     s.label: s
     for s in (
-        Size("m0_6", (40, 80, 160, 320), (1, 1, 8, 1), paper_latency_ms=0.6),
-        Size("m0_9", (48, 96, 192, 384), (2, 2, 14, 2), timm_name="repvit_m0_9",
-             paper_top1=77.4, paper_latency_ms=0.9),
-        Size("m1_0", (56, 112, 224, 448), (2, 2, 14, 2), timm_name="repvit_m1_0",
-             paper_top1=78.6, paper_latency_ms=1.0),
-        Size("m1_1", (64, 128, 256, 512), (2, 2, 12, 2), timm_name="repvit_m1_1",
-             paper_top1=79.4, paper_latency_ms=1.1),
-        Size("m1_5", (64, 128, 256, 512), (4, 4, 24, 4), timm_name="repvit_m1_5",
-             paper_top1=81.2, paper_latency_ms=1.5),
-        Size("m2_3", (80, 160, 320, 640), (6, 6, 34, 2), timm_name="repvit_m2_3",
-             paper_top1=82.5, paper_latency_ms=2.3),
+        Size("m0_6", (40, 80, 160, 320), (1, 1, 8, 1)),
+        Size("m0_9", (48, 96, 192, 384), (2, 2, 14, 2), timm_name="repvit_m0_9"),
+        Size("m1_0", (56, 112, 224, 448), (2, 2, 14, 2), timm_name="repvit_m1_0"),
+        Size("m1_1", (64, 128, 256, 512), (2, 2, 12, 2), timm_name="repvit_m1_1"),
+        Size("m1_5", (64, 128, 256, 512), (4, 4, 24, 4), timm_name="repvit_m1_5"),
+        Size("m2_3", (80, 160, 320, 640), (6, 6, 34, 2), timm_name="repvit_m2_3"),
     )
 }  # fmt: skip
 _MULTIPLIERS = re.compile(r"^w(\d+(?:\.\d+)?)d(\d+(?:\.\d+)?)$")

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from roadmap.arch import paper
+from roadmap.arch.paper import PaperResult
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
 
@@ -37,20 +39,21 @@ class Step:
         title: one line for tables.
         section: the paper section, e.g. ``§3.2``.
         fn: ``NetSpec -> NetSpec`` (a base step takes no spec and returns the starting network).
-        paper_top1: ImageNet-1K top-1 (%) the paper reports after this step, if it reports one.
-        paper_latency_ms: iPhone 12 latency (ms) the paper reports after this step, if any.
-        paper_note: how to read the paper numbers (derived, unconfirmed, ...), or "".
         base: whether this step creates the network rather than transforming it.
+
+    What the paper measured after the step is in :mod:`roadmap.arch.paper` (:attr:`paper`).
     """
 
     name: str
     title: str
     section: str
     fn: Callable[..., NetSpec]
-    paper_top1: float | None = None
-    paper_latency_ms: float | None = None
-    paper_note: str = ""
     base: bool = False
+
+    @property
+    def paper(self) -> PaperResult | None:
+        """The paper's numbers for the roadmap up to this step, if it reports any."""
+        return paper.reported(self.name)
 
     @property
     def lesson(self) -> str:
@@ -112,7 +115,12 @@ def register_step(
     paper_note: str = "",
     base: bool = False,
 ) -> Callable[[Callable[..., NetSpec]], Callable[..., NetSpec]]:
-    """Decorator that registers a step function under ``name`` (which must be new)."""
+    """Decorator that registers a step function under ``name`` (which must be new).
+
+    ``paper_top1`` (ImageNet-1K top-1, %), ``paper_latency_ms`` (iPhone 12, ms) and
+    ``paper_note`` (how to read them) are what the paper reports for the roadmap up to this
+    step; they are filed in :mod:`roadmap.arch.paper` under the step's name.
+    """
 
     def decorator(fn: Callable[..., NetSpec]) -> Callable[..., NetSpec]:
         if name in _REGISTRY:
@@ -120,9 +128,9 @@ def register_step(
             raise RoadmapError(f"step {name!r} is already registered (by {owner}); pick a new name")
         if not name.isidentifier():
             raise RoadmapError(f"step name {name!r} must be a Python identifier (a-z, 0-9, _)")
-        _REGISTRY[name] = Step(
-            name, title, section, fn, paper_top1, paper_latency_ms, paper_note, base
-        )
+        _REGISTRY[name] = Step(name, title, section, fn, base)
+        if paper_top1 is not None or paper_latency_ms is not None or paper_note:
+            paper.report(name, PaperResult(paper_top1, paper_latency_ms, paper_note, section))
         return fn
 
     return decorator

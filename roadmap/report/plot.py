@@ -31,7 +31,6 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from roadmap.arch import registry
 from roadmap.errors import RoadmapError
 from roadmap.measure import host
 from roadmap.measure.latency import Conditions
@@ -202,12 +201,7 @@ def _is_prefix(row: Row) -> bool:
 
 
 def _paper_note(row: Row) -> str:
-    if row.paper_latency_ms is None and row.paper_top1 is None and not _is_prefix(row):
-        return ""  # an ablation row: the paper has no numbers for it, by design
-    try:
-        return registry.get_step(row.variant.about).paper_note
-    except RoadmapError:
-        return ""
+    return row.paper.note if row.paper else ""  # an ablation row: none, by design
 
 
 # --- panel 2: ours ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from roadmap.arch.blocks import BlockKind, get_block_kind
+from roadmap.arch.paper import PaperResult
 from roadmap.arch.registry import Step
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import (
@@ -62,16 +63,17 @@ def steps_table(steps: Sequence[Step]) -> Table:
     table.add_column("change")
     notes = []
     for i, s in enumerate(steps):
+        reported = s.paper or PaperResult()
         mark = ""
-        if s.paper_note:
-            notes.append(s.paper_note)
+        if reported.note:
+            notes.append(reported.note)
             mark = "*" * len(notes)
         table.add_row(
             str(i),
             s.name,
             s.section,
-            fmt_num(s.paper_top1) + mark,
-            fmt_num(s.paper_latency_ms, 2),
+            fmt_num(reported.top1) + mark,
+            fmt_num(reported.latency_ms, 2),
             s.title,
         )
     if notes:
@@ -87,9 +89,9 @@ def steps_data(steps: Sequence[Step]) -> list[dict]:
             "name": s.name,
             "section": s.section,
             "title": s.title,
-            "paper_top1": s.paper_top1,
-            "paper_latency_ms": s.paper_latency_ms,
-            "paper_note": s.paper_note,
+            "paper_top1": (s.paper or PaperResult()).top1,
+            "paper_latency_ms": (s.paper or PaperResult()).latency_ms,
+            "paper_note": (s.paper or PaperResult()).note,
         }
         for i, s in enumerate(steps)
     ]

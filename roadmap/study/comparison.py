@@ -24,8 +24,9 @@ from typing import Any
 
 from torch import nn
 
-from roadmap.arch import registry
+from roadmap.arch import paper
 from roadmap.arch.builder import build
+from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
@@ -88,8 +89,8 @@ class Row:
         counts: params/MACs (None when it cannot be built).
         latency: the fused model's latency record, or None.
         accuracy: from the results store, or None when no run is recorded.
-        paper_top1: the paper's top-1 for the row's step (prefix rows only).
-        paper_latency_ms: the paper's iPhone 12 latency for the row's step (prefix rows only).
+        paper: what the paper reports for this network (:mod:`roadmap.arch.paper`), if
+            anything.
         vs_previous: metric -> Delta against the row before.
         vs_baseline: metric -> Delta against the baseline row.
     """
@@ -98,10 +99,17 @@ class Row:
     counts: Counts | None = None
     latency: LatencyRecord | None = None
     accuracy: Accuracy | None = None
-    paper_top1: float | None = None
-    paper_latency_ms: float | None = None
+    paper: PaperResult | None = None
     vs_previous: dict[str, Delta] = field(default_factory=dict)
     vs_baseline: dict[str, Delta] = field(default_factory=dict)
+
+    @property
+    def paper_top1(self) -> float | None:
+        return self.paper.top1 if self.paper else None
+
+    @property
+    def paper_latency_ms(self) -> float | None:
+        return self.paper.latency_ms if self.paper else None
 
     def metrics(self) -> dict[str, float | None]:
         """The numbers deltas are taken of."""
@@ -175,22 +183,15 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
 def _attach_paper(rows: list[Row]) -> None:
     for row in rows:
         if row.variant.buildable:
-            row.paper_top1, row.paper_latency_ms = paper_numbers(row.variant.selection)
+            row.paper = paper.numbers(row.variant.selection)
 
 
 def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
-    """The paper's (top-1 %, iPhone 12 ms) for a network, or Nones.
-
-    Paper numbers belong to roadmap prefixes (the step's row in the paper) and to the RepViT
-    family members (Tables 1 and 2); an ablation or a network on a spec file is not in the paper.
-    """
-    if chosen.is_roadmap_prefix:
-        step = registry.get_step(chosen.steps[-1])
-        return step.paper_top1, step.paper_latency_ms
-    family_member = chosen.size is not None and chosen.start is None
-    if family_member and chosen.steps == registry.paper_roadmap():
-        return chosen.size.paper_top1, chosen.size.paper_latency_ms
-    return None, None
+    """The paper's (top-1 %, iPhone 12 ms) for a network (:mod:`roadmap.arch.paper`), or
+    Nones: the roadmap's prefixes, the paper's control and the family members have them; an
+    ablation or a network on a spec file does not."""
+    reported = paper.numbers(chosen)
+    return (reported.top1, reported.latency_ms) if reported else (None, None)
 
 
 # --- agreement with the paper -------------------------------------------------------------

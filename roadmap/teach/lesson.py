@@ -269,36 +269,27 @@ def numbers_markdown(les: Lesson) -> str:
     """A small Markdown table: previous network, this one, and the paper's numbers."""
     head = "| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | paper latency |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]
-    papers = [_paper_step(les.previous)] if les.previous else []
-    papers.append(_paper_step(les.network))
-    for row, paper in zip(les.rows, papers, strict=True):
+    for row in les.rows:
         c, lat = row.counts, row.latency
         latency = f"{lat.median_ms:.2f} ms [IQR {lat.iqr_ms:.2f}]" if lat else "not measured"
         lines.append(
             f"| `{row.variant.name}` | {c.deploy_params:,} | {c.deploy_macs / 1e6:.1f} M | "
-            f"{latency} | {_num(paper, 'paper_top1', '%')} | "
-            f"{_num(paper, 'paper_latency_ms', ' ms')} |"
+            f"{latency} | {_num(row.paper_top1, '%')} | {_num(row.paper_latency_ms, ' ms')} |"
         )
     if les.rows and les.rows[-1].vs_previous:
-        previous = papers[0] if len(papers) > 1 else None
+        before, after = les.rows[0], les.rows[-1]
         lines.append(
-            f"| **change** | {_delta(les.rows[-1], 'deploy_params', '{:+,.0f}')} | "
-            f"{_delta(les.rows[-1], 'deploy_macs', '{:+.1f} M', 1e-6)} | "
-            f"{_delta(les.rows[-1], 'latency_ms', '{:+.2f} ms')} | "
-            f"{_paper_delta(previous, papers[-1], 'paper_top1', '{:+.1f}')} | "
-            f"{_paper_delta(previous, papers[-1], 'paper_latency_ms', '{:+.2f} ms')} |"
+            f"| **change** | {_delta(after, 'deploy_params', '{:+,.0f}')} | "
+            f"{_delta(after, 'deploy_macs', '{:+.1f} M', 1e-6)} | "
+            f"{_delta(after, 'latency_ms', '{:+.2f} ms')} | "
+            f"{_paper_delta(before.paper_top1, after.paper_top1, '{:+.1f}')} | "
+            f"{_paper_delta(before.paper_latency_ms, after.paper_latency_ms, '{:+.2f} ms')} |"
         )
     conditions = _conditions(les.rows)
     return "\n".join(lines) + (f"\n\n{conditions}" if conditions else "")
 
 
-def _paper_step(network: Selection) -> Step | None:
-    """The step whose paper numbers describe this network (roadmap prefixes only)."""
-    return registry.get_step(network.steps[-1]) if network.is_roadmap_prefix else None
-
-
-def _num(step: Step | None, attr: str, unit: str) -> str:
-    value = getattr(step, attr) if step else None
+def _num(value: float | None, unit: str) -> str:
     return "—" if value is None else f"{value:g}{unit}"
 
 
@@ -310,9 +301,8 @@ def _delta(row: comparison.Row, key: str, fmt: str, scale: float = 1.0) -> str:
     return f"{text} (within noise)" if d.noise else text
 
 
-def _paper_delta(a: Step | None, b: Step | None, attr: str, fmt: str) -> str:
-    va, vb = (getattr(a, attr) if a else None), (getattr(b, attr) if b else None)
-    return "—" if va is None or vb is None else fmt.format(vb - va)
+def _paper_delta(a: float | None, b: float | None, fmt: str) -> str:
+    return "—" if a is None or b is None else fmt.format(b - a)
 
 
 def _conditions(rows: list[comparison.Row]) -> str:

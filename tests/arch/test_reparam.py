@@ -15,7 +15,7 @@ from roadmap.arch.layers import RepDepthwise
 from roadmap.arch.reparam import fuse, unfused_norms
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs, count_params
-from steps import PAPER_CONTROL
+from steps import CONTROL
 from tests.helpers import calibrate_bn
 
 # fp32 re-association error is ~1e-6 of the logit scale; a wrong fold is orders larger.
@@ -23,7 +23,7 @@ RTOL = 1e-4
 IMG = 64  # small inputs keep the suite fast; folding does not depend on resolution
 
 ABLATIONS = {
-    "control": list(PAPER_CONTROL["steps"]),  # expansion 2 + widths on MobileNetV3 blocks
+    "control": list(CONTROL),  # expansion 2 + widths on MobileNetV3 blocks
     "without_kernel_3x3": roadmap.resolve_steps(skip=["kernel_3x3"]),  # 5x5 RepDepthwise
     "without_early_conv_stem": roadmap.resolve_steps(skip=["early_conv_stem"]),
 }

@@ -12,7 +12,7 @@ import torch
 import roadmap
 from roadmap.arch.registry import get_step
 from roadmap.errors import PreconditionError
-from steps import PAPER_CONTROL, ROADMAP
+from steps import CONTROL, ROADMAP
 
 STEPS = roadmap.list_steps()
 
@@ -29,7 +29,7 @@ def test_step_has_metadata_and_a_lesson(name):
     assert len(step.lesson) > 200, "the module docstring is the step's lesson"
     assert "paper" in step.lesson.lower()
     if not step.base:
-        assert step.paper_latency_ms is not None
+        assert step.paper.latency_ms is not None
 
 
 @pytest.mark.parametrize("name", STEPS)
@@ -62,7 +62,7 @@ def test_each_step_changes_the_spec(name):
 
 
 def test_papers_control_experiment_builds_on_mobilenetv3_blocks():
-    spec = roadmap.build_spec(steps=PAPER_CONTROL["steps"])
+    spec = roadmap.build_spec(steps=CONTROL)
     kinds = {b.kind for _, b in spec.iter_blocks()}
     assert "repvit" not in kinds and "inverted_residual" in kinds
     assert spec.widths == (48, 96, 192, 384)

@@ -149,3 +149,13 @@ def test_paper_numbers_belong_to_prefixes_and_family_members_only():
     assert comparison.paper_numbers(Selection.of("mobilenetv3_large")) == (None, None)
     assert comparison.paper_numbers(Selection.of("widen", skip=("gelu",))) == (None, None)
     assert comparison.paper_numbers(Selection.of(size="m1_0")) == (78.6, 1.0)
+
+
+def test_the_papers_control_carries_the_papers_numbers():
+    """One table of paper numbers: the control (§3.2) reaches a row like any step does."""
+    from steps import CONTROL
+
+    rows = comparison.collect(plan.prefixes(Selection(CONTROL)), counts=False)
+    assert rows[-1].variant.name == "widen-separate_mixers"
+    assert (rows[-1].paper_top1, rows[-1].paper_latency_ms) == (73.0, 0.91)
+    assert rows[-2].paper_top1 is None  # gelu+expansion_2 without separate_mixers: never measured

@@ -1,0 +1,71 @@
+"""What the paper reports, network by network: the one table that every table, plot and lesson
+reads its paper columns from.
+
+A paper reports numbers for networks: the roadmap after each of its steps, the control
+experiments it ran beside the roadmap, and the family it scaled the result to. Each is filed
+here under the network's one name (:attr:`roadmap.arch.selection.Selection.name`): ``gelu``,
+``widen-separate_mixers`` (the RepViT paper's control), ``alternating_se@m1_5`` (a family
+member). A step's own numbers come with it (``register_step(..., paper_top1=...)``); the
+paper's other networks are reported by the package that holds its roadmap (``steps``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from roadmap.errors import RoadmapError
+
+if TYPE_CHECKING:
+    from roadmap.arch.selection import Selection
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """The paper's numbers for one network.
+
+    Attributes:
+        top1: ImageNet-1K top-1 (%), or None where the paper gives none.
+        latency_ms: iPhone 12 latency (ms, Core ML), or None.
+        note: how to read the numbers (derived from the text, unconfirmed, ...), or "".
+        source: where in the paper they are (``§3.2``, ``Table 2``).
+    """
+
+    top1: float | None = None
+    latency_ms: float | None = None
+    note: str = ""
+    source: str = ""
+
+
+_RESULTS: dict[str, PaperResult] = {}
+
+
+def report(name: str, result: PaperResult) -> None:
+    """File the paper's numbers for the network called ``name`` (once: a second report of the
+    same network is an error, never an overwrite)."""
+    if name in _RESULTS and _RESULTS[name] != result:
+        raise RoadmapError(f"the paper's numbers for {name!r} are already reported")
+    _RESULTS[name] = result
+
+
+def reported(name: str) -> PaperResult | None:
+    """The numbers filed under a network's (or a step's) name, or None."""
+    from roadmap.arch import registry
+
+    registry.all_steps()  # the steps (and the package that holds them) report on loading
+    return _RESULTS.get(name)
+
+
+def numbers(selection: Selection) -> PaperResult | None:
+    """The paper's numbers for a network, or None when the paper never measured it.
+
+    The roadmap up to a step is filed under the step's name (whatever the network's name,
+    which for a plugin's step after the paper's is ``alternating_se+step``); anything else
+    (a control, a family member) under the network's name.
+    """
+    from roadmap.arch import registry
+
+    prefix = selection.steps and tuple(registry.resolve_steps(selection.steps[-1]))
+    if selection.start is None and selection.size is None and selection.steps == prefix:
+        return reported(selection.steps[-1])
+    return reported(selection.name)
