@@ -35,30 +35,30 @@ def _store_data(data: str) -> str:
     return parse_source(data).slug
 
 
-def _render(rows: list, title: str, fmt: TableFormat, paper: bool, out: Path | None) -> None:
-    """Print (and optionally write) study rows in the requested format."""
+def _render(study: Any, title: str, fmt: TableFormat, paper: bool, out: Path | None) -> None:
+    """Print (and optionally write) a study in the requested format."""
     from rich.console import Console
 
     from roadmap.report import tables
 
     text = {
-        TableFormat.markdown: lambda: tables.study_markdown(rows, title, paper),
-        TableFormat.latex: lambda: tables.study_latex(rows, title, paper),
-        TableFormat.json: lambda: tables.study_json(rows, title),
-        TableFormat.csv: lambda: tables.study_csv(rows),
+        TableFormat.markdown: lambda: tables.study_markdown(study, title, paper),
+        TableFormat.latex: lambda: tables.study_latex(study, title, paper),
+        TableFormat.json: lambda: tables.study_json(study, title),
+        TableFormat.csv: lambda: tables.study_csv(study),
         TableFormat.rich: lambda: None,
     }[fmt]()
     if text is None:
         # Four metrics with two deltas each need ~120 columns; a pipe or file gets that width.
         wide = console if console.is_terminal else Console(width=max(console.width, 120))
-        wide.print(tables.study_table(rows, title, paper))
-        unbuildable = tables.unbuildable_text(rows)
+        wide.print(tables.study_table(study, title, paper))
+        unbuildable = tables.unbuildable_text(study)
         if unbuildable is not None:
             console.print(unbuildable)
     else:
         print(text)
     if out is not None:
-        write_out(out, text if text is not None else tables.study_markdown(rows, title, paper))
+        write_out(out, text if text is not None else tables.study_markdown(study, title, paper))
 
 
 def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
@@ -100,7 +100,7 @@ def table_cmd(
     from roadmap.study import plan
 
     data_name = _store_data(data)
-    rows = _collect(
+    study = _collect(
         plan.family() if family else plan.prefixes(network),
         latency_settings=timing,
         results=results,
@@ -111,18 +111,15 @@ def table_cmd(
     )
     what = "The RepViT family" if family else "The roadmap"
     title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"
-    _render(rows, title, fmt, paper, out)
-    _warnings(rows, results, data_name, recipe)
+    _render(study, title, fmt, paper, out)
+    _warnings(study)
 
 
-def _warnings(rows: list, results: Path, data: str | None, recipe: str | None) -> None:
+def _warnings(study: Any) -> None:
     """A busy machine while timing; trained results filed under another label."""
     from roadmap.report import tables
 
-    messages = [tables.busy_text(rows)]
-    if data and recipe:
-        messages.append(tables.missing_results_text(rows, results, data, recipe))
-    for message in filter(None, messages):
+    for message in filter(None, [tables.busy_text(study), tables.missing_results_text(study)]):
         note_line(message)
 
 
@@ -147,7 +144,7 @@ def ablate_cmd(
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
     variants = plan.leave_one_out(upto) if leave_one_out else plan.only_one(upto)
-    rows = _collect(
+    study = _collect(
         variants,
         latency_settings=timing,
         results=results,
@@ -157,8 +154,8 @@ def ablate_cmd(
         paper=False,
     )
     kind = "leave one out" if leave_one_out else "only one"
-    _render(rows, f"Ablation ({kind}); Δ base = against {variants[0].name}", fmt, False, out)
-    _warnings(rows, results, _store_data(data), recipe)
+    _render(study, f"Ablation ({kind}); Δ base = against {variants[0].name}", fmt, False, out)
+    _warnings(study)
 
 
 @command("plot")
@@ -177,14 +174,14 @@ def plot_cmd(
     timing: Any = None,
 ) -> None:
     """Figure: the paper's latency/top-1 trajectory, ours beside it, and each step's Δ."""
-    from roadmap.report.plot import check_out, plot_rows
+    from roadmap.report.plot import check_out, plot_study
     from roadmap.study import plan
 
     check_out(out)  # a bad suffix fails now, not after minutes of measuring
     if (data is None) != (recipe is None):
         raise RoadmapError("give --data and --recipe together (or neither: no accuracy)")
     data_name = _store_data(data) if data else None
-    rows = _collect(
+    study = _collect(
         plan.prefixes(network),
         latency_settings=timing,
         results=results,
@@ -192,7 +189,7 @@ def plot_cmd(
         recipe=recipe,
     )
     on = f"{data_name}, recipe {recipe}" if data else None
-    console.print(f"figure written to {plot_rows(rows, out, accuracy_on=on)}")
+    console.print(f"figure written to {plot_study(study, out, accuracy_on=on)}")
 
 
 @command("explain")
@@ -235,7 +232,7 @@ def explain_cmd(
         print(text)
     else:
         console.print(Markdown(text))
-    _warnings(les.rows, Path("results"), None, None)
+    _warnings(les.study)
 
 
 @command("walkthrough")
@@ -259,12 +256,12 @@ def walkthrough_cmd(
     from roadmap.study import plan
     from roadmap.teach import html_page, lesson
 
-    rows = _collect(plan.prefixes(Selection.of(upto)), latency_settings=timing)
-    lessons = [lesson.lesson(row.variant.about, rows=rows) for row in rows]
+    study = _collect(plan.prefixes(Selection.of(upto)), latency_settings=timing)
+    lessons = [lesson.lesson(row.variant.about, rows=study.rows) for row in study.rows]
     if out is None:
         _page_lessons([lesson.lesson_markdown(les) for les in lessons])
         return
-    written = html_page.write_lessons(out, lessons, rows)
+    written = html_page.write_lessons(out, lessons, study)
     console.print(
         f"wrote {out}" + (f" and {len(written) - 1} file(s) beside it" if len(written) > 1 else "")
     )

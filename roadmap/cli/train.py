@@ -219,7 +219,7 @@ def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str
 
     source = parse_source(data)
     label = run_key(source, recipe, variants[0].selection, options).recipe
-    rows = comparison.collect(
+    study = comparison.collect(
         variants, results=options.out, data=source.slug, recipe=label, paper=False, counts=False
     )
-    return tables.power_lines(rows)
+    return tables.power_lines(study)

@@ -172,5 +172,3 @@ def _coreml(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner,
 def _write(out: Path, data: bytes) -> None:
     """Write atomically: a reader never sees half a model."""
     files.write_bytes(out, data)
-
-

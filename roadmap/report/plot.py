@@ -35,7 +35,7 @@ from roadmap.errors import RoadmapError
 from roadmap.measure import host
 from roadmap.measure.latency import Conditions
 from roadmap.report.trajectory import trajectory
-from roadmap.study.comparison import Row, rows_agreement
+from roadmap.study.comparison import Row, Study
 from roadmap.study.stats import ALPHA
 from roadmap.util import files
 
@@ -68,17 +68,17 @@ def check_out(out: Path) -> str:
     return fmt
 
 
-def plot_rows(
-    rows: list[Row],
+def plot_study(
+    study: Study,
     out: Path,
     *,
     title: str | None = None,
     accuracy_on: str | None = None,
 ) -> Path:
-    """Draw the roadmap figure for ``rows`` and write it to ``out`` (atomically).
+    """Draw the roadmap figure for a study and write it to ``out`` (atomically).
 
     Args:
-        rows: the study rows (``roadmap.study.comparison.collect``), in roadmap order.
+        study: the measured networks (``roadmap.study.comparison.collect``), in roadmap order.
         out: the file to write; its suffix (.png, .svg, .pdf) picks the format.
         title: the figure's title (default: the roadmap's).
         accuracy_on: what our top-1 was measured on (e.g. ``digits, recipe quick``), for labels.
@@ -87,7 +87,7 @@ def plot_rows(
         ``out``.
     """
     fmt = check_out(out)
-    fig = figure(rows, title=title, accuracy_on=accuracy_on)
+    fig = figure(study, title=title, accuracy_on=accuracy_on)
     with matplotlib.rc_context(RC):
         _save(fig, Path(out), fmt)
     return Path(out)
@@ -96,31 +96,32 @@ def plot_rows(
 # --- layout -------------------------------------------------------------------------------
 
 
-def figure(rows: list[Row], *, title: str | None = None, accuracy_on: str | None = None) -> Figure:
-    """The roadmap figure for ``rows``, not yet written anywhere (arguments as in plot_rows)."""
-    if not rows:
+def figure(study: Study, *, title: str | None = None, accuracy_on: str | None = None) -> Figure:
+    """The roadmap figure for a study, not yet written anywhere (arguments as in plot_study)."""
+    if not study.rows:
         raise RoadmapError("nothing to plot: no rows; pick steps with --upto/--steps/--skip")
     with matplotlib.rc_context(RC):
-        return _figure(rows, title or DEFAULT_TITLE, accuracy_on)
+        return _figure(study, title or DEFAULT_TITLE, accuracy_on)
 
 
-def _figure(rows: list[Row], title: str, accuracy_on: str | None) -> Figure:
+def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
+    rows = study.rows
     fig = Figure(figsize=FIGSIZE)
     FigureCanvasAgg(fig)  # a renderer to measure label boxes with (see _place_labels)
     with_acc = any(r.accuracy is not None for r in rows)
     scatter, bar_axes = _axes(fig, with_acc)
     notes: list[str] = []
     notes += _paper_panel(scatter[0], rows)
-    notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(rows)
+    notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(study.conditions)
     bars = [_latency_bar(rows, i) for i in range(len(rows))]
-    notes += _latency_bars(bar_axes[0], rows, bars, alone=not with_acc)
+    notes += _latency_bars(bar_axes[0], study, bars, alone=not with_acc)
     if with_acc:
         top1 = [_top1_bar(rows, i) for i in range(len(rows))]
         notes += _top1_bars(bar_axes[1], rows, top1)
         bars += top1
     _bar_legend(bar_axes, bars)
     fig.suptitle(title, x=0.02, y=0.975, ha="left", fontsize=17, fontweight="bold")
-    fig.text(0.02, 0.915, _conditions_line(rows), ha="left", va="top", fontsize=11.5)
+    fig.text(0.02, 0.915, _conditions_line(study.conditions), ha="left", va="top", fontsize=11.5)
     footnotes = "\n".join(f"• {n}" for n in notes)
     fig.text(0.02, 0.015, footnotes, ha="left", va="bottom", fontsize=10.5)
     return fig
@@ -266,13 +267,12 @@ def _ours_macs(ax: Axes, rows: list[Row], timed: list[int]) -> list[str]:
     ]
 
 
-def _busy_note(rows: list[Row]) -> list[str]:
+def _busy_note(c: Conditions | None) -> list[str]:
     """A warning when other work competed for the machine while we timed (the one rule)."""
-    lat = next((r.latency for r in rows if r.latency is not None), None)
-    if lat is None or not lat.conditions.busy:
+    if c is None or not c.busy:
         return []
     return [
-        f"The machine was busy while we timed ({host.busy_note(lat.conditions.contention)}): "
+        f"The machine was busy while we timed ({host.busy_note(c.contention)}): "
         "our latencies are inflated and their IQRs wide; rerun `roadmap plot` on an idle machine."
     ]
 
@@ -305,12 +305,12 @@ class _Bar:
     paper: float | None
 
 
-def _latency_bars(ax: Axes, rows: list[Row], bars: list[_Bar], *, alone: bool) -> list[str]:
-    _bar_panel(ax, rows, bars, fmt="{:+.0f}%")
+def _latency_bars(ax: Axes, study: Study, bars: list[_Bar], *, alone: bool) -> list[str]:
+    _bar_panel(ax, study.rows, bars, fmt="{:+.0f}%")
     what = "latency " if alone else ""  # beside the top-1 panel, x labels say which is which
     ax.set_title(f"Δ {what}vs previous step", loc="left", fontweight="bold")
     ax.set_xlabel(f"{'change in ' if alone else 'Δ '}latency (%)\n(negative = faster)")
-    agreement = rows_agreement(rows)
+    agreement = study.agreement
     return [
         "Δ bars: ours hatched grey when |Δ| is below the mean IQR of the two steps (noise); "
         "paper bars only where the paper gives both steps' latency."
@@ -446,13 +446,11 @@ def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
-def _conditions_line(rows: list[Row]) -> str:
-    """Where our latency came from, in one line (from the first measured row)."""
-    lat = next((r.latency for r in rows if r.latency is not None), None)
+def _conditions_line(c: Conditions | None) -> str:
+    """Where our latency came from, in one line."""
     paper = "Paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML, batch 1)."
-    if lat is None:
+    if c is None:
         return f"{paper}  Ours: latency not measured."
-    c = lat.conditions
     parts = [
         f"fused models, {c.runtime()}",
         _short_device(c),

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -33,8 +32,7 @@ from roadmap.measure.counts import MACS_UNIT, Counts
 from roadmap.measure.export import ExportResult
 from roadmap.measure.host import busy_note
 from roadmap.measure.latency import Comparison, LatencyRecord, consecutive
-from roadmap.results.store import iter_records
-from roadmap.study.comparison import PaperAgreement, Row, row_data, rows_agreement
+from roadmap.study.comparison import PaperAgreement, Row, Study, row_data
 from roadmap.study.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
 
 MACS_LEGEND = (
@@ -359,24 +357,24 @@ def study_cells(row: Row) -> dict[str, str]:
     return cells
 
 
-def latency_header(rows: Sequence[Row]) -> str:
+def latency_header(study: Study) -> str:
     """'latency ms [IQR] (fused, <device>, 2 threads, batch 1, 224 px)' from the conditions."""
-    lat = next((r.latency for r in rows if r.latency is not None), None)
-    if lat is None:
+    c = study.conditions
+    if c is None:
         return "latency (not measured)"
-    busy = "; BUSY MACHINE: expect noise" if lat.conditions.busy else ""
-    return f"latency ms [IQR] (fused, {lat.conditions.short()}{busy})"
+    busy = "; BUSY MACHINE: expect noise" if c.busy else ""
+    return f"latency ms [IQR] (fused, {c.short()}{busy})"
 
 
-def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
+def study_table(study: Study, title: str, paper: bool = True) -> Table:
     """Rich table: each metric cell shows the value, then "Δ previous | baseline"."""
     legend = "Δ prev | base: against the row above | against the baseline (first row or --baseline)"
     table = Table(
         title=title,
         caption_justify="left",
         caption="\n".join(
-            [latency_header(rows), *agreement_lines(rows), legend, STUDY_NOISE_LEGEND]
-            + [MACS_LEGEND, *power_lines(rows)]
+            [latency_header(study), *agreement_lines(study), legend, STUDY_NOISE_LEGEND]
+            + [MACS_LEGEND, *power_lines(study)]
         ),
     )
     table.add_column("step", no_wrap=True)
@@ -387,7 +385,7 @@ def study_table(rows: Sequence[Row], title: str, paper: bool = True) -> Table:
     if paper:
         table.add_column("paper\ntop-1 %", justify="right")
         table.add_column("paper\nms", justify="right")
-    for row in rows:
+    for row in study.rows:
         c = study_cells(row)
         cells = [c["name"]]
         for key, *_ in STUDY_METRICS:
@@ -414,7 +412,7 @@ def _flat_cells(row: Row, paper: bool) -> list[str]:
     return cells + ([c["paper_top1"], c["paper_ms"]] if paper else [])
 
 
-def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+def study_markdown(study: Study, title: str, paper: bool = True) -> str:
     """A GitHub Markdown table with its conditions and legends underneath."""
     header = _flat_header(paper)
     lines = [
@@ -423,15 +421,15 @@ def study_markdown(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
-    for row in rows:
+    for row in study.rows:
         cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"{latency_header(rows)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
-    lines += [f"{line}" for line in agreement_lines(rows) + power_lines(rows)]
+    lines += ["", f"{latency_header(study)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
+    lines += agreement_lines(study) + power_lines(study)
     return "\n".join(lines)
 
 
-def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
+def study_latex(study: Study, title: str, paper: bool = True) -> str:
     """A booktabs LaTeX table."""
     header = _flat_header(paper)
 
@@ -456,35 +454,30 @@ def study_latex(rows: Sequence[Row], title: str, paper: bool = True) -> str:
         " & ".join(esc(h) for h in header) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join(esc(x) for x in _flat_cells(row, paper)) + r" \\" for row in rows]
+    lines += [" & ".join(esc(x) for x in _flat_cells(row, paper)) + r" \\" for row in study.rows]
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        rf"\caption{{{esc(title)}. {esc(latency_header(rows))}. {esc(STUDY_NOISE_LEGEND)}.}}",
+        rf"\caption{{{esc(title)}. {esc(latency_header(study))}. {esc(STUDY_NOISE_LEGEND)}.}}",
         r"\end{table}",
     ]
     return "\n".join(lines)
 
 
-def agreement_lines(rows: Sequence[Row]) -> list[str]:
+def agreement_lines(study: Study) -> list[str]:
     """The agreement of our latency changes with the paper's, when the rows allow one."""
-    agreement = rows_agreement(rows)
-    return [agreement.describe()] if agreement else []
+    return [study.agreement.describe()] if study.agreement else []
 
 
-def power_lines(rows: Sequence[Row]) -> list[str]:
+def power_lines(study: Study) -> list[str]:
     """What to run next: the accuracy Δs against the row above that are not findings yet, and
     about how many seeds per network a test would need to settle each (``roadmap.study.stats``)."""
-    pending = [
-        (r.variant.name, d.value, d.seeds_needed)
-        for r in rows
-        if (d := r.vs_previous.get("top1")) is not None and d.noise and d.seeds_needed
-    ]
-    if not pending:
+    if not study.pending:
         return []
     parts = [
-        f"{name} {value:+.1f}: ~{n if n <= MAX_SEEDS_SHOWN else f'>{MAX_SEEDS_SHOWN}'} seeds"
-        for name, value, n in pending
+        f"{p.name} {p.delta:+.1f}: ~"
+        f"{p.seeds_needed if p.seeds_needed <= MAX_SEEDS_SHOWN else f'>{MAX_SEEDS_SHOWN}'} seeds"
+        for p in study.pending
     ]
     return [
         f"Not yet findings (Δ vs the row above), seeds per network a test at p < {ALPHA} with "
@@ -492,9 +485,9 @@ def power_lines(rows: Sequence[Row]) -> list[str]:
     ]
 
 
-def unbuildable_text(rows: Sequence[Row]) -> Text | None:
+def unbuildable_text(study: Study) -> Text | None:
     """Which variants could not be built, and why."""
-    bad = [r.variant for r in rows if not r.variant.buildable]
+    bad = [r.variant for r in study.rows if not r.variant.buildable]
     if not bad:
         return None
     text = Text("cannot be built:\n", style="bold")
@@ -503,23 +496,23 @@ def unbuildable_text(rows: Sequence[Row]) -> Text | None:
     return text
 
 
-def study_json(rows: Sequence[Row], title: str) -> str:
+def study_json(study: Study, title: str) -> str:
     """The rows as one JSON document, with the latency conditions they were measured under."""
-    lat = next((r.latency for r in rows if r.latency is not None), None)
+    c, a = study.conditions, study.agreement
     return json.dumps(
         {
             "title": title,
-            "environment": lat.conditions.to_dict() if lat else None,
-            "paper_agreement": a.to_dict() if (a := rows_agreement(rows)) else None,
-            "rows": [row_data(r) for r in rows],
+            "environment": c.to_dict() if c else None,
+            "paper_agreement": a.to_dict() if a else None,
+            "rows": [row_data(r) for r in study.rows],
         },
         indent=2,
     )
 
 
-def study_csv(rows: Sequence[Row]) -> str:
+def study_csv(study: Study) -> str:
     """The rows as CSV (lists joined by commas); columns in first-seen order."""
-    records = [row_data(r) for r in rows]
+    records = [row_data(r) for r in study.rows]
     buffer = io.StringIO()
     columns = list(dict.fromkeys(key for rec in records for key in rec))  # first row: no deltas
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -529,35 +522,29 @@ def study_csv(rows: Sequence[Row]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def missing_results_text(rows: Sequence[Row], root: Path, data: str, recipe: str) -> str | None:
-    """When no row has accuracy for ``data``/``recipe``: what the store holds for these
+def missing_results_text(study: Study) -> str | None:
+    """When no row has accuracy under the labels asked for: what the store holds for these
     networks instead, and how to show it (an override files a run under a new label)."""
-    if any(r.accuracy for r in rows):
+    if study.source is None or not study.elsewhere:
         return None
-    names = {r.variant.name for r in rows}
-    held: dict[tuple[str, str], set[str]] = {}
-    for rec in iter_records(root):
-        if rec.name in names:
-            held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
-    if not held:
-        return None
+    root, data, recipe = study.source
     listing = ", ".join(
-        f"{d}/{r} ({len(n)} network{'s' * (len(n) > 1)})" for (d, r), n in held.items()
+        f"{d}/{r} ({n} network{'s' * (n > 1)})" for (d, r), n in study.elsewhere.items()
     )
-    (d, r), _ = max(held.items(), key=lambda item: len(item[1]))
+    (d, r), _ = max(study.elsewhere.items(), key=lambda item: item[1])
     return (
         f"no trained results for {data}/{recipe} in {root}/; it holds {listing}. Show one with: "
         f"roadmap table --data {_data_option(d)} --recipe {r}"
     )
 
 
-def busy_text(rows: Sequence[Row]) -> str | None:
+def busy_text(study: Study) -> str | None:
     """A warning when other work kept the machine busy while the rows' latency was timed."""
-    lat = next((r.latency for r in rows if r.latency is not None), None)
-    if lat is None or not lat.conditions.busy:
+    c = study.conditions
+    if c is None or not c.busy:
         return None
     return (
-        f"warning: the machine was busy while timing ({busy_note(lat.conditions.contention)}); "
+        f"warning: the machine was busy while timing ({busy_note(c.contention)}); "
         "latencies are inflated and their IQRs wide: rerun on an idle machine"
     )
 

@@ -32,7 +32,8 @@ from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts, count
-from roadmap.measure.latency import LatencyRecord, compare
+from roadmap.measure.latency import Conditions, LatencyRecord, compare
+from roadmap.results.store import iter_records
 from roadmap.study import stats
 from roadmap.study.plan import Variant
 
@@ -123,6 +124,68 @@ class Row:
         }
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An accuracy Δ against the row above that is not a finding yet.
+
+    Attributes:
+        name: the row's network.
+        delta: the Δ (points).
+        seeds_needed: seeds per network a test would need to settle it.
+    """
+
+    name: str
+    delta: float
+    seeds_needed: int
+
+
+@dataclass
+class Study:
+    """A compared set of networks, and everything said about them: what tables, plots and
+    lessons render (they only read it; every number is worked out here).
+
+    Attributes:
+        rows: one per network, in order.
+        agreement: our latency Δs against the paper's speed column, when the rows allow one.
+        pending: accuracy Δs that are not findings yet, with the seeds each would need.
+        conditions: what the rows' latency was measured under (None when not timed).
+        source: (store root, data, recipe label) the accuracy was read from, or None.
+        elsewhere: when no row found accuracy under ``source``'s labels: how many of these
+            networks the store holds under each other (data, recipe label).
+    """
+
+    rows: list[Row]
+    agreement: PaperAgreement | None = None
+    pending: list[Pending] = field(default_factory=list)
+    conditions: Conditions | None = None
+    source: tuple[Path, str, str] | None = None
+    elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: list[Row], source: tuple[Path, str, str] | None = None) -> Study:
+        """Sum up measured rows (``source``: where their accuracy was looked for)."""
+        latency = next((r.latency for r in rows if r.latency is not None), None)
+        pending = [
+            Pending(r.variant.name, d.value, d.seeds_needed)
+            for r in rows
+            if (d := r.vs_previous.get("top1")) is not None and d.noise and d.seeds_needed
+        ]
+        elsewhere = {}
+        if source is not None and not any(r.accuracy for r in rows):
+            elsewhere = _held_elsewhere(source[0], {r.variant.name for r in rows})
+        conditions = latency.conditions if latency else None
+        return cls(rows, rows_agreement(rows), pending, conditions, source, elsewhere)
+
+
+def _held_elsewhere(root: Path, names: set[str]) -> dict[tuple[str, str], int]:
+    """(data, recipe label) -> how many of ``names`` the store holds finished runs of."""
+    held: dict[tuple[str, str], set[str]] = {}
+    for rec in iter_records(root):
+        if rec.name in names:
+            held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
+    return {key: len(found) for key, found in held.items()}
+
+
 def collect(
     variants: Sequence[Variant],
     *,
@@ -134,8 +197,8 @@ def collect(
     img_size: int = 224,
     paper: bool = True,
     counts: bool = True,
-) -> list[Row]:
-    """Measure every buildable variant and fill in the deltas.
+) -> Study:
+    """Measure every buildable variant, fill in the deltas, and sum the rows up as a Study.
 
     Args:
         variants: the networks, in row order.
@@ -165,7 +228,8 @@ def collect(
     if paper:
         _attach_paper(rows)
     fill_deltas(rows, baseline)
-    return rows
+    source = (results, data, recipe) if results is not None and data and recipe else None
+    return Study.of(rows, source)
 
 
 def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -> None:
@@ -270,8 +334,6 @@ def read_accuracy(
     record's number of classes): results of an older architecture are never mixed in, and a
     record is found whatever its folder is called.
     """
-    from roadmap.results.store import iter_records
-
     hashes: dict[int, str] = {}
     values: dict[int, float] = {}
     for rec in iter_records(root, data=data, recipe=recipe):

@@ -13,6 +13,7 @@ import html
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from markdown_it import MarkdownIt
 
@@ -92,9 +93,9 @@ def _group_figures(body: str) -> str:
     return "\n".join(out)
 
 
-def write_lessons(out: Path, lessons: list, rows: list | None = None) -> list[Path]:
+def write_lessons(out: Path, lessons: list, study: Any = None) -> list[Path]:
     """Write lessons as one document: ``.html`` self-contained, ``.md`` with its diagrams (and
-    the roadmap plot) as files beside it. With ``rows`` it is the walkthrough: the measured
+    the roadmap plot) as files beside it. With a ``study`` it is the walkthrough: the measured
     table and the plot first. Returns every file written."""
     from roadmap.report import tables
     from roadmap.teach import lesson
@@ -115,12 +116,12 @@ def write_lessons(out: Path, lessons: list, rows: list | None = None) -> list[Pa
             written.append(path)
             return f"{folder.name}/{path.name}"
 
-    if rows is None:
+    if study is None:
         text = "\n\n".join(lesson.lesson_markdown(les, heading="#", image=image) for les in lessons)
         title = f"roadmap: {lessons[0].step.name}"
     else:
-        table = tables.study_markdown(rows, "Every step, measured here", paper=True)
-        plot = _plot(rows, out, inline=out.suffix == ".html", written=written)
+        table = tables.study_markdown(study, "Every step, measured here", paper=True)
+        plot = _plot(study, out, inline=out.suffix == ".html", written=written)
         text = lesson.walkthrough_markdown(lessons, table, plot, image=image)
         title = "From MobileNetV3-L to RepViT, one step at a time"
     content = html_page(text, title) if out.suffix == ".html" else text
@@ -128,17 +129,17 @@ def write_lessons(out: Path, lessons: list, rows: list | None = None) -> list[Pa
     return [out, *written]
 
 
-def _plot(rows: list, out: Path, inline: bool, written: list[Path]) -> str | None:
+def _plot(study: Any, out: Path, inline: bool, written: list[Path]) -> str | None:
     """The roadmap plot: a PNG beside the document, or its data for a self-contained page."""
-    if not any(r.latency for r in rows):
+    if study.conditions is None:
         return None
-    from roadmap.report.plot import plot_rows
+    from roadmap.report.plot import plot_study
 
     path = out.with_name(out.stem + "_roadmap.png")
     if inline:
         with tempfile.TemporaryDirectory(prefix="roadmap-page-") as tmp:
-            return png_data(plot_rows(rows, Path(tmp) / "roadmap.png"))
-    plot_rows(rows, path)
+            return png_data(plot_study(study, Path(tmp) / "roadmap.png"))
+    plot_study(study, path)
     written.append(path)
     return path.name
 

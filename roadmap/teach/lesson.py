@@ -41,7 +41,7 @@ class Lesson:
         block_path: the module path of the example block ("head" or a block path), or None.
         before: that module before the step (None if it did not exist).
         after: that module after the step (None if the step removed it).
-        rows: study rows of the previous network (if any) and this one, with deltas.
+        study: the previous network (if any) and this one, measured, with deltas.
         diagrams: the changed part drawn from the spec: before, after, and after once fused
             when re-parameterization folds branches (the paper's Figures 3 and 4).
         profiles: where the time goes before and after the step, by layer kind
@@ -56,10 +56,15 @@ class Lesson:
     block_path: str | None
     before: nn.Module | None
     after: nn.Module | None
-    rows: list[comparison.Row]
+    study: comparison.Study
     diagrams: list[Diagram] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
     profile_note: str | None = None
+
+    @property
+    def rows(self) -> list[comparison.Row]:
+        """The study's rows: the previous network (if any), then this one."""
+        return self.study.rows
 
     @property
     def steps(self) -> list[str]:
@@ -108,7 +113,8 @@ def lesson(
         network = Selection(tuple(registry.resolve_steps(step.name)))
     else:
         network = Selection((*start.steps, step.name), start.start, start.start_file)
-    les = Lesson(step, registry.list_steps().index(step.name), network, [], None, None, None, [])
+    index = registry.list_steps().index(step.name)
+    les = Lesson(step, index, network, [], None, None, None, comparison.Study([]))
     after = network.spec()
     before = les.previous.spec() if les.previous else None
     les.changes = network.last_changes()
@@ -118,12 +124,13 @@ def lesson(
     wanted = [les.previous, network] if les.previous else [network]
     if rows is not None:
         rows = [r for r in rows if r.variant.selection in wanted]
-    if not rows or len(rows) != len(wanted):
+    if rows and len(rows) == len(wanted):
+        les.study = comparison.Study.of(rows)
+    else:
         variants = prefixes(network)[-len(wanted) :]
-        rows = comparison.collect(variants, latency_settings=latency_settings)
+        les.study = comparison.collect(variants, latency_settings=latency_settings)
         if latency_settings is not None:
             les.profiles, les.profile_note = _profiles(wanted, latency_settings)
-    les.rows = rows
     return les
 
 
@@ -285,7 +292,7 @@ def numbers_markdown(les: Lesson) -> str:
             f"{_paper_delta(before.paper_top1, after.paper_top1, '{:+.1f}')} | "
             f"{_paper_delta(before.paper_latency_ms, after.paper_latency_ms, '{:+.2f} ms')} |"
         )
-    conditions = _conditions(les.rows)
+    conditions = _conditions(les.study)
     return "\n".join(lines) + (f"\n\n{conditions}" if conditions else "")
 
 
@@ -305,8 +312,8 @@ def _paper_delta(a: float | None, b: float | None, fmt: str) -> str:
     return "—" if a is None or b is None else fmt.format(b - a)
 
 
-def _conditions(rows: list[comparison.Row]) -> str:
-    lat = next((r.latency for r in rows if r.latency), None)
+def _conditions(study: comparison.Study) -> str:
+    lat = next((r.latency for r in study.rows if r.latency), None)
     if lat is None:
         return ""
     c = lat.conditions

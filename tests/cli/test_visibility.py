@@ -11,7 +11,7 @@ from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.measure import host
 from roadmap.report import tables
-from roadmap.study.comparison import Row
+from roadmap.study.comparison import Row, Study
 from roadmap.study.plan import prefixes
 from roadmap.train.progress import Display
 from tests.helpers import make_conditions, make_record, store_record
@@ -47,17 +47,17 @@ def test_a_table_without_matching_results_says_what_the_store_holds(tmp_path: Pa
     assert "roadmap table --data digits --recipe quick-6cd071824770" in text
 
 
-def rows_timed_with(contention: host.Contention) -> list[Row]:
+def study_timed_with(contention: host.Contention) -> Study:
     from roadmap.measure.latency import LatencyRecord
 
     conditions = make_conditions(contention=contention)
     record = LatencyRecord("x", [], True, 10.0, 9.0, 11.0, 2.0, 9.0, 5, conditions, [])
-    return [Row(v, latency=record) for v in prefixes(Selection.of("gelu"))]
+    return Study.of([Row(v, latency=record) for v in prefixes(Selection.of("gelu"))])
 
 
 def test_a_busy_machine_is_called_out_by_the_one_rule() -> None:
-    quiet = rows_timed_with(host.Contention(0.05, 0.0, 0.1, 0.1, 2))
-    busy = rows_timed_with(host.Contention(1.2, 0.0, 1.5, 1.5, 2))
+    quiet = study_timed_with(host.Contention(0.05, 0.0, 0.1, 0.1, 2))
+    busy = study_timed_with(host.Contention(1.2, 0.0, 1.5, 1.5, 2))
     assert tables.busy_text(quiet) is None
     assert "kept 1.20 of 2 cores busy" in tables.busy_text(busy)
     assert "BUSY MACHINE" in tables.latency_header(busy)

@@ -14,9 +14,9 @@ from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts
 from roadmap.measure.host import Contention
 from roadmap.measure.latency import LatencyRecord
-from roadmap.report.plot import figure, plot_rows
+from roadmap.report.plot import figure, plot_study
 from roadmap.study import comparison
-from roadmap.study.comparison import Accuracy, Row
+from roadmap.study.comparison import Accuracy, Row, Study
 from roadmap.study.plan import prefixes
 from roadmap.study.stats import mean_ci
 from tests.helpers import make_conditions
@@ -31,7 +31,7 @@ def latency(median: float, iqr: float) -> LatencyRecord:
     )
 
 
-def make_rows(medians: list[float] | None = None, *, accuracy: bool = False) -> list[Row]:
+def make_study(medians: list[float] | None = None, *, accuracy: bool = False) -> Study:
     """Every roadmap prefix with made-up latency (IQR 0.2 ms) and MACs, the paper's numbers."""
     variants = prefixes(Selection.of())
     medians = medians or [10.0 + (i % 3) * 2 for i in range(len(variants))]
@@ -40,11 +40,9 @@ def make_rows(medians: list[float] | None = None, *, accuracy: bool = False) -> 
         values = (79.5 + i, 80.0 + i, 80.5 + i)
         acc = Accuracy(80.0 + i, 0.5, 3, (0, 1, 2), values, mean_ci(values)) if accuracy else None
         counts = Counts(5_000_000, 300_000_000 + i * 10**7, 4_900_000, 200_000_000 + i * 10**7, 224)
-        rows.append(
-            Row(v, counts, latency(median, 0.2), acc, paper.numbers(v.selection))
-        )
+        rows.append(Row(v, counts, latency(median, 0.2), acc, paper.numbers(v.selection)))
     comparison.fill_deltas(rows)
-    return rows
+    return Study.of(rows)
 
 
 def texts(ax) -> list:  # noqa: ANN001
@@ -52,26 +50,26 @@ def texts(ax) -> list:  # noqa: ANN001
 
 
 def test_png_is_written_atomically(tmp_path: Path):
-    out = plot_rows(make_rows(), tmp_path / "figs" / "roadmap.png")
+    out = plot_study(make_study(), tmp_path / "figs" / "roadmap.png")
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 50_000
     assert [p.name for p in out.parent.iterdir()] == ["roadmap.png"]  # no temp file left
 
 
 def test_svg_and_pdf(tmp_path: Path):
-    svg = plot_rows(make_rows(), tmp_path / "r.svg").read_text()
+    svg = plot_study(make_study(), tmp_path / "r.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg and len(svg) > 50_000
-    assert plot_rows(make_rows(), tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    assert plot_study(make_study(), tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_bad_suffix_names_the_fix(tmp_path: Path):
     with pytest.raises(RoadmapError, match=r"\.png, \.svg or \.pdf"):
-        plot_rows(make_rows(), tmp_path / "roadmap.jpg")
+        plot_study(make_study(), tmp_path / "roadmap.jpg")
     assert not list(tmp_path.iterdir())
 
 
 def test_no_accuracy_plots_macs_and_says_so():
-    fig = figure(make_rows())
+    fig = figure(make_study())
     paper, ours, bars = fig.axes
     assert "MACs ≠ latency" in ours.get_title(loc="left")
     assert "MACs" in ours.get_ylabel() and "CPU Intel Xeon @ 2.20GHz" in ours.get_xlabel()
@@ -80,7 +78,7 @@ def test_no_accuracy_plots_macs_and_says_so():
 
 
 def test_with_accuracy_plots_top1_and_a_top1_delta_panel():
-    fig = figure(make_rows(accuracy=True), accuracy_on="digits, recipe quick")
+    fig = figure(make_study(accuracy=True), accuracy_on="digits, recipe quick")
     paper, ours, bars, top1 = fig.axes
     assert "top-1" in ours.get_ylabel() and "digits" in ours.get_ylabel()
     assert "top-1" in top1.get_xlabel()
@@ -89,7 +87,7 @@ def test_with_accuracy_plots_top1_and_a_top1_delta_panel():
 
 
 def test_paper_panel_skips_steps_without_both_numbers():
-    fig = figure(make_rows())
+    fig = figure(make_study())
     paper = fig.axes[0]
     labels = {t.get_text() for t in texts(paper)}
     assert labels == {"1", "2", "4", "5", "6", "7", "8", "9", "10"}  # no 0 (none), no 3 (no top-1)
@@ -99,7 +97,7 @@ def test_paper_panel_skips_steps_without_both_numbers():
 
 def test_latency_deltas_are_percent_and_noise_is_hatched():
     medians = [10.0, 12.0, 12.1] + [12.1] * 8  # +20 %, then +0.8 % (inside the 0.2 ms IQR)
-    bars = figure(make_rows(medians)).axes[2]
+    bars = figure(make_study(medians)).axes[2]
     hatched = [p for p in bars.patches if p.get_hatch()]
     solid_widths = [round(p.get_width(), 3) for p in bars.patches if not p.get_hatch()]
     assert 20.0 in solid_widths
@@ -107,7 +105,7 @@ def test_latency_deltas_are_percent_and_noise_is_hatched():
 
 
 def test_labels_do_not_overlap_on_the_paper_numbers():
-    fig = figure(make_rows())
+    fig = figure(make_study())
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes[:2]:
         boxes = [t.get_window_extent(renderer) for t in texts(ax)]
@@ -139,16 +137,16 @@ def test_cli_plot_bad_values_exit_2(tmp_path: Path, args: list[str]):
 def test_unwritable_destination_is_one_clear_error(tmp_path: Path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(RoadmapError, match="cannot create folder .*file: a file of that name"):
-        plot_rows(make_rows(), tmp_path / "file" / "roadmap.png")
+        plot_study(make_study(), tmp_path / "file" / "roadmap.png")
 
 
 def test_a_busy_machine_is_called_out():
-    rows = make_rows()
-    quiet = " ".join(t.get_text() for t in figure(rows).texts)
+    rows = make_study().rows
+    quiet = " ".join(t.get_text() for t in figure(Study.of(rows)).texts)
     busy_conditions = make_conditions(contention=Contention(1.2, 0.0, 5.8, 5.8, 2))
     for row in rows:
         row.latency = dataclasses.replace(row.latency, conditions=busy_conditions)
-    busy = " ".join(t.get_text() for t in figure(rows).texts)
+    busy = " ".join(t.get_text() for t in figure(Study.of(rows)).texts)
     assert "machine was busy" not in quiet and "kept 0.01 of 2 cores busy" in quiet
     assert "The machine was busy" in busy and "kept 1.20 of 2 cores busy" in busy
 
@@ -164,10 +162,10 @@ def test_a_busy_machine_is_called_out():
     ids=["eager", "executorch", "onnxruntime"],
 )  # fmt: skip
 def test_the_conditions_line_names_the_runtime_that_ran(fields: dict, says: str):
-    rows = make_rows()
+    rows = make_study().rows
     conditions = make_conditions(**fields)
     for row in rows:
         row.latency = dataclasses.replace(row.latency, conditions=conditions)
-    text = " ".join(t.get_text() for t in figure(rows).texts)
+    text = " ".join(t.get_text() for t in figure(Study.of(rows)).texts)
     assert says in text
     assert ("PyTorch" in text) == (not fields)  # the runtime that ran, not torch beside it

@@ -109,7 +109,7 @@ def test_only_one_applies_each_step_to_the_baseline():
 
 
 def test_paper_numbers_only_on_roadmap_prefixes():
-    rows = comparison.collect(plan.leave_one_out("expansion_2"))
+    rows = comparison.collect(plan.leave_one_out("expansion_2")).rows
     by_name = {r.variant.name: r for r in rows}
     assert by_name["expansion_2"].paper_latency_ms == 0.65
     assert by_name["expansion_2-gelu"].paper_latency_ms is None
@@ -155,7 +155,7 @@ def test_the_papers_control_carries_the_papers_numbers():
     """One table of paper numbers: the control (§3.2) reaches a row like any step does."""
     from steps import CONTROL
 
-    rows = comparison.collect(plan.prefixes(Selection(CONTROL)), counts=False)
+    rows = comparison.collect(plan.prefixes(Selection(CONTROL)), counts=False).rows
     assert rows[-1].variant.name == "widen-separate_mixers"
     assert (rows[-1].paper_top1, rows[-1].paper_latency_ms) == (73.0, 0.91)
     assert rows[-2].paper_top1 is None  # gelu+expansion_2 without separate_mixers: never measured
