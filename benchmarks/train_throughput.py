@@ -51,7 +51,7 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
     options = RunOptions(
         device=args.device,
         quiet=not args.progress,
-        out=out,
+        results=out,
         channels_last=args.channels_last,
         amp=args.amp,
         workers=args.workers,

@@ -127,7 +127,10 @@ BackendOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 TableFormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="Root of the results store.")]
+# The results store's root has one name everywhere: --results (train, run and eval also take
+# --out, its name before 0.3).
+RESULTS_HELP = "Root of the results store: where runs are filed and read from."
+ResultsOpt = Annotated[Path, typer.Option("--results", help=RESULTS_HELP)]
 ItersOpt = Annotated[
     int, typer.Option("--iters", min=1, help="Timed latency iterations per network.")
 ]
@@ -258,9 +261,9 @@ def run_group(
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile the training model.")
     ] = False,
-    out: Annotated[Path, typer.Option("--out", help="Root of the results store.")] = Path(
-        "results"
-    ),
+    results: Annotated[
+        Path, typer.Option("--results", "--out", help=RESULTS_HELP + " (--out: its 0.2 name)")
+    ] = Path("results"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars or notes.")] = False,
     download: DownloadOpt = False,
     bad_images: BadImagesOpt = BadImages.error,
@@ -277,7 +280,7 @@ def run_group(
         quiet=quiet,
         download=download,
         bad_images=bad_images.value,
-        out=out,
+        results=results,
         command=launch_command(sys.argv[1:]),
     )
 

@@ -84,7 +84,7 @@ def train_cmd(
     record = train(network, data, recipe, options)
     if is_primary_process():
         console.print(training.record_table(record))
-        note_line(training.stored_text(record, options.out))
+        note_line(training.stored_text(record, options.results))
 
 
 @command("eval")
@@ -220,6 +220,6 @@ def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str
     source = parse_source(data)
     label = run_key(source, recipe, variants[0].selection, options).recipe
     study = comparison.collect(
-        variants, results=options.out, data=source.slug, recipe=label, paper=False, counts=False
+        variants, results=options.results, data=source.slug, recipe=label, paper=False, counts=False
     )
     return tables.power_lines(study)

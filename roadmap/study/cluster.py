@@ -213,7 +213,7 @@ def status(
     out = []
     for item in plan:
         opts = dataclasses.replace(options, seed=item.seed)
-        folder = run_key(source, recipe, item.network, opts).folder(options.out)
+        folder = run_key(source, recipe, item.network, opts).folder(options.results)
         digest = spec_hash(item.network.spec(num_classes))
         record = store.find_record(folder, digest, recipe_hash(recipe))
         failure = store.read_failure(folder)

@@ -88,7 +88,7 @@ def _one(
     procs: distributed.Processes,
 ) -> Outcome:
     """Train one selection unless the store has it, or another process is training it."""
-    folder = run_key(data.source, recipe, selection, options).folder(options.out)
+    folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         store.adopt_legacy(folder, legacy_names(selection))  # a 0.1 run counts as stored
     spec = selection.spec(data.num_classes)

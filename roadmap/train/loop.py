@@ -180,7 +180,7 @@ def _prepare(
             f"pass a --batch-size that is a multiple of {procs.world}"
         )
     spec = selection.spec(data.num_classes)
-    folder = run_key(data.source, recipe, selection, options).folder(options.out)
+    folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         stack.enter_context(store.run_lock(folder))
     moved = store.adopt_legacy(folder, legacy_names(selection)) if procs.primary else None

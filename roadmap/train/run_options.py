@@ -33,7 +33,7 @@ class RunOptions:
         resume: continue from the run folder's ``last.pt`` if it matches this run.
         download: allow a dataset that needs it to download.
         bad_images: ``error`` or ``skip`` for an image that cannot be decoded.
-        out: root of the results store.
+        results: root of the results store.
         command: the command line to record (reconstructed from the arguments if None).
         pretrained: start from timm's published weights for this network (downloads them
             through timm's cache, unless ``pretrained_file`` is given).
@@ -52,7 +52,7 @@ class RunOptions:
     resume: bool = False
     download: bool = False
     bad_images: str = "error"
-    out: Path = Path("results")
+    results: Path = Path("results")
     command: str | None = None
     pretrained: bool = False
     pretrained_file: str | None = None

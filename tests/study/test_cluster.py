@@ -131,7 +131,7 @@ def test_a_preempted_job_requeues_and_ends_like_an_uninterrupted_run(tmp_path: P
     data = f"imagefolder:{make_image_folder(tmp_path / 'data', per_class=32, val_per_class=8)}"
     recipe = load_recipe("quick").replace(epochs=4, batch_size=8)
     network = Selection.of("mobilenetv3_large")
-    options = RunOptions(out=tmp_path / "results", workers=0, quiet=True)
+    options = RunOptions(results=tmp_path / "results", workers=0, quiet=True)
     (run,) = plan_runs([network], (0,))
     where = cluster.ClusterOptions(launcher="local", jobs_dir=tmp_path / "jobs", time="30")
     (job,) = cluster.submit([run], data, recipe, options, where)
@@ -186,7 +186,7 @@ def _children(pid: int) -> list[int]:
 def test_status_reports_done_running_failed_and_missing(tmp_path: Path) -> None:
     quick = load_recipe("quick")
     plan = plan_runs(NETWORKS, (0, 1))
-    options = RunOptions(out=tmp_path)
+    options = RunOptions(results=tmp_path)
     store_record(
         tmp_path, make_record(["mobilenetv3_large"], 0, 91.5, recipe_hash=recipe_hash(quick))
     )

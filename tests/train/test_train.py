@@ -53,7 +53,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def finished(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One uninterrupted run, shared by the tests that read its record and checkpoint."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    options = RunOptions(seed=3, workers=1, quiet=True, out=out)
+    options = RunOptions(seed=3, workers=1, quiet=True, results=out)
     record = training.train(Selection.of(STEP), f"imagefolder:{images}", RICH, options)
     return {"record": record, "folder": _folder(out, record)}
 
@@ -71,7 +71,7 @@ def _log_without_timing(folder: Path) -> list[dict]:
 def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
     images: Path, finished: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = RunOptions(seed=3, workers=1, quiet=True, out=tmp_path)
+    options = RunOptions(seed=3, workers=1, quiet=True, results=tmp_path)
     selection, data = Selection.of(STEP), f"imagefolder:{images}"
     save_epoch = training._save_epoch
 
@@ -194,7 +194,7 @@ TINY = ("--epochs", "1", "--batch-size", "8", "--quiet")
 
 @pytest.mark.slow
 def test_run_trains_every_step_once(images: Path, tmp_path: Path) -> None:
-    args = ("run", "--upto", "gelu", "--data", f"imagefolder:{images}", *TINY, "--out", tmp_path)
+    args = ("run", "--upto", "gelu", "--data", f"imagefolder:{images}", *TINY, "--results", tmp_path)
     first = _cli(*args)
     assert first.exit_code == 0, first.output
     assert first.output.count("trained") == 2
@@ -220,7 +220,7 @@ def _fails_cleanly(result: object, message: str, out: Path | None) -> None:
     [("imagefolder:/no/such/folder", "does not exist"), ("imagenet", "unknown data source")],
 )
 def test_bad_data_paths(data: str, message: str, tmp_path: Path) -> None:
-    result = _cli("train", "--upto", STEP, "--data", data, *TINY, "--out", tmp_path)
+    result = _cli("train", "--upto", STEP, "--data", data, *TINY, "--results", tmp_path)
     _fails_cleanly(result, message, tmp_path)
     assert not list(tmp_path.iterdir())
 
@@ -228,7 +228,7 @@ def test_bad_data_paths(data: str, message: str, tmp_path: Path) -> None:
 def test_an_empty_data_folder(tmp_path: Path) -> None:
     (tmp_path / "data" / "train").mkdir(parents=True)
     result = _cli(
-        "train", "--data", f"imagefolder:{tmp_path / 'data'}", *TINY, "--out", tmp_path / "out"
+        "train", "--data", f"imagefolder:{tmp_path / 'data'}", *TINY, "--results", tmp_path / "out"
     )
     _fails_cleanly(result, "has no class folders", tmp_path)
 
@@ -236,7 +236,7 @@ def test_an_empty_data_folder(tmp_path: Path) -> None:
 def test_a_recipe_with_an_unknown_key(tmp_path: Path) -> None:
     recipe = tmp_path / "mine.yaml"
     recipe.write_text(load_recipe("quick").to_yaml() + "warmup: 3\n")
-    result = _cli("train", "--recipe", recipe, *TINY, "--out", tmp_path)
+    result = _cli("train", "--recipe", recipe, *TINY, "--results", tmp_path)
     _fails_cleanly(result, "unknown key 'warmup'", tmp_path)
 
 
@@ -245,8 +245,8 @@ def test_an_undecodable_image_stops_or_is_skipped(images: Path, tmp_path: Path) 
     root = make_image_folder(tmp_path / "data", per_class=4, val_per_class=2)
     bad = corrupt_one_image(root)
     args = ("train", "--upto", STEP, "--data", f"imagefolder:{root}", *TINY)
-    _fails_cleanly(_cli(*args, "--out", tmp_path / "a"), f"cannot decode image {bad}", tmp_path)
-    result = _cli(*args, "--out", tmp_path / "b", "--bad-images", "skip")
+    _fails_cleanly(_cli(*args, "--results", tmp_path / "a"), f"cannot decode image {bad}", tmp_path)
+    result = _cli(*args, "--results", tmp_path / "b", "--bad-images", "skip")
     assert result.exit_code == 0, result.output
     (record,) = store.iter_records(tmp_path / "b")
     assert record.skipped_images == 1
@@ -261,7 +261,7 @@ class NaNLoss(torch.nn.Module):
 def test_a_nan_loss(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(setup, "criterion", lambda recipe: NaNLoss())
     result = _cli(
-        "train", "--upto", STEP, "--data", f"imagefolder:{images}", *TINY, "--out", tmp_path
+        "train", "--upto", STEP, "--data", f"imagefolder:{images}", *TINY, "--results", tmp_path
     )
     _fails_cleanly(result, "loss became NaN", tmp_path)
     assert not list(tmp_path.glob("*/*/*/seed0"))  # not even an empty run folder
@@ -342,7 +342,7 @@ def test_training_on_a_gpu_ends_with_a_record(amp: bool, tmp_path: Path) -> None
     # The whole CUDA path, up to the record: counting MACs after training once broke here
     # (fvcore traced the trained model, left on the GPU, with an input made on the CPU).
     recipe = load_recipe("quick").replace(epochs=1, batch_size=16, img_size=64)
-    options = RunOptions(device="cuda", amp=amp, channels_last=True, quiet=True, out=tmp_path)
+    options = RunOptions(device="cuda", amp=amp, channels_last=True, quiet=True, results=tmp_path)
     record = training.train(Selection.of("gelu"), "synthetic:64", recipe, options)
     assert (_folder(tmp_path, record) / store.METRICS).exists()
     assert record.environment.device == torch.cuda.get_device_name()
