@@ -127,8 +127,8 @@ BackendOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 TableFormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
-# The results store's root has one name everywhere: --results (train, run and eval also take
-# --out, its name before 0.3).
+# The results store's root has one name everywhere: --results (train and run also take --out,
+# its name before 0.3).
 RESULTS_HELP = "Root of the results store: where runs are filed and read from."
 ResultsOpt = Annotated[Path, typer.Option("--results", help=RESULTS_HELP)]
 ItersOpt = Annotated[

@@ -66,6 +66,7 @@ def train_cmd(
     Either way last.pt holds the last finished epoch, and --resume continues from it.
     """
     from roadmap.report import training
+    from roadmap.train.interrupt import graceful_stop
     from roadmap.train.loop import train
     from roadmap.train.run_options import is_primary_process
 
@@ -81,7 +82,8 @@ def train_cmd(
         pretrained_file=str(pretrained_file) if pretrained_file else None,
         init=init,
     )
-    record = train(network, data, recipe, options)
+    with graceful_stop():  # Ctrl-C finishes the epoch, SIGTERM keeps the last one
+        record = train(network, data, recipe, options)
     if is_primary_process():
         console.print(training.record_table(record))
         note_line(training.stored_text(record, options.results))
@@ -157,6 +159,7 @@ def run_cmd(
     from roadmap.report import training
     from roadmap.study import plan
     from roadmap.study.sweep import sweep
+    from roadmap.train.interrupt import graceful_stop
     from roadmap.train.run_options import is_primary_process
 
     if leave_one_out and only_one:
@@ -176,7 +179,8 @@ def run_cmd(
     if where.launcher != "none":
         _launch(runs if part is None else plan.shard(runs, *part), data, recipe, options, where)
         return
-    outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
+    with graceful_stop():
+        outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
         console.print(training.sweep_table(outcomes))
         if len(seed_list) > 1 and part is None:

@@ -66,11 +66,17 @@ class RunJob:
 
     def __call__(self) -> dict[str, Any]:
         from roadmap.study.sweep import sweep  # in the job's process
+        from roadmap.train.interrupt import graceful_stop
 
         _export_torch_distributed()
-        (outcome,) = sweep(
-            [self.run.network], self.data, self.recipe, seeds=(self.run.seed,), options=self.options
-        )
+        with graceful_stop():  # SIGTERM before a kill: keep the last finished epoch
+            (outcome,) = sweep(
+                [self.run.network],
+                self.data,
+                self.recipe,
+                seeds=(self.run.seed,),
+                options=self.options,
+            )
         top1 = outcome.record.top1 if outcome.record else None
         return {"name": outcome.name, "seed": outcome.seed, "status": outcome.status, "top1": top1}
 

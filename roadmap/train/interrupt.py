@@ -10,6 +10,12 @@
 
 Either way ``roadmap train --resume`` (or ``roadmap run`` again) continues from the last
 finished epoch and ends with the same metrics as an uninterrupted run.
+
+The handlers belong to the program, not to the library: the ``train`` and ``run`` commands and
+a cluster job enter :func:`graceful_stop` around their work, and the training loop reads the
+request of the innermost such block (:func:`current`). Code that calls the library without one
+(a test suite, a notebook, a script) keeps Python's own Ctrl-C: ``KeyboardInterrupt`` at once,
+with the last finished epoch's ``last.pt`` on disk.
 """
 
 from __future__ import annotations
@@ -41,6 +47,15 @@ class StopRequest:
         return EXIT_TERMINATED if self.now else EXIT_INTERRUPTED
 
 
+_ACTIVE: list[StopRequest] = []  # the requests of the graceful_stop blocks now open
+
+
+def current() -> StopRequest:
+    """What the innermost :func:`graceful_stop` block was asked for; outside one, a request
+    that nothing ever sets (signals keep their usual effect)."""
+    return _ACTIVE[-1] if _ACTIVE else StopRequest()
+
+
 @contextmanager
 def graceful_stop() -> Iterator[StopRequest]:
     """Install the Ctrl-C and SIGTERM handlers for the block (restored afterwards)."""
@@ -64,9 +79,11 @@ def graceful_stop() -> Iterator[StopRequest]:
     except ValueError:  # not the main thread: keep the default behaviour
         yield request
         return
+    _ACTIVE.append(request)
     try:
         yield request
     finally:
+        _ACTIVE.remove(request)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

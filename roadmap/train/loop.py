@@ -45,11 +45,11 @@ from roadmap.measure import host
 from roadmap.measure.counts import count
 from roadmap.results import store
 from roadmap.results.record import Environment, RunRecord
-from roadmap.train import checkpoint, distributed, setup
+from roadmap.train import checkpoint, distributed, interrupt, setup
 from roadmap.train.data import Datasets, batches, make_loader, parse_source
 from roadmap.train.evaluate import evaluate
 from roadmap.train.identity import legacy_names, run_key
-from roadmap.train.interrupt import StopRequest, graceful_stop
+from roadmap.train.interrupt import StopRequest
 from roadmap.train.progress import Display, describe_run
 from roadmap.train.recipe import Recipe, lr_rule, recipe_hash
 from roadmap.train.run_options import RunOptions, equivalent_command, open_data, workers
@@ -131,11 +131,10 @@ def fit(
 ) -> RunRecord:
     """:func:`train` with the data open and the processes started (the sweep's building block)."""
     with ExitStack() as stack:
-        stop = stack.enter_context(graceful_stop())  # first: a signal during setup counts too
         watch = host.CpuWatch()
         run = _prepare(selection, data, recipe, options, procs, stack)
         run.watch = watch
-        run.stop = stop
+        run.stop = interrupt.current()  # what the program's graceful_stop block was asked
         if procs.primary:
             stack.callback(store.remove_if_empty, run.folder)  # failed before epoch 1
         stack.enter_context(run.display)

@@ -20,6 +20,7 @@ from roadmap.results import store
 from roadmap.train import checkpoint, setup
 from roadmap.train import loop as training
 from roadmap.train.evaluate import evaluate_checkpoint
+from roadmap.train.interrupt import graceful_stop
 from roadmap.train.recipe import load_recipe
 from roadmap.train.run_options import RunOptions
 from tests.helpers import REPO, corrupt_one_image, make_image_folder
@@ -40,6 +41,7 @@ RICH = load_recipe("quick").replace(
     clip_grad=0.02,
     clip_mode="agc",
 )
+TINY_RECIPE = load_recipe("quick").replace(epochs=2, batch_size=8, img_size=32)
 TIMING = ("images_per_s", "epoch_time_s")
 runner = CliRunner()
 
@@ -56,6 +58,47 @@ def finished(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     options = RunOptions(seed=3, workers=1, quiet=True, results=out)
     record = training.train(Selection.of(STEP), f"imagefolder:{images}", RICH, options)
     return {"record": record, "folder": _folder(out, record)}
+
+
+def _ctrl_c_in_epoch_1(monkeypatch: pytest.MonkeyPatch, presses: int) -> list:
+    """Press Ctrl-C ``presses`` times as the first epoch starts; returns the SIGINT handlers
+    the training ran under."""
+    seen = []
+    train_one_epoch = training._train_one_epoch
+
+    def pressed(run: training.Run, epoch: int) -> dict:
+        seen.append(signal.getsignal(signal.SIGINT))
+        for _ in range(presses if epoch == 0 else 0):
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_one_epoch(run, epoch)
+
+    monkeypatch.setattr(training, "_train_one_epoch", pressed)
+    return seen
+
+
+def test_the_library_leaves_ctrl_c_to_its_caller(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Called from a program (a test suite, a notebook), training installs no handler: Ctrl-C
+    is the caller's KeyboardInterrupt at once, so pytest's Ctrl-C stops pytest."""
+    seen = _ctrl_c_in_epoch_1(monkeypatch, presses=1)
+    options = RunOptions(workers=0, quiet=True, results=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(Selection.of(STEP), f"imagefolder:{images}", TINY_RECIPE, options)
+    assert seen == [signal.default_int_handler]
+
+
+def test_inside_graceful_stop_a_second_ctrl_c_reaches_the_caller(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first press asks for the end of the epoch; the second stops at once, as a
+    KeyboardInterrupt the caller sees; the caller's handler is back afterwards."""
+    _ctrl_c_in_epoch_1(monkeypatch, presses=2)
+    options = RunOptions(workers=0, quiet=True, results=tmp_path)
+    with pytest.raises(KeyboardInterrupt), graceful_stop():
+        training.train(Selection.of(STEP), f"imagefolder:{images}", TINY_RECIPE, options)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def _folder(out: Path, record: object) -> Path:
@@ -81,9 +124,12 @@ def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C in epoch 1
 
     monkeypatch.setattr(training, "_save_epoch", save_then_ctrl_c)
-    with pytest.raises(
-        Stopped, match="stopped by Ctrl-C after epoch 1/2; last.pt holds 1"
-    ) as stopped:
+    with (
+        pytest.raises(
+            Stopped, match="stopped by Ctrl-C after epoch 1/2; last.pt holds 1"
+        ) as stopped,
+        graceful_stop(),  # what `roadmap train` puts around the run
+    ):
         training.train(selection, data, RICH, options)
     assert stopped.value.exit_code == EXIT_INTERRUPTED
     folder = finished["folder"].relative_to(finished["folder"].parents[3])
@@ -194,7 +240,16 @@ TINY = ("--epochs", "1", "--batch-size", "8", "--quiet")
 
 @pytest.mark.slow
 def test_run_trains_every_step_once(images: Path, tmp_path: Path) -> None:
-    args = ("run", "--upto", "gelu", "--data", f"imagefolder:{images}", *TINY, "--results", tmp_path)
+    args = (
+        "run",
+        "--upto",
+        "gelu",
+        "--data",
+        f"imagefolder:{images}",
+        *TINY,
+        "--results",
+        tmp_path,
+    )
     first = _cli(*args)
     assert first.exit_code == 0, first.output
     assert first.output.count("trained") == 2
