@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -20,6 +21,19 @@ from roadmap.results import store
 from roadmap.results.record import Environment, LrRule, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout's root
+
+
+def representative(values: list, keep: tuple[int, ...] = (0, -1)) -> list:
+    """Parametrize over ``values`` with only those at ``keep`` (the ends) in the fast tier: the
+    others are marked slow, so the full suite still runs every one."""
+    kept = {i % len(values) for i in keep}
+    return [
+        v if i in kept else pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=SLOW)
+        for i, v in enumerate(values)
+    ]
+
+
+SLOW = pytest.mark.slow
 
 # --- networks -------------------------------------------------------------------------------
 

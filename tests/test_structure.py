@@ -107,6 +107,7 @@ def python(code: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow  # three fresh interpreters importing torch and timm
 @pytest.mark.parametrize(
     "imports",
     [

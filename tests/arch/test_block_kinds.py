@@ -19,7 +19,7 @@ from roadmap.errors import RoadmapError
 from roadmap.measure import profile
 from roadmap.measure.counts import count_macs
 from roadmap.teach import diagram
-from tests.helpers import calibrate_bn
+from tests.helpers import SLOW, calibrate_bn
 
 # --- a block kind of a plugin's own ------------------------------------------------------------
 
@@ -203,7 +203,9 @@ NETWORKS = [*roadmap.list_steps(), "widen-separate_mixers"]
 
 
 @pytest.mark.parametrize("name", NETWORKS)
-@pytest.mark.parametrize("fused", [False, True], ids=["training", "deploy"])
+@pytest.mark.parametrize(
+    "fused", [False, pytest.param(True, marks=SLOW)], ids=["training", "deploy"]
+)
 def test_every_drawing_has_its_modules_widths(name: str, fused: bool) -> None:
     spec = roadmap.Selection.from_name(name).spec(10)
     model = build(spec)

@@ -14,7 +14,7 @@ from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import count_params
-from tests.helpers import executed_layers, signature
+from tests.helpers import executed_layers, representative, signature
 
 # Fused (deploy) parameters and MACs of each member at 1000 classes, as the reference notes
 # computed them from the official configs (one head).
@@ -31,7 +31,7 @@ WITH_TIMM = [label for label, size in FAMILY.items() if size.timm_name]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("label", WITH_TIMM)
+@pytest.mark.parametrize("label", representative(WITH_TIMM))
 def test_each_member_is_timms_model_layer_for_layer(label: str) -> None:
     ours = build(Selection.of(size=label).spec())
     theirs = timm.create_model(FAMILY[label].timm_name, distillation=False)
@@ -40,7 +40,7 @@ def test_each_member_is_timms_model_layer_for_layer(label: str) -> None:
     assert [signature(m) for m in a] == [signature(m) for m in b]
 
 
-@pytest.mark.parametrize("label", list(FAMILY))
+@pytest.mark.parametrize("label", representative(list(FAMILY)))
 def test_deploy_counts(label: str) -> None:
     from roadmap.measure.counts import count
 
@@ -75,6 +75,7 @@ def test_bad_sizes_are_named(text: str) -> None:
         parse_size(text)
 
 
+@pytest.mark.slow
 def test_the_family_in_build_table_and_timm() -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["build", "--size", "m1_5", "--format", "json"])

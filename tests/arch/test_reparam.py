@@ -16,7 +16,7 @@ from roadmap.arch.reparam import fuse, unfused_norms
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs, count_params
 from steps import CONTROL
-from tests.helpers import calibrate_bn
+from tests.helpers import SLOW, calibrate_bn
 
 # fp32 re-association error is ~1e-6 of the logit scale; a wrong fold is orders larger.
 RTOL = 1e-4
@@ -50,7 +50,11 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module", params=list(SELECTIONS), ids=list(SELECTIONS))
+@pytest.fixture(
+    scope="module",
+    params=[n if n not in ABLATIONS else pytest.param(n, marks=SLOW) for n in SELECTIONS],
+    ids=list(SELECTIONS),
+)
 def calibrated(request: pytest.FixtureRequest) -> nn.Module:
     """A network of the selection, with non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
@@ -76,6 +80,7 @@ def test_fuse_folds_every_norm_and_leaves_the_original(calibrated: nn.Module) ->
     assert all(torch.equal(before[k], after[k]) for k in before)  # ...and its values
 
 
+@pytest.mark.slow  # every selection again; the fast tier folds and compares them
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace")  # deprecated in favour of torch.export
 def test_fused_model_traces(fused: nn.Module) -> None:
     x = torch.randn(2, 3, IMG, IMG)
@@ -84,6 +89,7 @@ def test_fused_model_traces(fused: nn.Module) -> None:
         assert torch.allclose(traced(x), fused(x), atol=1e-5)
 
 
+@pytest.mark.slow  # every selection again; the fast tier folds and compares them
 def test_timm_reparameterize_model_agrees_with_fuse(
     calibrated: nn.Module, fused: nn.Module
 ) -> None:

@@ -82,6 +82,7 @@ def run(*args: object) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_a_hand_edited_spec_builds_measures_exports_and_explains(tmp_path) -> None:
     """Widen the first stage by hand, then ask every architecture command about it."""
     path = edited(tmp_path, set_block("out_channels", 64), upto="stage_ratio")

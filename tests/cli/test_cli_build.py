@@ -92,3 +92,22 @@ def test_bad_option_values_exit_2(args):
 def test_debug_shows_the_traceback():
     result = run("--debug", "build", "--upto", "nonsense")
     assert result.exit_code != 0 and isinstance(result.exception, roadmap.RoadmapError)
+
+
+def test_one_epoch_on_tiny_data_is_trained_stored_and_tabled(tmp_path) -> None:
+    """The fast tier's training path: one epoch on generated images, then the table reads it."""
+    results = str(tmp_path / "results")
+    tiny = ["--data", "synthetic:16", "--epochs", "1", "--batch-size", "8", "--img-size", "32"]
+    trained = runner.invoke(
+        app, ["train", "--upto", "gelu", *tiny, "--workers", "0", "--quiet", "--results", results]
+    )
+    assert trained.exit_code == 0, trained.output
+    (folder,) = (tmp_path / "results" / "synthetic-16").glob("*/gelu/seed0")
+    label = folder.parents[1].name
+    table = runner.invoke(
+        app,
+        ["table", "--upto", "gelu", "--data", "synthetic:16", "--recipe", label, "--no-latency",
+         "--results", results, "--format", "json"],
+    )  # fmt: skip
+    rows = json.loads(table.stdout)["rows"]
+    assert rows[0]["top1"] is None and rows[1]["top1"] is not None  # only gelu was trained

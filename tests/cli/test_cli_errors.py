@@ -119,6 +119,7 @@ def test_train_out_is_read_only(tmp_path: Path) -> None:
     fails_in_one_line(["train", *TINY, "--out", out], "Permission denied")
 
 
+@pytest.mark.slow
 def test_the_results_folder_becoming_unwritable_mid_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

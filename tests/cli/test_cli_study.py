@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from roadmap.cli import app
@@ -31,6 +32,7 @@ def run_json(*args: str):
     return json.loads(stdout(*args, "--format", "json"))
 
 
+@pytest.mark.slow
 def test_table_formats_round_trip():
     base = ["table", "--upto", "widen", "--no-latency"]
     rows = run_json(*base)["rows"]
@@ -76,6 +78,7 @@ def test_table_shows_accuracy_from_the_store(tmp_path):
     assert "≈+5.0" in out and "gelu +5.0: ~3 seeds" in out
 
 
+@pytest.mark.slow
 def test_ablate_leave_one_out_reports_the_unbuildable():
     out = run("ablate", "--leave-one-out", "--upto", "deeper_downsampling", "--no-latency")
     assert "-kernel_3x3" not in out and "deeper_downsampling-widen" in out
@@ -100,6 +103,7 @@ def test_explain_shows_lesson_diff_block_numbers_and_command():
     assert "| **change** | -1,543,328 |" in out
 
 
+@pytest.mark.slow
 def test_explain_with_latency_says_where_the_time_goes():
     out = run("explain", "gelu", "--iters", "2", "--markdown")
     section = out.split("**Where the time goes**")[1].split("**Reproduce:**")[0]
@@ -119,6 +123,7 @@ def test_explain_unknown_step_is_one_line():
     assert result.exit_code == 2 and "unknown step 'nonsense'" in result.output
 
 
+@pytest.mark.slow
 def test_walkthrough_writes_every_lesson_in_order(tmp_path):
     path = tmp_path / "w.md"
     run("walkthrough", "--upto", "expansion_2", "--out", str(path), "--no-latency")
@@ -135,6 +140,7 @@ def test_walkthrough_writes_every_lesson_in_order(tmp_path):
     assert "! expand_ratio: 6.0 -> 2.0" in text
 
 
+@pytest.mark.slow
 def test_run_trains_the_ablation_set(tmp_path):
     """`roadmap run --leave-one-out` trains the same set `ablate` compares (tiny budget)."""
     args = [

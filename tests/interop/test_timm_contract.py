@@ -13,6 +13,7 @@ from torch import nn
 import roadmap
 from roadmap.arch.builder import RoadmapNet, build
 from roadmap.arch.selection import Selection
+from tests.helpers import representative
 
 IMG = 64  # divisible by 32, small enough to keep ~15 networks fast
 CONTROL = ("mobilenetv3_large", "gelu", "expansion_2", "widen")
@@ -49,10 +50,11 @@ def _api_factory(selection: Selection):  # noqa: ANN202
 
 
 NETWORKS = networks()
+ENDPOINTS = (0, len(roadmap.list_steps()) - 1)  # the fast tier checks the two timm references
 IDS = [name for name, _ in NETWORKS]
 
 
-@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+@pytest.mark.parametrize(("name", "make"), representative(NETWORKS, keep=ENDPOINTS), ids=IDS)
 def test_forward_and_backward(name: str, make) -> None:  # noqa: ANN001
     model = make(num_classes=42).train()
     out = model(torch.randn(2, 3, IMG, IMG))
@@ -62,7 +64,7 @@ def test_forward_and_backward(name: str, make) -> None:  # noqa: ANN001
     assert not missing, missing
 
 
-@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+@pytest.mark.parametrize(("name", "make"), representative(NETWORKS, keep=ENDPOINTS), ids=IDS)
 def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: ANN001
     """forward_features, num_features, head_hidden_size and the classifier fit together."""
     model = make().eval()
@@ -82,7 +84,7 @@ def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: A
         assert model(x).ndim == 2
 
 
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
 def test_default_cfg_names_real_layers(step: str) -> None:
     model = timm.create_model(f"roadmap_{step}")
     cfg, state = model.pretrained_cfg, model.state_dict()
@@ -93,7 +95,7 @@ def test_default_cfg_names_real_layers(step: str) -> None:
     assert tuple(features.shape[-2:]) == cfg["pool_size"]
 
 
-@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+@pytest.mark.parametrize(("name", "make"), representative(NETWORKS, keep=ENDPOINTS), ids=IDS)
 def test_intermediates_match_feature_info(name: str, make) -> None:  # noqa: ANN001
     model = make().eval()
     x = torch.randn(1, 3, IMG, IMG)
@@ -109,7 +111,7 @@ def test_intermediates_match_feature_info(name: str, make) -> None:  # noqa: ANN
         assert torch.equal(early[0], feats[0])
 
 
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
 def test_features_only_through_timm(step: str) -> None:
     model = timm.create_model(f"roadmap_{step}", features_only=True).eval()
     with torch.no_grad():
@@ -121,7 +123,7 @@ def test_features_only_through_timm(step: str) -> None:
     assert sum(p.numel() for p in pruned.parameters()) < full  # the layers after it are gone
 
 
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
 def test_grad_checkpointing_gives_the_same_gradients(step: str) -> None:
     model = timm.create_model(f"roadmap_{step}", num_classes=5).train()
     x = torch.randn(2, 3, IMG, IMG)
@@ -136,7 +138,7 @@ def test_grad_checkpointing_gives_the_same_gradients(step: str) -> None:
         assert torch.allclose(p.grad, plain[n], atol=1e-5, rtol=1e-4), n
 
 
-@pytest.mark.parametrize(("name", "make"), NETWORKS, ids=IDS)
+@pytest.mark.parametrize(("name", "make"), representative(NETWORKS, keep=ENDPOINTS), ids=IDS)
 @pytest.mark.filterwarnings("ignore:The TorchScript type system")  # fx's generated module
 def test_torchscript_fx_and_fx_then_torchscript(name: str, make) -> None:  # noqa: ANN001
     model = make(num_classes=10).eval()

@@ -47,6 +47,7 @@ def test_onnx_of_every_step_matches_torch(step: str, tmp_path: Path) -> None:
     assert_matches(run_onnx(result.path, x), deploy_logits(model, x))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load")  # deprecated, not gone
 def test_torchscript_export_reloads_and_matches(tmp_path: Path) -> None:
     model = calibrate_bn(roadmap.build_model("kernel_3x3", num_classes=10))
@@ -111,9 +112,10 @@ BREAKAGES = {
 }
 # Every breakage for the quick formats; one for ExecuTorch, whose lowering takes seconds (the
 # check is the same function for every format).
-BROKEN = [(fmt, b) for fmt in ("onnx", "torchscript") for b in BREAKAGES] + [
-    pytest.param("executorch", "classes-shifted", marks=pytest.mark.slow)
-]
+# The fast tier checks ONNX; the full suite every breakage of TorchScript too.
+BROKEN = [("onnx", b) for b in BREAKAGES]
+BROKEN += [pytest.param("torchscript", b, marks=pytest.mark.slow) for b in BREAKAGES]
+BROKEN += [pytest.param("executorch", "classes-shifted", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize(("fmt", "breakage"), BROKEN)

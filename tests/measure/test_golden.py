@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.helpers import representative
 from tests.make_golden import GOLDEN, golden_cases, measure
 
 GOLDEN_DATA = json.loads(GOLDEN.read_text())
@@ -29,7 +30,7 @@ def test_endpoint_counts_are_the_papers():
     assert round(last["deploy_macs"] / 1e9, 3) == pytest.approx(0.816, abs=0.001)
 
 
-@pytest.mark.parametrize("name", list(golden_cases()))
+@pytest.mark.parametrize("name", representative(list(golden_cases())))
 def test_fvcore_agrees_with_torch_flop_counter(name):
     """A second, independent counter (dispatch-level, counts 2 flops per MAC) gives the same."""
     import torch

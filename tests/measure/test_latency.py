@@ -20,6 +20,7 @@ from roadmap.measure.host import Contention
 from roadmap.measure.latency import Candidate, Conditions, LatencyRecord, LatencySettings
 from roadmap.report import tables
 from roadmap.study.plan import every_step
+from tests.helpers import representative
 
 # Tiny settings: these tests check what is recorded, never how fast anything is.
 TINY = LatencySettings(img_size=32, warmup=1, iters=3, threads=1)
@@ -217,7 +218,7 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     ("backend", "channels_last"),
-    [("eager", True), ("torchscript", False), ("onnxruntime", False)],
+    representative([("eager", True), ("torchscript", False), ("onnxruntime", False)]),
 )
 def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     settings = LatencySettings(

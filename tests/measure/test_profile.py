@@ -138,6 +138,7 @@ def test_cli_profiles_the_step_against_the_network_before_it() -> None:
     assert "profiler_start" not in result.stderr and "USDT" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_profile_table_and_all() -> None:
     args = ["--img-size", "32", "--iters", "1", "--warmup", "0", "--threads", "1"]
     result = runner.invoke(app, ["profile", "--upto", "alternating_se", "--alone", *args])

@@ -17,6 +17,7 @@ import roadmap
 from roadmap.cli import app
 from roadmap.teach import diagram, lesson
 from roadmap.teach.diagram import Box, Par, Res
+from tests.helpers import representative
 
 runner = CliRunner()
 FINAL = roadmap.build_spec("alternating_se")
@@ -66,7 +67,7 @@ def test_the_svg_holds_every_box_escaped() -> None:
     assert "SE 192-&gt;48-&gt;192, sigmoid" in text  # "->" escaped, not raw markup
 
 
-@pytest.mark.parametrize("name", roadmap.list_steps()[1:])
+@pytest.mark.parametrize("name", representative(roadmap.list_steps()[1:]))
 def test_every_step_draws_what_it_changes(name: str) -> None:
     les = lesson.lesson(name)
     titles = [d.title for d in les.diagrams]
@@ -101,6 +102,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_page_is_self_contained(page: Path) -> None:
     text = page.read_text()
     assert list(page.parent.iterdir()) == [page]  # nothing beside it
