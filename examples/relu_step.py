@@ -10,9 +10,7 @@ how much of RepViT's latency and accuracy is the activation function?
 ``roadmap --plugin examples/relu_step.py table --steps alternating_se,relu`` to measure it.
 """
 
-from roadmap import register_step
-from roadmap.arch.edit import map_blocks
-from roadmap.arch.spec import NetSpec, replace
+from roadmap import NetSpec, map_blocks, register_step, replace
 
 
 @register_step("relu", title="ReLU instead of GELU (extension)", section="§ext")

@@ -12,12 +12,8 @@ paper's other networks are reported by the package that holds its roadmap (``ste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from roadmap.errors import RoadmapError
-
-if TYPE_CHECKING:
-    from roadmap.arch.selection import Selection
 
 
 @dataclass(frozen=True)
@@ -49,23 +45,7 @@ def report(name: str, result: PaperResult) -> None:
 
 
 def reported(name: str) -> PaperResult | None:
-    """The numbers filed under a network's (or a step's) name, or None."""
-    from roadmap.arch import registry
-
-    registry.all_steps()  # the steps (and the package that holds them) report on loading
+    """The numbers filed under a network's (or a step's) name, or None. (The steps package
+    files its numbers when the registry loads it; :attr:`Selection.paper
+    <roadmap.arch.selection.Selection.paper>` looks a network up.)"""
     return _RESULTS.get(name)
-
-
-def numbers(selection: Selection) -> PaperResult | None:
-    """The paper's numbers for a network, or None when the paper never measured it.
-
-    The roadmap up to a step is filed under the step's name (whatever the network's name,
-    which for a plugin's step after the paper's is ``alternating_se+step``); anything else
-    (a control, a family member) under the network's name.
-    """
-    from roadmap.arch import registry
-
-    prefix = selection.steps and tuple(registry.resolve_steps(selection.steps[-1]))
-    if selection.start is None and selection.size is None and selection.steps == prefix:
-        return reported(selection.steps[-1])
-    return reported(selection.name)

@@ -30,8 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadmap.arch import registry
+from roadmap.arch import paper, registry
 from roadmap.arch.family import Size, parse_size, scale
+from roadmap.arch.paper import PaperResult
 from roadmap.arch.spec import Change, NetSpec, diff, replace, spec_hash, validate
 from roadmap.errors import RoadmapError
 
@@ -151,6 +152,18 @@ class Selection:
         spec = f"--spec {self.start_file} " if self.start is not None else ""
         steps = f"--steps {','.join(self.steps)}" if self.steps else ""
         return (spec + steps).strip() + size
+
+    @property
+    def paper(self) -> PaperResult | None:
+        """The paper's numbers for this network (:mod:`roadmap.arch.paper`), or None when the
+        paper never measured it. The roadmap up to a step is filed under the step's name
+        (whatever the network's name: a plugin's step after the paper's is
+        ``alternating_se+step``); anything else (a control, a family member) under its name."""
+        prefix = self.steps and tuple(registry.resolve_steps(self.steps[-1]))
+        if self.start is None and self.size is None and self.steps == prefix:
+            return paper.reported(self.steps[-1])
+        registry.all_steps()  # the steps package files the paper's other networks on loading
+        return paper.reported(self.name)
 
     def prefix(self, length: int) -> Selection:
         """The same start (and size) with only the first ``length`` steps."""

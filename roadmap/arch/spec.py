@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from roadmap.arch.blocks import get_block_kind
 from roadmap.errors import RoadmapError
 from roadmap.util.typed import checked
 
@@ -283,9 +284,7 @@ _NESTED = {
 
 def _load_field(cls: type, name: str, value: Any, path: str, kind: Any = None) -> Any:
     """One field's value, type-checked (``use_se: "no"`` is an error, not a truthy string)."""
-    if (cls, name) == (BlockSpec, "extra"):
-        from roadmap.arch.blocks import get_block_kind  # the kind declares its own fields
-
+    if (cls, name) == (BlockSpec, "extra"):  # the kind declares its own fields
         return Extra(get_block_kind(checked(kind, "str", "kind")).load_extra(value, path))
     inner = _NESTED.get((cls, name))
     if inner is None:
@@ -342,8 +341,6 @@ def validate(spec: NetSpec) -> NetSpec:
 
 def _validate_block(b: BlockSpec, path: str) -> None:
     """The checks every block passes, then its kind's own (:mod:`roadmap.arch.blocks`)."""
-    from roadmap.arch.blocks import get_block_kind
-
     checks = [
         (
             1 <= b.out_channels <= MAX_CHANNELS,

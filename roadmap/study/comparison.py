@@ -24,7 +24,6 @@ from typing import Any
 
 from torch import nn
 
-from roadmap.arch import paper
 from roadmap.arch.builder import build
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
@@ -247,14 +246,14 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
 def _attach_paper(rows: list[Row]) -> None:
     for row in rows:
         if row.variant.buildable:
-            row.paper = paper.numbers(row.variant.selection)
+            row.paper = row.variant.selection.paper
 
 
 def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
     """The paper's (top-1 %, iPhone 12 ms) for a network (:mod:`roadmap.arch.paper`), or
     Nones: the roadmap's prefixes, the paper's control and the family members have them; an
     ablation or a network on a spec file does not."""
-    reported = paper.numbers(chosen)
+    reported = chosen.paper
     return (reported.top1, reported.latency_ms) if reported else (None, None)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from roadmap.arch import paper
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
@@ -40,7 +39,7 @@ def make_study(medians: list[float] | None = None, *, accuracy: bool = False) ->
         values = (79.5 + i, 80.0 + i, 80.5 + i)
         acc = Accuracy(80.0 + i, 0.5, 3, (0, 1, 2), values, mean_ci(values)) if accuracy else None
         counts = Counts(5_000_000, 300_000_000 + i * 10**7, 4_900_000, 200_000_000 + i * 10**7, 224)
-        rows.append(Row(v, counts, latency(median, 0.2), acc, paper.numbers(v.selection)))
+        rows.append(Row(v, counts, latency(median, 0.2), acc, v.selection.paper))
     comparison.fill_deltas(rows)
     return Study.of(rows)
 

@@ -18,23 +18,27 @@ knows about a kind is declared with it, in one :class:`BlockKind`:
   plain layer is no feature level of its own and starts as the stem around it starts.
 
 The four kinds of the RepViT roadmap are modules of this package (``conv``,
-``inverted_residual``, ``repvit``, ``downsample``). A plugin registers its own with
-:func:`register_block_kind`; the builder, the spec checker, the diagrams, the profile and the
-counts find every kind here, so a registered kind works everywhere.
+``inverted_residual``, ``repvit``, ``downsample``), loaded on the first lookup, as the step
+registry loads the paper's steps. A plugin registers its own with :func:`register_block_kind`;
+the builder, the spec checker, the diagrams, the profile and the counts find every kind here,
+so a registered kind works everywhere.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from roadmap.arch.anatomy import Node
-from roadmap.arch.spec import BlockSpec
 from roadmap.errors import RoadmapError
 from roadmap.util.typed import checked
+
+if TYPE_CHECKING:  # the registry needs neither at run time, so a spec can be checked by it
+    from torch import nn
+
+    from roadmap.arch.anatomy import Node
+    from roadmap.arch.spec import BlockSpec
 
 # Profile kinds a part may be (the rest of a network is stem, head, activation or other).
 PART_KINDS = ("token mixer", "SE", "channel mixer", "downsampling")
@@ -97,7 +101,15 @@ class BlockKind:
         return list(self.check(block))
 
 
+BUILT_IN = ("conv", "inverted_residual", "repvit", "downsample")
 _KINDS: dict[str, BlockKind] = {}
+
+
+def _ensure_loaded() -> None:
+    """Import the built-in kinds (each registers itself), once."""
+    for name in BUILT_IN:
+        if name not in _KINDS:
+            importlib.import_module(f"{__name__}.{name}")
 
 
 def register_block_kind(kind: BlockKind) -> BlockKind:
@@ -117,14 +129,20 @@ def register_block_kind(kind: BlockKind) -> BlockKind:
 
 def get_block_kind(name: str) -> BlockKind:
     """The kind called ``name``; an unknown name raises and lists the known ones."""
+    _ensure_loaded()
     if name not in _KINDS:
         raise RoadmapError(f"unknown block kind {name!r}; known: {', '.join(block_kinds())}")
     return _KINDS[name]
 
 
 def block_kinds() -> list[str]:
-    """Every registered kind's name, the built-in ones first."""
-    return list(_KINDS)
+    """Every registered kind's name: the built-in ones in their order, then the others as they
+    were registered (whatever was imported first)."""
+    _ensure_loaded()
+    order = list(_KINDS)
+    return sorted(
+        order, key=lambda n: (0, BUILT_IN.index(n)) if n in BUILT_IN else (1, order.index(n))
+    )
 
 
 # --- checks the built-in kinds share -----------------------------------------------------------
@@ -147,7 +165,3 @@ def no_se(block: BlockSpec) -> list[str]:
 def expands(block: BlockSpec) -> list[str]:
     ratio = block.expand_ratio
     return [] if ratio >= 1.0 else [f"expand_ratio must be >= 1, got {ratio}"]
-
-
-# The built-in kinds register themselves on import (after the names above exist).
-from roadmap.arch.blocks import conv, downsample, inverted_residual, repvit  # noqa: E402, F401
