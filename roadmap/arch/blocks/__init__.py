@@ -145,7 +145,12 @@ def block_kinds() -> list[str]:
     )
 
 
-# --- checks the built-in kinds share -----------------------------------------------------------
+# --- what the built-in kinds share --------------------------------------------------------------
+
+# The common BlockSpec fields (a kind that reads them all: the mobile blocks).
+COMMON_FIELDS = (
+    "out_channels", "kernel_size", "stride", "expand_ratio", "use_se", "se", "activation"
+)  # fmt: skip
 
 
 def odd_kernel(block: BlockSpec) -> list[str]:
@@ -165,3 +170,8 @@ def no_se(block: BlockSpec) -> list[str]:
 def expands(block: BlockSpec) -> list[str]:
     ratio = block.expand_ratio
     return [] if ratio >= 1.0 else [f"expand_ratio must be >= 1, got {ratio}"]
+
+
+def mobile_block(block: BlockSpec) -> list[str]:
+    """The checks of a MobileNet-style block: odd kernel, stride 1 or 2, an expansion >= 1."""
+    return odd_kernel(block) + stride_1_or_2(block) + expands(block)

@@ -13,7 +13,7 @@ from torch import nn
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Node, Seq
-from roadmap.arch.blocks import BlockKind, expands, odd_kernel, register_block_kind, stride_1_or_2
+from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, mobile_block, register_block_kind
 from roadmap.arch.layers import ConvNorm, init_goog, make_se
 from roadmap.arch.spec import BlockSpec
 
@@ -66,16 +66,8 @@ register_block_kind(
         build=InvertedResidual,
         draw=draw,
         title="MobileNetV3's block: 1x1 expand -> DW -> [SE] -> 1x1 project",
-        reads=(
-            "out_channels",
-            "kernel_size",
-            "stride",
-            "expand_ratio",
-            "use_se",
-            "se",
-            "activation",
-        ),
-        check=lambda b: odd_kernel(b) + stride_1_or_2(b) + expands(b),
+        reads=COMMON_FIELDS,
+        check=mobile_block,
         parts={
             "conv_pw": "channel mixer",
             "conv_dw": "token mixer",

@@ -14,7 +14,7 @@ from torch import nn
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Par, Seq
-from roadmap.arch.blocks import BlockKind, expands, odd_kernel, register_block_kind, stride_1_or_2
+from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, mobile_block, register_block_kind
 from roadmap.arch.layers import ConvNorm, RepDepthwise, channel_mixer, make_se
 from roadmap.arch.spec import BlockSpec
 
@@ -67,16 +67,8 @@ register_block_kind(
         build=RepViTBlock,
         draw=draw,
         title="RepViT's block: re-parameterizable DW token mixer -> [SE] -> 1x1 channel mixer",
-        reads=(
-            "out_channels",
-            "kernel_size",
-            "stride",
-            "expand_ratio",
-            "use_se",
-            "se",
-            "activation",
-        ),
-        check=lambda b: odd_kernel(b) + stride_1_or_2(b) + expands(b),
+        reads=COMMON_FIELDS,
+        check=mobile_block,
         parts={"token_mixer": "token mixer", "se": "SE", "channel_mixer": "channel mixer"},
     )
 )
