@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from timm.layers import make_divisible
+from timm.layers import make_divisible  # the MobileNets' channel rounding, as timm has it
 
 from roadmap.arch.spec import SESpec
 

@@ -42,7 +42,7 @@ def set_depths(spec: NetSpec, depths: Sequence[int]) -> NetSpec:
     def resize(i: int, stage: StageSpec) -> StageSpec:
         blocks = stage.blocks[: depths[i]]
         if not blocks:
-            raise PreconditionError(f"set_depths: stage {i} has no block to repeat")
+            raise PreconditionError(f"set_depths: stages.{i} has no block to repeat")
         blocks += (blocks[-1],) * (depths[i] - len(blocks))
         return replace(stage, blocks=blocks)
 

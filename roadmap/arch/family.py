@@ -28,11 +28,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from timm.layers import make_divisible
-
 from roadmap.arch.edit import alternate, map_stages, require_stages, set_depths, set_widths
 from roadmap.arch.spec import NetSpec, StageSpec, replace
 from roadmap.errors import RoadmapError
+from roadmap.util.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ def parse_size(text: str) -> Size:
     match = _MULTIPLIERS.match(text)
     if not match:
         raise RoadmapError(
-            f"unknown size {text!r}: use one of {', '.join(FAMILY)}, or wWdD multipliers "
-            "such as w1.25d1.5"
+            f"unknown size {text!r}{did_you_mean(text, FAMILY)}: use one of {', '.join(FAMILY)}, "
+            "or wWdD multipliers such as w1.25d1.5"
         )
     width, depth = float(match[1]), float(match[2])
     if not (0.1 <= width <= 8 and 0.1 <= depth <= 8):
@@ -91,6 +90,8 @@ def parse_size(text: str) -> Size:
 def scale(spec: NetSpec, size: Size) -> NetSpec:
     """``spec`` at another size (see the module docstring)."""
     require_stages(spec, 4, f"size {size.label}", "widths and depths")
+    from roadmap.arch.anatomy import make_divisible  # timm's rounding; torch loads only here
+
     widths = size.widths or tuple(make_divisible(w * size.width_mult, 8) for w in spec.widths)
     depths = size.depths or tuple(max(1, round(d * size.depth_mult)) for d in spec.depths)
     ratio = widths[0] / spec.widths[0]

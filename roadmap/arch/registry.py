@@ -25,6 +25,7 @@ from roadmap.arch import paper
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
+from roadmap.util.names import did_you_mean
 
 BASE_STEP = "mobilenetv3_large"
 PAPER_PACKAGE = "steps"
@@ -89,8 +90,8 @@ class Step:
             result = self.fn() if self.base else self.fn(spec)
         except RoadmapError:
             raise
-        except Exception as e:  # someone's step code: report it as that step's failure
-            raise RoadmapError(f"{where} failed: {type(e).__name__}: {e}") from e
+        except (Exception, SystemExit) as e:  # someone's step code: that step's failure
+            raise RoadmapError(f"{where} failed: {_what(e)}") from e
         if not isinstance(result, NetSpec):
             raise RoadmapError(
                 f"{where} returned a value of type {type(result).__name__}, not a NetSpec"
@@ -160,10 +161,10 @@ def _ensure_loaded() -> None:
                 ep.load()
             except RoadmapError:
                 raise
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 raise RoadmapError(
                     f"the roadmap.steps entry point {ep.name} ({ep.value}) failed to load: "
-                    f"{type(e).__name__}: {e}"
+                    f"{_what(e)}"
                 ) from e
         _state["loaded"] = all(name in _REGISTRY for name in paper_roadmap())
     finally:
@@ -192,9 +193,17 @@ def load_plugin(path: str | Path) -> None:
     except RoadmapError:
         del sys.modules[name]
         raise
-    except Exception as e:  # a broken plugin is the user's file: say which and why
+    except (Exception, SystemExit) as e:  # a broken plugin is the user's file: say which, why
         del sys.modules[name]
-        raise RoadmapError(f"plugin {path} failed to load: {type(e).__name__}: {e}") from e
+        raise RoadmapError(f"plugin {path} failed to load: {_what(e)}") from e
+
+
+def _what(e: BaseException) -> str:
+    """What went wrong in someone's code, in words (an exit is no success: the command would
+    end as if it had done its work)."""
+    if isinstance(e, SystemExit):
+        return f"it called exit({e.code!r}), which would end roadmap mid-command"
+    return f"{type(e).__name__}: {e}"
 
 
 def all_steps() -> list[Step]:
@@ -217,7 +226,10 @@ def get_step(name: str) -> Step:
     """The step called ``name``; unknown names raise and list the known ones."""
     _ensure_loaded()
     if name not in _REGISTRY:
-        raise RoadmapError(f"unknown step {name!r}; known steps: {', '.join(list_steps())}")
+        known = list_steps()
+        raise RoadmapError(
+            f"unknown step {name!r}{did_you_mean(name, known)}; known steps: {', '.join(known)}"
+        )
     return _REGISTRY[name]
 
 

@@ -33,6 +33,13 @@ SE_GATES = ("sigmoid", "hard_sigmoid")
 # classification label sets (ImageNet-21k: 21,841; iNaturalist; face identities) stay well below.
 MAX_CLASSES = 1_000_000
 MAX_CHANNELS = 16_384
+# Bounds on what a spec may hold, checked before any work: the deepest networks these tools
+# describe have 4 or 5 stages and about 50 blocks (ResNet-152 50, RepViT-M2.3 48 with its
+# downsampling), so 16 stages and 1,024 blocks leave room for any real design and stop a
+# generated file from making the builder (or the YAML parser) run for minutes.
+MAX_STAGES = 16
+MAX_BLOCKS = 1024
+MAX_SPEC_BYTES = 1 << 20  # RepViT-M2.3's spec is ~40 KB of YAML
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,12 @@ class NetSpec:
         path = Path(path)
         _check_suffix(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                raise RoadmapError(
+                    f"{path} is {size:,} bytes; a spec file is at most {MAX_SPEC_BYTES:,} "
+                    "(the largest real network takes a few dozen KB): is it the right file?"
+                )
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
@@ -324,8 +337,13 @@ def validate(spec: NetSpec) -> NetSpec:
         )
     if not 1 <= spec.in_channels <= MAX_CHANNELS:
         raise RoadmapError(f"in_channels: must be between 1 and {MAX_CHANNELS}")
-    if not spec.stages:
-        raise RoadmapError("stages: a network needs at least one stage")
+    if not 1 <= len(spec.stages) <= MAX_STAGES:
+        raise RoadmapError(
+            f"stages: a network has 1 to {MAX_STAGES} stages, this one {len(spec.stages):,}"
+        )
+    blocks = len(spec.stem) + sum(len(s.downsample) + len(s.blocks) for s in spec.stages)
+    if blocks > MAX_BLOCKS:
+        raise RoadmapError(f"a network has at most {MAX_BLOCKS:,} blocks, this one {blocks:,}")
     for path, block in spec.iter_blocks():
         _validate_block(block, path)
     for name in ("pre_pool_channels", "hidden_channels"):

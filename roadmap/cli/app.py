@@ -11,7 +11,8 @@ Nothing here imports torch: ``roadmap --help`` must start fast.
 
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
@@ -32,20 +33,43 @@ def error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def show(renderable: object) -> None:
+    """Print a table or tree: on a terminal at the terminal's width; anywhere else (a log, CI,
+    ``| less``) at its natural width, so that no number is ever cut to an ellipsis."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    width = max(console.width, console.measure(renderable).maximum)
+    Console(width=width).print(renderable)
+
+
 def note_line(message: str) -> None:
     """Print one plain line on stderr (warnings, and where a stopped run stands)."""
     err_console.print(escape(message), highlight=False, soft_wrap=True)
 
 
+# In a log, how far a long step is along is worth a line every so often, not every update.
+LOG_PROGRESS_EVERY_S = 10.0
+
+
 @contextmanager
-def working(what: str) -> Iterator[None]:
-    """Say what a long step is doing: a spinner on a terminal, one line in a log."""
+def working(what: str) -> Iterator[Callable[[str], None]]:
+    """Say what a long step is doing: a spinner on a terminal, one line in a log. Yields a
+    function that says how far along it is: the spinner's text, or in a log one more line at
+    most every ``LOG_PROGRESS_EVERY_S`` seconds (a short step stays one line)."""
     if not err_console.is_terminal:
         note_line(what)
-        yield
+        last = [time.monotonic()]
+
+        def say(text: str) -> None:
+            if time.monotonic() - last[0] >= LOG_PROGRESS_EVERY_S:
+                note_line(f"{what}: {text}")
+                last[0] = time.monotonic()
+
+        yield say
         return
-    with err_console.status(escape(what)):
-        yield
+    with err_console.status(escape(what)) as status:
+        yield lambda text: status.update(escape(f"{what}: {text}"))
 
 
 TRAINING_COMMANDS = ("train", "run")
@@ -157,6 +181,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: 'pip install -e ".[mobile]"' keeps its brackets (rich markup
+    # would read "[mobile]" as a style and drop it).
+    rich_markup_mode=None,
     help="The RepViT modernization roadmap (MobileNetV3-L -> RepViT-M0.9), step by step.",
 )
 

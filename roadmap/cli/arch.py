@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, note_line, working
+from roadmap.cli.app import command, console, note_line, show, working
 from roadmap.cli.options import (
     Backend,
     BackendOpt,
@@ -42,7 +42,7 @@ def steps_cmd(fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.json:
         print(json.dumps(tables.steps_data(steps), indent=2))
     else:
-        console.print(tables.steps_table(steps))
+        show(tables.steps_table(steps))
 
 
 @command("blocks")
@@ -56,7 +56,7 @@ def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.json:
         print(json.dumps(tables.block_kinds_data(kinds), indent=2))
     else:
-        console.print(tables.block_kinds_table(kinds))
+        show(tables.block_kinds_table(kinds))
 
 
 @command("build")
@@ -96,8 +96,8 @@ def build_cmd(
         f"[bold]network:[/] {network.name}   [dim]{' -> '.join(start + list(network.steps))}"
         f"   spec {spec_hash(spec)}[/]"
     )
-    console.print(tables.spec_tree(spec, tables.changed_paths(changes)))
-    console.print(tables.counts_table(counts))
+    show(tables.spec_tree(spec, tables.changed_paths(changes)))
+    show(tables.counts_table(counts))
     console.print(tables.changes_text(changes, against))
     if save_spec:
         console.print(f"spec written to {save_spec}")
@@ -163,7 +163,7 @@ def latency_cmd(
     if fmt is Format.json:
         print(json.dumps(tables.latency_data(records, agreement), indent=2))
     else:
-        console.print(tables.latency_table(records, agreement))
+        show(tables.latency_table(records, agreement))
 
 
 @command("profile")
@@ -211,7 +211,7 @@ def profile_cmd(
     if fmt is Format.json:
         print(json.dumps(profile_table.profile_data(profiles), indent=2))
     else:
-        console.print(profile_table.profile_table(profiles))
+        show(profile_table.profile_table(profiles))
 
 
 def _every_step_alone(network: Any, all_steps: bool, verb: str) -> None:

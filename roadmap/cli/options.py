@@ -144,7 +144,8 @@ DataOpt = Annotated[
     ),
 ]
 StoreRecipeOpt = Annotated[
-    str, typer.Option("--recipe", help="Recipe label whose trained results to show.")
+    str | None,
+    typer.Option("--recipe", help="Recipe label whose trained results to show [default: quick]."),
 ]
 WorkersOpt = Annotated[
     int | None,
@@ -391,14 +392,24 @@ def uses(**groups: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callabl
 # --- small helpers the commands share -------------------------------------------------------
 
 
+# A seed seeds torch, Python and NumPy; NumPy's take 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+
+
 def seeds(value: str) -> tuple[int, ...]:
-    """``"0,1,2"`` -> (0, 1, 2)."""
+    """``"0,1,2"`` -> (0, 1, 2): distinct seeds from 0 to MAX_SEED."""
     try:
         parsed = tuple(int(seed) for seed in value.split(",") if seed.strip())
     except ValueError:
         raise RoadmapError(f"--seeds takes comma-separated whole numbers, got {value!r}") from None
     if not parsed:
         raise RoadmapError("--seeds needs at least one seed")
+    bad = [s for s in parsed if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise RoadmapError(f"--seeds: a seed is a whole number from 0 to {MAX_SEED}, got {bad[0]}")
+    twice = sorted({s for s in parsed if parsed.count(s) > 1})
+    if twice:
+        raise RoadmapError(f"--seeds: seed {twice[0]} is listed twice (each trains once)")
     return parsed
 
 

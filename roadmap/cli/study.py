@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, note_line, working
+from roadmap.cli.app import command, console, note_line, show, working
 from roadmap.cli.options import (
     LeaveOneOutOpt,
     OnlyOneOpt,
@@ -24,20 +24,35 @@ from roadmap.cli.options import (
 from roadmap.errors import RoadmapError
 
 StoreDataOpt = Annotated[
-    str, typer.Option("--data", help="Data source whose trained results to show (as in `train`).")
+    str | None,
+    typer.Option(
+        "--data",
+        help="Data source whose trained results to show (as in `train`) [default: digits].",
+    ),
 ]
 
 
 def _store_data(data: str) -> str:
     """The results store's name for a --data value."""
-    from roadmap.train.data import parse_source
+    from roadmap.train.sources import parse_source
 
     return parse_source(data).slug
 
 
+def _store_labels(results: Path, data: str | None, recipe: str | None) -> tuple[str, str]:
+    """The (data, recipe label) to read accuracy under: digits/quick unless given. A label
+    typed on the command line must be one the store holds; it is checked now, before minutes
+    of measuring, and a typo is an error that lists what the store holds."""
+    from roadmap.results import store
+
+    name, label = _store_data(data or "digits"), recipe or "quick"
+    if data is not None or recipe is not None:
+        store.scan(results).require(results, name, label)
+    return name, label
+
+
 def _render(study: Any, title: str, fmt: TableFormat, paper: bool, out: Path | None) -> None:
     """Print (and optionally write) a study in the requested format."""
-    from rich.console import Console
 
     from roadmap.report import tables
 
@@ -49,9 +64,7 @@ def _render(study: Any, title: str, fmt: TableFormat, paper: bool, out: Path | N
         TableFormat.rich: lambda: None,
     }[fmt]()
     if text is None:
-        # Four metrics with two deltas each need ~120 columns; a pipe or file gets that width.
-        wide = console if console.is_terminal else Console(width=max(console.width, 120))
-        wide.print(tables.study_table(study, title, paper))
+        show(tables.study_table(study, title, paper))
         unbuildable = tables.unbuildable_text(study)
         if unbuildable is not None:
             console.print(unbuildable)
@@ -62,25 +75,29 @@ def _render(study: Any, title: str, fmt: TableFormat, paper: bool, out: Path | N
 
 
 def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
-    """``comparison.collect``, saying what it is doing: timing many networks takes minutes."""
+    """``comparison.collect``, saying what it is doing and how far along: counting a network
+    takes a second or more, timing many takes minutes."""
     from roadmap.study import comparison
 
-    if latency_settings is None:
-        return comparison.collect(variants, **kwargs)
-    what = (
-        f"counting and timing {len(variants)} networks (fused, {latency_settings.backend}, "
-        f"{latency_settings.iters} iterations each, interleaved); --no-latency skips the timing"
-    )
-    with working(what):
-        return comparison.collect(variants, latency_settings=latency_settings, **kwargs)
+    what = f"counting {len(variants)} networks"
+    if latency_settings is not None:
+        what = (
+            f"counting and timing {len(variants)} networks (fused, {latency_settings.backend}, "
+            f"{latency_settings.iters} iterations each, interleaved); --no-latency skips the "
+            "timing"
+        )
+    with working(what) as say:
+        return comparison.collect(
+            variants, latency_settings=latency_settings, progress=say, **kwargs
+        )
 
 
 @command("table")
 @uses(network=select, timing=latency_group)
 def table_cmd(
     network: Any,
-    data: StoreDataOpt = "digits",
-    recipe: StoreRecipeOpt = "quick",
+    data: StoreDataOpt = None,
+    recipe: StoreRecipeOpt = None,
     fmt: TableFormatOpt = TableFormat.rich,
     baseline: Annotated[
         str | None, typer.Option("--baseline", help="Row the 'Δ base' columns compare with.")
@@ -99,7 +116,7 @@ def table_cmd(
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
     from roadmap.study import plan
 
-    data_name = _store_data(data)
+    data_name, recipe = _store_labels(results, data, recipe)
     study = _collect(
         plan.family() if family else plan.prefixes(network),
         latency_settings=timing,
@@ -119,7 +136,9 @@ def _warnings(study: Any) -> None:
     """A busy machine while timing; trained results filed under another label."""
     from roadmap.report import tables
 
-    for message in filter(None, [tables.busy_text(study), tables.missing_results_text(study)]):
+    messages = [tables.busy_text(study), *tables.unreadable_lines(study)]
+    messages += tables.unfinished_lines(study)
+    for message in filter(None, [*messages, tables.missing_results_text(study)]):
         note_line(message)
 
 
@@ -131,8 +150,8 @@ def ablate_cmd(
     upto: Annotated[
         str | None, typer.Option("--upto", help="Ablate the roadmap up to this step.")
     ] = None,
-    data: StoreDataOpt = "digits",
-    recipe: StoreRecipeOpt = "quick",
+    data: StoreDataOpt = None,
+    recipe: StoreRecipeOpt = None,
     fmt: TableFormatOpt = TableFormat.rich,
     timing: Any = None,
     results: ResultsOpt = Path("results"),
@@ -143,12 +162,13 @@ def ablate_cmd(
 
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
+    data_name, recipe = _store_labels(results, data, recipe)
     variants = plan.leave_one_out(upto) if leave_one_out else plan.only_one(upto)
     study = _collect(
         variants,
         latency_settings=timing,
         results=results,
-        data=_store_data(data),
+        data=data_name,
         recipe=recipe,
         baseline=variants[0].name,
         paper=False,
@@ -180,7 +200,9 @@ def plot_cmd(
     check_out(out)  # a bad suffix fails now, not after minutes of measuring
     if (data is None) != (recipe is None):
         raise RoadmapError("give --data and --recipe together (or neither: no accuracy)")
-    data_name = _store_data(data) if data else None
+    data_name = None
+    if data is not None:
+        data_name, recipe = _store_labels(results, data, recipe)
     study = _collect(
         plan.prefixes(network),
         latency_settings=timing,
@@ -220,7 +242,9 @@ def explain_cmd(
     from roadmap.teach import lesson
 
     start = Selection.of(spec_file=spec) if spec is not None else None
-    les = lesson.lesson(step, latency_settings=timing, start=start)
+    what = f"explaining {step}" + (": counting, timing and profiling it" if timing else "")
+    with working(what) as say:
+        les = lesson.lesson(step, latency_settings=timing, start=start, progress=say)
     if out is not None:
         from roadmap.teach import html_page
 
@@ -257,7 +281,16 @@ def walkthrough_cmd(
     from roadmap.teach import html_page, lesson
 
     study = _collect(plan.prefixes(Selection.of(upto)), latency_settings=timing)
-    lessons = [lesson.lesson(row.variant.about, rows=study.rows) for row in study.rows]
+    if timing is None:
+        note_line(
+            "--no-latency: the lessons carry no latency, and the roadmap plot shows sizes and "
+            "accuracy where latency would be"
+        )
+    with working(f"writing {len(study.rows)} lessons") as say:
+        lessons = []
+        for i, row in enumerate(study.rows):
+            say(f"lesson {i + 1}/{len(study.rows)}: {row.variant.about}")
+            lessons.append(lesson.lesson(row.variant.about, rows=study.rows))
     if out is None:
         _page_lessons([lesson.lesson_markdown(les) for les in lessons])
         return

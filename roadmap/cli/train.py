@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from roadmap.cli.app import command, console, note_line
+from roadmap.cli.app import command, console, note_line, show
 from roadmap.cli.options import (
+    MAX_SEED,
     BadImages,
     BadImagesOpt,
     DataOpt,
@@ -42,7 +43,8 @@ def train_cmd(
     data: DataOpt = "digits",
     recipe: Any = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of init, data order, augmentation.")
+        int,
+        typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of init, data order, augmentation."),
     ] = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")
@@ -85,7 +87,7 @@ def train_cmd(
     with graceful_stop():  # Ctrl-C finishes the epoch, SIGTERM keeps the last one
         record = train(network, data, recipe, options)
     if is_primary_process():
-        console.print(training.record_table(record))
+        show(training.record_table(record))
         note_line(training.stored_text(record, options.results))
 
 
@@ -128,7 +130,7 @@ def eval_cmd(
     if fmt is Format.json:
         print(json.dumps(scores.to_dict(), indent=2))
     else:
-        console.print(training.eval_table(scores))
+        show(training.eval_table(scores))
 
 
 @command("run")
@@ -182,7 +184,7 @@ def run_cmd(
     with graceful_stop():
         outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
-        console.print(training.sweep_table(outcomes))
+        show(training.sweep_table(outcomes))
         if len(seed_list) > 1 and part is None:
             for line in _what_next(variants, data, recipe, options):
                 note_line(line)
@@ -192,13 +194,14 @@ def _show(runs: list, part: Any, with_status: bool, data: str, recipe: Any, opti
     """--plan: the runs and their shards; --status: where each run stands."""
     from roadmap.report import training
     from roadmap.study import cluster
-    from roadmap.train.data import load_datasets, parse_source
+    from roadmap.train.data import load_datasets
+    from roadmap.train.sources import parse_source
 
     states = None
     if with_status:
         classes = load_datasets(parse_source(data), recipe).num_classes
         states = cluster.status(runs, data, recipe, options, classes)
-    console.print(training.plan_table(runs, part, states))
+    show(training.plan_table(runs, part, states))
 
 
 def _launch(runs: list, data: str, recipe: Any, options: Any, where: Any) -> None:
@@ -210,7 +213,7 @@ def _launch(runs: list, data: str, recipe: Any, options: Any, where: Any) -> Non
     console.print(training.jobs_text(jobs, where))
     if where.launcher == "local":
         outcomes = [job.result() for job in jobs]
-        console.print(training.job_outcomes_table(outcomes))
+        show(training.job_outcomes_table(outcomes))
 
 
 def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str]:
@@ -218,8 +221,8 @@ def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str
     each would need."""
     from roadmap.report import tables
     from roadmap.study import comparison
-    from roadmap.train.data import parse_source
     from roadmap.train.identity import run_key
+    from roadmap.train.sources import parse_source
 
     source = parse_source(data)
     label = run_key(source, recipe, variants[0].selection, options).recipe

@@ -23,6 +23,7 @@ from typing import Any
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, register_model
+from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureGetterNet
 
 from roadmap.arch.builder import RoadmapNet
@@ -83,8 +84,10 @@ def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm'
         model = build_model_with_cfg(_net, name, False, network=network, **kwargs)
         if pretrained:  # timm's weights for the matching timm model, mapped onto ours
             load_pretrained(model, network, file=overlay.get("file"))
-        if features_only:  # through forward_intermediates (timm's "getter")
+        if features_only:  # through forward_intermediates (timm's "getter"), as timm wraps it
+            cfg = pretrained_cfg_for_features(model.pretrained_cfg)
             model = FeatureGetterNet(model, out_indices=out_indices)
+            model.pretrained_cfg = model.default_cfg = cfg  # timm's feature models carry theirs
         return model
 
     create.__name__ = create.__qualname__ = name  # timm registers by __name__

@@ -212,11 +212,9 @@ def _ours_panel(ax: Axes, rows: list[Row], accuracy_on: str | None) -> list[str]
     """Our latency vs our top-1 (or vs deploy MACs before any training); returns footnotes."""
     ax.grid(alpha=0.3)
     timed = [i for i, r in enumerate(rows) if r.latency is not None]
-    ax.set_xlabel(_latency_label(rows, timed))
     if not timed:
-        ax.set_title("Ours", loc="left", fontweight="bold")
-        _empty(ax, "latency not measured")
-        return []
+        return _ours_sizes(ax, rows)
+    ax.set_xlabel(_latency_label(rows, timed))
     if any(r.accuracy is not None for r in rows):
         return _ours_top1(ax, rows, timed, accuracy_on)
     return _ours_macs(ax, rows, timed)
@@ -264,6 +262,32 @@ def _ours_macs(ax: Axes, rows: list[Row], timed: list[int]) -> list[str]:
     return [
         "Ours panel: no accuracy is recorded yet (train with `roadmap run`), so it plots "
         "MACs: a step can add MACs and still get faster, or the reverse."
+    ]
+
+
+def _ours_sizes(ax: Axes, rows: list[Row]) -> list[str]:
+    """Without latency: deploy MACs against our top-1 (or, before training, deploy params)."""
+    counted = [i for i, r in enumerate(rows) if r.counts is not None]
+    trained = [i for i in counted if rows[i].accuracy is not None]
+    idx = trained or counted
+    if not idx:
+        ax.set_title("Ours", loc="left", fontweight="bold")
+        _empty(ax, "nothing measured")
+        return []
+    xs = [rows[i].counts.deploy_macs / 1e9 for i in idx]
+    ax.set_xlabel("deploy MACs (G), counted at batch 1")
+    if trained:
+        ys = [rows[i].accuracy.mean for i in idx]
+        ax.set_title("Ours: deploy MACs vs top-1", loc="left", fontweight="bold")
+        ax.set_ylabel("top-1 (%), mean over seeds")
+    else:
+        ys = [rows[i].counts.deploy_params / 1e6 for i in idx]
+        ax.set_title("Ours: deploy MACs vs params", loc="left", fontweight="bold")
+        ax.set_ylabel("deploy params (M)")
+    trajectory(ax, idx, xs, ys, OURS)
+    return [
+        "Latency was not measured (--no-latency): the ours panel plots sizes, and the Δ "
+        "latency panel shows the paper's bars only."
     ]
 
 

@@ -154,25 +154,29 @@ def describe_head(head: HeadSpec, num_classes: int) -> str:
 
 
 def spec_tree(spec: NetSpec, changed: set[str] = frozenset()) -> Tree:
-    """stem / stages / blocks / head as a tree; blocks whose path is in ``changed`` are bold."""
+    """stem / stages / blocks / head as a tree; blocks whose path is in ``changed`` are bold.
+
+    Nodes are named by their spec paths, the names ``--part`` and the diffs use: stage
+    ``stages.2``'s block ``blocks.0`` is ``stages.2.blocks.0``."""
     tree = Tree(f"network ({spec.num_classes} classes)")
     stem = tree.add("stem")
     for i, block in enumerate(spec.stem):
-        stem.add(_block_label(f"stem.{i}", block, changed))
+        stem.add(_block_label(f"stem.{i}", block, changed, f"{i}"))
     for s, stage in enumerate(spec.stages):
-        node = tree.add(f"stage {s + 1}: width {spec.widths[s]}, depth {len(stage.blocks)}")
+        node = tree.add(f"stages.{s}: width {spec.widths[s]}, depth {len(stage.blocks)}")
         for i, block in enumerate(stage.downsample):
-            node.add(_block_label(f"stages.{s}.downsample.{i}", block, changed, "downsample "))
+            path = f"stages.{s}.downsample.{i}"
+            node.add(_block_label(path, block, changed, f"downsample.{i}"))
         for i, block in enumerate(stage.blocks):
-            node.add(_block_label(f"stages.{s}.blocks.{i}", block, changed))
+            node.add(_block_label(f"stages.{s}.blocks.{i}", block, changed, f"blocks.{i}"))
     head_style = "bold yellow" if "head" in changed else ""
     tree.add(Text(f"head: {describe_head(spec.head, spec.num_classes)}", style=head_style))
     return tree
 
 
-def _block_label(path: str, block: BlockSpec, changed: set[str], prefix: str = "") -> Text:
+def _block_label(path: str, block: BlockSpec, changed: set[str], name: str) -> Text:
     style = "bold yellow" if path in changed else ""
-    return Text(f"{prefix}{path.rsplit('.', 1)[-1]}: {describe_block(block)}", style=style)
+    return Text(f"{name}: {describe_block(block)}", style=style)
 
 
 def changed_paths(changes: Sequence[Change]) -> set[str]:
@@ -341,6 +345,8 @@ def _value_cell(row: Row, key: str, fmt: str, scale: float) -> str:
         if a.ci is None or a.ci.low is None:
             return f"{a.mean:.1f} ({a.n})"
         return f"{a.mean:.1f} [{a.ci.low:.1f}, {a.ci.high:.1f}] ({a.n})"
+    if key == "top1" and row.unfinished:  # trained, not finished: say so, not "—"
+        return row.unfinished[0].describe()
     value = row.metrics()[key]
     return "—" if value is None else fmt.format(value * scale)
 
@@ -536,6 +542,29 @@ def missing_results_text(study: Study) -> str | None:
         f"no trained results for {data}/{recipe} in {root}/; it holds {listing}. Show one with: "
         f"roadmap table --data {_data_option(d)} --recipe {r}"
     )
+
+
+MAX_UNREADABLE_SHOWN = 10
+
+
+def unfinished_lines(study: Study) -> list[str]:
+    """One line per run of these networks that stopped before its record (resume them with
+    ``roadmap run`` again, or ``roadmap train ... --resume``)."""
+    return [
+        f"{u.key.name} seed {u.key.seed}: {u.describe()}"
+        for row in study.rows
+        for u in row.unfinished
+    ]
+
+
+def unreadable_lines(study: Study) -> list[str]:
+    """One line per record that could not be read (its path and why), at most ten and a
+    count: the table still shows every other record."""
+    lines = [f"skipped {line}" for line in study.unreadable[:MAX_UNREADABLE_SHOWN]]
+    more = len(study.unreadable) - MAX_UNREADABLE_SHOWN
+    if more > 0:
+        lines.append(f"... and {more} more unreadable record(s)")
+    return lines
 
 
 def busy_text(study: Study) -> str | None:

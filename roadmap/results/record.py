@@ -16,8 +16,10 @@ if TYPE_CHECKING:  # the record is plain data: reading one must not load torch
     import torch
 
 from roadmap.errors import RoadmapError
+from roadmap.util.typed import checked
 
 RECORD_FORMAT = "roadmap-record/1"
+FORMAT_PREFIX = "roadmap-record/"
 
 
 @dataclass(frozen=True)
@@ -137,26 +139,49 @@ class RunRecord:
         return getattr(self, metric, None)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """Read a record back.
+    def from_dict(cls, data: Any) -> RunRecord:
+        """Read a record back; every field is type-checked (``"top1": "abc"`` is an error).
 
         Raises:
-            RoadmapError: a required key is missing (not a record, or a damaged one).
+            RoadmapError: not a JSON object, a missing or wrong-typed field (named), or a
+                format newer than this version reads.
         """
         if not isinstance(data, dict):
-            raise RoadmapError("a run record must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        try:
-            kwargs["lr"] = _nested(LrRule, kwargs["lr"])
-            kwargs["environment"] = _nested(Environment, kwargs["environment"])
-            return cls(**kwargs)
-        except (KeyError, TypeError) as e:
-            raise RoadmapError(f"not a complete run record ({type(e).__name__}: {e})") from None
+            raise RoadmapError(f"not a run record: a JSON {type(data).__name__}, not an object")
+        _check_format(data.get("format", RECORD_FORMAT))
+        return _typed(cls, data, "")
 
 
-def _nested(cls: type, data: Any) -> Any:
+def _check_format(text: Any) -> None:
+    version = str(text).removeprefix(FORMAT_PREFIX)
+    if not (str(text).startswith(FORMAT_PREFIX) and version.isdigit()):
+        raise RoadmapError(f"format: {text!r} is not a roadmap run record's format")
+    if int(version) > int(RECORD_FORMAT.removeprefix(FORMAT_PREFIX)):
+        raise RoadmapError(
+            f"format: written by a newer roadmap ({text}; this version reads {RECORD_FORMAT}): "
+            "upgrade roadmap to read it"
+        )
+
+
+_NESTED = {"lr": LrRule, "environment": Environment}
+
+
+def _typed(cls: type, data: Any, where: str) -> Any:
+    """``cls`` from plain data, each field checked against its annotation (keys added by later
+    versions are ignored; a missing required field is an error that names it)."""
     if isinstance(data, cls):
         return data
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    if not isinstance(data, dict):
+        raise RoadmapError(f"{where.rstrip('.')}: must be a mapping, got {data!r}")
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING:
+                raise RoadmapError(f"{where}{f.name}: missing (not a complete run record)")
+            continue
+        value = data[f.name]
+        if f.name in _NESTED and cls is RunRecord:
+            values[f.name] = _typed(_NESTED[f.name], value, f"{f.name}.")
+        else:
+            values[f.name] = checked(value, str(f.type), f"{where}{f.name}")
+    return cls(**values)

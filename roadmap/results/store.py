@@ -22,14 +22,17 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from roadmap.errors import RoadmapError
 from roadmap.results.record import RunRecord
 from roadmap.util import files
+from roadmap.util.names import did_you_mean
 
 try:  # POSIX
     import fcntl
@@ -41,6 +44,7 @@ METRICS = "metrics.json"
 FAILURE = "failed.json"  # the last error of a run that failed; removed when it runs again
 LOG = "train_log.jsonl"
 CHECKPOINT = "last.pt"
+RECIPE = "recipe.yaml"
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,33 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+class UnreadableRecord(RoadmapError):
+    """A ``metrics.json`` that is there but does not read as a record (the message names the
+    file and the field or the fault)."""
+
+
 def read_record(folder: Path) -> RunRecord | None:
-    """The finished record in a run folder, or None if there is none (or it is unreadable)."""
+    """The finished record in a run folder, or None if there is none.
+
+    Raises:
+        UnreadableRecord: the file is there but is not a record this version can read.
+    """
+    path = Path(folder) / METRICS
     try:
-        return RunRecord.from_dict(json.loads((Path(folder) / METRICS).read_text()))
-    except (OSError, json.JSONDecodeError, RoadmapError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise UnreadableRecord(f"{path}: cannot be read ({reason})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UnreadableRecord(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    try:
+        return RunRecord.from_dict(data)
+    except RoadmapError as e:
+        raise UnreadableRecord(f"{path}: {e}") from None
 
 
 def write_record(folder: Path, record: RunRecord) -> None:
@@ -128,8 +153,12 @@ def clear_failure(folder: Path) -> None:
 
 
 def find_record(folder: Path, spec_hash: str, recipe_hash: str) -> RunRecord | None:
-    """The record in ``folder`` if it was made with this exact spec and recipe."""
-    record = read_record(folder)
+    """The record in ``folder`` if it was made with this exact spec and recipe (an unreadable
+    one is not: the run trains again, and its folder is set aside first)."""
+    try:
+        record = read_record(folder)
+    except UnreadableRecord:
+        return None
     if record and (record.spec_hash, record.recipe_hash) == (spec_hash, recipe_hash):
         return record
     return None
@@ -175,13 +204,18 @@ def set_aside(folder: Path) -> Path | None:
     """Move a finished record out of the way before its folder is reused (never delete it).
 
     Returns:
-        Where the old folder went (``seed0.old-<spec hash>-<recipe hash>[-n]``), or None if
-        the folder held no finished record.
+        Where the old folder went (``seed0.old-<spec hash>-<recipe hash>[-n]``, or
+        ``seed0.unreadable[-n]`` for a record this version cannot read), or None if the folder
+        held no finished record.
     """
-    record = read_record(folder)
-    if record is None:
-        return None
-    stem = f"{Path(folder).name}.old-{record.spec_hash}-{record.recipe_hash}"
+    try:
+        record = read_record(folder)
+    except UnreadableRecord:
+        stem = f"{Path(folder).name}.unreadable"
+    else:
+        if record is None:
+            return None
+        stem = f"{Path(folder).name}.old-{record.spec_hash}-{record.recipe_hash}"
     target, n = Path(folder).with_name(stem), 1
     while target.exists():
         target, n = Path(folder).with_name(f"{stem}-{n}"), n + 1
@@ -189,23 +223,91 @@ def set_aside(folder: Path) -> Path | None:
     return target
 
 
-def iter_records(
-    root: Path, *, data: str | None = None, recipe: str | None = None
-) -> Iterator[RunRecord]:
-    """Every finished record under the store's root (optionally of one data source and
-    recipe label), in path order."""
-    pattern = f"{data or '*'}/{recipe or '*'}/*/seed*/{METRICS}"
-    for path in sorted(Path(root).glob(pattern)):
-        if not path.parent.name.removeprefix("seed").isdigit():
-            continue  # a set-aside older record
-        record = read_record(path.parent)
+@dataclass(frozen=True)
+class Unfinished:
+    """A run that left a ``last.pt`` and no record: interrupted, or still training.
+
+    Attributes:
+        key: where it is filed.
+        epochs_done: finished epochs (the lines of its epoch log).
+        epochs: the epochs its recipe asks for (None when its recipe file is unreadable).
+    """
+
+    key: RunKey
+    epochs_done: int
+    epochs: int | None
+
+    def describe(self) -> str:
+        total = f"/{self.epochs}" if self.epochs else ""
+        return f"interrupted at epoch {self.epochs_done}{total}, --resume"
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a look through the store found.
+
+    Attributes:
+        records: every finished record that reads, in path order.
+        unreadable: one line per ``metrics.json`` that does not (its path and why).
+        unfinished: every run that left a checkpoint and no record.
+    """
+
+    records: list[RunRecord]
+    unreadable: list[str]
+    unfinished: list[Unfinished] = field(default_factory=list)
+
+    def labels(self) -> list[tuple[str, str]]:
+        """The (data, recipe label) pairs the records are filed under."""
+        return sorted({(r.data, r.recipe) for r in self.records})
+
+    def require(self, root: Path, data: str, recipe: str) -> None:
+        """Raise unless the store holds finished runs filed under ``data``/``recipe`` (a typo
+        in either is an error that lists what the store does hold, not an empty column)."""
+        held = [f"{d}/{r}" for d, r in self.labels()]
+        if f"{data}/{recipe}" in held:
+            return
+        if not held:
+            raise RoadmapError(f"the results store {root}/ holds no finished runs yet")
+        hint = did_you_mean(f"{data}/{recipe}", held)
+        raise RoadmapError(
+            f"the results store {root}/ holds no runs of {data}/{recipe}{hint}; it holds: "
+            + ", ".join(held)
+        )
+
+
+def scan(root: Path, *, data: str | None = None, recipe: str | None = None) -> Scan:
+    """Every finished record under the store's root (optionally of one data source and recipe
+    label). Reading needs no write access: nothing is locked, moved or cleaned up."""
+    pattern = f"{data or '*'}/{recipe or '*'}/*/seed*"
+    records, unreadable, unfinished = [], [], []
+    for folder in sorted(Path(root).glob(pattern)):
+        if not folder.name.removeprefix("seed").isdigit() or not folder.is_dir():
+            continue  # a set-aside older record, or a lock file
+        try:
+            record = read_record(folder)
+        except UnreadableRecord as e:
+            unreadable.append(str(e))
+            continue
         if record is not None:
-            yield record
+            records.append(record)
+        elif (folder / CHECKPOINT).exists():
+            unfinished.append(_unfinished(folder))
+    return Scan(records, unreadable, unfinished)
 
 
-def labels_in_store(root: Path) -> list[tuple[str, str]]:
-    """The (data, recipe label) pairs the store holds finished runs for."""
-    return sorted({(r.data, r.recipe) for r in iter_records(root)})
+def _unfinished(folder: Path) -> Unfinished:
+    """How far a run without a record got: its epoch log's lines, its recipe's epochs (read as
+    text: loading ``last.pt`` would take seconds)."""
+    seed = int(folder.name.removeprefix("seed"))
+    key = RunKey(folder.parents[2].name, folder.parents[1].name, folder.parent.name, seed)
+    try:
+        recipe = yaml.safe_load((folder / RECIPE).read_text(encoding="utf-8"))
+        epochs = recipe.get("epochs") if isinstance(recipe, dict) else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        epochs = None
+    return Unfinished(
+        key, len(read_jsonl(folder / LOG)), epochs if isinstance(epochs, int) else None
+    )
 
 
 class RunLocked(RoadmapError):
@@ -239,14 +341,21 @@ def run_lock(folder: Path) -> Iterator[None]:
 
 
 def is_locked(folder: Path) -> bool:
-    """Whether another process is training into this folder right now."""
-    if not _lock_path(folder).exists():
-        return False
+    """Whether another process is training into this folder right now. Only reads: the lock
+    file is opened read-only (``flock`` does not need write access), nothing is cleaned up,
+    so a read-only store can be asked."""
     try:
-        with run_lock(folder):
-            return False
-    except RunLocked:
-        return True
+        handle = open(_lock_path(folder))  # noqa: SIM115 (held for the check)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False  # cannot be opened: no writer of ours holds it
+    with handle:
+        if not _try_lock(handle):
+            return True
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def _lock_path(folder: Path) -> Path:

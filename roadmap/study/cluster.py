@@ -36,9 +36,9 @@ from typing import Any
 from roadmap.errors import RoadmapError
 from roadmap.results import store
 from roadmap.study.plan import PlannedRun
-from roadmap.train.data import parse_source
 from roadmap.train.recipe import Recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
+from roadmap.train.sources import parse_source
 
 __all__ = ["ClusterOptions", "RunJob", "parse_shard", "status"]
 
@@ -197,9 +197,10 @@ class RunStatus:
     Attributes:
         run: the plan item.
         state: ``done``, ``running`` (its folder is locked), ``failed``, ``interrupted`` (a
-            ``last.pt`` and no record) or ``missing``.
+            ``last.pt`` and no record), ``unreadable`` (a record this version cannot read: the
+            run trains again, its folder set aside first) or ``missing``.
         detail: the top-1 of a done run, the last error line of a failed one, the epochs a
-            checkpoint holds.
+            checkpoint holds, why a record does not read.
     """
 
     run: PlannedRun
@@ -212,7 +213,6 @@ def status(
 ) -> list[RunStatus]:
     """The state of every plan item, read from the results store (nothing is started)."""
     from roadmap.arch.spec import spec_hash
-    from roadmap.train import checkpoint
     from roadmap.train.identity import run_key
 
     source = parse_source(data)
@@ -221,17 +221,31 @@ def status(
         opts = dataclasses.replace(options, seed=item.seed)
         folder = run_key(source, recipe, item.network, opts).folder(options.results)
         digest = spec_hash(item.network.spec(num_classes))
-        record = store.find_record(folder, digest, recipe_hash(recipe))
-        failure = store.read_failure(folder)
-        if record is not None:
-            out.append(RunStatus(item, "done", f"top-1 {record.top1:.2f} %"))
-        elif store.is_locked(folder):
-            out.append(RunStatus(item, "running"))
-        elif failure is not None:
-            out.append(RunStatus(item, "failed", f"{failure['error']} ({failure['at']})"))
-        elif (folder / store.CHECKPOINT).exists():
-            done = checkpoint.load(folder / store.CHECKPOINT)["epochs_done"]
-            out.append(RunStatus(item, "interrupted", f"{done}/{recipe.epochs} epochs saved"))
-        else:
-            out.append(RunStatus(item, "missing"))
+        out.append(_status_of(item, folder, digest, recipe))
     return out
+
+
+def _status_of(item: PlannedRun, folder: Path, spec_digest: str, recipe: Recipe) -> RunStatus:
+    from roadmap.train import checkpoint
+
+    try:
+        record = store.read_record(folder)
+    except store.UnreadableRecord as e:
+        return RunStatus(item, "unreadable", str(e).removeprefix(f"{folder / store.METRICS}: "))
+    failure = store.read_failure(folder)
+    if record is not None and (record.spec_hash, record.recipe_hash) == (
+        spec_digest,
+        recipe_hash(recipe),
+    ):
+        return RunStatus(item, "done", f"top-1 {record.top1:.2f} %")
+    if store.is_locked(folder):
+        return RunStatus(item, "running")
+    if failure is not None:
+        return RunStatus(item, "failed", f"{failure['error']} ({failure['at']})")
+    if (folder / store.CHECKPOINT).exists():
+        try:
+            done = checkpoint.load(folder / store.CHECKPOINT)["epochs_done"]
+        except RoadmapError as e:
+            return RunStatus(item, "interrupted", f"last.pt does not load: {e}")
+        return RunStatus(item, "interrupted", f"{done}/{recipe.epochs} epochs saved")
+    return RunStatus(item, "missing")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts, count
 from roadmap.measure.latency import Conditions, LatencyRecord, compare
-from roadmap.results.store import iter_records
+from roadmap.results import store
+from roadmap.results.record import RunRecord
 from roadmap.study import stats
 from roadmap.study.plan import Variant
 
@@ -91,6 +92,7 @@ class Row:
         accuracy: from the results store, or None when no run is recorded.
         paper: what the paper reports for this network (:mod:`roadmap.arch.paper`), if
             anything.
+        unfinished: its runs in the store that left a checkpoint and no record.
         vs_previous: metric -> Delta against the row before.
         vs_baseline: metric -> Delta against the baseline row.
     """
@@ -100,6 +102,7 @@ class Row:
     latency: LatencyRecord | None = None
     accuracy: Accuracy | None = None
     paper: PaperResult | None = None
+    unfinished: list[store.Unfinished] = field(default_factory=list)
     vs_previous: dict[str, Delta] = field(default_factory=dict)
     vs_baseline: dict[str, Delta] = field(default_factory=dict)
 
@@ -149,6 +152,7 @@ class Study:
         pending: accuracy Δs that are not findings yet, with the seeds each would need.
         conditions: what the rows' latency was measured under (None when not timed).
         source: (store root, data, recipe label) the accuracy was read from, or None.
+        unreadable: the records under ``source`` that could not be read (path and why).
         elsewhere: when no row found accuracy under ``source``'s labels: how many of these
             networks the store holds under each other (data, recipe label).
     """
@@ -158,11 +162,18 @@ class Study:
     pending: list[Pending] = field(default_factory=list)
     conditions: Conditions | None = None
     source: tuple[Path, str, str] | None = None
+    unreadable: list[str] = field(default_factory=list)
     elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, rows: list[Row], source: tuple[Path, str, str] | None = None) -> Study:
-        """Sum up measured rows (``source``: where their accuracy was looked for)."""
+    def of(
+        cls,
+        rows: list[Row],
+        source: tuple[Path, str, str] | None = None,
+        unreadable: list[str] | None = None,
+    ) -> Study:
+        """Sum up measured rows (``source``: where their accuracy was looked for, and which
+        records there could not be read)."""
         latency = next((r.latency for r in rows if r.latency is not None), None)
         pending = [
             Pending(r.variant.name, d.value, d.seeds_needed)
@@ -173,13 +184,14 @@ class Study:
         if source is not None and not any(r.accuracy for r in rows):
             elsewhere = _held_elsewhere(source[0], {r.variant.name for r in rows})
         conditions = latency.conditions if latency else None
-        return cls(rows, rows_agreement(rows), pending, conditions, source, elsewhere)
+        agreement = rows_agreement(rows)
+        return cls(rows, agreement, pending, conditions, source, unreadable or [], elsewhere)
 
 
 def _held_elsewhere(root: Path, names: set[str]) -> dict[tuple[str, str], int]:
     """(data, recipe label) -> how many of ``names`` the store holds finished runs of."""
     held: dict[tuple[str, str], set[str]] = {}
-    for rec in iter_records(root):
+    for rec in store.scan(root).records:
         if rec.name in names:
             held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
     return {key: len(found) for key, found in held.items()}
@@ -196,6 +208,7 @@ def collect(
     img_size: int = 224,
     paper: bool = True,
     counts: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> Study:
     """Measure every buildable variant, fill in the deltas, and sum the rows up as a Study.
 
@@ -211,24 +224,31 @@ def collect(
         paper: attach the paper's numbers to prefix rows.
         counts: count params and MACs (about a second per network); without them, rows
             still get accuracy and its deltas.
+        progress: called with a few words on how far along it is (``counting 3/11: widen``).
     """
+    say = progress or (lambda _text: None)
     rows = [Row(v) for v in variants]
     buildable = [r for r in rows if r.variant.buildable]
     deployed = []
-    for row in buildable if counts or latency_settings is not None else []:
+    for i, row in enumerate(buildable if counts or latency_settings is not None else []):
+        say(f"counting {i + 1}/{len(buildable)}: {row.variant.name}")
         model = build(row.variant.selection.spec())
         deployed.append(fuse(model))
         row.counts = count(model, img_size, deploy=deployed[-1], train_macs=False)
     if latency_settings is not None and buildable:
+        say(f"timing {len(buildable)} networks, {latency_settings.iters} rounds")
         _attach_latency(buildable, deployed, latency_settings)
+    found = store.Scan([], [])
     if results is not None and data and recipe:
+        found = store.scan(results, data=data, recipe=recipe)
         for row in buildable:
-            row.accuracy = read_accuracy(results, data, recipe, row.variant.selection)
+            row.accuracy = accuracy_of(found.records, row.variant.selection)
+            row.unfinished = [u for u in found.unfinished if u.key.name == row.variant.name]
     if paper:
         _attach_paper(rows)
     fill_deltas(rows, baseline)
     source = (results, data, recipe) if results is not None and data and recipe else None
-    return Study.of(rows, source)
+    return Study.of(rows, source, found.unreadable)
 
 
 def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -> None:
@@ -324,10 +344,11 @@ def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
     return paper_agreement([r.latency for r in rows], [r.paper_latency_ms for r in rows])
 
 
-def read_accuracy(
-    root: Path, data: str, recipe: str, selection: Selection, metric: str = "top1"
+def accuracy_of(
+    records: Sequence[RunRecord], selection: Selection, metric: str = "top1"
 ) -> Accuracy | None:
-    """Mean/std of ``metric`` over the store's seeds for this network, data and recipe.
+    """Mean/std of ``metric`` over the seeds of ``records`` (one data source and recipe label)
+    that trained this network.
 
     A record counts only if its spec hash equals the spec of ``selection`` built today (at the
     record's number of classes): results of an older architecture are never mixed in, and a
@@ -335,7 +356,7 @@ def read_accuracy(
     """
     hashes: dict[int, str] = {}
     values: dict[int, float] = {}
-    for rec in iter_records(root, data=data, recipe=recipe):
+    for rec in records:
         if rec.get(metric) is None:
             continue
         if rec.num_classes not in hashes:
@@ -417,6 +438,7 @@ def row_data(row: Row) -> dict[str, Any]:
         "top1_n": acc.n if acc else None,
         "paper_top1": row.paper_top1,
         "paper_latency_ms": row.paper_latency_ms,
+        "unfinished": [f"seed {u.key.seed}: {u.describe()}" for u in row.unfinished],
     }
     for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):
         for key, d in ds.items():

@@ -22,11 +22,12 @@ from roadmap.results import store
 from roadmap.results.record import RunRecord
 from roadmap.study import plan
 from roadmap.train import checkpoint, distributed
-from roadmap.train.data import Datasets, parse_source
+from roadmap.train.data import Datasets
 from roadmap.train.identity import legacy_names, run_key
 from roadmap.train.loop import fit
 from roadmap.train.recipe import Recipe, recipe_hash
 from roadmap.train.run_options import RunOptions, open_data
+from roadmap.train.sources import parse_source
 
 STATUSES = ("trained", "stored", "busy")
 

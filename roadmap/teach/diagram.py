@@ -86,7 +86,7 @@ def part(spec: NetSpec, path: str, fused: bool = False) -> Diagram:
     if len(parts) == 4 and parts[0] == "stages" and parts[2] == "blocks":
         stage = _stage(spec, parts[1], path)
         if not parts[3].isdigit() or int(parts[3]) >= len(stage.blocks):
-            raise RoadmapError(f"{path}: stage {parts[1]} has {len(stage.blocks)} blocks")
+            raise RoadmapError(f"{path}: stages.{parts[1]} has {len(stage.blocks)} blocks")
         b = stage.blocks[int(parts[3])]
         return Diagram(f"{path} ({b.kind}), {form}", block(b, inputs[path], fused))
     raise RoadmapError(

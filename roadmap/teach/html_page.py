@@ -129,10 +129,9 @@ def write_lessons(out: Path, lessons: list, study: Any = None) -> list[Path]:
     return [out, *written]
 
 
-def _plot(study: Any, out: Path, inline: bool, written: list[Path]) -> str | None:
-    """The roadmap plot: a PNG beside the document, or its data for a self-contained page."""
-    if study.conditions is None:
-        return None
+def _plot(study: Any, out: Path, inline: bool, written: list[Path]) -> str:
+    """The roadmap plot: a PNG beside the document, or its data for a self-contained page
+    (without latency it plots sizes and accuracy, and says so in its notes)."""
     from roadmap.report.plot import plot_study
 
     path = out.with_name(out.stem + "_roadmap.png")

@@ -96,6 +96,7 @@ def lesson(
     latency_settings: Any = None,
     rows: list[comparison.Row] | None = None,
     start: Selection | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Lesson:
     """Explain one roadmap step.
 
@@ -128,8 +129,12 @@ def lesson(
         les.study = comparison.Study.of(rows)
     else:
         variants = prefixes(network)[-len(wanted) :]
-        les.study = comparison.collect(variants, latency_settings=latency_settings)
+        les.study = comparison.collect(
+            variants, latency_settings=latency_settings, progress=progress
+        )
         if latency_settings is not None:
+            if progress is not None:
+                progress("profiling where the time goes")
             les.profiles, les.profile_note = _profiles(wanted, latency_settings)
     return les
 

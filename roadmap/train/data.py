@@ -1,6 +1,6 @@
 """Data sources for training and evaluation, and their loaders.
 
-A source is named on the command line:
+A source is named on the command line (:mod:`roadmap.train.sources` reads the name):
 
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes). It
   ships inside scikit-learn, so it needs no download. The train/val split is fixed (stratified,
@@ -17,7 +17,6 @@ A source is named on the command line:
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,64 +38,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from roadmap.errors import RoadmapError
 from roadmap.train.interrupt import ignore_in_workers
 from roadmap.train.recipe import SUBSET_SEED, Recipe
+from roadmap.train.sources import DataSource
 
-KINDS = ("digits", "fashion_mnist", "imagefolder", "cifar10", "cifar100", "synthetic")
 BAD_IMAGE_POLICIES = ("error", "skip")
 DIGITS_SPLIT_SEED = 0  # the held-out split never moves with the training seed
 DIGITS_VAL_FRACTION = 0.2
 SYNTHETIC_CLASSES = 1000  # an ImageNet-shaped head, so params and MACs match the paper's nets
 SYNTHETIC_TRAIN_DEFAULT = 2048
 DEFAULT_DATA_ROOT = Path("~/.cache/roadmap/data")
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A parsed ``--data`` value.
-
-    Attributes:
-        kind: one of ``KINDS``.
-        location: the path (imagefolder, cifar root) or size (synthetic) after the colon, if any.
-    """
-
-    kind: str
-    location: str | None = None
-
-    @property
-    def synthetic(self) -> bool:
-        """Whether the images are random tensors (throughput only, no accuracy meaning)."""
-        return self.kind == "synthetic"
-
-    @property
-    def slug(self) -> str:
-        """The folder name of this source in the results store."""
-        if self.kind == "synthetic" and self.location:
-            return f"synthetic-{self.location}"
-        if self.kind != "imagefolder":
-            return self.kind  # a CIFAR root is where the files are, not which data it is
-        path = Path(self.location).expanduser().resolve()
-        digest = hashlib.sha256(str(path).encode()).hexdigest()[:6]
-        return f"imagefolder-{path.name}-{digest}"  # two folders named alike stay apart
-
-
-def parse_source(text: str) -> DataSource:
-    """Read ``--data``.
-
-    Raises:
-        RoadmapError: an unknown kind, or ``imagefolder`` without a path.
-    """
-    kind, _, location = text.partition(":")
-    if kind not in KINDS:
-        raise RoadmapError(
-            f"unknown data source {text!r}: use digits, fashion_mnist[:PATH], imagefolder:PATH, "
-            "cifar10, cifar100 or synthetic"
-        )
-    if kind == "imagefolder" and not location:
-        raise RoadmapError("imagefolder needs a path: --data imagefolder:PATH")
-    if kind == "synthetic" and location and not location.isdigit():
-        raise RoadmapError(f"synthetic:N takes a number of images, got {location!r}")
-    if kind == "digits" and location:
-        raise RoadmapError("digits takes no path: it is bundled with scikit-learn")
-    return DataSource(kind, location or None)
 
 
 @dataclass

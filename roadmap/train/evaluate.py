@@ -21,9 +21,10 @@ from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import load_pretrained, load_reference_cfg, reference
 from roadmap.train import checkpoint, distributed
-from roadmap.train.data import batches, make_loader, parse_source
+from roadmap.train.data import batches, make_loader
 from roadmap.train.recipe import Recipe, load_recipe, recipe_from_dict
 from roadmap.train.run_options import RunOptions, open_data, workers
+from roadmap.train.sources import parse_source
 
 EVAL_BATCH = 64
 

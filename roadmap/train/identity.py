@@ -26,9 +26,9 @@ from roadmap.arch.selection import CUSTOM_PREFIX, Selection
 from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import reference
 from roadmap.results.store import RunKey
-from roadmap.train.data import DataSource
 from roadmap.train.recipe import Recipe, builtin_recipes, load_recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
+from roadmap.train.sources import DataSource
 
 
 def run_key(

@@ -46,13 +46,14 @@ from roadmap.measure.counts import count
 from roadmap.results import store
 from roadmap.results.record import Environment, RunRecord
 from roadmap.train import checkpoint, distributed, interrupt, setup
-from roadmap.train.data import Datasets, batches, make_loader, parse_source
+from roadmap.train.data import Datasets, batches, make_loader
 from roadmap.train.evaluate import evaluate
 from roadmap.train.identity import legacy_names, run_key
 from roadmap.train.interrupt import StopRequest
 from roadmap.train.progress import Display, describe_run
 from roadmap.train.recipe import Recipe, lr_rule, recipe_hash
 from roadmap.train.run_options import RunOptions, equivalent_command, open_data, workers
+from roadmap.train.sources import parse_source
 from roadmap.util import files
 
 PROGRESS_EVERY = 10  # iterations between progress refreshes (each one syncs the device)
@@ -399,7 +400,7 @@ def _finish(run: Run) -> RunRecord:
     record = _record(run, scores)
     if run.procs.primary:
         run.spec.save(run.folder / "spec.yaml")
-        files.write_text(run.folder / "recipe.yaml", run.recipe.to_yaml())
+        files.write_text(run.folder / store.RECIPE, run.recipe.to_yaml())
         store.write_record(run.folder, record)
         run.display.note(f"record written to {run.folder / store.METRICS}")
     return record

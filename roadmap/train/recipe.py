@@ -23,6 +23,7 @@ import yaml
 
 from roadmap.errors import RoadmapError
 from roadmap.results.record import LrRule
+from roadmap.util.names import did_you_mean
 from roadmap.util.typed import checked
 
 # Keys added after 0.1, with the value a recipe file without them means. While a recipe holds
@@ -170,9 +171,10 @@ def _read_recipe_text(name_or_path: str) -> tuple[str, str, str]:
         return resource.read_text(), f"recipe {name_or_path!r}", name_or_path
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        known = ", ".join(builtin_recipes())
+        known = builtin_recipes()
         raise RoadmapError(
-            f"no recipe {name_or_path!r}: use one of {known} or the path of a .yaml recipe file"
+            f"no recipe {name_or_path!r}{did_you_mean(str(name_or_path), known)}: use one of "
+            f"{', '.join(known)} or the path of a .yaml recipe file"
         )
     try:
         return path.read_text(), f"recipe file {path}", path.stem

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from roadmap.arch.selection import Selection
 from roadmap.train import distributed
-from roadmap.train.data import Datasets, DataSource, default_workers, load_datasets
+from roadmap.train.data import Datasets, default_workers, load_datasets
 from roadmap.train.recipe import Recipe
+from roadmap.train.sources import DataSource
 
 
 @dataclass(frozen=True)

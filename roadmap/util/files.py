@@ -17,6 +17,7 @@ the owner-only ``0o600`` that ``tempfile.mkstemp`` gives).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,9 @@ from typing import IO, Any
 from roadmap.errors import RoadmapError
 
 TEMP_MARK = ".roadmap-tmp-"
+# A write that fails with less than this free beside it ran out of space, whatever the writer
+# says (torch's zip writer reports a full disk as "[enforce fail ...] unexpected pos").
+FULL_BYTES = 1 << 20
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
@@ -56,13 +60,35 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _replace(tmp, target)
-    except OSError as e:
+    except BaseException as e:
+        full = isinstance(e, Exception) and _disk_full(target.parent, e)
         _remove(tmp)
-        raise RoadmapError(f"cannot write {target}: {e.strerror or e}") from None
-    except BaseException:
-        _remove(tmp)
+        if full:
+            raise RoadmapError(
+                f"no space left on {mount_point(target.parent)} while writing {target}"
+            ) from None
+        if isinstance(e, OSError):
+            raise RoadmapError(f"cannot write {target}: {e.strerror or e}") from None
         raise
     remove_stale(target.parent, name=target.name)
+
+
+def _disk_full(folder: Path, error: Exception) -> bool:
+    """Whether a failed write ran out of space (told by errno, or by the space left)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < FULL_BYTES
+    except OSError:
+        return False
+
+
+def mount_point(folder: Path) -> Path:
+    """The mount point of the file system ``folder`` is on (the "device" a user can free)."""
+    path = Path(folder).resolve()
+    while path != path.parent and os.stat(path.parent).st_dev == os.stat(path).st_dev:
+        path = path.parent
+    return path
 
 
 def write_with(target: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -106,8 +132,9 @@ def remove_stale(folder: Path, *, name: str | None = None, everything: bool = Fa
     Args:
         folder: where to look.
         name: only temporaries of this target name.
-        everything: remove all of them, whoever wrote them (for a caller that holds the
-            folder's lock, so no other writer can be at work there).
+        everything: remove all of them, whoever wrote them, and every other name that starts
+            with our mark (the debris of an older version, a copy renamed by hand): for a
+            caller that holds the folder's lock, so no other writer can be at work there.
 
     Returns:
         What was removed.
@@ -119,6 +146,11 @@ def remove_stale(folder: Path, *, name: str | None = None, everything: bool = Fa
         return removed
     for path in entries:
         parsed = _parse_temp(path.name)
+        ours = path.name.startswith(TEMP_MARK)
+        if everything and ours and parsed is None:
+            _remove(path)
+            removed.append(path)
+            continue
         if parsed is None or (name is not None and parsed[2] != name):
             continue
         pid, host, _ = parsed

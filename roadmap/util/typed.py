@@ -22,6 +22,8 @@ _WORDS = {
     "bool": "true or false",
     "str": "a string",
     "tuple[float, float]": "a list of two numbers",
+    "list[str]": "a list of strings",
+    "dict[str, Any]": "a mapping",
 }
 
 
@@ -31,7 +33,8 @@ def checked(value: Any, annotation: str, where: str) -> Any:
     Args:
         value: the loaded value.
         annotation: the field's annotation string: ``int``, ``float``, ``bool``, ``str``,
-            ``tuple[float, float]``, each optionally ``| None``.
+            ``tuple[float, float]``, ``list[str]``, ``dict[str, Any]``, each optionally
+            ``| None``.
         where: what to call the value in an error (``spec.stages.0.blocks.1.use_se``).
     """
     optional = annotation.endswith("| None")
@@ -59,6 +62,10 @@ def _convert(value: Any, kind: str) -> Any:
         return value if isinstance(value, bool) else None
     if kind == "str":
         return value if isinstance(value, str) else None
+    if kind == "list[str]" and isinstance(value, list):
+        return value if all(isinstance(item, str) for item in value) else None
+    if kind == "dict[str, Any]":
+        return value if isinstance(value, dict) else None
     if kind == "tuple[float, float]" and isinstance(value, list | tuple) and len(value) == 2:
         pair = [_convert(item, "float") for item in value]
         return None if None in pair else (pair[0], pair[1])

@@ -77,7 +77,7 @@ def grouped_mix() -> BlockKind:
 
 
 def with_grouped_stage(groups: int | None) -> NetSpec:
-    """RepViT-M0.9 at 10 classes with stage 2's blocks made grouped_mix blocks."""
+    """RepViT-M0.9 at 10 classes with stages.2 made grouped_mix blocks."""
     spec = roadmap.build_spec("alternating_se", num_classes=10)
     extra = {} if groups is None else {"groups": groups}
     stage = spec.stages[2]
@@ -151,7 +151,7 @@ def test_a_registered_kind_is_counted(grouped_mix: BlockKind) -> None:
     """Grouping the 1x1 conv by 4 saves 3/4 of its MACs, in every block of the stage."""
     spec1, spec4 = with_grouped_stage(1), with_grouped_stage(4)
     blocks, width = len(spec1.stages[2].blocks), spec1.widths[2]
-    pixels = (224 // 16) ** 2  # stage 2 works at 1/16 of the resolution
+    pixels = (224 // 16) ** 2  # stages.2 works at 1/16 of the resolution
     saved = count_macs(fuse(build(spec1)), 224) - count_macs(fuse(build(spec4)), 224)
     assert saved == blocks * width * width * 3 // 4 * pixels
 

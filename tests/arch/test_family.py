@@ -80,9 +80,9 @@ def test_the_family_in_build_table_and_timm() -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["build", "--size", "m1_5", "--format", "json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["deploy_params"] == DEPLOY["m1_5"][0]
+    assert json.loads(out.stdout)["deploy_params"] == DEPLOY["m1_5"][0]
     table = runner.invoke(app, ["table", "--family", "--no-latency", "--format", "json"])
-    rows = json.loads(table.output)["rows"]
+    rows = json.loads(table.stdout)["rows"]
     assert [r["name"] for r in rows] == [f"alternating_se@{label}" for label in FAMILY]
     assert [r["paper_top1"] for r in rows] == [None, 77.4, 78.6, 79.4, 81.2, 82.5]
     roadmap.register_timm_models()

@@ -100,7 +100,7 @@ def test_plugin_works_in_steps_build_and_explain():
         app, ["--plugin", PLUGIN, "build", "--steps", "gelu,relu", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
-    changes = json.loads(result.output)["changes"]
+    changes = json.loads(result.stdout)["changes"]
     assert any(c.endswith("activation: gelu -> relu") for c in changes)
     result = runner.invoke(
         app, ["--plugin", PLUGIN, "explain", "relu", "--no-latency", "--markdown"]
@@ -114,7 +114,7 @@ def test_plugin_works_in_table():
         app,
         ["--plugin", PLUGIN, "table", "--steps", "gelu,relu", "--no-latency", "--format", "json"],
     )
-    rows = json.loads(result.output)["rows"]
+    rows = json.loads(result.stdout)["rows"]
     assert [r["name"] for r in rows] == ["mobilenetv3_large", "gelu", "gelu+relu"]
     assert rows[-1]["paper_top1"] is None  # not a paper step: no paper number invented
 

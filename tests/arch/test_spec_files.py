@@ -79,7 +79,7 @@ def test_save_spec_refuses_a_suffix_it_would_not_honour(tmp_path) -> None:
 def run(*args: object) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout  # stderr carries notes and progress
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def test_build_table_shows_tree_counts_and_change():
     result = run("build", "--upto", "simple_classifier")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "stem" in out and "stage 4: width 384" in out
+    assert "stem" in out and "stages.3: width 384" in out and "blocks.1: repvit" in out
     assert "head: avgpool -> BN + linear 1000" in out
     assert "3,736,960" in out and "3,714,664" in out  # training and deploy params
     assert "hidden_channels: 1280 -> None  [head]" in out
@@ -43,7 +43,7 @@ def test_build_table_shows_tree_counts_and_change():
 
 def test_build_json_parses_with_the_promised_keys():
     result = run("build", "--upto", "alternating_se", "--format", "json", "--num-classes", "10")
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["steps"][-1] == "alternating_se" and len(data["steps"]) == 11
     assert data["num_classes"] == 10
     assert data["params"] == 5_103_560 - 384 * 990 - 990  # the 1000-class linear, shrunk to 10

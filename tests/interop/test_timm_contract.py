@@ -181,3 +181,25 @@ def test_a_pooling_without_a_classifier_is_the_only_headless_choice() -> None:
     assert isinstance(
         timm.create_model("roadmap_gelu", num_classes=0).get_classifier(), nn.Identity
     )
+
+
+FORMS = {
+    "classifier": {},
+    "backbone": {"num_classes": 0},
+    "feature_map": {"num_classes": 0, "global_pool": ""},
+    "features_only": {"features_only": True},
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("name", representative(sorted(timm.list_models("roadmap_*"))))
+def test_every_form_carries_timms_config(name: str, form: str) -> None:
+    """Code that prepares a detector's input reads ``model.pretrained_cfg["mean"]``: every
+    model timm creates for us has it, in every form, as timm's own models do."""
+    model = timm.create_model(name, **FORMS[form])
+    assert model.pretrained_cfg is model.default_cfg
+    assert model.pretrained_cfg["mean"] == timm.data.IMAGENET_DEFAULT_MEAN
+    config = timm.data.resolve_data_config({}, model=model)
+    assert config["input_size"] == (3, 224, 224)
+    if form == "features_only":  # as timm's feature models: no classifier entries
+        assert "classifier" not in model.pretrained_cfg

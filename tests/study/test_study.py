@@ -8,20 +8,22 @@ import pytest
 import roadmap
 from roadmap.arch.selection import Selection
 from roadmap.measure.counts import Counts
+from roadmap.results import store
 from roadmap.study import comparison, plan, stats
 from tests.helpers import fake_record
 
 
-def test_read_accuracy_averages_seeds_of_the_same_network(tmp_path):
+def test_accuracy_averages_seeds_of_the_same_network(tmp_path):
     steps = roadmap.resolve_steps("gelu")
     for seed, top1 in [(0, 90.0), (1, 92.0), (2, 94.0)]:
         fake_record(tmp_path, steps, seed, top1)
     fake_record(tmp_path, steps, 3, 10.0, spec_hash="0" * 12)  # an older architecture
     gelu, widen = Selection(tuple(steps)), Selection.of("widen")
-    acc = comparison.read_accuracy(tmp_path, "digits", "quick", gelu)
+    quick = store.scan(tmp_path, data="digits", recipe="quick").records
+    acc = comparison.accuracy_of(quick, gelu)
     assert (acc.mean, acc.std, acc.n, acc.seeds) == (92.0, 2.0, 3, (0, 1, 2))
-    assert comparison.read_accuracy(tmp_path, "digits", "paper", gelu) is None
-    assert comparison.read_accuracy(tmp_path, "digits", "quick", widen) is None
+    assert comparison.accuracy_of(store.scan(tmp_path, recipe="paper").records, gelu) is None
+    assert comparison.accuracy_of(quick, widen) is None
 
 
 def row(name, params, latency=None, iqr=0.0, values=()):

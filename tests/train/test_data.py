@@ -17,9 +17,9 @@ from roadmap.train.data import (
     collate,
     load_datasets,
     make_loader,
-    parse_source,
 )
 from roadmap.train.recipe import load_recipe
+from roadmap.train.sources import parse_source
 from tests.helpers import CLASSES, corrupt_one_image, make_image_folder
 
 QUICK = load_recipe("quick")

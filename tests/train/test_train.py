@@ -303,7 +303,7 @@ def test_an_undecodable_image_stops_or_is_skipped(images: Path, tmp_path: Path) 
     _fails_cleanly(_cli(*args, "--results", tmp_path / "a"), f"cannot decode image {bad}", tmp_path)
     result = _cli(*args, "--results", tmp_path / "b", "--bad-images", "skip")
     assert result.exit_code == 0, result.output
-    (record,) = store.iter_records(tmp_path / "b")
+    (record,) = store.scan(tmp_path / "b").records
     assert record.skipped_images == 1
 
 

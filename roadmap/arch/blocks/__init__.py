@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from roadmap.errors import RoadmapError
+from roadmap.util.names import did_you_mean
 from roadmap.util.typed import checked
 
 if TYPE_CHECKING:  # the registry needs neither at run time, so a spec can be checked by it
@@ -131,7 +132,10 @@ def get_block_kind(name: str) -> BlockKind:
     """The kind called ``name``; an unknown name raises and lists the known ones."""
     _ensure_loaded()
     if name not in _KINDS:
-        raise RoadmapError(f"unknown block kind {name!r}; known: {', '.join(block_kinds())}")
+        known = block_kinds()
+        raise RoadmapError(
+            f"unknown block kind {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
+        )
     return _KINDS[name]
 
 
