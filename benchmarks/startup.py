@@ -1,15 +1,17 @@
-"""Start-up time of the command line: ``roadmap --help`` and ``roadmap COMMAND --help``.
+"""Start-up time of the command line: ``roadmap --help``, ``roadmap COMMAND --help``, and the
+one-line error of a mistyped name.
 
-A command line that takes seconds to print its help is one people stop exploring. The CLI
-imports torch, timm and fvcore only inside the commands that need them; this measures what
-that buys: the wall time of each help command, started as a fresh process the way a user
-starts it (the console script of the running Python's environment), several times, with the
-median and interquartile range, and how busy other work kept the machine meanwhile.
+A command line that takes seconds to print its help, or to say that a step name has a typo,
+is one people stop exploring. The CLI imports torch, timm and fvcore only inside the commands
+that need them, and names are checked by light modules before that; this measures what that
+buys: the wall time of each command, started as a fresh process the way a user starts it (the
+console script of the running Python's environment), several times, with the median and
+interquartile range, and how busy other work kept the machine meanwhile.
 
     python benchmarks/startup.py                 # writes results/benchmarks/startup.md
     python benchmarks/startup.py --runs 20
 
-Target: every help command <= 0.5 s on the project's 2-core CI machine.
+Target: every help and every typo's error <= 0.5 s on the project's 2-core CI machine.
 """
 
 from __future__ import annotations
@@ -28,21 +30,17 @@ from roadmap.util import files
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "startup.md"
 TARGET_S = 0.5
-COMMANDS = [
-    [],
-    ["steps"],
-    ["build"],
-    ["latency"],
-    ["export"],
-    ["table"],
-    ["ablate"],
-    ["plot"],
-    ["explain"],
-    ["walkthrough"],
-    ["train"],
-    ["eval"],
-    ["run"],
+HELP = [[], ["steps"], ["build"], ["latency"], ["export"], ["table"], ["ablate"], ["plot"],
+        ["explain"], ["walkthrough"], ["train"], ["eval"], ["run"]]  # fmt: skip
+# Mistyped names: each must end in one "did you mean" line (exit code 2).
+TYPOS = [
+    ["explain", "seperate_mixers"],
+    ["build", "--upto", "seperate_mixers"],
+    ["train", "--data", "digit"],
+    ["train", "--recipe", "quik"],
+    ["build", "--size", "m1_6"],
 ]
+COMMANDS = [[*c, "--help"] for c in HELP] + TYPOS
 
 
 def script() -> str:
@@ -55,8 +53,12 @@ def script() -> str:
 
 def time_once(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([script(), *args, "--help"], check=True, capture_output=True)
-    return time.perf_counter() - start
+    done = subprocess.run([script(), *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    expected = 2 if args in TYPOS else 0
+    if done.returncode != expected or (expected and "did you mean" not in done.stderr):
+        raise SystemExit(f"roadmap {' '.join(args)}: exit {done.returncode}: {done.stderr}")
+    return elapsed
 
 
 def main() -> None:
@@ -75,7 +77,8 @@ def main() -> None:
     lines = [
         "# Start-up time (`benchmarks/startup.py`)",
         "",
-        f"`roadmap [COMMAND] --help`, wall time of a fresh process, {args.runs} runs each "
+        f"`roadmap [COMMAND] --help` and mistyped names (one error line), wall time of a fresh "
+        f"process, {args.runs} runs each "
         f"(interleaved), on {host.cpu_name()} ({contention.cpu_count} CPUs), Python "
         f"{platform.python_version()}; {host.busy_note(contention)}.",
         "",

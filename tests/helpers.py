@@ -35,6 +35,20 @@ def representative(values: list, keep: tuple[int, ...] = (0, -1)) -> list:
 
 SLOW = pytest.mark.slow
 
+
+def fails_in_one_line(args: list, message: str) -> str:
+    """Run the CLI; it must fail with exit code 2 and one line holding ``message``."""
+    from typer.testing import CliRunner
+
+    from roadmap.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output, result.output
+    return result.output
+
 # --- networks -------------------------------------------------------------------------------
 
 _LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)

@@ -33,13 +33,17 @@ def error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+UNBOUNDED = 100_000  # columns: measure a table's natural width, not the terminal's
+
+
 def show(renderable: object) -> None:
     """Print a table or tree: on a terminal at the terminal's width; anywhere else (a log, CI,
     ``| less``) at its natural width, so that no number is ever cut to an ellipsis."""
     if console.is_terminal:
         console.print(renderable)
         return
-    width = max(console.width, console.measure(renderable).maximum)
+    unbounded = console.options.update(max_width=UNBOUNDED)
+    width = max(console.width, console.measure(renderable, options=unbounded).maximum)
     Console(width=width).print(renderable)
 
 

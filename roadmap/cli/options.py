@@ -135,10 +135,33 @@ ItersOpt = Annotated[
     int, typer.Option("--iters", min=1, help="Timed latency iterations per network.")
 ]
 OutFileOpt = Annotated[Path | None, typer.Option("--out", help="Also write the output here.")]
+def checked_data(value: str | None) -> str | None:
+    """Read ``--data`` as it is parsed, so a typo is one line before anything heavy loads."""
+    from roadmap.train.sources import parse_source  # light: no torch
+
+    if value is not None:
+        try:
+            parse_source(value)
+        except RoadmapError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
+
+
+def checked_step(value: str) -> str:
+    """Read a step name as it is parsed (light: the registry loads no torch)."""
+    from roadmap.arch import registry
+
+    try:
+        return registry.get_step(value).name
+    except RoadmapError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 DataOpt = Annotated[
     str,
     typer.Option(
         "--data",
+        callback=checked_data,
         help="digits (bundled, no download) | imagefolder:PATH (PATH/train, PATH/val) | "
         "cifar10[:ROOT] | cifar100[:ROOT] | synthetic[:N] (random tensors, throughput only).",
     ),

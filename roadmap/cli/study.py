@@ -15,6 +15,8 @@ from roadmap.cli.options import (
     StoreRecipeOpt,
     TableFormat,
     TableFormatOpt,
+    checked_data,
+    checked_step,
     latency_group,
     plot_timing_group,
     select,
@@ -27,6 +29,7 @@ StoreDataOpt = Annotated[
     str | None,
     typer.Option(
         "--data",
+        callback=checked_data,
         help="Data source whose trained results to show (as in `train`) [default: digits].",
     ),
 ]
@@ -217,7 +220,10 @@ def plot_cmd(
 @command("explain")
 @uses(timing=latency_group)
 def explain_cmd(
-    step: Annotated[str, typer.Argument(help="The step to explain (see `roadmap steps`).")],
+    step: Annotated[
+        str,
+        typer.Argument(help="The step to explain (see `roadmap steps`).", callback=checked_step),
+    ],
     spec: Annotated[
         Path | None,
         typer.Option("--spec", help="Apply the step to this spec file's network instead."),

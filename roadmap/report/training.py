@@ -41,6 +41,9 @@ def record_table(record: RunRecord) -> Table:
         rows.insert(1, ("EMA top-1 / top-5", f"{r.ema_top1:.2f} / {r.ema_top5:.2f} %"))
     if r.synthetic:
         rows.insert(0, ("data", "SYNTHETIC: throughput only, accuracy means nothing"))
+    if r.skipped_images:
+        named = "\n".join((r.skipped_files or [])[:5])
+        rows.append(("skipped images", f"{r.skipped_images:,}" + (f"\n{named}" if named else "")))
     for row in rows:
         table.add_row(*row)
     return table

@@ -128,6 +128,7 @@ class RunRecord:
     init: dict[str, Any] | None = None  # starting weights, when not a fresh init
     train_images: int | None = None  # the training split's size (after a train_subset)
     contention: dict[str, Any] | None = None  # how busy other work kept the machine
+    skipped_files: list[str] | None = None  # images left out (--bad-images skip): path, why
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -449,7 +449,8 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         epochs=run.recipe.epochs,
         train_time_s=run.progress.train_time,
         images_per_s=run.progress.images_seen / max(run.progress.train_time, 1e-9),
-        skipped_images=run.progress.skipped,
+        skipped_images=run.progress.skipped + len(run.data.left_out),
+        skipped_files=run.data.left_out or None,
         lr=lr_rule(run.recipe, run.procs.world),
         environment=Environment.here(
             run.procs.device,

@@ -15,18 +15,10 @@ from roadmap.arch import registry
 from roadmap.cli import app
 from roadmap.cli.app import _is_out_of_memory
 from roadmap.train import loop as training
+from tests.helpers import fails_in_one_line
 
 runner = CliRunner()
 TINY = ["--upto", "mobilenetv3_large", "--epochs", "2", "--quiet"]
-
-
-def fails_in_one_line(args: list[str], message: str) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
-    assert message in result.output, result.output
-    return result.output
 
 
 @pytest.mark.parametrize(

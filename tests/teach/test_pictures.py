@@ -121,6 +121,9 @@ def test_the_markdown_walkthrough_links_its_diagram_files(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     links = re.findall(r"\]\((w_diagrams/[^)]+\.svg)\)", out.read_text())
     assert links and all((tmp_path / link).read_text().startswith("<svg") for link in links)
+    # without latency the roadmap plot stays (sizes and accuracy), and the command says so
+    assert "](w_roadmap.png)" in out.read_text() and (tmp_path / "w_roadmap.png").exists()
+    assert "--no-latency: the lessons carry no latency" in result.stderr
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

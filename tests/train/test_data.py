@@ -109,16 +109,36 @@ def test_a_symlink_loop_is_named_instead_of_walked_forever(tmp_path: Path) -> No
 
 
 def test_an_undecodable_image_is_named_or_skipped(tmp_path: Path) -> None:
+    """Found when the folder opens, whether or not an epoch would load it (a training epoch
+    drops a random partial batch): named (error) or left out and listed (skip)."""
     root = make_image_folder(tmp_path)
     bad = corrupt_one_image(root)
     source = parse_source(f"imagefolder:{root}")
-    strict = load_datasets(source, QUICK)
-    index = [path for path, _ in strict.train.samples].index(str(bad))
     with pytest.raises(RoadmapError, match=f"cannot decode image {bad}"):
-        strict.train[index]
+        load_datasets(source, QUICK)
     lenient = load_datasets(source, QUICK, bad_images="skip")
+    assert str(bad) not in [path for path, _ in lenient.train.samples]
+    assert len(lenient.left_out) == 1 and str(bad) in lenient.left_out[0]
+    assert len(lenient.train) == len(lenient.train.targets) == 2 * 8 - 1
+
+
+def test_an_image_that_fails_only_while_decoding_is_skipped_and_counted(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path)
+    truncated = root / "train" / CLASSES[1] / "0.png"
+    truncated.write_bytes(truncated.read_bytes()[:80])  # the header reads, the pixels do not
+    lenient = load_datasets(parse_source(f"imagefolder:{root}"), QUICK, bad_images="skip")
+    assert lenient.left_out == []
     images, targets, skipped = collate([lenient.train[i] for i in range(len(lenient.train))])
     assert skipped == 1 and len(images) == len(targets) == len(lenient.train) - 1
+
+
+def test_a_decompression_bomb_is_a_bad_image(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """An image whose size marks it as a decompression bomb (PIL refuses over twice its pixel
+    limit) is named like any bad image, not a traceback."""
+    root = make_image_folder(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # our 32x32 images are 1,024 pixels
+    with pytest.raises(RoadmapError, match="cannot decode image .*decompression bomb"):
+        load_datasets(parse_source(f"imagefolder:{root}"), QUICK)
 
 
 def test_cifar_never_downloads_unless_asked(tmp_path: Path) -> None:

@@ -1,0 +1,256 @@
+"""The inputs and faults that used to end in a traceback, a hang or a silent wrong answer."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from roadmap.arch import registry
+from roadmap.cli import app
+from roadmap.results import store
+from roadmap.train import checkpoint
+from roadmap.train.recipe import load_recipe, recipe_hash
+from roadmap.util import files
+from tests.helpers import REPO, fails_in_one_line, make_record, store_record
+
+runner = CliRunner()
+GELU = ["mobilenetv3_large", "gelu"]
+
+
+def table_json(*args: object) -> tuple[dict, str]:
+    """``roadmap table ... --format json``: the parsed stdout, and what went to stderr."""
+    result = runner.invoke(app, ["table", "--no-latency", "--format", "json", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result.stderr
+
+
+# --- records that do not read ----------------------------------------------------------------
+
+
+DAMAGE = {
+    "wrong-typed field": lambda data: {**data, "top1": "abc"},
+    "a JSON list": lambda data: [data],
+    "incomplete": lambda data: {k: v for k, v in data.items() if k != "top5"},
+    "newer format": lambda data: {**data, "format": "roadmap-record/99"},
+}
+SAYS = {
+    "wrong-typed field": "top1: must be a finite number, got 'abc'",
+    "a JSON list": "not a run record: a JSON list",
+    "incomplete": "top5: missing",
+    "newer format": "written by a newer roadmap (roadmap-record/99",
+}
+
+
+@pytest.mark.parametrize("damage", [*DAMAGE, "invalid JSON"])
+def test_a_damaged_record_is_named_and_the_table_still_prints(tmp_path: Path, damage: str):
+    good = store_record(tmp_path, make_record(["mobilenetv3_large"], 0, 80.0))
+    bad = store_record(tmp_path, make_record(GELU, 0, 90.0)) / store.METRICS
+    data = json.loads(bad.read_text())
+    bad.write_text("{not json" if damage == "invalid JSON" else json.dumps(DAMAGE[damage](data)))
+    table, notes = table_json("--upto", "gelu", "--data", "digits", "--recipe", "quick",
+                              "--results", tmp_path)  # fmt: skip
+    assert [r["top1"] for r in table["rows"]] == [80.0, None]  # the good one still shows
+    says = SAYS.get(damage, "not valid JSON")
+    assert f"skipped {bad}: " in notes and says in notes, notes
+    assert good.exists()
+
+
+def test_run_status_and_run_name_a_damaged_record(tmp_path: Path) -> None:
+    folder = store_record(tmp_path, make_record(["mobilenetv3_large"], 0, 80.0, img_size=32))
+    metrics = folder / store.METRICS
+    metrics.write_text(metrics.read_text().replace('"top1": 80.0', '"top1": "abc"'))
+    args = ["run", "--upto", "mobilenetv3_large", "--data", "digits", "--recipe", "quick"]
+    status = runner.invoke(app, [*args, "--status", "--results", str(tmp_path)])
+    assert status.exit_code == 0 and "unreadable" in status.stdout, status.output
+    assert "top1: must be a finite number" in status.stdout
+
+
+def test_reading_the_store_needs_no_write_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`table` and `run --status` on a store they may not write: nothing is opened for
+    writing, locked for writing, created or cleaned up there (here any attempt fails)."""
+    quick = recipe_hash(load_recipe("quick"))
+    store_record(tmp_path, make_record(GELU, 0, 90.0, recipe_hash=quick))
+    interrupted = store.RunKey("digits", "quick", "mobilenetv3_large", 0).folder(tmp_path)
+    interrupted.mkdir(parents=True)
+    (interrupted / store.CHECKPOINT).write_bytes(b"")  # a run that never finished,
+    interrupted.with_name("seed0.lock").write_text("")  # and its lock file
+    root = str(tmp_path)
+    real_open, real_os_open = builtins.open, os.open
+
+    def guarded_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if any(c in mode for c in "wax+") and str(file).startswith(root):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        if writing and str(path).startswith(root):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    table, _ = table_json("--upto", "gelu", "--data", "digits", "--recipe", "quick",
+                          "--results", tmp_path)  # fmt: skip
+    assert table["rows"][1]["top1"] == 90.0
+    status = runner.invoke(
+        app, ["run", "--upto", "gelu", "--data", "digits", "--status", "--results", root]
+    )
+    assert status.exit_code == 0, status.output
+    assert "done" in status.stdout and "interrupted" in status.stdout
+
+
+def test_an_interrupted_run_shows_as_such(tmp_path: Path) -> None:
+    folder = store.RunKey("digits", "quick", "gelu", 0).folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / store.CHECKPOINT).write_bytes(b"")
+    (folder / store.RECIPE).write_text("epochs: 8\n")
+    (folder / store.LOG).write_text('{"epoch": 1}\n')
+    store_record(tmp_path, make_record(["mobilenetv3_large"], 0, 80.0))
+    table, notes = table_json("--upto", "gelu", "--data", "digits", "--recipe", "quick",
+                              "--results", tmp_path)  # fmt: skip
+    assert table["rows"][1]["unfinished"] == ["seed 0: interrupted at epoch 1/8, --resume"]
+    assert "gelu seed 0: interrupted at epoch 1/8, --resume" in notes
+    rich = runner.invoke(app, ["table", "--upto", "gelu", "--data", "digits", "--recipe",
+                               "quick", "--results", str(tmp_path), "--no-latency"])  # fmt: skip
+    assert "interrupted at epoch 1/8, --resume" in rich.stdout
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["explain", "seperate_mixers"], "unknown step 'seperate_mixers' (did you mean "
+         "'separate_mixers'?)"),
+        (["train", "--data", "digit"], "unknown data source 'digit' (did you mean 'digits'?)"),
+        (["train", "--recipe", "quik"], "no recipe 'quik' (did you mean 'quick'?)"),
+        (["build", "--size", "m1_6"], "unknown size 'm1_6' (did you mean 'm1_5'?)"),
+        (["run", "--seeds", "0,0"], "--seeds: seed 0 is listed twice"),
+        (["run", "--seeds", "-1"], "--seeds: a seed is a whole number from 0 to"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_name_says_what_was_meant(args: list[str], says: str) -> None:
+    fails_in_one_line(args, says)
+
+
+def test_an_unknown_store_label_lists_what_the_store_holds(tmp_path: Path) -> None:
+    store_record(tmp_path, make_record(GELU, 0, 90.0))
+    fails_in_one_line(
+        ["table", "--recipe", "quik", "--results", tmp_path, "--no-latency"],
+        "holds no runs of digits/quik (did you mean 'digits/quick'?); it holds: digits/quick",
+    )
+    fails_in_one_line(
+        ["table", "--data", "cifar10", "--results", tmp_path / "empty", "--no-latency"],
+        "holds no finished runs yet",
+    )
+
+
+def test_a_mistyped_name_is_refused_before_torch_loads() -> None:
+    """Names are checked by light modules: the error comes before torch, timm and fvcore are
+    imported (the start-up benchmark times it)."""
+    code = (
+        "import sys\n"
+        "from roadmap.cli import main\n"
+        "sys.argv = ['roadmap', 'build', '--upto', 'seperate_mixers']\n"
+        "try:\n    main()\n"
+        "except SystemExit:\n"
+        "    print(sorted(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    assert "did you mean 'separate_mixers'" in result.stderr
+
+
+# --- specs, plugins, disks, temporary files ----------------------------------------------------
+
+
+def test_a_huge_spec_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    started = time.perf_counter()
+    fails_in_one_line(["build", "--spec", path], "a spec file is at most 1,048,576")
+    assert time.perf_counter() - started < 30  # it used to run for minutes
+
+
+def test_a_spec_with_a_thousand_stages_is_refused(tmp_path: Path) -> None:
+    spec = registry.build_spec("gelu").to_dict()
+    spec["stages"] = spec["stages"][1:2] * 1000
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(spec))
+    fails_in_one_line(["build", "--spec", path], "a network has 1 to 16 stages, this one 1,000")
+
+
+def test_a_plugin_that_exits_is_an_error(tmp_path: Path) -> None:
+    plugin = tmp_path / "quits.py"
+    plugin.write_text("raise SystemExit(0)\n")
+    try:
+        fails_in_one_line(
+            ["--plugin", plugin, "steps"], "it called exit(0), which would end roadmap"
+        )
+    finally:
+        for name in [m for m in sys.modules if m.startswith("roadmap_plugin_")]:
+            del sys.modules[name]
+
+
+def test_a_full_disk_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's writer reports a full disk as "[enforce fail ...] unexpected pos"; the user
+    reads which file system is full and which file was being written."""
+
+    def full_disk_save(state: object, handle: object) -> None:
+        handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
+    target = tmp_path / "run" / "last.pt"
+    with pytest.raises(Exception, match=f"no space left on .* while writing {target}"):
+        checkpoint.save({"model": {}}, target)
+    assert list(target.parent.iterdir()) == []  # nothing half-written
+
+
+def test_every_temporary_file_of_ours_goes_under_the_lock(tmp_path: Path) -> None:
+    folder = tmp_path / "seed0"
+    folder.mkdir()
+    ours = folder / f"{files.TEMP_MARK}not-our-pattern"  # an older writer's, or a hand copy
+    theirs = folder / "notes.txt"
+    ours.write_text("")
+    theirs.write_text("")
+    assert files.remove_stale(folder) == []  # without the lock, only dead writers' files go
+    with store.run_lock(folder):
+        pass
+    assert not ours.exists() and theirs.exists()
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def test_tables_outside_a_terminal_never_cut_a_number() -> None:
+    """A log, CI or a pipe gets every column whole, however wide (COLUMNS is 120 here)."""
+    result = runner.invoke(app, ["table", "--steps", "mobilenetv3_large,gelu,expansion_2,widen",
+                                 "--no-latency"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert "73.0" in result.stdout and "0.91" in result.stdout  # the paper's control, whole
+
+
+def test_long_steps_say_what_they_are_doing() -> None:
+    result = runner.invoke(app, ["table", "--upto", "gelu", "--no-latency"])
+    assert "counting 2 networks" in result.stderr
+    explained = runner.invoke(app, ["explain", "gelu", "--no-latency", "--markdown"])
+    assert "explaining gelu" in explained.stderr
