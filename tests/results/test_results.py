@@ -102,3 +102,13 @@ def test_a_folder_with_a_0_1_name_is_adopted(tmp_path: Path) -> None:
     assert store.adopt_legacy(new, legacy_names(control)) == old
     assert (new / store.LOG).exists() and not old.exists()
     assert store.adopt_legacy(new, legacy_names(control)) is None  # already there
+
+
+def test_an_unreadable_record_is_set_aside_not_overwritten(tmp_path):
+    """`run` trains a network whose record does not read again; the old folder is kept."""
+    folder = store_record(tmp_path, make_record(["mobilenetv3_large"], 0, 80.0))
+    (folder / store.METRICS).write_text('{"top1": "abc"}')
+    assert store.find_record(folder, "x", "y") is None
+    moved = store.start_fresh(folder)
+    assert moved == folder.with_name("seed0.unreadable")
+    assert (moved / store.METRICS).read_text() == '{"top1": "abc"}' and not folder.exists()
