@@ -1,13 +1,15 @@
 """The RepViT paper's roadmap, one module per step. ``ROADMAP`` is the order.
 
-Importing this package registers every step with :mod:`roadmap.arch.registry`, in this order.
-A module's docstring is its lesson: ``roadmap explain STEP`` prints it.
+Importing this package registers the roadmap (``repvit``, the default) and every step with
+:mod:`roadmap.arch.registry`, in this order. A module's docstring is its lesson: ``roadmap
+explain STEP`` prints it. Other roadmaps live in sub-packages (``steps.convnext``).
 """
 
 import importlib
 
 from roadmap.arch import paper
 from roadmap.arch.paper import PaperResult
+from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
 
 ROADMAP = (
     "mobilenetv3_large",
@@ -21,6 +23,23 @@ ROADMAP = (
     "stage_ratio",
     "kernel_3x3",
     "alternating_se",
+)
+
+REPVIT = register_roadmap(
+    Roadmap(
+        name="repvit",
+        title="MobileNetV3-L -> RepViT-M0.9",
+        citation="Wang, Chen, Lin, Han, Ding: RepViT: Revisiting Mobile CNN From ViT "
+        "Perspective, CVPR 2024 (arXiv 2307.09283)",
+        package=__name__,
+        order=ROADMAP,
+        accuracy=PaperColumn("paper top-1 %", "%", "ImageNet-1K, no distillation"),
+        speed=PaperColumn("paper ms", "ms", "iPhone 12, Core ML, batch 1", lower_is_better=True),
+        references=(
+            ("mobilenetv3_large", "mobilenetv3_large_100"),
+            ("alternating_se", "repvit_m0_9"),
+        ),
+    )
 )
 
 # The paper's control experiment (§3.2): expansion ratio 2 and the wider stages applied to the

@@ -25,12 +25,17 @@ class PaperResult:
         latency_ms: iPhone 12 latency (ms, Core ML), or None.
         note: how to read the numbers (derived from the text, unconfirmed, ...), or "".
         source: where in the paper they are (``§3.2``, ``Table 2``).
+        cost: the paper's compute column (ConvNeXt's GFLOPs), or None.
+
+    ``latency_ms`` is the paper's speed column and ``cost`` its compute column; the roadmap
+    (:mod:`roadmap.arch.roadmaps`) says what each means, in which unit, measured how.
     """
 
     top1: float | None = None
     latency_ms: float | None = None
     note: str = ""
     source: str = ""
+    cost: float | None = None
 
 
 _RESULTS: dict[str, PaperResult] = {}

@@ -1,10 +1,11 @@
-"""The step registry: strict (duplicates and unknown names raise) and ordered.
+"""The step registry: strict (duplicates and unknown names raise) and ordered, per roadmap.
 
-The order does not depend on who was imported first: the paper's steps come in the order
-``steps.ROADMAP`` lists, then every other step (a ``roadmap.steps`` entry point, a
-``--plugin`` file, a module that calls :func:`register_step` itself) in the order it was
-registered. So ``import steps`` before ``import roadmap``, or a plugin imported before the
-paper's steps, gives the same roadmap.
+Every step belongs to a roadmap (:mod:`roadmap.arch.roadmaps`; ``repvit`` unless it says
+otherwise), and its name is unique within it. The order does not depend on who was imported
+first: a roadmap's own steps come in the order the roadmap lists, then every other step
+registered for it (a ``roadmap.steps`` entry point, a ``--plugin`` file, a module that calls
+:func:`register_step` itself) in the order it was registered. So ``import steps`` before
+``import roadmap``, or a plugin imported before the paper's steps, gives the same roadmap.
 
 A step that fails is reported as the step's failure, with where it came from: an exception
 inside it, a return value that is not a :class:`NetSpec`, or a spec that does not validate
@@ -23,12 +24,12 @@ from pathlib import Path
 
 from roadmap.arch import paper
 from roadmap.arch.paper import PaperResult
+from roadmap.arch.roadmaps import BUILT_IN, DEFAULT, get_roadmap
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
 from roadmap.util.names import did_you_mean
 
-BASE_STEP = "mobilenetv3_large"
-PAPER_PACKAGE = "steps"
+PAPER_PACKAGE = "steps"  # where the built-in roadmaps' steps live
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Step:
         section: the paper section, e.g. ``§3.2``.
         fn: ``NetSpec -> NetSpec`` (a base step takes no spec and returns the starting network).
         base: whether this step creates the network rather than transforming it.
+        roadmap: the roadmap it belongs to.
 
     What the paper measured after the step is in :mod:`roadmap.arch.paper` (:attr:`paper`).
     """
@@ -50,11 +52,17 @@ class Step:
     section: str
     fn: Callable[..., NetSpec]
     base: bool = False
+    roadmap: str = DEFAULT
+
+    @property
+    def network(self) -> str:
+        """The name the roadmap up to this step is filed under (``convnext.gelu``)."""
+        return _network_name(self.roadmap, self.name)
 
     @property
     def paper(self) -> PaperResult | None:
         """The paper's numbers for the roadmap up to this step, if it reports any."""
-        return paper.reported(self.name)
+        return paper.reported(self.network)
 
     @property
     def lesson(self) -> str:
@@ -68,7 +76,7 @@ class Step:
         module = sys.modules.get(self.fn.__module__)
         file = Path(getattr(module, "__file__", None) or self.fn.__module__)
         if self.fn.__module__.split(".")[0] == PAPER_PACKAGE:
-            return f"{PAPER_PACKAGE}/{file.name}"
+            return self.fn.__module__.replace(".", "/") + ".py"
         return f"plugin {file.name}"
 
     def apply(self, spec: NetSpec | None) -> NetSpec:
@@ -82,9 +90,8 @@ class Step:
         if self.base and spec is not None:
             raise PreconditionError(f"{self.name} builds the starting network; it must come first")
         if not self.base and spec is None:
-            raise PreconditionError(
-                f"{self.name} needs a network to change; start with {BASE_STEP}"
-            )
+            base = get_roadmap(self.roadmap).base
+            raise PreconditionError(f"{self.name} needs a network to change; start with {base}")
         where = f"step {self.name} (from {self.origin})"
         try:
             result = self.fn() if self.base else self.fn(spec)
@@ -102,7 +109,7 @@ class Step:
             raise RoadmapError(f"{where} made a spec that does not validate: {e}") from None
 
 
-_REGISTRY: dict[str, Step] = {}
+_REGISTRY: dict[str, dict[str, Step]] = {}  # roadmap -> step name -> step
 _state = {"loaded": False, "loading": False}
 
 
@@ -115,45 +122,67 @@ def register_step(
     paper_latency_ms: float | None = None,
     paper_note: str = "",
     base: bool = False,
+    roadmap: str = DEFAULT,
+    paper_cost: float | None = None,
 ) -> Callable[[Callable[..., NetSpec]], Callable[..., NetSpec]]:
-    """Decorator that registers a step function under ``name`` (which must be new).
+    """Decorator that registers a step function under ``name`` in ``roadmap`` (the name must
+    be new there).
 
-    ``paper_top1`` (ImageNet-1K top-1, %), ``paper_latency_ms`` (iPhone 12, ms) and
-    ``paper_note`` (how to read them) are what the paper reports for the roadmap up to this
-    step; they are filed in :mod:`roadmap.arch.paper` under the step's name.
+    ``paper_top1`` (the paper's accuracy, %), ``paper_latency_ms`` (its speed column),
+    ``paper_cost`` (its compute column, e.g. GFLOPs) and ``paper_note`` (how to read them) are
+    what the paper reports for the roadmap up to this step; they are filed in
+    :mod:`roadmap.arch.paper` under that network's name.
     """
 
     def decorator(fn: Callable[..., NetSpec]) -> Callable[..., NetSpec]:
-        if name in _REGISTRY:
-            owner = _REGISTRY[name].fn.__module__
-            raise RoadmapError(f"step {name!r} is already registered (by {owner}); pick a new name")
+        steps = _REGISTRY.setdefault(roadmap, {})
+        if name in steps:
+            owner = steps[name].fn.__module__
+            raise RoadmapError(
+                f"step {name!r} is already registered in roadmap {roadmap!r} (by {owner}); "
+                "pick a new name"
+            )
         if not name.isidentifier():
             raise RoadmapError(f"step name {name!r} must be a Python identifier (a-z, 0-9, _)")
-        _REGISTRY[name] = Step(name, title, section, fn, base)
-        if paper_top1 is not None or paper_latency_ms is not None or paper_note:
-            paper.report(name, PaperResult(paper_top1, paper_latency_ms, paper_note, section))
+        steps[name] = Step(name, title, section, fn, base, roadmap)
+        if any(n is not None for n in (paper_top1, paper_latency_ms, paper_cost)) or paper_note:
+            result = PaperResult(paper_top1, paper_latency_ms, paper_note, section, paper_cost)
+            paper.report(_network_name(roadmap, name), result)
         return fn
 
     return decorator
 
 
-def paper_roadmap() -> tuple[str, ...]:
-    """The paper's steps in order (``steps.ROADMAP``), whether or not they are loaded yet."""
-    return importlib.import_module(PAPER_PACKAGE).ROADMAP
+def _network_name(roadmap: str, step: str) -> str:
+    """The network the roadmap up to ``step`` is filed under (a roadmap registers once its
+    steps are imported, so this does not ask it)."""
+    from roadmap.arch.roadmaps import SEPARATOR
+
+    return step if roadmap == DEFAULT else f"{roadmap}{SEPARATOR}{step}"
+
+
+def paper_roadmap(roadmap: str = DEFAULT) -> tuple[str, ...]:
+    """A roadmap's own steps in order, whether or not they are loaded yet."""
+    return get_roadmap(roadmap).order
+
+
+def load_everything() -> None:
+    """Load every built-in roadmap and every installed ``roadmap.steps`` entry point."""
+    _ensure_loaded()
 
 
 def _ensure_loaded() -> None:
-    """Import the paper's steps, then any installed ``roadmap.steps`` entry points.
+    """Import the built-in roadmaps' steps, then any installed ``roadmap.steps`` entry points.
 
-    Safe to call while ``steps`` is itself being imported (a step module imports this one):
-    the loading is then simply finished by a later call.
+    Safe to call while a roadmap's package is itself being imported (a step module imports
+    this one): the loading is then simply finished by a later call.
     """
     if _state["loaded"] or _state["loading"]:
         return
     _state["loading"] = True
     try:
-        for name in paper_roadmap():
-            importlib.import_module(f"{PAPER_PACKAGE}.{name}")
+        for package in BUILT_IN.values():
+            importlib.import_module(package)
         from importlib.metadata import entry_points
 
         for ep in entry_points(group="roadmap.steps"):
@@ -166,7 +195,9 @@ def _ensure_loaded() -> None:
                     f"the roadmap.steps entry point {ep.name} ({ep.value}) failed to load: "
                     f"{_what(e)}"
                 ) from e
-        _state["loaded"] = all(name in _REGISTRY for name in paper_roadmap())
+        _state["loaded"] = all(
+            step in _REGISTRY.get(name, {}) for name in BUILT_IN for step in paper_roadmap(name)
+        )
     finally:
         _state["loading"] = False
 
@@ -206,31 +237,36 @@ def _what(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def all_steps() -> list[Step]:
-    """All registered steps: the paper's in roadmap order, then the others as registered."""
+def all_steps(roadmap: str = DEFAULT) -> list[Step]:
+    """A roadmap's registered steps: its own in order, then the others as registered."""
     _ensure_loaded()
-    paper = paper_roadmap()
+    order = paper_roadmap(roadmap)
+    registered = list(_REGISTRY.get(roadmap, {}).values())
     ranked = sorted(
-        enumerate(_REGISTRY.values()),
-        key=lambda item: (0, paper.index(item[1].name)) if item[1].name in paper else (1, item[0]),
+        enumerate(registered),
+        key=lambda item: (0, order.index(item[1].name)) if item[1].name in order else (1, item[0]),
     )
     return [step for _, step in ranked]
 
 
-def list_steps() -> list[str]:
-    """All registered step names, in roadmap order."""
-    return [step.name for step in all_steps()]
+def list_steps(roadmap: str = DEFAULT) -> list[str]:
+    """A roadmap's registered step names, in order."""
+    return [step.name for step in all_steps(roadmap)]
 
 
-def get_step(name: str) -> Step:
-    """The step called ``name``; unknown names raise and list the known ones."""
+def get_step(name: str, roadmap: str = DEFAULT) -> Step:
+    """The step called ``name`` in ``roadmap``; unknown names raise and list the known ones."""
     _ensure_loaded()
-    if name not in _REGISTRY:
-        known = list_steps()
+    steps = _REGISTRY.get(roadmap, {})
+    if name not in steps:
+        get_roadmap(roadmap)  # an unknown roadmap is its own error
+        known = list_steps(roadmap)
+        where = "" if roadmap == DEFAULT else f" in roadmap {roadmap!r}"
         raise RoadmapError(
-            f"unknown step {name!r}{did_you_mean(name, known)}; known steps: {', '.join(known)}"
+            f"unknown step {name!r}{where}{did_you_mean(name, known)}; known steps: "
+            + ", ".join(known)
         )
-    return _REGISTRY[name]
+    return steps[name]
 
 
 def resolve_steps(
@@ -238,6 +274,7 @@ def resolve_steps(
     *,
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
+    roadmap: str = DEFAULT,
 ) -> list[str]:
     """The ordered list of steps to apply.
 
@@ -246,6 +283,7 @@ def resolve_steps(
         steps: an explicit list instead (in the order given); the base step is added in front
             if missing.
         skip: names to leave out of the resolved list.
+        roadmap: whose steps.
 
     Returns:
         Step names, base step first.
@@ -253,38 +291,40 @@ def resolve_steps(
     if upto is not None and steps is not None:
         raise RoadmapError("give either --upto or --steps, not both")
     if steps is not None:
-        names = [get_step(n).name for n in steps]
+        names = [get_step(n, roadmap).name for n in steps]
     elif upto is not None:
-        known = list_steps()
-        names = known[: known.index(get_step(upto).name) + 1]
+        known = list_steps(roadmap)
+        names = known[: known.index(get_step(upto, roadmap).name) + 1]
     else:
-        names = list(paper_roadmap())
-    skip = [get_step(n).name for n in skip]
+        names = list(paper_roadmap(roadmap))
+    skip = [get_step(n, roadmap).name for n in skip]
     for name in skip:
         if name not in names:
             raise RoadmapError(f"cannot skip {name!r}: it is not among the steps {names}")
-        if get_step(name).base:
+        if get_step(name, roadmap).base:
             raise RoadmapError(f"cannot skip {name!r}: every network starts from it")
     names = [n for n in names if n not in skip]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RoadmapError(f"step(s) listed twice: {', '.join(dupes)}")
-    late_base = [n for n in names[1:] if get_step(n).base]
+    late_base = [n for n in names[1:] if get_step(n, roadmap).base]
     if late_base:
         raise RoadmapError(
             f"{late_base[0]} builds the starting network: list it first, or leave it out "
             "(it is added in front)"
         )
-    if not names or not get_step(names[0]).base:
-        names.insert(0, BASE_STEP)
+    if not names or not get_step(names[0], roadmap).base:
+        names.insert(0, get_roadmap(roadmap).base)
     return names
 
 
-def apply_steps(names: Sequence[str], start: NetSpec | None = None) -> NetSpec:
+def apply_steps(
+    names: Sequence[str], start: NetSpec | None = None, roadmap: str = DEFAULT
+) -> NetSpec:
     """Apply steps in order to ``start`` (None: the first step must build the network)."""
     spec = start
     for name in names:
-        spec = get_step(name).apply(spec)
+        spec = get_step(name, roadmap).apply(spec)
     if spec is None:
         raise RoadmapError("no step was given and no spec to start from")
     return spec
@@ -296,7 +336,9 @@ def build_spec(
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
     num_classes: int = 1000,
+    roadmap: str = DEFAULT,
 ) -> NetSpec:
     """The spec after applying the resolved steps, with ``num_classes`` outputs."""
-    spec = apply_steps(resolve_steps(upto, steps=steps, skip=skip))
+    names = resolve_steps(upto, steps=steps, skip=skip, roadmap=roadmap)
+    spec = apply_steps(names, roadmap=roadmap)
     return validate(replace(spec, num_classes=num_classes))

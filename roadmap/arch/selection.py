@@ -10,7 +10,9 @@ checkpoint errors quote it. The grammar of a name is ``LAST(-MINUS)*(+PLUS)*``:
 - ``widen-separate_mixers``: the paper's control experiment;
 - ``alternating_se+relu``: the whole roadmap, then a plugin step;
 - ``spec-mynet-1a2b3c4d+kernel_3x3``: a spec file (its name and spec hash), then a step;
-- ``alternating_se@m1_5``: any of the above at another size (:mod:`roadmap.arch.family`).
+- ``alternating_se@m1_5``: any of the above at another size (:mod:`roadmap.arch.family`);
+- ``convnext.patchify_stem``: any of the above in a roadmap other than the default, prefixed
+  with its name (:mod:`roadmap.arch.roadmaps`), so two roadmaps' networks never share a name.
 
 Of the two exact ways to write a list of paper steps (a prefix minus what is missing, or the
 baseline plus what is added), the one with fewer terms is used. Steps are Python identifiers,
@@ -33,6 +35,7 @@ from pathlib import Path
 from roadmap.arch import paper, registry
 from roadmap.arch.family import Size, parse_size, scale
 from roadmap.arch.paper import PaperResult
+from roadmap.arch.roadmaps import DEFAULT, get_roadmap, split_name
 from roadmap.arch.spec import Change, NetSpec, diff, replace, spec_hash, validate
 from roadmap.errors import RoadmapError
 
@@ -50,12 +53,14 @@ class Selection:
         start: the spec read from a file that the steps apply to, or None.
         start_file: that file's path as the user gave it ("" without one).
         size: the size the result is scaled to (``roadmap.arch.family``), or None.
+        roadmap: whose steps (:mod:`roadmap.arch.roadmaps`).
     """
 
     steps: tuple[str, ...]
     start: NetSpec | None = None
     start_file: str = ""
     size: Size | None = None
+    roadmap: str = DEFAULT
 
     @classmethod
     def of(
@@ -65,26 +70,30 @@ class Selection:
         skip: Iterable[str] = (),
         spec_file: str | Path | None = None,
         size: str | None = None,
+        roadmap: str = DEFAULT,
     ) -> Selection:
-        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` / ``--size``
-        options name."""
+        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` / ``--size`` /
+        ``--roadmap`` options name."""
         if size is not None:
-            chosen = cls.of(upto, steps, skip, spec_file)
+            chosen = cls.of(upto, steps, skip, spec_file, roadmap=roadmap)
+            if chosen.roadmap != DEFAULT:
+                raise RoadmapError("--size scales the RepViT roadmap's family only")
             return dataclasses.replace(chosen, size=parse_size(size))
         if spec_file is None:
-            return cls(tuple(registry.resolve_steps(upto, steps=steps, skip=tuple(skip))))
+            resolved = registry.resolve_steps(upto, steps=steps, skip=tuple(skip), roadmap=roadmap)
+            return cls(tuple(resolved), roadmap=roadmap)
         if upto is not None or tuple(skip):
             raise RoadmapError(
                 "--spec starts from a spec file: add steps on top with --steps, "
                 "not --upto or --skip"
             )
-        names = [registry.get_step(n).name for n in steps or ()]
-        base = [n for n in names if registry.get_step(n).base]
+        names = [registry.get_step(n, roadmap).name for n in steps or ()]
+        base = [n for n in names if registry.get_step(n, roadmap).base]
         if base:
             raise RoadmapError(f"--spec is the starting network: drop {base[0]} from --steps")
         if len(set(names)) != len(names):
             raise RoadmapError(f"step(s) listed twice: {', '.join(sorted(_dupes(names)))}")
-        return cls(tuple(names), NetSpec.load(spec_file), str(spec_file))
+        return cls(tuple(names), NetSpec.load(spec_file), str(spec_file), roadmap=roadmap)
 
     @classmethod
     def from_name(cls, name: str) -> Selection:
@@ -96,9 +105,10 @@ class Selection:
         if "@" in name:
             base, size = name.rsplit("@", 1)
             return dataclasses.replace(cls.from_name(base), size=parse_size(size))
-        head, *plus = name.split("+")
+        roadmap, bare = split_name(name)
+        head, *plus = bare.split("+")
         last, *minus = head.split("-")
-        paper = registry.paper_roadmap()
+        paper = registry.paper_roadmap(roadmap)
         if last not in paper:
             raise RoadmapError(f"{name!r} is not a network name: {last!r} is not a paper step")
         prefix = [s for s in paper[: paper.index(last) + 1] if s not in minus]
@@ -107,7 +117,8 @@ class Selection:
             raise RoadmapError(
                 f"{name!r} is not a network name: {unknown[0]!r} is not before {last}"
             )
-        return cls(tuple(registry.resolve_steps(steps=prefix + plus)))
+        steps = registry.resolve_steps(steps=prefix + plus, roadmap=roadmap)
+        return cls(tuple(steps), roadmap=roadmap)
 
     @property
     def name(self) -> str:
@@ -117,10 +128,11 @@ class Selection:
             head = f"{SPEC_PREFIX}{label}-{spec_hash(self.start)[:8]}"
             name = head + "".join(f"+{s}" for s in self.steps)
         else:
-            name = name_for(self.steps)
+            name = name_for(self.steps, self.roadmap)
         if len(name) > MAX_NAME:
             digest = hashlib.sha256(",".join(self.steps).encode()).hexdigest()[:8]
             name = f"{CUSTOM_PREFIX}{digest}"
+        name = get_roadmap(self.roadmap).network_name(name)
         return name + (f"@{self.size.label}" if self.size else "")
 
     @property
@@ -131,12 +143,12 @@ class Selection:
     @property
     def is_roadmap_prefix(self) -> bool:
         """Whether this is the paper's roadmap up to some step (the paper has numbers for it)."""
-        paper = registry.paper_roadmap()
+        paper = registry.paper_roadmap(self.roadmap)
         return self.start is None and self.size is None and self.steps == paper[: len(self.steps)]
 
     def spec(self, num_classes: int | None = None) -> NetSpec:
         """The network's spec; ``num_classes`` replaces the class count when given."""
-        spec = _apply(self.steps, self.start)
+        spec = _apply(self.steps, self.start, self.roadmap)
         if self.size is not None:
             spec = validate(scale(spec, self.size))
         if num_classes is not None:
@@ -146,12 +158,13 @@ class Selection:
     def cli_args(self) -> str:
         """The options that select this network again (for messages and commands)."""
         size = f" --size {self.size.label}" if self.size else ""
+        roadmap = f" --roadmap {self.roadmap}" if self.roadmap != DEFAULT else ""
         unsized = dataclasses.replace(self, size=None)
         if unsized.is_roadmap_prefix:
-            return f"--upto {self.steps[-1]}{size}"
+            return f"--upto {self.steps[-1]}{size}{roadmap}"
         spec = f"--spec {self.start_file} " if self.start is not None else ""
         steps = f"--steps {','.join(self.steps)}" if self.steps else ""
-        return (spec + steps).strip() + size
+        return (spec + steps).strip() + size + roadmap
 
     @property
     def paper(self) -> PaperResult | None:
@@ -159,15 +172,15 @@ class Selection:
         paper never measured it. The roadmap up to a step is filed under the step's name
         (whatever the network's name: a plugin's step after the paper's is
         ``alternating_se+step``); anything else (a control, a family member) under its name."""
-        prefix = self.steps and tuple(registry.resolve_steps(self.steps[-1]))
+        prefix = self.steps and tuple(registry.resolve_steps(self.steps[-1], roadmap=self.roadmap))
         if self.start is None and self.size is None and self.steps == prefix:
-            return paper.reported(self.steps[-1])
-        registry.all_steps()  # the steps package files the paper's other networks on loading
+            return registry.get_step(self.steps[-1], self.roadmap).paper
+        registry.all_steps(self.roadmap)  # a roadmap's package files its other networks
         return paper.reported(self.name)
 
     def prefix(self, length: int) -> Selection:
         """The same start (and size) with only the first ``length`` steps."""
-        return Selection(self.steps[:length], self.start, self.start_file, self.size)
+        return dataclasses.replace(self, steps=self.steps[:length])
 
     def before_last_step(self) -> Selection | None:
         """The network the last step was applied to: None when there is none (the base step
@@ -183,14 +196,15 @@ class Selection:
 
 
 @functools.lru_cache(maxsize=256)
-def _apply(steps: tuple[str, ...], start: NetSpec | None) -> NetSpec:
+def _apply(steps: tuple[str, ...], start: NetSpec | None, roadmap: str) -> NetSpec:
     """Steps are pure functions of a spec, so their result can be reused."""
-    return registry.apply_steps(steps, start)
+    return registry.apply_steps(steps, start, roadmap)
 
 
-def name_for(steps: Sequence[str]) -> str:
-    """The name of a step list that starts with the base step (see the module docstring)."""
-    paper = registry.paper_roadmap()
+def name_for(steps: Sequence[str], roadmap: str = DEFAULT) -> str:
+    """The name of a step list that starts with the base step, within its roadmap (see the
+    module docstring; :attr:`Selection.name` adds the roadmap's prefix)."""
+    paper = registry.paper_roadmap(roadmap)
     k = 1
     while k < len(steps) and steps[k] in paper and _in_order(steps[: k + 1], paper):
         k += 1

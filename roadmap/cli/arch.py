@@ -24,6 +24,7 @@ from roadmap.cli.options import (
     NumClassesOpt,
     PretrainedFileOpt,
     PretrainedOpt,
+    RoadmapOpt,
     ThreadsOpt,
     WarmupOpt,
     select,
@@ -33,30 +34,46 @@ from roadmap.errors import RoadmapError
 
 
 @command("steps")
-def steps_cmd(fmt: FormatOpt = Format.table) -> None:
-    """List the roadmap's steps in order, with the paper's section and numbers."""
+def steps_cmd(fmt: FormatOpt = Format.table, roadmap: RoadmapOpt = "repvit") -> None:
+    """List a roadmap's steps in order, with the paper's section and numbers."""
     from roadmap.arch import registry
-    from roadmap.report import tables
+    from roadmap.arch.roadmaps import get_roadmap
+    from roadmap.report import catalogue
 
-    steps = registry.all_steps()
+    steps = registry.all_steps(roadmap)
     if fmt is Format.json:
-        print(json.dumps(tables.steps_data(steps), indent=2))
+        print(json.dumps(catalogue.steps_data(steps), indent=2))
     else:
-        show(tables.steps_table(steps))
+        show(catalogue.steps_table(get_roadmap(roadmap), steps))
+
+
+@command("roadmaps")
+def roadmaps_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the installed roadmaps: the paper, the way it goes, its steps and what it measured."""
+    from roadmap.arch import registry
+    from roadmap.arch.roadmaps import get_roadmap, roadmap_names
+    from roadmap.report import catalogue
+
+    registry.load_everything()  # plugins' roadmaps too
+    found = [get_roadmap(name) for name in roadmap_names()]
+    if fmt is Format.json:
+        print(json.dumps(catalogue.roadmaps_data(found), indent=2))
+    else:
+        show(catalogue.roadmaps_table(found))
 
 
 @command("blocks")
 def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
     """List the block kinds a spec may use: what each is, the fields it reads, its own fields."""
     from roadmap.arch import blocks, registry
-    from roadmap.report import tables
+    from roadmap.report import catalogue
 
     registry.all_steps()  # plugins' steps are loaded, and with them the kinds they register
     kinds = [blocks.get_block_kind(name) for name in blocks.block_kinds()]
     if fmt is Format.json:
-        print(json.dumps(tables.block_kinds_data(kinds), indent=2))
+        print(json.dumps(catalogue.block_kinds_data(kinds), indent=2))
     else:
-        show(tables.block_kinds_table(kinds))
+        show(catalogue.block_kinds_table(kinds))
 
 
 @command("build")
@@ -145,7 +162,7 @@ def latency_cmd(
         warmup=warmup,
         iters=iters,
     )
-    chosen = plan.every_step() if all_steps else [network]
+    chosen = plan.every_step(network.roadmap) if all_steps else [network]
     settings.check()  # before saying what we are about to do
     what = f"timing {len(chosen)} network(s) with {backend.value}"
     if backend is Backend.executorch:
@@ -202,7 +219,7 @@ def profile_cmd(
         batch=batch, img_size=img_size, threads=threads, warmup=warmup, iters=iters
     )
     before = None if alone else network.before_last_step()
-    chosen = plan.every_step() if all_steps else [n for n in (before, network) if n]
+    chosen = plan.every_step(network.roadmap) if all_steps else [n for n in (before, network) if n]
     profile.check(settings)
     with working(f"profiling {len(chosen)} network(s), {iters} passes each, interleaved"):
         profiles = profile.profile_selections(
@@ -218,7 +235,8 @@ def _every_step_alone(network: Any, all_steps: bool, verb: str) -> None:
     """--all takes the whole roadmap: a selection beside it is a mistake, not a filter."""
     from roadmap.arch.selection import Selection
 
-    if all_steps and (network.steps != Selection.of().steps or network.start):
+    whole = Selection.of(roadmap=network.roadmap).steps
+    if all_steps and (network.steps != whole or network.start):
         raise RoadmapError(f"--all {verb} every step; drop --upto/--steps/--skip/--spec")
 
 

@@ -135,6 +135,8 @@ ItersOpt = Annotated[
     int, typer.Option("--iters", min=1, help="Timed latency iterations per network.")
 ]
 OutFileOpt = Annotated[Path | None, typer.Option("--out", help="Also write the output here.")]
+
+
 def checked_data(value: str | None) -> str | None:
     """Read ``--data`` as it is parsed, so a typo is one line before anything heavy loads."""
     from roadmap.train.sources import parse_source  # light: no torch
@@ -147,12 +149,36 @@ def checked_data(value: str | None) -> str | None:
     return value
 
 
-def checked_step(value: str) -> str:
-    """Read a step name as it is parsed (light: the registry loads no torch)."""
-    from roadmap.arch import registry
+def checked_roadmap(value: str) -> str:
+    """Read ``--roadmap`` as it is parsed (it is eager: the step names after it are its)."""
+    from roadmap.arch.roadmaps import get_roadmap
 
     try:
-        return registry.get_step(value).name
+        return get_roadmap(value).name
+    except RoadmapError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+RoadmapOpt = Annotated[
+    str,
+    typer.Option(
+        "--roadmap",
+        is_eager=True,
+        callback=checked_roadmap,
+        help="Whose steps: repvit (MobileNetV3-L -> RepViT-M0.9), convnext (ResNet-50 -> "
+        "ConvNeXt-T), or a plugin's (`roadmap roadmaps` lists them).",
+    ),
+]
+
+
+def checked_step(ctx: typer.Context, value: str) -> str:
+    """Read a step name as it is parsed, in the ``--roadmap`` already read (light: the
+    registry loads no torch)."""
+    from roadmap.arch import registry
+    from roadmap.arch.roadmaps import DEFAULT
+
+    try:
+        return registry.get_step(value, ctx.params.get("roadmap", DEFAULT)).name
     except RoadmapError as e:
         raise typer.BadParameter(str(e)) from None
 
@@ -230,11 +256,13 @@ def select(
     skip: SkipOpt = None,
     spec: SpecOpt = None,
     size: SizeOpt = None,
+    roadmap: RoadmapOpt = "repvit",
 ) -> Any:
     """Which network (a ``Selection``)."""
     from roadmap.arch.selection import Selection
 
-    return Selection.of(upto, split_names(steps), split_names(skip) or (), spec, size)
+    names, left_out = split_names(steps), split_names(skip) or ()
+    return Selection.of(upto, names, left_out, spec, size, roadmap=roadmap)
 
 
 def recipe_group(

@@ -12,6 +12,7 @@ from roadmap.cli.options import (
     OnlyOneOpt,
     OutFileOpt,
     ResultsOpt,
+    RoadmapOpt,
     StoreRecipeOpt,
     TableFormat,
     TableFormatOpt,
@@ -159,6 +160,7 @@ def ablate_cmd(
     timing: Any = None,
     results: ResultsOpt = Path("results"),
     out: OutFileOpt = None,
+    roadmap: RoadmapOpt = "repvit",
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
     from roadmap.study import plan
@@ -166,7 +168,8 @@ def ablate_cmd(
     if leave_one_out == only_one:
         raise RoadmapError("choose one of --leave-one-out or --only-one")
     data_name, recipe = _store_labels(results, data, recipe)
-    variants = plan.leave_one_out(upto) if leave_one_out else plan.only_one(upto)
+    ablate = plan.leave_one_out if leave_one_out else plan.only_one
+    variants = ablate(upto, roadmap)
     study = _collect(
         variants,
         latency_settings=timing,
@@ -240,6 +243,7 @@ def explain_cmd(
             ".md (diagrams as SVG files beside it).",
         ),
     ] = None,
+    roadmap: RoadmapOpt = "repvit",
 ) -> None:
     """One step's lesson: why, what changes (diff, diagrams), the numbers, how to reproduce."""
     from rich.markdown import Markdown
@@ -247,10 +251,12 @@ def explain_cmd(
     from roadmap.arch.selection import Selection
     from roadmap.teach import lesson
 
-    start = Selection.of(spec_file=spec) if spec is not None else None
+    start = Selection.of(spec_file=spec, roadmap=roadmap) if spec is not None else None
     what = f"explaining {step}" + (": counting, timing and profiling it" if timing else "")
     with working(what) as say:
-        les = lesson.lesson(step, latency_settings=timing, start=start, progress=say)
+        les = lesson.lesson(
+            step, latency_settings=timing, start=start, progress=say, roadmap=roadmap
+        )
     if out is not None:
         from roadmap.teach import html_page
 
@@ -280,13 +286,14 @@ def walkthrough_cmd(
         ),
     ] = None,
     timing: Any = None,
+    roadmap: RoadmapOpt = "repvit",
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
     from roadmap.arch.selection import Selection
     from roadmap.study import plan
     from roadmap.teach import html_page, lesson
 
-    study = _collect(plan.prefixes(Selection.of(upto)), latency_settings=timing)
+    study = _collect(plan.prefixes(Selection.of(upto, roadmap=roadmap)), latency_settings=timing)
     if timing is None:
         note_line(
             "--no-latency: the lessons carry no latency, and the roadmap plot shows sizes and "
@@ -296,7 +303,7 @@ def walkthrough_cmd(
         lessons = []
         for i, row in enumerate(study.rows):
             say(f"lesson {i + 1}/{len(study.rows)}: {row.variant.about}")
-            lessons.append(lesson.lesson(row.variant.about, rows=study.rows))
+            lessons.append(lesson.lesson(row.variant.about, rows=study.rows, roadmap=roadmap))
     if out is None:
         _page_lessons([lesson.lesson_markdown(les) for les in lessons])
         return

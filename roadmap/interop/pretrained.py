@@ -23,6 +23,7 @@ match is loaded, the rest keeps its fresh init, and the run's record lists what 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from roadmap.arch.registry import BASE_STEP, paper_roadmap
+from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
 
@@ -72,17 +73,19 @@ def reference(selection: Selection) -> str:
     Raises:
         RoadmapError: the network is not one timm has weights for.
     """
-    full = tuple(paper_roadmap())
-    if selection.start is None and selection.size is None and selection.steps == (BASE_STEP,):
-        return "mobilenetv3_large_100"
-    if selection.start is None and selection.steps == full:
+    roadmap = get_roadmap(selection.roadmap)
+    unsized = dataclasses.replace(selection, size=None)
+    last = selection.steps[-1] if selection.steps else None
+    references = dict(roadmap.references)
+    if unsized.is_roadmap_prefix and last in references:
         if selection.size is None:
-            return "repvit_m0_9"
-        if selection.size.timm_name:
-            return selection.size.timm_name
+            return references[last]
+        if last == roadmap.order[-1] and selection.size.timm_name:
+            return selection.size.timm_name  # a family member (RepViT's sizes)
+    ends = " or ".join(f"--upto {step}" for step in references)
+    family = " or a family member (--size m1_5)" if roadmap.name == "repvit" else ""
     raise RoadmapError(
-        f"no published weights fit {selection.name}: --pretrained takes the first step "
-        f"(--upto {BASE_STEP}), the last (--upto {full[-1]}) or a family member (--size m1_5); "
+        f"no published weights fit {selection.name}: --pretrained takes {ends}{family}; "
         "use --init PATH for weights of your own"
     )
 

@@ -28,7 +28,8 @@ from timm.models._features import FeatureGetterNet
 
 from roadmap.arch.builder import RoadmapNet
 from roadmap.arch.family import FAMILY
-from roadmap.arch.registry import list_steps
+from roadmap.arch.registry import list_steps, load_everything
+from roadmap.arch.roadmaps import DEFAULT, roadmap_names
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import NetSpec, replace
 from roadmap.interop.pretrained import load_pretrained
@@ -96,11 +97,17 @@ def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm'
 
 
 def timm_networks() -> dict[str, tuple[Selection, str]]:
-    """Our timm names: every step's prefix, and the RepViT family at the paper's sizes."""
+    """Our timm names: every step's prefix in every roadmap (``roadmap_<step>`` for the
+    default one, ``roadmap_<roadmap>_<step>`` for the others), and the RepViT family at the
+    paper's sizes."""
+    load_everything()
     out = {}
-    for step in list_steps():
-        doc = f"The roadmap up to and including {step!r} (``roadmap build --upto {step}``)."
-        out[PREFIX + step] = (Selection.of(step), doc)
+    for roadmap in roadmap_names():
+        for step in list_steps(roadmap):
+            road = "" if roadmap == DEFAULT else f" --roadmap {roadmap}"
+            doc = f"The {roadmap} roadmap up to {step!r} (``roadmap build --upto {step}{road}``)."
+            name = PREFIX + ("" if roadmap == DEFAULT else f"{roadmap}_") + step
+            out[name] = (Selection.of(step, roadmap=roadmap), doc)
     for label in FAMILY:
         doc = f"RepViT-{label[1:].replace('_', '.').upper()} from the roadmap's spec (--size)."
         out[f"{PREFIX}repvit_{label}"] = (Selection.of(size=label), doc)

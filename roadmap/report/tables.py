@@ -14,9 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from roadmap.arch.blocks import BlockKind, get_block_kind
-from roadmap.arch.paper import PaperResult
-from roadmap.arch.registry import Step
+from roadmap.arch.blocks import get_block_kind
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import (
     BlockSpec,
@@ -44,86 +42,6 @@ MACS_LEGEND = (
 def fmt_num(value: float | None, digits: int = 1, suffix: str = "") -> str:
     """A number for a table, or an em dash when there is none."""
     return "—" if value is None else f"{value:.{digits}f}{suffix}"
-
-
-def steps_table(steps: Sequence[Step]) -> Table:
-    """The roadmap: one row per step with the paper's section and numbers (notes as footnotes)."""
-    table = Table(
-        title="The RepViT roadmap",
-        caption="paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML)",
-        caption_justify="left",
-    )
-    table.add_column("#", justify="right")
-    table.add_column("step", no_wrap=True)
-    table.add_column("§")
-    table.add_column("top-1 %", justify="right")
-    table.add_column("ms", justify="right")
-    table.add_column("change")
-    notes = []
-    for i, s in enumerate(steps):
-        reported = s.paper or PaperResult()
-        mark = ""
-        if reported.note:
-            notes.append(reported.note)
-            mark = "*" * len(notes)
-        table.add_row(
-            str(i),
-            s.name,
-            s.section,
-            fmt_num(reported.top1) + mark,
-            fmt_num(reported.latency_ms, 2),
-            s.title,
-        )
-    if notes:
-        table.caption += "\n" + "\n".join(f"{'*' * (i + 1)} {n}" for i, n in enumerate(notes))
-    return table
-
-
-def steps_data(steps: Sequence[Step]) -> list[dict]:
-    """The roadmap as plain data (for ``--format json``)."""
-    return [
-        {
-            "index": i,
-            "name": s.name,
-            "section": s.section,
-            "title": s.title,
-            "paper_top1": (s.paper or PaperResult()).top1,
-            "paper_latency_ms": (s.paper or PaperResult()).latency_ms,
-            "paper_note": (s.paper or PaperResult()).note,
-        }
-        for i, s in enumerate(steps)
-    ]
-
-
-def block_kinds_table(kinds: Sequence[BlockKind]) -> Table:
-    """The block kinds a spec may use: what each is, its own fields, its profiled parts."""
-    table = Table(
-        title="Block kinds",
-        caption="own fields: BlockSpec.extra; --format json adds the common fields each reads",
-        caption_justify="left",
-    )
-    for name in ("kind", "what it is", "own fields (default)", "parts, as profiled"):
-        table.add_column(name, no_wrap=name == "kind")
-    for row in block_kinds_data(kinds):
-        own = "\n".join(f"{k} ({v})" for k, v in row["extra"].items()) or "—"
-        parts = "\n".join(f"{k}: {v}" for k, v in row["parts"].items()) or "—"
-        table.add_row(row["name"], row["title"], own, parts)
-    return table
-
-
-def block_kinds_data(kinds: Sequence[BlockKind]) -> list[dict]:
-    """The block kinds as plain data (for ``--format json``)."""
-    return [
-        {
-            "name": k.name,
-            "title": k.title,
-            "reads": list(k.reads),
-            "extra": {name: default for name, (_, default) in k.extra.items()},
-            "parts": dict(k.parts),
-            "plain": k.plain,
-        }
-        for k in kinds
-    ]
 
 
 def describe_block(block: BlockSpec) -> str:

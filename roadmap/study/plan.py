@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from roadmap.arch import registry
 from roadmap.arch.family import FAMILY
+from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.selection import Selection
 from roadmap.errors import PreconditionError, RoadmapError
 
@@ -59,20 +60,21 @@ def prefixes(selection: Selection) -> list[Variant]:
     return [variant(selection.prefix(n)) for n in range(first, len(selection.steps) + 1)]
 
 
-def leave_one_out(upto: str | None = None) -> list[Variant]:
+def leave_one_out(upto: str | None = None, roadmap: str = DEFAULT) -> list[Variant]:
     """The roadmap (up to ``upto``), then the same with each of its steps left out."""
-    full = registry.resolve_steps(upto)
-    out = [variant(Selection(tuple(full)))]
+    full = registry.resolve_steps(upto, roadmap=roadmap)
+    out = [variant(Selection(tuple(full), roadmap=roadmap))]
     for name in full[1:]:
-        out.append(variant(Selection(tuple(s for s in full if s != name)), about=name))
+        chosen = Selection(tuple(s for s in full if s != name), roadmap=roadmap)
+        out.append(variant(chosen, about=name))
     return out
 
 
-def only_one(upto: str | None = None) -> list[Variant]:
+def only_one(upto: str | None = None, roadmap: str = DEFAULT) -> list[Variant]:
     """The baseline, then the baseline with each single step of the roadmap applied alone."""
-    full = registry.resolve_steps(upto)
-    out = [variant(Selection((full[0],)))]
-    out += [variant(Selection((full[0], name))) for name in full[1:]]
+    full = registry.resolve_steps(upto, roadmap=roadmap)
+    out = [variant(Selection((full[0],), roadmap=roadmap))]
+    out += [variant(Selection((full[0], name), roadmap=roadmap)) for name in full[1:]]
     return out
 
 
@@ -82,9 +84,12 @@ def family() -> list[Variant]:
     return [variant(Selection(full, size=size), about=size.label) for size in FAMILY.values()]
 
 
-def every_step() -> list[Selection]:
-    """One selection per registered step: the roadmap up to and including it."""
-    return [Selection(tuple(registry.resolve_steps(upto=n))) for n in registry.list_steps()]
+def every_step(roadmap: str = DEFAULT) -> list[Selection]:
+    """One selection per registered step of a roadmap: the roadmap up to and including it."""
+    return [
+        Selection(tuple(registry.resolve_steps(upto=n, roadmap=roadmap)), roadmap=roadmap)
+        for n in registry.list_steps(roadmap)
+    ]
 
 
 ABLATIONS = ("leave_one_out", "only_one")
@@ -104,7 +109,7 @@ def variants(network: Selection, ablation: str | None = None) -> list[Variant]:
             "--steps, --skip or --spec"
         )
     sets = {"leave_one_out": leave_one_out, "only_one": only_one}
-    return sets[ablation](network.steps[-1])
+    return sets[ablation](network.steps[-1], network.roadmap)
 
 
 @dataclass(frozen=True)

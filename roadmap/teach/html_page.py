@@ -17,6 +17,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from roadmap.arch.roadmaps import get_roadmap
 from roadmap.errors import RoadmapError
 from roadmap.teach import diagram
 from roadmap.teach.diagram import Diagram
@@ -123,7 +124,7 @@ def write_lessons(out: Path, lessons: list, study: Any = None) -> list[Path]:
         table = tables.study_markdown(study, "Every step, measured here", paper=True)
         plot = _plot(study, out, inline=out.suffix == ".html", written=written)
         text = lesson.walkthrough_markdown(lessons, table, plot, image=image)
-        title = "From MobileNetV3-L to RepViT, one step at a time"
+        title = lesson.walkthrough_title(get_roadmap(lessons[0].step.roadmap))
     content = html_page(text, title) if out.suffix == ".html" else text
     files.write_text(out, content)
     return [out, *written]

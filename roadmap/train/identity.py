@@ -22,6 +22,7 @@ import hashlib
 from pathlib import Path
 
 from roadmap.arch.registry import paper_roadmap
+from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.selection import CUSTOM_PREFIX, Selection
 from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import reference
@@ -73,6 +74,8 @@ def legacy_names(selection: Selection) -> list[str]:
     """
     paper = list(paper_roadmap())
     steps = list(selection.steps)
+    if selection.roadmap != DEFAULT:  # 0.1 knew one roadmap
+        return []
     if selection.start is not None or selection.size is not None or steps == paper[: len(steps)]:
         return []
     if all(s in paper for s in steps) and steps == sorted(steps, key=paper.index):

@@ -19,7 +19,7 @@ runner = CliRunner()
 def _restore_registry():
     """Plugin steps registered by a test must not leak into other tests."""
     registry.list_steps()
-    saved = dict(registry._REGISTRY)
+    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(saved)
@@ -94,7 +94,7 @@ def test_plugin_step_registers_after_the_papers():
 
 
 def test_plugin_works_in_steps_build_and_explain():
-    out = runner.invoke(app, ["--plugin", PLUGIN, "steps", "--format", "json"]).output
+    out = runner.invoke(app, ["--plugin", PLUGIN, "steps", "--format", "json"]).stdout
     assert json.loads(out)[-1]["name"] == "relu"
     result = runner.invoke(
         app, ["--plugin", PLUGIN, "build", "--steps", "gelu,relu", "--format", "json"]
@@ -136,3 +136,56 @@ def test_plugin_reusing_a_name_is_refused(tmp_path):
     result = runner.invoke(app, ["--plugin", str(clash), "steps"])
     assert result.exit_code == 2
     assert "step 'gelu' is already registered" in result.output
+
+
+ROADMAP_PLUGIN = '''
+"""A roadmap of a plugin's own: a tiny network, and one step on it."""
+from roadmap import BlockSpec, HeadSpec, NetSpec, StageSpec, map_blocks, register_step, replace
+from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
+
+register_roadmap(Roadmap(
+    name="tiny", title="TinyNet -> TinyNet-GELU", citation="nobody, 2026", package=__name__,
+    order=("tiny_base", "tiny_gelu"),
+    accuracy=PaperColumn("paper top-1 %", "%", "made up"),
+))
+
+
+@register_step("tiny_base", title="a tiny network", section="§1", base=True, roadmap="tiny")
+def tiny_base():
+    stage = lambda w: StageSpec(blocks=(BlockSpec("conv", w, 3, 2),))
+    return NetSpec(stem=(BlockSpec("conv", 8, 3, 2),), stages=tuple(stage(w) for w in (8, 16)),
+                   head=HeadSpec())
+
+
+@register_step("tiny_gelu", title="GELU", section="§2", roadmap="tiny", paper_top1=50.0)
+def tiny_gelu(spec):
+    return map_blocks(spec, lambda _p, b: replace(b, activation="gelu"))
+'''
+
+
+def test_a_plugin_registers_a_whole_roadmap(tmp_path):
+    from roadmap.arch import roadmaps
+
+    plugin = tmp_path / "tiny.py"
+    plugin.write_text(ROADMAP_PLUGIN)
+    try:
+        listed = runner.invoke(app, ["--plugin", str(plugin), "roadmaps", "--format", "json"])
+        assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "tiny"]
+        steps = runner.invoke(app, ["steps", "--roadmap", "tiny", "--format", "json"])
+        assert [s["name"] for s in json.loads(steps.stdout)] == ["tiny_base", "tiny_gelu"]
+        args = ["build", "--roadmap", "tiny", "--upto", "tiny_gelu", "--img-size", "32"]
+        built = runner.invoke(app, [*args, "--format", "json"])
+        assert built.exit_code == 0, built.output
+        assert any("activation: relu -> gelu" in c for c in json.loads(built.stdout)["changes"])
+        table = runner.invoke(app, ["table", "--roadmap", "tiny", "--no-latency", "--format",
+                                    "json"])  # fmt: skip
+        rows = json.loads(table.stdout)["rows"]
+        assert [r["name"] for r in rows] == ["tiny.tiny_base", "tiny.tiny_gelu"]  # prefixed
+        assert rows[1]["paper_top1"] == 50.0
+        # the same step name in the default roadmap is another step, or none
+        missing = runner.invoke(app, ["build", "--upto", "tiny_gelu"])
+        assert missing.exit_code == 2 and "unknown step 'tiny_gelu'" in missing.output
+        wrong = runner.invoke(app, ["steps", "--roadmap", "tine"])
+        assert wrong.exit_code == 2 and "did you mean 'tiny'" in wrong.output
+    finally:
+        roadmaps._ROADMAPS.pop("tiny", None)

@@ -139,7 +139,7 @@ def test_a_foreign_pickle_is_one_line_without_torchs_warning(tmp_path: Path) -> 
 @pytest.fixture
 def clean_registry():
     registry.list_steps()
-    saved = dict(registry._REGISTRY)
+    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(saved)

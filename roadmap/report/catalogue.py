@@ -1,0 +1,129 @@
+"""What is installed, as tables: the roadmaps, a roadmap's steps with the paper's numbers, and
+the block kinds a spec may use (``roadmap roadmaps``, ``roadmap steps``, ``roadmap blocks``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.table import Table
+
+from roadmap.arch.blocks import BlockKind
+from roadmap.arch.paper import PaperResult
+from roadmap.arch.registry import Step
+from roadmap.arch.roadmaps import PaperColumn, Roadmap
+from roadmap.report.tables import fmt_num
+
+
+def paper_columns(roadmap: Roadmap) -> list[tuple[PaperColumn, Callable[[PaperResult], Any]]]:
+    """A roadmap's paper columns, each with how to read it from a paper result."""
+    columns = [(roadmap.accuracy, lambda r: r.top1)]
+    if roadmap.speed is not None:
+        columns.append((roadmap.speed, lambda r: r.latency_ms))
+    if roadmap.cost is not None:
+        columns.append((roadmap.cost, lambda r: r.cost))
+    return columns
+
+
+def steps_table(roadmap: Roadmap, steps: Sequence[Step]) -> Table:
+    """A roadmap: one row per step with the paper's section and numbers (notes as footnotes)."""
+    columns = paper_columns(roadmap)
+    caption = "; ".join(f"{c.label}: {c.conditions}" for c, _ in columns)
+    table = Table(
+        title=f"The {roadmap.name} roadmap: {roadmap.title}",
+        caption=f"{roadmap.citation}\n{caption}",
+        caption_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("step", no_wrap=True)
+    table.add_column("§")
+    for column, _ in columns:
+        table.add_column(column.label, justify="right")
+    table.add_column("change")
+    notes = []
+    for i, s in enumerate(steps):
+        reported = s.paper or PaperResult()
+        mark = ""
+        if reported.note:
+            notes.append(reported.note)
+            mark = "*" * len(notes)
+        values = [fmt_num(read(reported), 2 if c.unit != "%" else 1) for c, read in columns]
+        values[0] += mark
+        table.add_row(str(i), s.name, s.section, *values, s.title)
+    if notes:
+        table.caption += "\n" + "\n".join(f"{'*' * (i + 1)} {n}" for i, n in enumerate(notes))
+    return table
+
+
+def steps_data(steps: Sequence[Step]) -> list[dict]:
+    """The roadmap as plain data (for ``--format json``)."""
+    return [
+        {
+            "index": i,
+            "name": s.name,
+            "roadmap": s.roadmap,
+            "section": s.section,
+            "title": s.title,
+            "paper_top1": (s.paper or PaperResult()).top1,
+            "paper_latency_ms": (s.paper or PaperResult()).latency_ms,
+            "paper_cost": (s.paper or PaperResult()).cost,
+            "paper_note": (s.paper or PaperResult()).note,
+        }
+        for i, s in enumerate(steps)
+    ]
+
+
+def roadmaps_table(roadmaps: Sequence[Roadmap]) -> Table:
+    """The installed roadmaps."""
+    table = Table(title="Roadmaps", caption="roadmap steps --roadmap NAME lists one's steps")
+    for name in ("roadmap", "from -> to", "steps", "the paper measured", "paper"):
+        table.add_column(name, no_wrap=name == "roadmap")
+    for row in roadmaps_data(roadmaps):
+        measured = "; ".join(row["columns"])
+        table.add_row(row["name"], row["title"], str(row["steps"]), measured, row["citation"])
+    return table
+
+
+def roadmaps_data(roadmaps: Sequence[Roadmap]) -> list[dict]:
+    """The installed roadmaps as plain data."""
+    return [
+        {
+            "name": r.name,
+            "title": r.title,
+            "steps": len(r.order),
+            "columns": [f"{c.label} ({c.conditions})" for c, _ in paper_columns(r)],
+            "citation": r.citation,
+        }
+        for r in roadmaps
+    ]
+
+
+def block_kinds_table(kinds: Sequence[BlockKind]) -> Table:
+    """The block kinds a spec may use: what each is, its own fields, its profiled parts."""
+    table = Table(
+        title="Block kinds",
+        caption="own fields: BlockSpec.extra; --format json adds the common fields each reads",
+        caption_justify="left",
+    )
+    for name in ("kind", "what it is", "own fields (default)", "parts, as profiled"):
+        table.add_column(name, no_wrap=name == "kind")
+    for row in block_kinds_data(kinds):
+        own = "\n".join(f"{k} ({v})" for k, v in row["extra"].items()) or "—"
+        parts = "\n".join(f"{k}: {v}" for k, v in row["parts"].items()) or "—"
+        table.add_row(row["name"], row["title"], own, parts)
+    return table
+
+
+def block_kinds_data(kinds: Sequence[BlockKind]) -> list[dict]:
+    """The block kinds as plain data (for ``--format json``)."""
+    return [
+        {
+            "name": k.name,
+            "title": k.title,
+            "reads": list(k.reads),
+            "extra": {name: default for name, (_, default) in k.extra.items()},
+            "parts": dict(k.parts),
+            "plain": k.plain,
+        }
+        for k in kinds
+    ]
