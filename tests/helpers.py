@@ -49,18 +49,27 @@ def fails_in_one_line(args: list, message: str) -> str:
     assert message in result.output, result.output
     return result.output
 
+
 # --- networks -------------------------------------------------------------------------------
 
-_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
 
 def calibrate_bn(model: torch.nn.Module, img_size: int = 64, batches: int = 3) -> torch.nn.Module:
-    """Give every BatchNorm non-trivial affine params and running stats from real forward passes.
+    """Give every BatchNorm non-trivial affine params and running stats from real forward passes
+    (and every LayerNorm and layer scale non-trivial values).
 
     Random affine params make the test non-trivial; statistics gathered from data (rather than
     drawn at random) keep a deep network's activations at a sane scale, as after training.
     """
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):  # ConvNeXt's layer scale, 1e-6 at init
+                torch.nn.init.uniform_(p, 0.5, 1.5)
     for m in model.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.3, 0.3)
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
             torch.nn.init.uniform_(m.bias, -0.3, 0.3)
@@ -95,6 +104,8 @@ def signature(m: nn.Module) -> tuple:
         return family, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
     if isinstance(m, nn.Linear):
         return family, tuple(m.weight.shape), m.bias is not None
+    if isinstance(m, nn.LayerNorm):
+        return family, m.normalized_shape, m.eps
     return family, m.num_features, m.eps
 
 

@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from roadmap.arch.blocks import get_block_kind
-from roadmap.arch.layers import ConvNorm, NormLinear, init_goog, make_act
+from roadmap.arch.layers import ConvNorm, NormLinear, init_goog, layer_norm, make_act
+from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
 from roadmap.errors import RoadmapError
 
@@ -38,7 +39,7 @@ Init = Callable[[nn.Module], None] | None
 
 
 class Head(nn.Module):
-    """Global pooling -> [1x1 conv + act] -> dropout -> [BN] -> linear.
+    """Global pooling -> [LayerNorm] -> [1x1 conv + act] -> dropout -> [BN] -> linear.
 
     ``pre_pool`` (MobileNetV3's 1x1 conv to 960) lives here because the spec's head holds it,
     but it works on the feature map, so ``RoadmapNet.forward_features`` runs it, as timm's
@@ -54,6 +55,7 @@ class Head(nn.Module):
         self.in_features = in_ch  # what forward_features hands over
         self.global_pool = SelectAdaptivePool2d(pool_type=spec.pool, flatten=False)
         in_ch *= self.global_pool.feat_mult()  # catavgmax concatenates two poolings
+        self.norm = layer_norm(in_ch) if spec.pool_norm == "layer" else nn.Identity()
         self.hidden = nn.Identity()
         self.act = nn.Identity()
         if spec.hidden_channels:
@@ -63,21 +65,22 @@ class Head(nn.Module):
         self.hidden_size = in_ch  # what pre_logits returns
         self.flatten = nn.Flatten(1) if spec.pool else nn.Identity()
         self.drop = nn.Dropout(spec.dropout)
-        self.classifier = make_classifier(in_ch, num_classes, spec.norm)
+        self.classifier = make_classifier(in_ch, num_classes, spec)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)  # (B, C, H, W) -> (B, C, 1, 1), or unchanged without pooling
+        x = self.norm(self.global_pool(x))  # (B, C, H, W) -> (B, C, 1, 1), or unchanged
         x = self.flatten(self.act(self.hidden(x)))  # (B, C', 1, 1) -> (B, C')
         x = self.drop(x)
         return x if pre_logits else self.classifier(x)
 
 
-def make_classifier(in_features: int, num_classes: int, norm: bool) -> nn.Module:
+def make_classifier(in_features: int, num_classes: int, spec: HeadSpec) -> nn.Module:
     """The last layer: [BN ->] linear, or nothing for ``num_classes == 0`` (features out)."""
     if num_classes == 0:
         return nn.Identity()
-    layer = NormLinear(in_features, num_classes) if norm else nn.Linear(in_features, num_classes)
-    return init_head(layer, norm)
+    if spec.norm:
+        return init_head(NormLinear(in_features, num_classes), spec)
+    return init_head(nn.Linear(in_features, num_classes), spec)
 
 
 class Stage(nn.Module):
@@ -133,8 +136,8 @@ class RoadmapNet(nn.Module):
             width = stages[-1].out_channels
         self.stages = nn.Sequential(*stages)
         self.head = Head(width, spec.head, spec.num_classes)
-        init_head(self.head.pre_pool, spec.head.norm)
-        init_head(self.head.hidden, spec.head.norm)
+        init_head(self.head.pre_pool, spec.head)
+        init_head(self.head.hidden, spec.head)
         self.feature_info, self._taps = feature_levels(spec)
         self.num_features = self.head.in_features
         self.head_hidden_size = self.head.hidden_size
@@ -199,7 +202,7 @@ class RoadmapNet(nn.Module):
         self.num_classes = num_classes
         if head.pool != self.head.global_pool.pool_type:
             self._rebuild_pooling(head)
-        self.head.classifier = make_classifier(self.head_hidden_size, num_classes, head.norm)
+        self.head.classifier = make_classifier(self.head_hidden_size, num_classes, head)
 
     def _rebuild_pooling(self, head: HeadSpec) -> None:
         pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=False)
@@ -276,6 +279,7 @@ class RoadmapNet(nn.Module):
         self.head.in_features = self.num_features
         if prune_head or keep <= n_stem + n_stages:
             self.head.hidden, self.head.act = nn.Identity(), nn.Identity()
+            self.head.norm = nn.Identity()
             self.head_hidden_size = self.num_features
             self.head.hidden_size = self.num_features
             self.head.classifier = nn.Identity()
@@ -317,21 +321,26 @@ def feature_levels(spec: NetSpec) -> tuple[list[dict], list[int]]:
 
 
 def stem_init(spec: NetSpec) -> Init:
-    """How a plain layer starts: as the stem's first block that is not a plain layer starts
-    (MobileNetV3's stem: its blocks' init), or with PyTorch's defaults in a stem of plain
-    layers only (RepViT's early convolutions)."""
-    kinds = (get_block_kind(b.kind) for b in spec.stem)
+    """How a plain layer starts: as the network's first block that is not a plain layer
+    starts, looking in the stem, then in the stages (MobileNetV3's stem: its blocks' init;
+    RepViT's early convolutions: RepViT's, PyTorch's defaults; a patchify stem: the init of
+    the ResNet or ConvNeXt blocks after it)."""
+    blocks = [b for _, b in spec.iter_blocks()]
+    kinds = (get_block_kind(b.kind) for b in blocks)
     return next((k.init for k in kinds if not k.plain), None)
 
 
-def init_head(module: nn.Module, norm: bool) -> nn.Module:
-    """MobileNetV3's head (pre-pool conv, hidden conv, linear) starts as timm's; RepViT's
-    BN-linear classifier as the official code's (truncated normal, std 0.02)."""
+def init_head(module: nn.Module, spec: HeadSpec) -> nn.Module:
+    """The head starts as its codebase starts it (``HeadSpec.init``): MobileNetV3's head
+    (pre-pool conv, hidden conv, linear) as timm's; RepViT's BN-linear classifier and
+    ConvNeXt's linear as the official code's (truncated normal, std 0.02); ResNet's linear
+    with PyTorch's defaults."""
+    init = spec.init or ("trunc_normal" if spec.norm else "goog")
     for m in module.modules():
-        if norm and isinstance(m, nn.Linear):
+        if init == "trunc_normal" and isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
-        elif not norm:
+        elif init == "goog":
             init_goog(m)
     return module
 
@@ -347,8 +356,10 @@ def build_model(
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
     num_classes: int = 1000,
+    roadmap: str = DEFAULT,
 ) -> RoadmapNet:
     """The training-form network after the resolved steps (arguments as in ``build_spec``)."""
     from roadmap.arch.registry import build_spec
 
-    return build(build_spec(upto, steps=steps, skip=skip, num_classes=num_classes))
+    spec = build_spec(upto, steps=steps, skip=skip, num_classes=num_classes, roadmap=roadmap)
+    return build(spec)

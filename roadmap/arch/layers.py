@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from timm.layers import SEModule, create_act_layer
+from timm.layers import LayerNorm, LayerNorm2d, SEModule, create_act_layer
 from torch import nn
 
 from roadmap.arch.anatomy import hidden_width, se_width
@@ -85,9 +85,11 @@ class ConvNorm(nn.Module):
         groups: int = 1,
         act: str = "none",
         bn_weight_init: float = 1.0,
+        padding: int | None = None,
     ):
         super().__init__()
-        padding = (kernel_size - 1) // 2  # "same" for odd kernels at stride 1
+        if padding is None:
+            padding = (kernel_size - 1) // 2  # "same" for odd kernels at stride 1
         self.conv = nn.Conv2d(
             in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False
         )
@@ -103,6 +105,98 @@ class ConvNorm(nn.Module):
         if isinstance(self.act, nn.Identity):
             return conv
         return nn.Sequential(OrderedDict(conv=conv, act=self.act))
+
+
+# The norms a layer may have: BatchNorm (folds into the conv next to it) or LayerNorm over the
+# channels (ConvNeXt's, eps 1e-6 as timm and the official code have it; nothing folds it).
+NORMS = ("batch", "layer")
+LN_EPS = 1e-6
+
+
+def layer_norm(width: int, channels_last: bool = False) -> nn.Module:
+    """ConvNeXt's LayerNorm over the channels, for (B, H, W, C) or (B, C, H, W) tensors."""
+    return LayerNorm(width, eps=LN_EPS) if channels_last else LayerNorm2d(width, eps=LN_EPS)
+
+
+class ConvLayerNorm(nn.Sequential):
+    """kxk conv (with bias) -> LayerNorm over the channels -> activation. Nothing folds."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = "none",
+        padding: int | None = None,
+    ):
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups),
+                norm=layer_norm(out_ch),
+                act=make_act(act),
+            )
+        )
+
+
+def conv_norm(
+    in_ch: int,
+    out_ch: int,
+    kernel_size: int = 1,
+    stride: int = 1,
+    *,
+    groups: int = 1,
+    act: str = "none",
+    norm: str | None = "batch",
+    padding: int | None = None,
+) -> nn.Module:
+    """A conv with the norm named (``"batch"``, ``"layer"``, or None for a biased conv alone),
+    then the activation. The conv has a bias exactly when no BatchNorm follows it."""
+    if norm == "batch":
+        return ConvNorm(in_ch, out_ch, kernel_size, stride, groups, act, padding=padding)
+    if norm == "layer":
+        return ConvLayerNorm(in_ch, out_ch, kernel_size, stride, groups, act, padding)
+    if padding is None:
+        padding = (kernel_size - 1) // 2
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups)
+    return nn.Sequential(OrderedDict(conv=conv, act=make_act(act)))
+
+
+class NormConv(nn.Module):
+    """Norm -> conv with bias and no padding (ConvNeXt's downsampling layer: LayerNorm, then
+    a 2x2 stride-2 conv). ``fuse()`` folds a BatchNorm forward into the conv, which is exact
+    because without padding every input the conv sees has passed through the norm:
+    W' = W * s (per input channel), b' = b + sum(W * t) with s, t the BN's scale and shift."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, norm: str):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_ch) if norm == "batch" else layer_norm(in_ch)
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.norm(x))
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        if not isinstance(self.norm, nn.BatchNorm2d):
+            return self
+        bn, conv = self.norm, self.conv
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (in,)
+        shift = bn.bias - bn.running_mean * scale  # (in,)
+        fused = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        fused.weight.copy_(conv.weight * scale[None, :, None, None])
+        fused.bias.copy_(conv.bias + (conv.weight * shift[None, :, None, None]).sum((1, 2, 3)))
+        return fused
 
 
 class RepDepthwise(nn.Module):

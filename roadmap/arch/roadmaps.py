@@ -23,7 +23,7 @@ from roadmap.util.names import did_you_mean
 
 DEFAULT = "repvit"
 # The roadmaps that ship with the tool: name -> the package whose import registers it.
-BUILT_IN = {"repvit": "steps"}
+BUILT_IN = {"repvit": "steps", "convnext": "steps.convnext"}
 SEPARATOR = "."  # between a roadmap's name and a network's: convnext.patchify_stem
 
 

@@ -128,7 +128,7 @@ class StageSpec:
 class HeadSpec:
     """Pooling and classifier.
 
-    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global pooling ->
+    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global pooling -> [LayerNorm] ->
     [1x1 conv with bias to ``hidden_channels`` -> act] -> [BatchNorm1d] -> dropout -> linear.
     The pre-pool conv works on the feature map, so it belongs to the features
     (``forward_features``), as in timm's MobileNetV3; the rest is the head proper.
@@ -141,6 +141,10 @@ class HeadSpec:
         dropout: dropout probability before the linear layer.
         pool: global pooling: "avg" (both papers), "max", "avgmax", "catavgmax" (twice the
             width), or "" for none (then the head returns the feature map: a backbone).
+        pool_norm: "layer" for a LayerNorm on the pooled features (ConvNeXt's), or "".
+        init: how the classifier starts: "goog" (MobileNetV3's), "trunc_normal" (std 0.02:
+            RepViT's, ConvNeXt's), "torch" (PyTorch's defaults: ResNet's), or "" for the rule
+            of 0.2 (trunc_normal with ``norm``, goog without).
     """
 
     pre_pool_channels: int | None = None
@@ -149,12 +153,16 @@ class HeadSpec:
     norm: bool = False
     dropout: float = 0.0
     pool: str = "avg"
+    pool_norm: str = ""
+    init: str = ""
 
 
 POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+POOL_NORMS = ("", "layer")
+HEAD_INITS = ("", "goog", "trunc_normal", "torch")
 # Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
 # made before they existed still matches the network it was trained on.
-_HASH_DEFAULTS = {("head", "pool"): "avg"}
+_HASH_DEFAULTS = {("head", "pool"): "avg", ("head", "pool_norm"): "", ("head", "init"): ""}
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,10 @@ def validate(spec: NetSpec) -> NetSpec:
         )
     if spec.head.pool not in POOLS:
         raise RoadmapError(f"head.pool: {spec.head.pool!r} not in {POOLS}")
+    if spec.head.pool_norm not in POOL_NORMS:
+        raise RoadmapError(f"head.pool_norm: {spec.head.pool_norm!r} not in {POOL_NORMS}")
+    if spec.head.init not in HEAD_INITS:
+        raise RoadmapError(f"head.init: {spec.head.init!r} not in {HEAD_INITS}")
     if spec.head.pool == "" and spec.num_classes:
         raise RoadmapError(
             "head.pool: without pooling the head returns the feature map; set num_classes to 0"

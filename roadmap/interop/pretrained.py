@@ -1,14 +1,16 @@
 """Starting weights: timm's ImageNet weights for the networks timm has, or any state dict.
 
-Two networks of the roadmap exist in timm with published ImageNet weights: step 0 is
-``mobilenetv3_large_100`` and the last step is ``repvit_m0_9`` (and, with ``--size``, the rest
-of the family). ``--pretrained`` loads those weights into ours:
+Each roadmap's two ends exist in timm with published ImageNet weights (RepViT's: step 0 is
+``mobilenetv3_large_100`` and the last step ``repvit_m0_9``, with ``--size`` the rest of the
+family; ConvNeXt's: ``resnet50`` and ``convnext_tiny``). ``--pretrained`` loads those weights
+into ours:
 
 - timm builds its own model and loads the weights through its own hub machinery and cache
   (the only download this tool ever makes, and only when asked), or from a local file in timm's
   own key names (``pretrained_cfg_overlay=dict(file=...)``, ``--pretrained-file``);
 - the weights are copied layer by layer in the order a forward pass runs the layers (conv,
-  linear and BatchNorm layers, with their running statistics), each shape checked: the two
+  linear, BatchNorm and LayerNorm layers, with their running statistics, and any parameter a
+  block holds itself, such as ConvNeXt's layer scale ``gamma``), each shape checked: the two
   codebases name their layers differently, but run the same layers in the same order (the
   endpoint tests prove it). A layer that does not map is one clear error;
 - the classifier is copied when the class counts agree and re-initialized otherwise (fine-
@@ -36,7 +38,7 @@ from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
 
-_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 # What timm reports for the weights --pretrained loads (results-imagenet.csv: 224 px, the
 # model's own crop), so that a user evaluating on ImageNet's validation set knows the target.
 EXPECTED_TOP1 = {"mobilenetv3_large_100": 75.784, "repvit_m0_9": 78.652}
@@ -147,24 +149,44 @@ def copy_by_order(ours: nn.Module, theirs: nn.Module) -> int:
         )
     copied = 0
     for i, (mine, other) in enumerate(zip(a, b, strict=True)):
-        state, incoming = mine.state_dict(), other.state_dict()
+        state, incoming = _state(mine), _state(other)
         if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in incoming.items()}:
             raise RoadmapError(
                 f"the weights do not map at layer {i}: {mine} here, {other} in the reference"
             )
-        mine.load_state_dict(incoming)
+        with torch.no_grad():
+            for name, tensor in state.items():
+                tensor.copy_(incoming[name])
         copied += len(incoming)
     return copied
 
 
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """What one executed layer holds: a layer's whole state, or the tensors another module
+    holds itself (ConvNeXt's ``gamma``)."""
+    if isinstance(module, _LAYERS):
+        return module.state_dict(keep_vars=True)
+    own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+    return dict(own)
+
+
+def _holds_tensors(module: nn.Module) -> bool:
+    own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+    return isinstance(module, _LAYERS) or bool(own)
+
+
 def _executed(model: nn.Module, exclude: nn.Module) -> list[nn.Module]:
-    """Conv/linear/BN layers in the order a forward pass runs them, the classifier left out."""
+    """The layers (and other modules holding tensors of their own) in the order a forward pass
+    finishes them, the classifier left out."""
     skip = {id(m) for m in exclude.modules()}
+    inside_layers = {
+        id(c) for m in model.modules() if isinstance(m, _LAYERS) for c in m.modules() if c is not m
+    }
     order: list[nn.Module] = []
     hooks = [
         m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
         for m in model.modules()
-        if isinstance(m, _LAYERS) and id(m) not in skip
+        if _holds_tensors(m) and id(m) not in skip and id(m) not in inside_layers
     ]
     was_training = model.training
     try:

@@ -1,4 +1,6 @@
-"""The roadmap's endpoints equal timm's networks: same layers in the same order, same function."""
+"""Every roadmap's endpoints equal timm's networks: same layers in the same order, same
+function, same starting distributions (RepViT's: MobileNetV3-L and RepViT-M0.9; ConvNeXt's:
+ResNet-50 and ConvNeXt-T)."""
 
 import pytest
 import timm
@@ -8,18 +10,30 @@ from torch import nn
 import roadmap
 from tests.helpers import calibrate_bn, executed_layers, signature
 
-_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
-
+# (roadmap:step, timm model, its arguments, parameters at 1000 classes)
 ENDPOINTS = [
-    ("mobilenetv3_large", "mobilenetv3_large_100", {}, 5_483_032),
-    ("alternating_se", "repvit_m0_9", {"distillation": False}, 5_103_560),
+    ("repvit:mobilenetv3_large", "mobilenetv3_large_100", {}, 5_483_032),
+    ("repvit:alternating_se", "repvit_m0_9", {"distillation": False}, 5_103_560),
+    ("convnext:resnet50", "resnet50", {}, 25_557_032),
+    ("convnext:separate_downsampling", "convnext_tiny", {}, 28_589_128),
 ]
+
+
+def ours_at(endpoint: str, **kwargs) -> nn.Module:
+    name, step = endpoint.split(":")
+    return roadmap.build_model(step, roadmap=name, **kwargs)
+
+
+def layer_scales(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters a block holds itself (ConvNeXt's ``gamma``), in module order."""
+    return [p for n, p in model.named_parameters() if n.endswith("gamma")]
 
 
 @pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
 def test_param_count_equals_timm(step, timm_name, kwargs, params):
-    ours = roadmap.build_model(step)
+    ours = ours_at(step)
     theirs = timm.create_model(timm_name, **kwargs)
     assert sum(p.numel() for p in ours.parameters()) == params
     assert sum(p.numel() for p in theirs.parameters()) == params
@@ -27,7 +41,7 @@ def test_param_count_equals_timm(step, timm_name, kwargs, params):
 
 @pytest.mark.parametrize(("step", "timm_name", "kwargs", "params"), ENDPOINTS)
 def test_layer_sequence_equals_timm(step, timm_name, kwargs, params):
-    ours = executed_layers(roadmap.build_model(step))
+    ours = executed_layers(ours_at(step))
     theirs = executed_layers(timm.create_model(timm_name, **kwargs))
     assert len(ours) == len(theirs)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
@@ -38,9 +52,12 @@ def test_layer_sequence_equals_timm(step, timm_name, kwargs, params):
 def test_same_function_as_timm_with_the_same_weights(step, timm_name, kwargs, params):
     """Copy timm's weights layer by layer into ours: the logits must then be identical."""
     theirs = calibrate_bn(timm.create_model(timm_name, num_classes=10, **kwargs))
-    ours = roadmap.build_model(step, num_classes=10).eval()
+    ours = ours_at(step, num_classes=10).eval()
     for a, b in zip(executed_layers(ours), executed_layers(theirs), strict=True):
         a.load_state_dict(b.state_dict())
+    with torch.no_grad():
+        for a, b in zip(layer_scales(ours), layer_scales(theirs), strict=True):
+            a.copy_(b)
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected, got = theirs(x), ours(x)
@@ -57,11 +74,14 @@ def test_initialization_follows_the_reference(step, timm_name, kwargs, params):
     (ones, or the zeros a residual MLP's last BN starts with).
     """
     torch.manual_seed(0)
-    ours = executed_layers(roadmap.build_model(step))
+    ours_model = ours_at(step)
     torch.manual_seed(1)
-    theirs = executed_layers(timm.create_model(timm_name, **kwargs))
+    theirs_model = timm.create_model(timm_name, **kwargs)
+    for a, b in zip(layer_scales(ours_model), layer_scales(theirs_model), strict=True):
+        assert torch.equal(a, b)
+    ours, theirs = executed_layers(ours_model), executed_layers(theirs_model)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-        if isinstance(a, nn.BatchNorm1d | nn.BatchNorm2d):
+        if isinstance(a, _NORMS):
             assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias), i
             continue
         n = a.weight.numel()

@@ -170,7 +170,7 @@ def test_a_plugin_registers_a_whole_roadmap(tmp_path):
     plugin.write_text(ROADMAP_PLUGIN)
     try:
         listed = runner.invoke(app, ["--plugin", str(plugin), "roadmaps", "--format", "json"])
-        assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "tiny"]
+        assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "convnext", "tiny"]
         steps = runner.invoke(app, ["steps", "--roadmap", "tiny", "--format", "json"])
         assert [s["name"] for s in json.loads(steps.stdout)] == ["tiny_base", "tiny_gelu"]
         args = ["build", "--roadmap", "tiny", "--upto", "tiny_gelu", "--img-size", "32"]

@@ -25,6 +25,7 @@ roadmap.register_timm_models()  # explicit: importing roadmap registers nothing
 def test_every_step_is_registered() -> None:
     expected = {f"roadmap_{step}" for step in roadmap.list_steps()}
     expected |= {f"roadmap_repvit_{size}" for size in FAMILY}
+    expected |= {f"roadmap_convnext_{step}" for step in roadmap.list_steps(roadmap="convnext")}
     assert set(timm.list_models("roadmap_*")) == expected
 
 
@@ -33,6 +34,12 @@ def test_timm_model_is_the_roadmap_prefix(step: str) -> None:
     model = timm.create_model(f"roadmap_{step}", num_classes=10)
     assert model.spec == roadmap.build_spec(step, num_classes=10)
     assert count_params(model) == count_params(roadmap.build_model(step, num_classes=10))
+
+
+@pytest.mark.parametrize("step", roadmap.list_steps(roadmap="convnext"))
+def test_other_roadmaps_register_under_their_name(step: str) -> None:
+    model = timm.create_model(f"roadmap_convnext_{step}", num_classes=10)
+    assert model.spec == roadmap.build_spec(step, num_classes=10, roadmap="convnext")
     cfg = model.pretrained_cfg
     assert isinstance(model.get_submodule(cfg["first_conv"]), nn.Conv2d)
     classifier = model.get_submodule(cfg["classifier"])

@@ -102,15 +102,19 @@ class BlockKind:
         return list(self.check(block))
 
 
-BUILT_IN = ("conv", "inverted_residual", "repvit", "downsample")
+# The modules of the built-in kinds: RepViT's four, then ResNet's and ConvNeXt's (three each).
+BUILT_IN = ("conv", "inverted_residual", "repvit", "downsample", "resnet", "convnext")
 _KINDS: dict[str, BlockKind] = {}
 
 
 def _ensure_loaded() -> None:
-    """Import the built-in kinds (each registers itself), once."""
-    for name in BUILT_IN:
-        if name not in _KINDS:
-            importlib.import_module(f"{__name__}.{name}")
+    """Import the built-in kinds' modules (each registers its kinds), once."""
+    for module in BUILT_IN:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+def _built_in(kind: BlockKind) -> bool:
+    return kind.build.__module__.startswith(f"{__name__}.")
 
 
 def register_block_kind(kind: BlockKind) -> BlockKind:
@@ -144,9 +148,7 @@ def block_kinds() -> list[str]:
     were registered (whatever was imported first)."""
     _ensure_loaded()
     order = list(_KINDS)
-    return sorted(
-        order, key=lambda n: (0, BUILT_IN.index(n)) if n in BUILT_IN else (1, order.index(n))
-    )
+    return sorted(order, key=lambda n: (not _built_in(_KINDS[n]), order.index(n)))
 
 
 # --- what the built-in kinds share --------------------------------------------------------------

@@ -1,0 +1,273 @@
+"""ConvNeXt's kinds: ``patchify`` (the stem), ``patch_merging`` (downsampling), ``convnext``.
+
+- ``patchify``: a kxk conv with stride k (non-overlapping patches, ``stride = kernel_size``),
+  then the norm (``norm``: ``batch`` or ``layer``). A plain layer: no feature level of its own.
+- ``patch_merging``: the norm, then a kxk stride-k conv to the new width (ConvNeXt's separate
+  downsampling layer: LayerNorm, then 2x2 stride 2).
+- ``convnext``: kxk depthwise (the stride here) -> norm -> [activation] -> 1x1 expand ->
+  [norm] -> activation -> 1x1 project -> [norm] -> x layer scale -> + shortcut ->
+  [activation]. Its own fields say which of the bracketed layers it has, so one kind holds
+  every block between ResNet's and ConvNeXt's:
+
+  ``norm``: ``batch`` or ``layer`` (LayerNorm over the channels, eps 1e-6);
+  ``norms``: ``all`` (after each conv, as in ResNet) or ``one`` (only after the depthwise conv);
+  ``acts``: ``all`` (after the depthwise conv, between the 1x1s and after the sum) or ``one``
+  (only between the 1x1s);
+  ``layer_scale``: the initial value of a learned per-channel scale on the residual branch
+  (``gamma``, 1e-6 in ConvNeXt), or 0 for none.
+
+  With LayerNorm the block runs its 1x1 convs as linear layers on channels-last tensors, as
+  timm and the official code do (the same function; it is how ConvNeXt-T's weights load). The
+  shortcut is a 1x1 conv with the norm when the shape changes, the identity otherwise.
+
+They start as ConvNeXt starts (timm's ``_init_weights``): every conv and linear weight
+truncated normal with std 0.02, biases zero, norms ones and zeros.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from roadmap.arch import anatomy
+from roadmap.arch.anatomy import Box, Node, Par, Seq
+from roadmap.arch.blocks import BlockKind, no_se, register_block_kind
+from roadmap.arch.layers import (
+    NORMS,
+    NormConv,
+    conv_norm,
+    fold_bn_into_conv,
+    layer_norm,
+    make_act,
+)
+from roadmap.arch.spec import BlockSpec
+
+
+def init_convnext(module: nn.Module) -> None:
+    """timm's ConvNeXt ``_init_weights``: conv and linear weights N(0, 0.02) truncated at
+    +-2, biases zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _norm_choice(b: BlockSpec, kind: BlockKind) -> list[str]:
+    norm = kind.value(b, "norm")
+    return [] if norm in NORMS else [f"norm must be one of {NORMS}, got {norm!r}"]
+
+
+def _patch(b: BlockSpec) -> list[str]:
+    ok = b.kernel_size >= 1 and b.stride == b.kernel_size
+    return (
+        [] if ok else [f"patches do not overlap: stride must equal kernel_size ({b.kernel_size})"]
+    )
+
+
+def _norm_label(norm: str) -> str:
+    return "BN" if norm == "batch" else "LN"
+
+
+# --- patchify ----------------------------------------------------------------------------------
+
+
+class Patchify(nn.Sequential):
+    """kxk stride-k conv (a bias unless BatchNorm follows) -> norm. ``fuse()`` folds a
+    BatchNorm and keeps the conv's name (``stem.0.conv``, timm's ``first_conv``)."""
+
+    def __init__(self, in_ch: int, b: BlockSpec):
+        k, norm = b.kernel_size, PATCHIFY.value(b, "norm")
+        batch = norm == "batch"
+        conv = nn.Conv2d(in_ch, b.out_channels, k, k, bias=not batch)
+        norm_layer = nn.BatchNorm2d(b.out_channels) if batch else layer_norm(b.out_channels)
+        super().__init__(OrderedDict(conv=conv, norm=norm_layer))
+
+    def fuse(self) -> nn.Module:
+        if not isinstance(self.norm, nn.BatchNorm2d):
+            return self
+        return nn.Sequential(OrderedDict(conv=fold_bn_into_conv(self.conv, self.norm)))
+
+
+def draw_patchify(b: BlockSpec, in_ch: int, fused: bool) -> Node:
+    k, norm = b.kernel_size, PATCHIFY.value(b, "norm")
+    conv = Box(
+        "conv", f"Conv {k}x{k} {in_ch}->{b.out_channels}, stride {k}", (in_ch, b.out_channels)
+    )
+    keep = not (fused and norm == "batch")
+    return Seq((conv, Box("bn", _norm_label(norm))) if keep else (conv,))
+
+
+# --- patch merging -----------------------------------------------------------------------------
+
+
+def build_merging(in_ch: int, b: BlockSpec) -> nn.Module:
+    k = b.kernel_size
+    return NormConv(in_ch, b.out_channels, k, k, MERGING.value(b, "norm"))
+
+
+def draw_merging(b: BlockSpec, in_ch: int, fused: bool) -> Node:
+    k, norm = b.kernel_size, MERGING.value(b, "norm")
+    conv = Box(
+        "conv", f"Conv {k}x{k} {in_ch}->{b.out_channels}, stride {k}", (in_ch, b.out_channels)
+    )
+    keep = not (fused and norm == "batch")
+    return Seq((Box("bn", _norm_label(norm)), conv) if keep else (conv,))
+
+
+# --- the ConvNeXt block ------------------------------------------------------------------------
+
+
+class ConvNeXtBlock(nn.Module):
+    """DW kxk -> norm -> 1x1 expand -> act -> 1x1 project -> layer scale -> + shortcut, with
+    the optional norms and activations of the ResNet-era forms (see the module docstring)."""
+
+    def __init__(self, in_ch: int, spec: BlockSpec):
+        super().__init__()
+        v = lambda name: CONVNEXT.value(spec, name)  # noqa: E731
+        out, k, s, act = spec.out_channels, spec.kernel_size, spec.stride, spec.activation
+        mid = anatomy.hidden_width(out, spec.expand_ratio)
+        every_norm, every_act = v("norms") == "all", v("acts") == "all"
+        self.channels_last = v("norm") == "layer"
+        if self.channels_last:  # timm's form: the 1x1 convs are linear layers on (B, H, W, C)
+            self.conv_dw = nn.Conv2d(in_ch, in_ch, k, s, k // 2, groups=in_ch)
+            self.norm = nn.Sequential(
+                layer_norm(in_ch, True), make_act(act if every_act else "none")
+            )
+            self.mlp = nn.Sequential(
+                OrderedDict(
+                    fc1=nn.Linear(in_ch, mid),
+                    norm1=layer_norm(mid, True) if every_norm else nn.Identity(),
+                    act=make_act(act),
+                    fc2=nn.Linear(mid, out),
+                    norm2=layer_norm(out, True) if every_norm else nn.Identity(),
+                )
+            )
+        else:  # BatchNorm sits in ConvNorms, which fold it
+            dw_act = act if every_act else "none"
+            self.conv_dw = conv_norm(in_ch, in_ch, k, s, groups=in_ch, act=dw_act)
+            self.norm = nn.Identity()
+            pw_norm = "batch" if every_norm else None
+            self.mlp = nn.Sequential(
+                OrderedDict(
+                    fc1=conv_norm(in_ch, mid, act=act, norm=pw_norm),
+                    fc2=conv_norm(mid, out, norm=pw_norm),
+                )
+            )
+        scale = v("layer_scale")
+        self.gamma = nn.Parameter(scale * torch.ones(out)) if scale else None
+        self.shortcut = (
+            conv_norm(in_ch, out, 1, s, norm=v("norm")) if _projects(in_ch, spec) else None
+        )
+        self.act = make_act(act if every_act else "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        x = self.conv_dw(x)
+        if self.channels_last:
+            x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        x = self.mlp(self.norm(x))
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        if self.gamma is not None:
+            x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+        return self.act(x + shortcut)
+
+
+def _projects(in_ch: int, spec: BlockSpec) -> bool:
+    return spec.stride != 1 or in_ch != spec.out_channels
+
+
+def draw_convnext(b: BlockSpec, in_ch: int, fused: bool) -> Node:
+    v = lambda name: CONVNEXT.value(b, name)  # noqa: E731
+    out, k, act, norm = b.out_channels, b.kernel_size, b.activation, v("norm")
+    mid = anatomy.hidden_width(out, b.expand_ratio)
+    every_norm, every_act = v("norms") == "all", v("acts") == "all"
+    folds = fused and norm == "batch"
+    label = f"DW {k}x{k}, {in_ch}" + (f", stride {b.stride}" if b.stride != 1 else "")
+
+    def normed(box: Box, has_norm: bool) -> tuple[Box, ...]:
+        return (box, Box("bn", _norm_label(norm))) if has_norm and not folds else (box,)
+
+    layers = normed(Box("dw", label, (in_ch, in_ch)), True)
+    layers += anatomy.activation(act) if every_act else ()
+    layers += normed(Box("conv", f"1x1 conv {in_ch}->{mid}", (in_ch, mid)), every_norm)
+    layers += anatomy.activation(act)
+    layers += normed(Box("conv", f"1x1 conv {mid}->{out}", (mid, out)), every_norm)
+    if v("layer_scale"):
+        layers += (Box("scale", f"x layer scale ({out})"),)
+    if _projects(in_ch, b):
+        short = normed(
+            Box("conv", f"1x1 conv {in_ch}->{out}, stride {b.stride}", (in_ch, out)), True
+        )
+        summed: Node = Par((Seq(layers), Seq(short)))
+    else:
+        summed = anatomy.Res(Seq(layers))
+    return Seq((summed, *(anatomy.activation(act) if every_act else ())))
+
+
+def _convnext_checks(b: BlockSpec) -> list[str]:
+    problems = _norm_choice(b, CONVNEXT) + no_se(b)
+    for name, allowed in (("norms", ("all", "one")), ("acts", ("all", "one"))):
+        if CONVNEXT.value(b, name) not in allowed:
+            problems.append(f"{name} must be one of {allowed}, got {CONVNEXT.value(b, name)!r}")
+    if b.kernel_size < 1 or b.kernel_size % 2 == 0:
+        problems.append(f"kernel_size must be odd, got {b.kernel_size}")
+    if b.stride not in (1, 2):
+        problems.append(f"stride must be 1 or 2, got {b.stride}")
+    if CONVNEXT.value(b, "layer_scale") < 0:
+        problems.append("layer_scale must be >= 0 (0: none)")
+    return problems
+
+
+NORM_FIELD = {"norm": ("str", "batch")}
+PATCHIFY = register_block_kind(
+    BlockKind(
+        "patchify",
+        build=Patchify,
+        draw=draw_patchify,
+        title="ConvNeXt's stem: kxk stride-k conv -> norm",
+        reads=("out_channels", "kernel_size", "stride"),
+        extra=NORM_FIELD,
+        check=lambda b: _norm_choice(b, PATCHIFY) + _patch(b) + no_se(b),
+        plain=True,
+    )
+)
+MERGING = register_block_kind(
+    BlockKind(
+        "patch_merging",
+        build=build_merging,
+        draw=draw_merging,
+        title="ConvNeXt's downsampling: norm -> kxk stride-k conv",
+        reads=("out_channels", "kernel_size", "stride"),
+        extra=NORM_FIELD,
+        check=lambda b: _norm_choice(b, MERGING) + _patch(b) + no_se(b),
+        parts={"norm": "downsampling", "conv": "downsampling"},
+        init=init_convnext,
+    )
+)
+CONVNEXT = register_block_kind(
+    BlockKind(
+        "convnext",
+        build=ConvNeXtBlock,
+        draw=draw_convnext,
+        title="ConvNeXt's block: DW kxk -> norm -> 1x1 -> act -> 1x1 -> layer scale",
+        reads=("out_channels", "kernel_size", "stride", "expand_ratio", "activation"),
+        extra={
+            **NORM_FIELD,
+            "norms": ("str", "all"),
+            "acts": ("str", "all"),
+            "layer_scale": ("float", 0.0),
+        },
+        check=_convnext_checks,
+        parts={
+            "conv_dw": "token mixer",
+            "norm": "token mixer",
+            "mlp": "channel mixer",
+            "shortcut": "downsampling",
+        },
+        init=init_convnext,
+    )
+)

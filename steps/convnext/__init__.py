@@ -1,0 +1,48 @@
+"""ConvNeXt's roadmap (Liu et al., CVPR 2022, §2): ResNet-50 to ConvNeXt-T, one step a module.
+
+The paper RepViT copied its method from. Importing this package registers the roadmap
+(``convnext``) and its steps, in the paper's order (Figure 2, Table 10 in the appendix). Every
+network after the first was trained by the paper with the same modern recipe (``roadmap
+recipes``: ``convnext``), so each row isolates one design change. The paper gives top-1 and
+GFLOPs after every step; it measured throughput only for the final networks, so this roadmap
+has no speed column of the paper's: ``roadmap latency`` measures ours.
+"""
+
+import importlib
+
+from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
+
+ROADMAP = (
+    "resnet50",
+    "stage_ratio",
+    "patchify_stem",
+    "depthwise_conv",
+    "increase_width",
+    "inverted_bottleneck",
+    "move_up_dw",
+    "kernel_7x7",
+    "gelu",
+    "fewer_activations",
+    "fewer_norms",
+    "layer_norm",
+    "separate_downsampling",
+)
+
+CONVNEXT = register_roadmap(
+    Roadmap(
+        name="convnext",
+        title="ResNet-50 -> ConvNeXt-T",
+        citation="Liu, Mao, Wu, Feichtenhofer, Darrell, Xie: A ConvNet for the 2020s, "
+        "CVPR 2022 (arXiv 2201.03545)",
+        package=__name__,
+        order=ROADMAP,
+        accuracy=PaperColumn(
+            "paper top-1 %", "%", "ImageNet-1K, 300 epochs, ConvNeXt's recipe, mean of 3 seeds"
+        ),
+        cost=PaperColumn("paper GFLOPs", "GFLOPs", "224x224, as the paper counts", True),
+        references=(("resnet50", "resnet50"), ("separate_downsampling", "convnext_tiny")),
+    )
+)
+
+for _name in ROADMAP:
+    importlib.import_module(f"{__name__}.{_name}")
