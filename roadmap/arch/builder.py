@@ -206,10 +206,12 @@ class RoadmapNet(nn.Module):
 
     def _rebuild_pooling(self, head: HeadSpec) -> None:
         pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=False)
-        if head.hidden_channels and pool.feat_mult() != self.head.global_pool.feat_mult():
-            raise RoadmapError(
-                f"global_pool {head.pool!r} changes the width the hidden 1x1 conv was built for"
-            )
+        if pool.feat_mult() != self.head.global_pool.feat_mult():
+            after = "hidden 1x1 conv" if head.hidden_channels else "LayerNorm after the pooling"
+            if head.hidden_channels or head.pool_norm:
+                raise RoadmapError(
+                    f"global_pool {head.pool!r} changes the width the {after} was built for"
+                )
         self.head.global_pool = pool
         self.head.flatten = nn.Flatten(1) if head.pool else nn.Identity()
         if not head.hidden_channels:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from roadmap.arch.paper import PaperResult
 from roadmap.errors import RoadmapError
 from roadmap.util.names import did_you_mean
 
@@ -70,6 +71,18 @@ class Roadmap:
     speed: PaperColumn | None = None
     cost: PaperColumn | None = None
     references: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def side(self) -> PaperColumn | None:
+        """The paper's column beside its accuracy in tables and lessons: its speed, or its
+        compute cost where it reports no speed per step (ConvNeXt's GFLOPs)."""
+        return self.speed or self.cost
+
+    def side_of(self, result: PaperResult | None) -> float | None:
+        """The value of :attr:`side` in one of the paper's results."""
+        if result is None or self.side is None:
+            return None
+        return result.latency_ms if self.speed is not None else result.cost
 
     @property
     def base(self) -> str:

@@ -188,7 +188,8 @@ app = typer.Typer(
     # Help texts are plain text: 'pip install -e ".[mobile]"' keeps its brackets (rich markup
     # would read "[mobile]" as a style and drop it).
     rich_markup_mode=None,
-    help="The RepViT modernization roadmap (MobileNetV3-L -> RepViT-M0.9), step by step.",
+    help="Modernization roadmaps, step by step: RepViT's (MobileNetV3-L -> RepViT-M0.9, the "
+    "default) and ConvNeXt's (ResNet-50 -> ConvNeXt-T, --roadmap convnext).",
 )
 
 

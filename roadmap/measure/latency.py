@@ -28,6 +28,7 @@ every table, plot and lesson uses.
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import statistics
 import time
@@ -289,7 +290,8 @@ def compare(a: LatencyRecord, b: LatencyRecord) -> Comparison:
     """Compare two records; the difference is noise when it is below their pooled IQR."""
     delta = b.median_ms - a.median_ms
     noise = abs(delta) < pooled_iqr(a, b)
-    return Comparison(a.step, b.step, delta, b.median_ms / a.median_ms, noise)
+    ratio = b.median_ms / a.median_ms if a.median_ms > 0 else math.nan  # a part that was absent
+    return Comparison(a.step, b.step, delta, ratio, noise)
 
 
 def pooled_iqr(a: LatencyRecord, b: LatencyRecord) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 
 from rich.table import Table
@@ -64,7 +65,9 @@ def describe_head(head: HeadSpec, num_classes: int) -> str:
     parts = []
     if head.pre_pool_channels:
         parts.append(f"conv1x1 {head.pre_pool_channels} {head.activation}")
-    parts.append("avgpool")
+    parts.append(f"{head.pool}pool" if head.pool else "no pooling")
+    if head.pool_norm == "layer":
+        parts.append("LN")
     if head.hidden_channels:
         parts.append(f"conv1x1 {head.hidden_channels} {head.activation}")
     parts.append(f"{'BN + ' if head.norm else ''}linear {num_classes}")
@@ -183,7 +186,8 @@ def latency_legend() -> str:
 def _delta_text(comparison: Comparison | None) -> Text:
     if comparison is None:
         return Text("")
-    text = f"{comparison.delta_ms:+.2f} ({comparison.ratio:.2f}x)"
+    ratio = "new" if math.isnan(comparison.ratio) else f"{comparison.ratio:.2f}x"
+    text = f"{comparison.delta_ms:+.2f} ({ratio})"
     if comparison.noise:
         return Text(f"{NOISE_MARK}{text}", style="dim")
     return Text(text, style="red" if comparison.delta_ms > 0 else "green")
@@ -277,7 +281,7 @@ def study_cells(row: Row) -> dict[str, str]:
         cells[f"{key}_prev"] = _delta_cell(row, key, "prev", dfmt, scale)
         cells[f"{key}_base"] = _delta_cell(row, key, "base", dfmt, scale)
     cells["paper_top1"] = fmt_num(row.paper_top1)
-    cells["paper_ms"] = fmt_num(row.paper_latency_ms, 2)
+    cells["paper_side"] = fmt_num(row.paper_side, 2)
     return cells
 
 
@@ -308,7 +312,7 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
         table.add_column(header, justify="right", no_wrap=True)
     if paper:
         table.add_column("paper\ntop-1 %", justify="right")
-        table.add_column("paper\nms", justify="right")
+        table.add_column(f"paper\n{side_unit(study)}", justify="right")
     for row in study.rows:
         c = study_cells(row)
         cells = [c["name"]]
@@ -316,16 +320,22 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
             deltas = " | ".join(x for x in (c[f"{key}_prev"], c[f"{key}_base"]) if x)
             cells.append(c[key] + (f"\n[dim]{deltas}[/]" if deltas else ""))
         if paper:
-            cells += [c["paper_top1"], c["paper_ms"]]
+            cells += [c["paper_top1"], c["paper_side"]]
         table.add_row(*cells)
     return table
 
 
-def _flat_header(paper: bool) -> list[str]:
+def side_unit(study: Study) -> str:
+    """The unit of the paper's second column (``ms`` for RepViT, ``GFLOPs`` for ConvNeXt)."""
+    side = study.roadmap.side
+    return side.unit if side else "—"
+
+
+def _flat_header(study: Study, paper: bool) -> list[str]:
     cols = ["step"]
     for _key, col_title, *_ in STUDY_METRICS:
         cols += [col_title, "Δ prev", "Δ base"]
-    return cols + (["paper top-1 %", "paper ms"] if paper else [])
+    return cols + (["paper top-1 %", f"paper {side_unit(study)}"] if paper else [])
 
 
 def _flat_cells(row: Row, paper: bool) -> list[str]:
@@ -333,12 +343,12 @@ def _flat_cells(row: Row, paper: bool) -> list[str]:
     cells = [c["name"]]
     for key, *_ in STUDY_METRICS:
         cells += [c[key], c[f"{key}_prev"], c[f"{key}_base"]]
-    return cells + ([c["paper_top1"], c["paper_ms"]] if paper else [])
+    return cells + ([c["paper_top1"], c["paper_side"]] if paper else [])
 
 
 def study_markdown(study: Study, title: str, paper: bool = True) -> str:
     """A GitHub Markdown table with its conditions and legends underneath."""
-    header = _flat_header(paper)
+    header = _flat_header(study, paper)
     lines = [
         f"**{title}**",
         "",
@@ -355,7 +365,7 @@ def study_markdown(study: Study, title: str, paper: bool = True) -> str:
 
 def study_latex(study: Study, title: str, paper: bool = True) -> str:
     """A booktabs LaTeX table."""
-    header = _flat_header(paper)
+    header = _flat_header(study, paper)
 
     def esc(text: str) -> str:
         for a, b in (

@@ -27,6 +27,7 @@ from torch import nn
 from roadmap.arch.builder import build
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
+from roadmap.arch.roadmaps import DEFAULT, Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
@@ -114,6 +115,12 @@ class Row:
     def paper_latency_ms(self) -> float | None:
         return self.paper.latency_ms if self.paper else None
 
+    @property
+    def paper_side(self) -> float | None:
+        """The paper's second column for this network (its roadmap's ``side``: RepViT's
+        latency, ConvNeXt's GFLOPs)."""
+        return get_roadmap(self.variant.selection.roadmap).side_of(self.paper)
+
     def metrics(self) -> dict[str, float | None]:
         """The numbers deltas are taken of."""
         c, lat, acc = self.counts, self.latency, self.accuracy
@@ -164,6 +171,12 @@ class Study:
     source: tuple[Path, str, str] | None = None
     unreadable: list[str] = field(default_factory=list)
     elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def roadmap(self) -> Roadmap:
+        """The roadmap the rows come from (its paper's columns head the tables)."""
+        name = self.rows[0].variant.selection.roadmap if self.rows else DEFAULT
+        return get_roadmap(name)
 
     @classmethod
     def of(
@@ -438,6 +451,7 @@ def row_data(row: Row) -> dict[str, Any]:
         "top1_n": acc.n if acc else None,
         "paper_top1": row.paper_top1,
         "paper_latency_ms": row.paper_latency_ms,
+        "paper_gflops": row.paper.cost if row.paper else None,
         "unfinished": [f"seed {u.key.seed}: {u.describe()}" for u in row.unfinished],
     }
     for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):

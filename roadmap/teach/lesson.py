@@ -83,6 +83,8 @@ class Lesson:
         """Commands that reproduce the step's numbers."""
         select = self.network.cli_args()
         spec = f" --spec {self.network.start_file}" if self.network.start is not None else ""
+        if self.network.roadmap != DEFAULT:
+            spec += f" --roadmap {self.network.roadmap}"
         return [
             f"roadmap build {select}",
             f"roadmap latency {select}",
@@ -286,14 +288,16 @@ def _diff_line(g: ChangeGroup) -> str:
 
 def numbers_markdown(les: Lesson) -> str:
     """A small Markdown table: previous network, this one, and the paper's numbers."""
-    head = "| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | paper latency |"
+    side = les.study.roadmap.side
+    side_label, unit = (side.label, f" {side.unit}") if side else ("paper —", "")
+    head = f"| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | {side_label} |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]
     for row in les.rows:
         c, lat = row.counts, row.latency
         latency = f"{lat.median_ms:.2f} ms [IQR {lat.iqr_ms:.2f}]" if lat else "not measured"
         lines.append(
             f"| `{row.variant.name}` | {c.deploy_params:,} | {c.deploy_macs / 1e6:.1f} M | "
-            f"{latency} | {_num(row.paper_top1, '%')} | {_num(row.paper_latency_ms, ' ms')} |"
+            f"{latency} | {_num(row.paper_top1, '%')} | {_num(row.paper_side, unit)} |"
         )
     if les.rows and les.rows[-1].vs_previous:
         before, after = les.rows[0], les.rows[-1]
@@ -302,7 +306,7 @@ def numbers_markdown(les: Lesson) -> str:
             f"{_delta(after, 'deploy_macs', '{:+.1f} M', 1e-6)} | "
             f"{_delta(after, 'latency_ms', '{:+.2f} ms')} | "
             f"{_paper_delta(before.paper_top1, after.paper_top1, '{:+.1f}')} | "
-            f"{_paper_delta(before.paper_latency_ms, after.paper_latency_ms, '{:+.2f} ms')} |"
+            f"{_paper_delta(before.paper_side, after.paper_side, '{:+.2f}' + unit)} |"
         )
     conditions = _conditions(les.study)
     return "\n".join(lines) + (f"\n\n{conditions}" if conditions else "")

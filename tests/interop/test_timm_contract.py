@@ -1,8 +1,9 @@
 """The timm model contract, checked the way timm's own tests check every model in its registry.
 
 Parametrized over every registered step (so a new step is covered the day it is added), plus
-the paper's control and two leave-one-outs built through the Python API. At the endpoints, the
-contract's numbers must equal timm's own `mobilenetv3_large_100` and `repvit_m0_9`.
+the paper's control and two leave-one-outs built through the Python API, and every step of
+ConvNeXt's roadmap. At the endpoints, the contract's numbers must equal timm's own
+`mobilenetv3_large_100`, `repvit_m0_9`, `resnet50` and `convnext_tiny`.
 """
 
 import pytest
@@ -30,14 +31,22 @@ pytestmark = [
 ]
 
 
+# Every step of every built-in roadmap, by its timm name.
+TIMM_NAMES = [f"roadmap_{s}" for s in roadmap.list_steps()]
+CONVNEXT_NAMES = [f"roadmap_convnext_{s}" for s in roadmap.list_steps(roadmap="convnext")]
+# The fast tier checks each roadmap's two ends (the timm references); the full suite every step.
+TIMM_ENDS = (0, len(TIMM_NAMES) - 1, len(TIMM_NAMES), -1)
+ALL_NAMES = representative(TIMM_NAMES + CONVNEXT_NAMES, keep=TIMM_ENDS)
+
+
 def networks() -> list[tuple[str, object]]:
     """(id, factory) for every timm-registered step and the API-built ablations."""
-    out = [(f"roadmap_{s}", _timm_factory(s)) for s in roadmap.list_steps()]
+    out = [(name, _timm_factory(name)) for name in TIMM_NAMES + CONVNEXT_NAMES]
     return out + [(a.name, _api_factory(a)) for a in ABLATIONS]
 
 
-def _timm_factory(step: str):  # noqa: ANN202
-    return lambda **kw: timm.create_model(f"roadmap_{step}", **kw)
+def _timm_factory(name: str):  # noqa: ANN202
+    return lambda **kw: timm.create_model(name, **kw)
 
 
 def _api_factory(selection: Selection):  # noqa: ANN202
@@ -50,7 +59,7 @@ def _api_factory(selection: Selection):  # noqa: ANN202
 
 
 NETWORKS = networks()
-ENDPOINTS = (0, len(roadmap.list_steps()) - 1)  # the fast tier checks the two timm references
+ENDPOINTS = TIMM_ENDS[:3] + (len(TIMM_NAMES + CONVNEXT_NAMES) - 1,)
 IDS = [name for name, _ in NETWORKS]
 
 
@@ -80,13 +89,15 @@ def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: A
         assert model(x).shape == (1, model.head_hidden_size)
         model.reset_classifier(0, "")  # no pooling: the feature map out
         assert model(x).shape[:2] == (1, model.head_hidden_size) and model(x).ndim == 4
-        model.reset_classifier(0, "catavgmax" if model.spec.head.hidden_channels is None else "max")
+        head = model.spec.head  # a layer after the pooling fixes the pooled width
+        fixed = head.hidden_channels is not None or head.pool_norm
+        model.reset_classifier(0, "max" if fixed else "catavgmax")
         assert model(x).ndim == 2
 
 
-@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
-def test_default_cfg_names_real_layers(step: str) -> None:
-    model = timm.create_model(f"roadmap_{step}")
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_default_cfg_names_real_layers(name: str) -> None:
+    model = timm.create_model(name)
     cfg, state = model.pretrained_cfg, model.state_dict()
     assert f"{cfg['first_conv']}.weight" in state and f"{cfg['classifier']}.weight" in state
     assert cfg["pool_size"] == (7, 7) and cfg["input_size"] == (3, 224, 224)
@@ -111,21 +122,21 @@ def test_intermediates_match_feature_info(name: str, make) -> None:  # noqa: ANN
         assert torch.equal(early[0], feats[0])
 
 
-@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
-def test_features_only_through_timm(step: str) -> None:
-    model = timm.create_model(f"roadmap_{step}", features_only=True).eval()
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_features_only_through_timm(name: str) -> None:
+    model = timm.create_model(name, features_only=True).eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, IMG, IMG))
     assert [o.shape[1] for o in outs] == model.feature_info.channels()
     assert len(outs) >= 4
-    pruned = timm.create_model(f"roadmap_{step}", features_only=True, out_indices=(1,))
+    pruned = timm.create_model(name, features_only=True, out_indices=(1,))
     full = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in pruned.parameters()) < full  # the layers after it are gone
 
 
-@pytest.mark.parametrize("step", representative(roadmap.list_steps()))
-def test_grad_checkpointing_gives_the_same_gradients(step: str) -> None:
-    model = timm.create_model(f"roadmap_{step}", num_classes=5).train()
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_grad_checkpointing_gives_the_same_gradients(name: str) -> None:
+    model = timm.create_model(name, num_classes=5).train()
     x = torch.randn(2, 3, IMG, IMG)
     torch.manual_seed(0)
     model(x).sum().backward()
@@ -157,6 +168,8 @@ def test_torchscript_fx_and_fx_then_torchscript(name: str, make) -> None:  # noq
     [
         ("mobilenetv3_large", "mobilenetv3_large_100", {}),
         ("alternating_se", "repvit_m0_9", {"distillation": False}),
+        ("convnext_resnet50", "resnet50", {}),
+        ("convnext_separate_downsampling", "convnext_tiny", {}),
     ],
 )
 def test_endpoints_keep_timms_contract(step: str, reference: str, kwargs: dict) -> None:
