@@ -199,7 +199,13 @@ def drawn_widths(node: Node) -> list[tuple[int, int]]:
     return pairs
 
 
-NETWORKS = [*roadmap.list_steps(), "widen-separate_mixers"]
+# ConvNeXt's roadmap: the fast tier draws its first ConvNeXt block (BatchNorm, every norm and
+# activation, a projection shortcut) and its end; the full suite every step.
+CONVNEXT = [f"convnext.{s}" for s in roadmap.list_steps(roadmap="convnext")]
+CONVNEXT_FAST = ("convnext.move_up_dw", "convnext.separate_downsampling")
+NETWORKS = [*roadmap.list_steps(), "widen-separate_mixers"] + [
+    n if n in CONVNEXT_FAST else pytest.param(n, marks=SLOW) for n in CONVNEXT
+]
 
 
 @pytest.mark.parametrize("name", NETWORKS)

@@ -32,9 +32,9 @@ SELECTIONS = {
     **ABLATIONS,
 }
 # ConvNeXt's roadmap: every step (its networks are ResNet-50-sized, so the fast tier folds the
-# ones where what folds changes: the ends, the first depthwise and the first ConvNeXt block).
+# BatchNorm era (bottleneck, patchify) and the LayerNorm end; the full suite folds every step).
 CONVNEXT = {f"convnext.{s}": s for s in roadmap.list_steps(roadmap="convnext")}
-CONVNEXT_FAST = {"resnet50", "depthwise_conv", "move_up_dw", "separate_downsampling"}
+CONVNEXT_FAST = {"depthwise_conv", "separate_downsampling"}
 SELECTIONS |= {
     name: roadmap.resolve_steps(upto=step, roadmap="convnext") for name, step in CONVNEXT.items()
 }

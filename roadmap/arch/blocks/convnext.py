@@ -164,16 +164,15 @@ class ConvNeXtBlock(nn.Module):
         self.act = make_act(act if every_act else "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        x = self.conv_dw(x)
+        y = self.conv_dw(x)
         if self.channels_last:
-            x = x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
-        x = self.mlp(self.norm(x))
+            y = y.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+        y = self.mlp(self.norm(y))
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
+            y = y.permute(0, 3, 1, 2)
         if self.gamma is not None:
-            x = x.mul(self.gamma.reshape(1, -1, 1, 1))
-        return self.act(x + shortcut)
+            y = y.mul(self.gamma.reshape(1, -1, 1, 1))
+        return self.act(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
 def _projects(in_ch: int, spec: BlockSpec) -> bool:
