@@ -31,6 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from roadmap.arch.roadmaps import DEFAULT, Roadmap
 from roadmap.errors import RoadmapError
 from roadmap.measure import host
 from roadmap.measure.latency import Conditions
@@ -56,6 +57,13 @@ RC = {
     "axes.spines.right": False,
 }
 DEFAULT_TITLE = "The RepViT roadmap: MobileNetV3-L → RepViT-M0.9, one step at a time"
+
+
+def default_title(roadmap: Roadmap) -> str:
+    """The figure's title for a roadmap (RepViT's as it always was)."""
+    if roadmap.name == DEFAULT:
+        return DEFAULT_TITLE
+    return f"The {roadmap.name} roadmap: {roadmap.title.replace(' -> ', ' → ')}, one step at a time"
 
 
 def check_out(out: Path) -> str:
@@ -101,7 +109,7 @@ def figure(study: Study, *, title: str | None = None, accuracy_on: str | None = 
     if not study.rows:
         raise RoadmapError("nothing to plot: no rows; pick steps with --upto/--steps/--skip")
     with matplotlib.rc_context(RC):
-        return _figure(study, title or DEFAULT_TITLE, accuracy_on)
+        return _figure(study, title or default_title(study.roadmap), accuracy_on)
 
 
 def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
@@ -111,7 +119,7 @@ def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
     with_acc = any(r.accuracy is not None for r in rows)
     scatter, bar_axes = _axes(fig, with_acc)
     notes: list[str] = []
-    notes += _paper_panel(scatter[0], rows)
+    notes += _paper_panel(scatter[0], rows, study.roadmap)
     notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(study.conditions)
     bars = [_latency_bar(rows, i) for i in range(len(rows))]
     notes += _latency_bars(bar_axes[0], study, bars, alone=not with_acc)
@@ -121,7 +129,8 @@ def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
         bars += top1
     _bar_legend(bar_axes, bars)
     fig.suptitle(title, x=0.02, y=0.975, ha="left", fontsize=17, fontweight="bold")
-    fig.text(0.02, 0.915, _conditions_line(study.conditions), ha="left", va="top", fontsize=11.5)
+    line = _conditions_line(study.conditions, study.roadmap)
+    fig.text(0.02, 0.915, line, ha="left", va="top", fontsize=11.5)
     footnotes = "\n".join(f"• {n}" for n in notes)
     fig.text(0.02, 0.015, footnotes, ha="left", va="bottom", fontsize=10.5)
     return fig
@@ -166,17 +175,23 @@ def _metadata(fmt: str) -> dict[str, Any]:
 # --- panel 1: the paper -------------------------------------------------------------------
 
 
-def _paper_panel(ax: Axes, rows: list[Row]) -> list[str]:
-    """The paper's latency vs top-1; returns footnotes on the steps it leaves out."""
-    idx = [i for i, r in enumerate(rows) if r.paper_latency_ms and r.paper_top1 is not None]
-    ax.set_title("Paper: iPhone 12 (Core ML), ImageNet-1K", loc="left", fontweight="bold")
-    ax.set_xlabel("latency on iPhone 12 (ms, as reported)")
-    ax.set_ylabel("top-1 (%), ImageNet-1K, no distillation")
+def _paper_panel(ax: Axes, rows: list[Row], roadmap: Roadmap) -> list[str]:
+    """The paper's speed (or, where it reports none per step, its compute cost) vs its top-1;
+    returns footnotes on the steps it leaves out."""
+    idx = [i for i, r in enumerate(rows) if r.paper_side and r.paper_top1 is not None]
+    if roadmap.speed is not None:  # RepViT's: iPhone latency
+        ax.set_title("Paper: iPhone 12 (Core ML), ImageNet-1K", loc="left", fontweight="bold")
+        ax.set_xlabel("latency on iPhone 12 (ms, as reported)")
+    else:
+        side = roadmap.side
+        ax.set_title("Paper: its compute and its top-1", loc="left", fontweight="bold")
+        ax.set_xlabel(f"{side.unit} ({side.conditions})" if side else "")
+    ax.set_ylabel(f"top-1 (%), {roadmap.accuracy.conditions.split(',')[0]}")
     ax.grid(alpha=0.3)
     if not idx:
         _empty(ax, "the paper reports no numbers\nfor these rows (ablations)")
         return []
-    xs = [rows[i].paper_latency_ms for i in idx]
+    xs = [rows[i].paper_side for i in idx]
     ys = [rows[i].paper_top1 for i in idx]
     trajectory(ax, idx, xs, ys, PAPER)
     return _paper_notes(rows, idx)
@@ -186,7 +201,7 @@ def _paper_notes(rows: list[Row], shown: list[int]) -> list[str]:
     notes = []
     for i, row in enumerate(rows):
         note = _paper_note(row)
-        paper_row = row.paper_latency_ms is not None or row.paper_top1 is not None
+        paper_row = row.paper_side is not None or row.paper_top1 is not None
         if i not in shown and (paper_row or note):
             why = note or "the paper gives only one of the two numbers"
             notes.append(f"Paper panel leaves out {i} {row.variant.name}: {why}.")
@@ -470,9 +485,11 @@ def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
-def _conditions_line(c: Conditions | None) -> str:
-    """Where our latency came from, in one line."""
-    paper = "Paper: ImageNet-1K top-1 without distillation, iPhone 12 latency (Core ML, batch 1)."
+def _conditions_line(c: Conditions | None, roadmap: Roadmap) -> str:
+    """What the paper's numbers are and where our latency came from."""
+    acc, side = roadmap.accuracy, roadmap.side
+    paper = f"Paper: top-1 ({acc.conditions})"
+    paper += f", {side.unit} ({side.conditions})." if side else "."
     if c is None:
         return f"{paper}  Ours: latency not measured."
     parts = [
