@@ -11,7 +11,8 @@ classes; the tests prove this network equals timm's, layer for layer and output 
 **What the paper measured.** 76.1% top-1 with the original 90-epoch recipe, and 78.8% (4.1
 GFLOPs) with the modern one the whole roadmap is trained with (§2.1: 300 epochs, AdamW,
 Mixup, CutMix, RandAugment, Random Erasing, stochastic depth, label smoothing): a third of
-the gap to Swin-T came from training alone. This tool's ``convnext`` recipe is that recipe.
+the gap to Swin-T came from training alone. This tool's ``convnext`` recipe is that recipe
+(``--recipe convnext``), less stochastic depth, which these blocks do not have yet.
 
 **Our choices where the paper is silent.** Every layer starts as timm's ``resnet50`` starts:
 convolutions Kaiming-normal (fan out), each block's last BatchNorm at zero (the block starts as
