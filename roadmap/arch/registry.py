@@ -24,7 +24,7 @@ from pathlib import Path
 
 from roadmap.arch import paper
 from roadmap.arch.paper import PaperResult
-from roadmap.arch.roadmaps import BUILT_IN, DEFAULT, get_roadmap
+from roadmap.arch.roadmaps import BUILT_IN, DEFAULT, get_roadmap, roadmap_names
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
 from roadmap.util.names import did_you_mean
@@ -262,6 +262,13 @@ def get_step(name: str, roadmap: str = DEFAULT) -> Step:
         get_roadmap(roadmap)  # an unknown roadmap is its own error
         known = list_steps(roadmap)
         where = "" if roadmap == DEFAULT else f" in roadmap {roadmap!r}"
+        elsewhere = [r for r in roadmap_names() if r != roadmap and name in _REGISTRY.get(r, {})]
+        if elsewhere:
+            hint = " or ".join(f"--roadmap {r}" for r in elsewhere)
+            raise RoadmapError(
+                f"step {name!r} is not in the {roadmap} roadmap but in {', '.join(elsewhere)}'s: "
+                f"add {hint}"
+            )
         raise RoadmapError(
             f"unknown step {name!r}{where}{did_you_mean(name, known)}; known steps: "
             + ", ".join(known)

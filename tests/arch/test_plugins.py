@@ -182,9 +182,10 @@ def test_a_plugin_registers_a_whole_roadmap(tmp_path):
         rows = json.loads(table.stdout)["rows"]
         assert [r["name"] for r in rows] == ["tiny.tiny_base", "tiny.tiny_gelu"]  # prefixed
         assert rows[1]["paper_top1"] == 50.0
-        # the same step name in the default roadmap is another step, or none
+        # the same step name in the default roadmap is another step, or none: then the error
+        # names the roadmap that has it
         missing = runner.invoke(app, ["build", "--upto", "tiny_gelu"])
-        assert missing.exit_code == 2 and "unknown step 'tiny_gelu'" in missing.output
+        assert missing.exit_code == 2 and "add --roadmap tiny" in missing.output
         wrong = runner.invoke(app, ["steps", "--roadmap", "tine"])
         assert wrong.exit_code == 2 and "did you mean 'tiny'" in wrong.output
     finally:

@@ -31,10 +31,10 @@ SELECTIONS = {
     **{step: roadmap.resolve_steps(upto=step) for step in roadmap.list_steps()},
     **ABLATIONS,
 }
-# ConvNeXt's roadmap: every step (its networks are ResNet-50-sized, so the fast tier folds the
-# BatchNorm era (bottleneck, patchify) and the LayerNorm end; the full suite folds every step).
+# ConvNeXt's roadmap: every step (its networks are ResNet-50-sized, so the fast tier folds only
+# its end; the full suite folds every step, the BatchNorm era's bottlenecks and patchify too).
 CONVNEXT = {f"convnext.{s}": s for s in roadmap.list_steps(roadmap="convnext")}
-CONVNEXT_FAST = {"depthwise_conv", "separate_downsampling"}
+CONVNEXT_FAST = {"separate_downsampling"}
 SELECTIONS |= {
     name: roadmap.resolve_steps(upto=step, roadmap="convnext") for name, step in CONVNEXT.items()
 }
