@@ -140,8 +140,8 @@ def test_plugin_reusing_a_name_is_refused(tmp_path):
 
 ROADMAP_PLUGIN = '''
 """A roadmap of a plugin's own: a tiny network, and one step on it."""
-from roadmap import BlockSpec, HeadSpec, NetSpec, StageSpec, map_blocks, register_step, replace
-from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
+from roadmap import (BlockSpec, HeadSpec, NetSpec, PaperColumn, Roadmap, StageSpec, map_blocks,
+                     register_roadmap, register_step, replace)
 
 register_roadmap(Roadmap(
     name="tiny", title="TinyNet -> TinyNet-GELU", citation="nobody, 2026", package=__name__,
