@@ -185,8 +185,8 @@ def test_the_pretrained_network_is_the_one_timm_has() -> None:
     assert ref(Selection.of("mobilenetv3_large")) == "mobilenetv3_large_100"
     assert ref(Selection.of()) == "repvit_m0_9"
     assert ref(Selection.of(size="m1_5")) == "repvit_m1_5"
-    assert ref(Selection.of("resnet50", roadmap="convnext")) == "resnet50"
-    assert ref(Selection.of(roadmap="convnext")) == "convnext_tiny"
+    assert ref(Selection.of("resnet50", roadmap="convnext")) == "resnet50.tv_in1k"
+    assert ref(Selection.of(roadmap="convnext")) == "convnext_tiny.fb_in1k"
     with pytest.raises(RoadmapError, match="--upto resnet50 or --upto separate_downsampling"):
         ref(Selection.of("gelu", roadmap="convnext"))
     with pytest.raises(RoadmapError):
