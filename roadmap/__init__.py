@@ -40,6 +40,7 @@ _EXPORTS = {
     "alternate": "roadmap.arch.edit",
     "replace_stem": "roadmap.arch.edit",
     "has_kind": "roadmap.arch.edit",
+    "set_fields": "roadmap.arch.edit",
     "require_stages": "roadmap.arch.edit",
     "register_step": "roadmap.arch.registry",
     "Roadmap": "roadmap.arch.roadmaps",

@@ -84,6 +84,24 @@ def replace_stem(spec: NetSpec, stem: Sequence[BlockSpec]) -> NetSpec:
     return replace(spec, stem=tuple(stem))
 
 
+def set_fields(spec: NetSpec, kinds: str | Sequence[str], **fields: object) -> NetSpec:
+    """Set common fields (``kernel_size=7``) or a kind's own ones (``norm="layer"``) in every
+    block of the given kinds; the others are left as they are."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    own = {k: v for k, v in fields.items() if k not in _COMMON}
+    common = {k: v for k, v in fields.items() if k in _COMMON}
+
+    def edit(_path: str, b: BlockSpec) -> BlockSpec:
+        if b.kind not in kinds:
+            return b
+        return replace(b, **common, **({"extra": {**b.extra, **own}} if own else {}))
+
+    return map_blocks(spec, edit)
+
+
+_COMMON = {f for f in BlockSpec.__dataclass_fields__ if f not in ("kind", "extra")}
+
+
 def has_kind(spec: NetSpec, kind: str) -> bool:
     """Whether any block of the spec is of ``kind``."""
     return any(b.kind == kind for _, b in spec.iter_blocks())

@@ -13,9 +13,9 @@ reports this row and the widening together as one ResNeXt step ending at 80.5%.
 **Our choices where the paper is silent.** None: only the groups change.
 """
 
-from roadmap.arch.edit import map_blocks
+from roadmap.arch.edit import set_fields
 from roadmap.arch.registry import register_step
-from roadmap.arch.spec import BlockSpec, NetSpec, replace
+from roadmap.arch.spec import NetSpec
 
 
 @register_step(
@@ -28,10 +28,4 @@ from roadmap.arch.spec import BlockSpec, NetSpec, replace
 )
 def depthwise_conv(spec: NetSpec) -> NetSpec:
     """Make every bottleneck's kxk conv depthwise."""
-
-    def edit(_path: str, b: BlockSpec) -> BlockSpec:
-        if b.kind != "bottleneck":
-            return b
-        return replace(b, extra={**b.extra, "depthwise": True})
-
-    return map_blocks(spec, edit)
+    return set_fields(spec, "bottleneck", depthwise=True)

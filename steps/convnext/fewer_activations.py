@@ -12,9 +12,9 @@ the micro design, matching Swin-T.
 **Our choices where the paper is silent.** None.
 """
 
-from roadmap.arch.edit import map_blocks
+from roadmap.arch.edit import set_fields
 from roadmap.arch.registry import register_step
-from roadmap.arch.spec import BlockSpec, NetSpec, replace
+from roadmap.arch.spec import NetSpec
 
 
 @register_step(
@@ -27,8 +27,4 @@ from roadmap.arch.spec import BlockSpec, NetSpec, replace
 )
 def fewer_activations(spec: NetSpec) -> NetSpec:
     """Keep only the activation between the 1x1 convs of every ConvNeXt block."""
-
-    def edit(_path: str, b: BlockSpec) -> BlockSpec:
-        return replace(b, extra={**b.extra, "acts": "one"}) if b.kind == "convnext" else b
-
-    return map_blocks(spec, edit)
+    return set_fields(spec, "convnext", acts="one")

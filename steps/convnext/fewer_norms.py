@@ -12,9 +12,9 @@ block's start as well did not help, the paper notes.)
 after them do; the shortcut's projection keeps its norm.
 """
 
-from roadmap.arch.edit import map_blocks
+from roadmap.arch.edit import set_fields
 from roadmap.arch.registry import register_step
-from roadmap.arch.spec import BlockSpec, NetSpec, replace
+from roadmap.arch.spec import NetSpec
 
 
 @register_step(
@@ -27,8 +27,4 @@ from roadmap.arch.spec import BlockSpec, NetSpec, replace
 )
 def fewer_norms(spec: NetSpec) -> NetSpec:
     """Keep only the norm after the depthwise conv of every ConvNeXt block."""
-
-    def edit(_path: str, b: BlockSpec) -> BlockSpec:
-        return replace(b, extra={**b.extra, "norms": "one"}) if b.kind == "convnext" else b
-
-    return map_blocks(spec, edit)
+    return set_fields(spec, "convnext", norms="one")

@@ -12,9 +12,9 @@ why the paper stops there. A plugin step (``register_step``) builds any of the o
 **Our choices where the paper is silent.** None.
 """
 
-from roadmap.arch.edit import map_blocks
+from roadmap.arch.edit import set_fields
 from roadmap.arch.registry import register_step
-from roadmap.arch.spec import BlockSpec, NetSpec, replace
+from roadmap.arch.spec import NetSpec
 
 KERNEL = 7
 
@@ -29,8 +29,4 @@ KERNEL = 7
 )
 def kernel_7x7(spec: NetSpec) -> NetSpec:
     """Set every ConvNeXt block's depthwise kernel to 7x7."""
-
-    def edit(_path: str, b: BlockSpec) -> BlockSpec:
-        return replace(b, kernel_size=KERNEL) if b.kind == "convnext" else b
-
-    return map_blocks(spec, edit)
+    return set_fields(spec, "convnext", kernel_size=KERNEL)

@@ -78,3 +78,15 @@ def test_hash_is_stable_and_sensitive():
     a, b = roadmap.build_spec("gelu"), roadmap.build_spec("gelu")
     assert spec_hash(a) == spec_hash(b) and len(spec_hash(a)) == 12
     assert spec_hash(a) != spec_hash(replace(a, num_classes=10))
+
+
+def test_set_fields_edits_only_the_named_kinds():
+    spec = roadmap.build_spec("kernel_7x7", roadmap="convnext")
+    edited = roadmap.set_fields(spec, "convnext", kernel_size=5, norm="layer")
+    for (_, b), (_, a) in zip(spec.iter_blocks(), edited.iter_blocks(), strict=True):
+        if b.kind == "convnext":
+            assert (a.kernel_size, a.extra["norm"]) == (5, "layer")
+            assert replace(a, kernel_size=b.kernel_size, extra=b.extra) == b
+        else:
+            assert a == b
+    assert roadmap.set_fields(spec, ("bottleneck",), kernel_size=3) == spec  # none left
