@@ -15,6 +15,9 @@ from PIL import Image
 from torch import nn
 
 import roadmap
+from roadmap.interop.pretrained import LAYERS as _LAYERS
+from roadmap.interop.reference import calibrate as calibrate_bn  # noqa: F401 (tests use it)
+from roadmap.interop.reference import layer_signature as signature  # noqa: F401
 from roadmap.measure.host import Contention
 from roadmap.measure.latency import Conditions
 from roadmap.results import store
@@ -52,35 +55,6 @@ def fails_in_one_line(args: list, message: str) -> str:
 
 # --- networks -------------------------------------------------------------------------------
 
-_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
-
-
-def calibrate_bn(model: torch.nn.Module, img_size: int = 64, batches: int = 3) -> torch.nn.Module:
-    """Give every BatchNorm non-trivial affine params and running stats from real forward passes
-    (and every LayerNorm and layer scale non-trivial values).
-
-    Random affine params make the test non-trivial; statistics gathered from data (rather than
-    drawn at random) keep a deep network's activations at a sane scale, as after training.
-    """
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):  # ConvNeXt's layer scale, 1e-6 at init
-                torch.nn.init.uniform_(p, 0.5, 1.5)
-    for m in model.modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
-            torch.nn.init.uniform_(m.bias, -0.3, 0.3)
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
-            torch.nn.init.uniform_(m.bias, -0.3, 0.3)
-            m.momentum = None  # cumulative average over the calibration batches
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.randn(8, 3, img_size, img_size))
-    return model.eval()
-
 
 def executed_layers(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
     """Conv/Linear/BatchNorm modules in the order a forward pass runs them."""
@@ -95,18 +69,6 @@ def executed_layers(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
     for h in hooks:
         h.remove()
     return order
-
-
-def signature(m: nn.Module) -> tuple:
-    """What makes two layers the same layer: type family, weight shape, stride, padding, groups."""
-    family = next(t for t in _LAYERS if isinstance(m, t)).__name__
-    if isinstance(m, nn.Conv2d):
-        return family, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
-    if isinstance(m, nn.Linear):
-        return family, tuple(m.weight.shape), m.bias is not None
-    if isinstance(m, nn.LayerNorm):
-        return family, m.normalized_shape, m.eps
-    return family, m.num_features, m.eps
 
 
 # --- run records ----------------------------------------------------------------------------

@@ -336,11 +336,14 @@ def init_head(module: nn.Module, spec: HeadSpec) -> nn.Module:
     """The head starts as its codebase starts it (``HeadSpec.init``): MobileNetV3's head
     (pre-pool conv, hidden conv, linear) as timm's; RepViT's BN-linear classifier and
     ConvNeXt's linear as the official code's (truncated normal, std 0.02); ResNet's linear
-    with PyTorch's defaults."""
+    with PyTorch's defaults; timm's ``byobnet`` networks (RepVGG) normal, std 0.01."""
     init = spec.init or ("trunc_normal" if spec.norm else "goog")
     for m in module.modules():
-        if init == "trunc_normal" and isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+        if init in ("trunc_normal", "normal") and isinstance(m, nn.Linear):
+            if init == "normal":
+                nn.init.normal_(m.weight, std=0.01)
+            else:
+                nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
         elif init == "goog":
             init_goog(m)

@@ -203,18 +203,31 @@ def _ensure_loaded() -> None:
 
 
 def load_plugin(path: str | Path) -> None:
-    """Import a Python file that registers extra steps (``--plugin my_steps.py``).
+    """Import a Python file, or a package's folder, that registers extra steps (``--plugin
+    my_steps.py``, ``--plugin my_roadmap/``).
 
-    The file runs with the permissions of whoever runs ``roadmap``: load only files you trust.
+    A package is imported under its folder's name, so its modules import each other as in any
+    package; a package imported already (say, installed and found by its entry point) is not
+    imported twice. The code runs with the permissions of whoever runs ``roadmap``: load only
+    what you trust.
     """
     _ensure_loaded()
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        name, init = path.resolve().name, path / "__init__.py"
+        if not init.is_file():
+            raise RoadmapError(f"plugin folder {path} is not a Python package (no __init__.py)")
+        if not name.isidentifier():
+            raise RoadmapError(f"plugin folder {path}: {name!r} cannot be a package's name")
+        locations = [str(path.resolve())]
+    elif path.is_file():
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        name, init, locations = f"roadmap_plugin_{digest}", path, None
+    else:
         raise RoadmapError(f"plugin file not found: {path}")
-    name = f"roadmap_plugin_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-    if name in sys.modules:  # this file was loaded already: loading is idempotent
+    if name in sys.modules:  # loaded already: loading is idempotent
         return
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=locations)
     if spec is None or spec.loader is None:
         raise RoadmapError(f"plugin {path} is not a Python file (it should end in .py)")
     module = importlib.util.module_from_spec(spec)

@@ -143,7 +143,8 @@ class HeadSpec:
             width), or "" for none (then the head returns the feature map: a backbone).
         pool_norm: "layer" for a LayerNorm on the pooled features (ConvNeXt's), or "".
         init: how the classifier starts: "goog" (MobileNetV3's), "trunc_normal" (std 0.02:
-            RepViT's, ConvNeXt's), "torch" (PyTorch's defaults: ResNet's), or "" for the rule
+            RepViT's, ConvNeXt's), "normal" (std 0.01: timm's RepVGG, RegNet and the other
+            ``byobnet`` networks), "torch" (PyTorch's defaults: ResNet's), or "" for the rule
             of 0.2 (trunc_normal with ``norm``, goog without).
     """
 
@@ -159,7 +160,7 @@ class HeadSpec:
 
 POOLS = ("avg", "max", "avgmax", "catavgmax", "")
 POOL_NORMS = ("", "layer")
-HEAD_INITS = ("", "goog", "trunc_normal", "torch")
+HEAD_INITS = ("", "goog", "trunc_normal", "normal", "torch")
 # Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
 # made before they existed still matches the network it was trained on.
 _HASH_DEFAULTS = {("head", "pool"): "avg", ("head", "pool_norm"): "", ("head", "init"): ""}

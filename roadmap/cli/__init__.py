@@ -25,8 +25,9 @@ def _main(
         list[Path] | None,
         typer.Option(
             "--plugin",
-            help="A Python file that registers extra steps (repeatable). It runs with your "
-            "permissions: load only files you trust.",
+            help="A Python file, or a package's folder, that registers extra steps, block "
+            "kinds or a whole roadmap (repeatable). It runs with your permissions: load only "
+            "code you trust.",
         ),
     ] = None,
 ) -> None:

@@ -76,6 +76,28 @@ def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
         show(catalogue.block_kinds_table(kinds))
 
 
+@command("verify")
+def verify_cmd(roadmap: RoadmapOpt = "repvit", fmt: FormatOpt = Format.table) -> None:
+    """Prove a roadmap's ends equal the timm models it names: the same parameters, the same
+    layers in the same order, the same logits with the same weights (random weights: nothing is
+    downloaded). Exits 1 when one differs."""
+    from roadmap.arch.roadmaps import get_roadmap
+    from roadmap.interop.reference import check_roadmap
+    from roadmap.report import catalogue
+
+    found = get_roadmap(roadmap)
+    if not found.references:
+        raise RoadmapError(f"roadmap {roadmap!r} names no reference models to verify against")
+    with working(f"checking {roadmap}'s ends against timm"):
+        ends = check_roadmap(roadmap)
+    if fmt is Format.json:
+        print(json.dumps(catalogue.reference_data(ends), indent=2))
+    else:
+        show(catalogue.reference_table(found, ends))
+    if not all(end.check.equal for end in ends):
+        raise typer.Exit(1)
+
+
 @command("build")
 @uses(network=select)
 def build_cmd(

@@ -38,7 +38,7 @@ from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
 
-_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 # What timm reports for the weights --pretrained loads (results-imagenet.csv: 224 px, the
 # model's own crop), so that a user evaluating on ImageNet's validation set knows the target.
 EXPECTED_TOP1 = {"mobilenetv3_large_100": 75.784, "repvit_m0_9": 78.652}
@@ -125,7 +125,7 @@ def load_pretrained(model: nn.Module, selection: Selection, file: str | None = N
     name = reference(selection)
     theirs = load_reference(name, file)
     copied = copy_by_order(model, theirs)
-    classifier = model.num_classes > 0 and _copy_classifier(model, theirs)
+    classifier = model.num_classes > 0 and copy_classifier(model, theirs)
     skipped = [] if classifier else [n for n, _ in model.get_classifier().named_parameters()]
     source = f"timm:{name}" + (f" ({file})" if file else "")
     return Loaded(source, copied, [f"head.classifier.{n}" for n in skipped], classifier)
@@ -140,8 +140,7 @@ def copy_by_order(ours: nn.Module, theirs: nn.Module) -> int:
     Raises:
         RoadmapError: the two networks do not run the same layers.
     """
-    a = _executed(ours, exclude=ours.get_classifier())
-    b = _executed(theirs, exclude=theirs.get_classifier())
+    a, b = executed(ours), executed(theirs)
     if len(a) != len(b):
         raise RoadmapError(
             f"the weights do not map: this network runs {len(a)} conv/linear/BN layers before "
@@ -164,7 +163,7 @@ def copy_by_order(ours: nn.Module, theirs: nn.Module) -> int:
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     """What one executed layer holds: a layer's whole state, or the tensors another module
     holds itself (ConvNeXt's ``gamma``)."""
-    if isinstance(module, _LAYERS):
+    if isinstance(module, LAYERS):
         return module.state_dict(keep_vars=True)
     own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
     return dict(own)
@@ -172,15 +171,15 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def _holds_tensors(module: nn.Module) -> bool:
     own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
-    return isinstance(module, _LAYERS) or bool(own)
+    return isinstance(module, LAYERS) or bool(own)
 
 
-def _executed(model: nn.Module, exclude: nn.Module) -> list[nn.Module]:
+def executed(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
     """The layers (and other modules holding tensors of their own) in the order a forward pass
     finishes them, the classifier left out."""
-    skip = {id(m) for m in exclude.modules()}
+    skip = {id(m) for m in model.get_classifier().modules()}
     inside_layers = {
-        id(c) for m in model.modules() if isinstance(m, _LAYERS) for c in m.modules() if c is not m
+        id(c) for m in model.modules() if isinstance(m, LAYERS) for c in m.modules() if c is not m
     }
     order: list[nn.Module] = []
     hooks = [
@@ -191,7 +190,7 @@ def _executed(model: nn.Module, exclude: nn.Module) -> list[nn.Module]:
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, _in_channels(model), 64, 64))
+            model.eval()(torch.zeros(1, _in_channels(model), img_size, img_size))
     finally:
         model.train(was_training)
         for h in hooks:
@@ -205,7 +204,7 @@ def _in_channels(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def _copy_classifier(ours: nn.Module, theirs: nn.Module) -> bool:
+def copy_classifier(ours: nn.Module, theirs: nn.Module) -> bool:
     """Load the reference's classifier into ours when the class counts agree."""
     fcs = [m for m in theirs.get_classifier().modules() if isinstance(m, nn.Linear)]
     if not fcs or fcs[0].out_features != ours.num_classes:

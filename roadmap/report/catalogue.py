@@ -1,10 +1,12 @@
 """What is installed, as tables: the roadmaps, a roadmap's steps with the paper's numbers, and
-the block kinds a spec may use (``roadmap roadmaps``, ``roadmap steps``, ``roadmap blocks``)."""
+the block kinds a spec may use (``roadmap roadmaps``, ``roadmap steps``, ``roadmap blocks``), and
+a roadmap's ends against their references (``roadmap verify``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -13,6 +15,9 @@ from roadmap.arch.paper import PaperResult
 from roadmap.arch.registry import Step
 from roadmap.arch.roadmaps import PaperColumn, Roadmap
 from roadmap.report.tables import fmt_num
+
+if TYPE_CHECKING:  # torch loads only when a check is run, not for `roadmap steps`
+    from roadmap.interop.reference import EndCheck
 
 
 def paper_columns(roadmap: Roadmap) -> list[tuple[PaperColumn, Callable[[PaperResult], Any]]]:
@@ -126,4 +131,42 @@ def block_kinds_data(kinds: Sequence[BlockKind]) -> list[dict]:
             "plain": k.plain,
         }
         for k in kinds
+    ]
+
+
+def reference_table(roadmap: Roadmap, ends: Sequence[EndCheck]) -> Table:
+    """``roadmap verify``: each end of a roadmap beside its reference, and the verdict."""
+    from roadmap.interop.reference import TOLERANCE
+
+    table = Table(
+        title=f"The {roadmap.name} roadmap's ends against their references",
+        caption="Random weights, copied layer by layer into ours (the reference's norms given "
+        "random values and statistics first); parameters and layers before the classifier; "
+        f"logits on 2 random 64x64 images, equal within {TOLERANCE:g} of the largest.",
+        caption_justify="left",
+    )
+    for name in ("step", "reference", "params ours / ref", "layers ours / ref", "max |Δ logit|"):
+        table.add_column(name, justify="left" if name in ("step", "reference") else "right")
+    table.add_column("verdict")
+    for end in ends:
+        c = end.check
+        diff = "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e} of {c.scale:.2f}"
+        verdict = "equal" if c.equal else f"DIFFERENT {c.difference}".strip()
+        table.add_row(
+            end.step,
+            end.reference,
+            f"{c.params[0]:,} / {c.params[1]:,}",
+            f"{c.layers[0]} / {c.layers[1]}",
+            diff,
+            verdict,
+        )
+    return table
+
+
+def reference_data(ends: Sequence[EndCheck]) -> list[dict]:
+    """``roadmap verify --format json``."""
+    return [
+        {"step": e.step, "reference": e.reference, "equal": e.check.equal}
+        | dataclasses.asdict(e.check)
+        for e in ends
     ]
