@@ -9,6 +9,12 @@ Python API::
     deploy = roadmap.fuse(model)                    # the deploy form (eval mode, branches folded)
     roadmap.register_timm_models()                  # timm.create_model("roadmap_<step>")
 
+The names below (``roadmap.__all__``) are the public API, the one a plugin or a roadmap of
+your own builds on: specs and their edits, steps, roadmaps, block kinds, the layers that fold
+(``ConvNorm``, ``fold_bn_into_conv``) and the diagram's nodes (``Box``, ``Seq``, ``Par``,
+``Res``), and the check that a network equals its reference (``check_reference``). Modules
+below ``roadmap.`` are the tool's own and may change between versions.
+
 Importing the package is cheap and has no side effects: names are loaded on first use (torch
 only when a network is built), and the timm models are registered when you ask for them.
 """
@@ -59,6 +65,16 @@ _EXPORTS = {
     "build": "roadmap.arch.builder",
     "build_model": "roadmap.arch.builder",
     "fuse": "roadmap.arch.reparam",
+    "ConvNorm": "roadmap.arch.layers",
+    "fold_bn_into_conv": "roadmap.arch.layers",
+    "make_act": "roadmap.arch.layers",
+    "init_goog": "roadmap.arch.layers",
+    "Box": "roadmap.arch.anatomy",
+    "Seq": "roadmap.arch.anatomy",
+    "Par": "roadmap.arch.anatomy",
+    "Res": "roadmap.arch.anatomy",
+    "check_reference": "roadmap.interop.reference",
+    "ReferenceCheck": "roadmap.interop.reference",
     "register_timm_models": "roadmap.interop.timm_models",
 }
 

@@ -22,6 +22,7 @@ figure state survives a call) and written atomically.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 # 16:9 at 110 dpi is a 1760x990 slide; the PNG stays well under 300 KB.
 FIGSIZE = (16.0, 9.0)
 DPI = 110
+CONDITIONS_WIDTH = 185  # characters of the conditions line at 11 pt across the 16-inch figure
 # Colours of the two sources, the same in every panel (matplotlib's default blue and orange).
 OURS, PAPER, NOISE = "#1f77b4", "#ff7f0e", "#b0b0b0"
 RC = {
@@ -128,9 +130,9 @@ def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
         notes += _top1_bars(bar_axes[1], rows, top1)
         bars += top1
     _bar_legend(bar_axes, bars)
-    fig.suptitle(title, x=0.02, y=0.975, ha="left", fontsize=17, fontweight="bold")
+    fig.suptitle(title, x=0.02, y=0.98, ha="left", fontsize=17, fontweight="bold")
     line = _conditions_line(study.conditions, study.roadmap)
-    fig.text(0.02, 0.915, line, ha="left", va="top", fontsize=11.5)
+    fig.text(0.02, 0.93, line, ha="left", va="top", fontsize=11)
     footnotes = "\n".join(f"• {n}" for n in notes)
     fig.text(0.02, 0.015, footnotes, ha="left", va="bottom", fontsize=10.5)
     return fig
@@ -143,7 +145,7 @@ def _axes(fig: Figure, with_acc: bool) -> tuple[list[Axes], list[Axes]]:
     final size. The gap before the bars holds their step names (the figure's key).
     """
     split = 0.56 if with_acc else 0.62  # figure fraction where the scatter panels end
-    box = {"top": 0.84, "bottom": 0.27}
+    box = {"top": 0.82, "bottom": 0.27}
     left = fig.add_gridspec(1, 2, left=0.05, right=split, wspace=0.28, **box)
     right = fig.add_gridspec(
         1, 2 if with_acc else 1, left=split + 0.14, right=0.985, wspace=0.12, **box
@@ -179,6 +181,8 @@ def _paper_panel(ax: Axes, rows: list[Row], roadmap: Roadmap) -> list[str]:
     """The paper's speed (or, where it reports none per step, its compute cost) vs its top-1;
     returns footnotes on the steps it leaves out."""
     idx = [i for i, r in enumerate(rows) if r.paper_side and r.paper_top1 is not None]
+    if roadmap.side is None:  # a paper that reports accuracy alone per step (RepVGG's ablation)
+        return _paper_top1_panel(ax, rows, roadmap)
     if roadmap.speed is not None:  # RepViT's: iPhone latency
         ax.set_title("Paper: iPhone 12 (Core ML), ImageNet-1K", loc="left", fontweight="bold")
         ax.set_xlabel("latency on iPhone 12 (ms, as reported)")
@@ -194,6 +198,21 @@ def _paper_panel(ax: Axes, rows: list[Row], roadmap: Roadmap) -> list[str]:
     xs = [rows[i].paper_side for i in idx]
     ys = [rows[i].paper_top1 for i in idx]
     trajectory(ax, idx, xs, ys, PAPER)
+    return _paper_notes(rows, idx)
+
+
+def _paper_top1_panel(ax: Axes, rows: list[Row], roadmap: Roadmap) -> list[str]:
+    """The paper's top-1 after each step, for a paper with no speed or compute per step."""
+    idx = [i for i, r in enumerate(rows) if r.paper_top1 is not None]
+    ax.set_title("Paper: top-1 after each step", loc="left", fontweight="bold")
+    ax.set_xlabel("step (no speed or compute per step in the paper)")
+    ax.set_ylabel(f"top-1 (%), {roadmap.accuracy.conditions.split(',')[0]}")
+    ax.grid(alpha=0.3)
+    if not idx:
+        _empty(ax, "the paper reports no numbers\nfor these rows (ablations)")
+        return []
+    ax.set_xticks(idx)
+    trajectory(ax, idx, [float(i) for i in idx], [rows[i].paper_top1 for i in idx], PAPER)
     return _paper_notes(rows, idx)
 
 
@@ -501,7 +520,8 @@ def _conditions_line(c: Conditions | None, roadmap: Roadmap) -> str:
         f"{c.iters} timed iterations, {c.interleaved_models} models interleaved",
         host.busy_note(c.contention),
     ]
-    return f"{paper}\nOurs: {'; '.join(parts)}."
+    ours = textwrap.fill(f"Ours: {'; '.join(parts)}.", CONDITIONS_WIDTH)
+    return f"{paper}\n{ours}"
 
 
 def _short_device(c: Conditions) -> str:

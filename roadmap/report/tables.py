@@ -310,40 +310,40 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
     for key, col_title, *_ in STUDY_METRICS:
         header = f"{titles.get(key, col_title)}\n[dim]Δ prev | base[/]"
         table.add_column(header, justify="right", no_wrap=True)
-    if paper:
-        table.add_column("paper\ntop-1 %", justify="right")
-        table.add_column(f"paper\n{side_unit(study)}", justify="right")
+    columns = paper_columns(study) if paper else {}
+    for column_title in columns.values():
+        table.add_column(column_title.replace(" ", "\n", 1), justify="right")
     for row in study.rows:
         c = study_cells(row)
         cells = [c["name"]]
         for key, *_ in STUDY_METRICS:
             deltas = " | ".join(x for x in (c[f"{key}_prev"], c[f"{key}_base"]) if x)
             cells.append(c[key] + (f"\n[dim]{deltas}[/]" if deltas else ""))
-        if paper:
-            cells += [c["paper_top1"], c["paper_side"]]
-        table.add_row(*cells)
+        table.add_row(*cells, *(c[key] for key in columns))
     return table
 
 
-def side_unit(study: Study) -> str:
-    """The unit of the paper's second column (``ms`` for RepViT, ``GFLOPs`` for ConvNeXt)."""
+def paper_columns(study: Study) -> dict[str, str]:
+    """The paper's columns: cell key -> title (its top-1, then its speed or cost, where the
+    roadmap has one: ``ms`` for RepViT, ``GFLOPs`` for ConvNeXt, none for a roadmap whose paper
+    gives accuracy alone)."""
     side = study.roadmap.side
-    return side.unit if side else "—"
+    return {"paper_top1": "paper top-1 %"} | ({"paper_side": f"paper {side.unit}"} if side else {})
 
 
 def _flat_header(study: Study, paper: bool) -> list[str]:
     cols = ["step"]
     for _key, col_title, *_ in STUDY_METRICS:
         cols += [col_title, "Δ prev", "Δ base"]
-    return cols + (["paper top-1 %", f"paper {side_unit(study)}"] if paper else [])
+    return cols + (list(paper_columns(study).values()) if paper else [])
 
 
-def _flat_cells(row: Row, paper: bool) -> list[str]:
+def _flat_cells(study: Study, row: Row, paper: bool) -> list[str]:
     c = study_cells(row)
     cells = [c["name"]]
     for key, *_ in STUDY_METRICS:
         cells += [c[key], c[f"{key}_prev"], c[f"{key}_base"]]
-    return cells + ([c["paper_top1"], c["paper_side"]] if paper else [])
+    return cells + ([c[key] for key in paper_columns(study)] if paper else [])
 
 
 def study_markdown(study: Study, title: str, paper: bool = True) -> str:
@@ -356,7 +356,7 @@ def study_markdown(study: Study, title: str, paper: bool = True) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     for row in study.rows:
-        cells = [x.replace("|", "\\|") for x in _flat_cells(row, paper)]
+        cells = [x.replace("|", "\\|") for x in _flat_cells(study, row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{latency_header(study)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
     lines += agreement_lines(study) + power_lines(study)
@@ -388,7 +388,8 @@ def study_latex(study: Study, title: str, paper: bool = True) -> str:
         " & ".join(esc(h) for h in header) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join(esc(x) for x in _flat_cells(row, paper)) + r" \\" for row in study.rows]
+    rows = (_flat_cells(study, row, paper) for row in study.rows)
+    lines += [" & ".join(esc(x) for x in cells) + r" \\" for cells in rows]
     lines += [
         r"\bottomrule",
         r"\end{tabular}",

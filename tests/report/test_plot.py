@@ -141,11 +141,11 @@ def test_unwritable_destination_is_one_clear_error(tmp_path: Path):
 
 def test_a_busy_machine_is_called_out():
     rows = make_study().rows
-    quiet = " ".join(t.get_text() for t in figure(Study.of(rows)).texts)
+    quiet = " ".join(" ".join(t.get_text() for t in figure(Study.of(rows)).texts).split())
     busy_conditions = make_conditions(contention=Contention(1.2, 0.0, 5.8, 5.8, 2))
     for row in rows:
         row.latency = dataclasses.replace(row.latency, conditions=busy_conditions)
-    busy = " ".join(t.get_text() for t in figure(Study.of(rows)).texts)
+    busy = " ".join(" ".join(t.get_text() for t in figure(Study.of(rows)).texts).split())
     assert "machine was busy" not in quiet and "kept 0.01 of 2 cores busy" in quiet
     assert "The machine was busy" in busy and "kept 1.20 of 2 cores busy" in busy
 
