@@ -9,6 +9,7 @@ and every command must work on it.
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,10 +222,11 @@ def test_train_table_latency_walkthrough_and_timm(tmp_path) -> None:
 def test_installed_it_is_found_by_its_entry_point(tmp_path) -> None:
     """pip installs the package (no dependencies, no index: it needs only roadmap, here);
     a fresh `roadmap` then finds the roadmap without --plugin."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "source"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__"))  # builds there
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
+         "--no-build-isolation", "--target", str(target), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(REPO)])}
