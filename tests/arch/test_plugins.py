@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import roadmap
 from roadmap.arch import registry
 from roadmap.cli import app
-from tests.helpers import REPO
+from tests.helpers import REPO, fails_in_one_line
 
 PLUGIN = str(REPO / "examples" / "relu_step.py")
 runner = CliRunner()
@@ -147,6 +147,7 @@ register_roadmap(Roadmap(
     name="tiny", title="TinyNet -> TinyNet-GELU", citation="nobody, 2026", package=__name__,
     order=("tiny_base", "tiny_gelu"),
     accuracy=PaperColumn("paper top-1 %", "%", "made up"),
+    references=(("tiny_gelu", "resnet18"),),  # wrong on purpose: `verify` must say so
 ))
 
 
@@ -188,5 +189,18 @@ def test_a_plugin_registers_a_whole_roadmap(tmp_path):
         assert missing.exit_code == 2 and "add --roadmap tiny" in missing.output
         wrong = runner.invoke(app, ["steps", "--roadmap", "tine"])
         assert wrong.exit_code == 2 and "did you mean 'tiny'" in wrong.output
+        verified = runner.invoke(app, ["verify", "--roadmap", "tiny", "--format", "json"])
+        assert verified.exit_code == 1, verified.output  # a finding, not a usage error
+        (end,) = json.loads(verified.stdout)
+        assert end["reference"] == "resnet18" and not end["equal"]
+        assert end["difference"].startswith("layer 0: ('Conv2d', (8, 3, 3, 3)")
     finally:
         roadmaps._ROADMAPS.pop("tiny", None)
+
+
+def test_a_plugin_folder_must_be_a_package(tmp_path):
+    (tmp_path / "not_a_package").mkdir()
+    fails_in_one_line(["--plugin", tmp_path / "not_a_package", "steps"], "is not a Python package")
+    (tmp_path / "my-steps").mkdir()
+    (tmp_path / "my-steps" / "__init__.py").write_text("")
+    fails_in_one_line(["--plugin", tmp_path / "my-steps", "steps"], "cannot be a package's name")

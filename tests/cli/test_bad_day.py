@@ -188,6 +188,7 @@ def test_a_huge_spec_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
     assert time.perf_counter() - started < 30  # it used to run for minutes
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_a_spec_with_a_thousand_stages_is_refused(tmp_path: Path) -> None:
     spec = registry.build_spec("gelu").to_dict()
     spec["stages"] = spec["stages"][1:2] * 1000
@@ -249,6 +250,7 @@ def test_tables_outside_a_terminal_never_cut_a_number() -> None:
     assert "73.0" in result.stdout and "0.91" in result.stdout  # the paper's control, whole
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_long_steps_say_what_they_are_doing() -> None:
     result = runner.invoke(app, ["table", "--upto", "gelu", "--no-latency"])
     assert "counting 2 networks" in result.stderr

@@ -125,7 +125,8 @@ def test_the_results_folder_becoming_unwritable_mid_run(
             run.folder.write_text("the disk went away")
 
     monkeypatch.setattr(training, "_save_epoch", save_then_break)
-    fails_in_one_line(["train", *TINY, "--out", tmp_path], "a file of that name exists")
+    tiny = ["--data", "synthetic:16", "--batch-size", "8", "--img-size", "32"]
+    fails_in_one_line(["train", *TINY, *tiny, "--out", tmp_path], "a file of that name exists")
 
 
 def test_a_foreign_pickle_is_one_line_without_torchs_warning(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def test_table_formats_round_trip():
     assert "\\toprule" in run(*base, "--format", "latex")
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_table_measures_latency_with_its_conditions():
     args = ["table", "--upto", "separate_mixers", "--iters", "2", "--format", "json"]
     result = runner.invoke(app, args)
@@ -149,9 +150,11 @@ def test_run_trains_the_ablation_set(tmp_path):
         "--upto",
         "separate_mixers",
         "--data",
-        "digits",
+        "synthetic:16",
         "--epochs",
         "1",
+        "--batch-size",
+        "8",
         "--img-size",
         "32",
         "--quiet",

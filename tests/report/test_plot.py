@@ -115,6 +115,7 @@ def test_labels_do_not_overlap_on_the_paper_numbers():
     assert all(k.x0 > fig.axes[1].get_window_extent(renderer).x1 for k in keys)
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_cli_plot_writes_a_png(tmp_path: Path):
     out = tmp_path / "x.png"
     result = CliRunner().invoke(app, ["plot", "--out", str(out), "--upto", "gelu", "--iters", "3"])

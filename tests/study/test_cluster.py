@@ -111,17 +111,18 @@ def test_without_slurm_the_launcher_says_so(tmp_path: Path, monkeypatch) -> None
 
 @pytest.mark.slow
 def test_local_launcher_runs_a_small_study(tmp_path: Path) -> None:
-    """2 networks x 2 seeds, each one submitit job, through the same command a cluster uses."""
+    """2 networks, each one submitit job, through the same command a cluster uses (each job
+    is a process of its own: two keep the test short, and seeds shard as networks do)."""
     out, jobs = tmp_path / "results", tmp_path / "jobs"
-    args = ["run", "--upto", "gelu", "--seeds", "0,1", "--data", "synthetic:64", *TINY]
+    args = ["run", "--upto", "gelu", "--seeds", "0", "--data", "synthetic:64", *TINY]
     result = runner.invoke(
         app, [*args, "--out", str(out), "--launcher", "local", "--jobs-dir", str(jobs)]
     )
     assert result.exit_code == 0, result.output
-    assert "submitted 4 local job(s)" in result.output
-    assert len(list(out.rglob("metrics.json"))) == 4
+    assert "submitted 2 local job(s)" in result.output
+    assert len(list(out.rglob("metrics.json"))) == 2
     status = runner.invoke(app, [*args, "--out", str(out), "--status"])
-    assert "4 done" in status.output
+    assert "2 done" in status.output
 
 
 @pytest.mark.slow
