@@ -294,11 +294,28 @@ def recipe_group(
             "--img-size", min=32, max=MAX_IMG_SIZE, help="Override the recipe's resolution (px)."
         ),
     ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set any recipe key (repeatable), the value in YAML: --set mixup=0.2 --set "
+            "clip_grad=null --set 'scale=[0.5, 1]'. A shipped recipe changed this way is filed "
+            "under its name and hash (quick-1a2b3c4d5e6f); `roadmap recipes` lists the keys.",
+        ),
+    ] = None,
 ) -> Any:
     """How to train (a ``Recipe``), with command-line overrides."""
     from roadmap.train.recipe import load_recipe
 
-    return load_recipe(recipe, epochs=epochs, batch_size=batch_size, base_lr=lr, img_size=img_size)
+    return load_recipe(
+        recipe,
+        settings=settings or (),
+        epochs=epochs,
+        batch_size=batch_size,
+        base_lr=lr,
+        img_size=img_size,
+    )
 
 
 def run_group(

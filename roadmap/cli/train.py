@@ -230,3 +230,17 @@ def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str
         variants, results=options.results, data=source.slug, recipe=label, paper=False, counts=False
     )
     return tables.power_lines(study)
+
+
+@command("recipes")
+def recipes_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the shipped recipes, key by key: what `--recipe NAME` trains with, and the keys
+    `--set KEY=VALUE` can change."""
+    from roadmap.report.training import recipes_table
+    from roadmap.train.recipe import builtin_recipes, load_recipe
+
+    found = [load_recipe(name) for name in builtin_recipes()]
+    if fmt is Format.json:
+        print(json.dumps({r.name: r.to_dict() for r in found}, indent=2))
+    else:
+        show(recipes_table(found))

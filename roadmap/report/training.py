@@ -19,6 +19,7 @@ from roadmap.results.store import RunKey
 from roadmap.study.plan import PlannedRun
 from roadmap.study.sweep import Outcome
 from roadmap.train.evaluate import CheckpointScores
+from roadmap.train.recipe import Recipe
 
 
 def record_table(record: RunRecord) -> Table:
@@ -143,3 +144,26 @@ def job_outcomes_table(outcomes: Sequence[dict]) -> Table:
     for o in outcomes:
         table.add_row(o["name"], str(o["seed"]), o["status"], fmt_num(o["top1"], 2))
     return table
+
+
+def recipes_table(recipes: Sequence[Recipe]) -> Table:
+    """``roadmap recipes``: one row per key, one column per shipped recipe."""
+    table = Table(
+        title="Shipped recipes (--recipe NAME; change any key with --set KEY=VALUE)",
+        caption="lr = base_lr x global batch / 512; batch_size is the global batch",
+        caption_justify="left",
+    )
+    table.add_column("key", no_wrap=True)
+    for recipe in recipes:
+        table.add_column(recipe.name, justify="right")
+    rows = [r.to_dict() for r in recipes]
+    for key in rows[0]:
+        if key != "name":
+            table.add_row(key, *(_recipe_value(row[key]) for row in rows))
+    return table
+
+
+def _recipe_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value) if not isinstance(value, float) else f"{value:g}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -142,15 +143,20 @@ def builtin_recipes() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
+def load_recipe(
+    name_or_path: str | Path, *, settings: Sequence[str] = (), **overrides: Any
+) -> Recipe:
     """Load a shipped recipe by name, or a YAML file by path, and apply overrides.
 
     Args:
         name_or_path: ``paper``, ``quick`` or the path of a YAML file.
+        settings: ``KEY=VALUE`` strings (``--set``), each value read as YAML (``0.1``,
+            ``true``, ``null``, ``[0.08, 1]``) and checked like the file's own.
         **overrides: field values that replace the file's (``None`` means keep the file's).
 
     Raises:
-        RoadmapError: the recipe does not exist, is not valid YAML, or has a bad key or value.
+        RoadmapError: the recipe does not exist, is not valid YAML, or has a bad key or value
+            (a bad setting names itself and ``--set``).
     """
     text, source, default_name = _read_recipe_text(str(name_or_path))
     try:
@@ -161,7 +167,34 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
         raise RoadmapError(f"{source} must be a mapping of recipe keys to values")
     data.setdefault("name", default_name)
     recipe = recipe_from_dict(data, source=source)
+    if settings:
+        changed = {**recipe.to_dict(), **parse_settings(settings)}
+        recipe = recipe_from_dict(changed, source=f"--set on {source}")
     return recipe.replace(**overrides) if overrides else recipe
+
+
+def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
+    """``["mixup=0.2", "clip_grad=null"]`` -> ``{"mixup": 0.2, "clip_grad": None}``; a setting
+    without ``=``, an unknown key or the recipe's name is one error naming it."""
+    fields = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
+    parsed: dict[str, Any] = {}
+    for setting in settings:
+        key, eq, text = setting.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise RoadmapError(f"--set {setting!r}: write KEY=VALUE, e.g. --set mixup=0.2")
+        if key == "name":
+            raise RoadmapError("--set name=...: a recipe's name is its file's; save a recipe file")
+        if key not in fields:
+            raise RoadmapError(
+                f"--set {setting!r}: no recipe key {key!r}{did_you_mean(key, fields)}; "
+                f"the keys: {', '.join(fields)}"
+            )
+        try:
+            parsed[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise RoadmapError(f"--set {setting!r}: not a YAML value: {_first_line(exc)}") from None
+    return parsed
 
 
 def _read_recipe_text(name_or_path: str) -> tuple[str, str, str]:

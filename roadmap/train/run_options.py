@@ -6,6 +6,7 @@ Training, evaluation and sweeps share :class:`RunOptions`, and open their data t
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from roadmap.arch.selection import Selection
 from roadmap.train import distributed
 from roadmap.train.data import Datasets, default_workers, load_datasets
-from roadmap.train.recipe import Recipe
+from roadmap.train.recipe import Recipe, builtin_recipes, load_recipe
 from roadmap.train.sources import DataSource
 
 
@@ -104,4 +105,13 @@ def equivalent_command(selection: Selection, source: DataSource, recipe: Recipe,
     words += ["--recipe", recipe.name, "--seed", str(seed)]
     words += ["--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size)]
     words += ["--lr", repr(recipe.base_lr), "--img-size", str(recipe.img_size)]
+    if recipe.name in builtin_recipes():  # any other key that differs from the shipped recipe
+        shipped = load_recipe(recipe.name).to_dict()
+        for key, value in recipe.to_dict().items():
+            if key not in OPTION_KEYS and value != shipped[key]:
+                words += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML
     return shlex.join(words)
+
+
+# The recipe keys that have options of their own (and the recipe's name).
+OPTION_KEYS = ("name", "epochs", "batch_size", "base_lr", "img_size")

@@ -111,3 +111,26 @@ def test_one_epoch_on_tiny_data_is_trained_stored_and_tabled(tmp_path) -> None:
     )  # fmt: skip
     rows = json.loads(table.stdout)["rows"]
     assert rows[0]["top1"] is None and rows[1]["top1"] is not None  # only gelu was trained
+
+
+def test_recipes_lists_every_key_of_every_shipped_recipe() -> None:
+    from roadmap.train.recipe import builtin_recipes
+
+    data = json.loads(run("recipes", "--format", "json").stdout)
+    assert sorted(data) == builtin_recipes()
+    assert data["paper"]["base_lr"] == 1e-3 and data["quick"]["img_size"] == 32
+    assert "mixup_switch_prob" in run("recipes").stdout
+
+
+@pytest.mark.slow
+def test_a_run_with_set_is_filed_under_the_recipes_hash(tmp_path) -> None:
+    tiny = ["--data", "synthetic:16", "--epochs", "1", "--batch-size", "8", "--img-size", "32"]
+    args = ["train", "--upto", "gelu", *tiny, "--workers", "0", "--quiet"]
+    result = run(*args, "--set", "label_smoothing=0", "--set", "hflip=0.5", "--results",
+                 str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (metrics,) = tmp_path.glob("synthetic-16/quick-*/gelu/seed0/metrics.json")
+    recipe = json.loads(metrics.read_text())["recipe"]
+    assert (recipe["label_smoothing"], recipe["hflip"]) == (0.0, 0.5)
+    bad = run(*args, "--set", "hflip=2", "--results", str(tmp_path))
+    assert bad.exit_code == 2 and "key 'hflip' is out of range: 2.0" in bad.output

@@ -1,5 +1,7 @@
 """Recipes: the shipped ones say what the paper says, and a bad file names its bad key."""
 
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,45 @@ def test_not_yaml_is_one_clear_error(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, "epochs: [1, 2\n"))
     with pytest.raises(RoadmapError, match="must be a mapping"):
         load_recipe(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_set_changes_any_key_and_files_the_run_under_the_recipes_hash() -> None:
+    from roadmap.train.identity import recipe_label
+
+    quick = load_recipe("quick")
+    changed = load_recipe("quick", settings=["mixup=0.2", "clip_grad=1", "scale=[0.5, 1]"])
+    assert (changed.mixup, changed.clip_grad, changed.scale) == (0.2, 1.0, (0.5, 1.0))
+    assert recipe_label(changed) == f"quick-{recipe_hash(changed)}" != recipe_label(quick)
+    paper = load_recipe("paper", settings=["auto_augment=null", "ema=false"])
+    assert paper.auto_augment is None and paper.ema is False  # null and false are values
+    assert load_recipe("quick", settings=["mixup=0.2"], epochs=1).epochs == 1  # options too
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("mixup", "write KEY=VALUE"),
+        ("mixupp=0.2", "no recipe key 'mixupp' (did you mean 'mixup'?)"),
+        ("name=mine", "a recipe's name is its file's"),
+        ("mixup=abc", "key 'mixup': must be a finite number, got 'abc'"),
+        ("mixup=-1", "key 'mixup' is out of range"),
+        ("epochs=2.5", "key 'epochs': must be a whole number"),
+        ("clip_grad=[1", "not a YAML value"),
+    ],
+)
+def test_a_bad_setting_is_one_error_that_names_it(setting: str, message: str) -> None:
+    with pytest.raises(RoadmapError, match=re.escape(message)):
+        load_recipe("quick", settings=[setting])
+
+
+def test_the_equivalent_command_repeats_every_setting() -> None:
+    from roadmap.arch.selection import Selection
+    from roadmap.train.recipe import parse_settings
+    from roadmap.train.run_options import equivalent_command
+    from roadmap.train.sources import parse_source
+
+    recipe = load_recipe("quick", settings=["mixup=0.2", "auto_augment=rand-m9-mstd0.5"])
+    words = shlex.split(equivalent_command(Selection.of("gelu"), parse_source("digits"), recipe, 0))
+    settings = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert load_recipe("quick", settings=settings) == recipe
+    assert parse_settings(settings) == {"mixup": 0.2, "auto_augment": "rand-m9-mstd0.5"}
