@@ -107,21 +107,29 @@ def python(code: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.slow  # three fresh interpreters importing torch and timm
-@pytest.mark.parametrize(
-    "imports",
-    [
-        "import steps; import roadmap",
-        "import roadmap; import steps",
-        "import roadmap.interop.timm_models",
-    ],
-)
-def test_timm_models_do_not_depend_on_import_order(imports: str) -> None:
-    out = python(
-        f"{imports}; import roadmap, timm; roadmap.register_timm_models(); "
+@pytest.mark.slow  # three fresh interpreters importing torch and timm, started together
+def test_timm_models_do_not_depend_on_import_order() -> None:
+    orders = ["import steps; import roadmap", "import roadmap; import steps"]
+    orders += ["import roadmap.interop.timm_models"]
+    check = (
+        "; import roadmap, timm; roadmap.register_timm_models(); "
         "print(len(timm.list_models('roadmap_*')), roadmap.list_steps()[-1])"
     )
-    assert out == "30 alternating_se"  # RepViT's 11 steps and 6 family members, ConvNeXt's 13
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", order + check],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for order in orders
+    ]
+    for order, process in zip(orders, running, strict=True):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        # RepViT's 11 steps and 6 family members, ConvNeXt's 13
+        assert out.strip() == "30 alternating_se", order
 
 
 def test_a_step_registered_before_the_papers_still_comes_after_them() -> None:

@@ -127,7 +127,7 @@ def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
     notes += _latency_bars(bar_axes[0], study, bars, alone=not with_acc)
     if with_acc:
         top1 = [_top1_bar(rows, i) for i in range(len(rows))]
-        notes += _top1_bars(bar_axes[1], rows, top1)
+        notes += _top1_bars(bar_axes[1], study, top1)
         bars += top1
     _bar_legend(bar_axes, bars)
     fig.suptitle(title, x=0.02, y=0.98, ha="left", fontsize=17, fontweight="bold")
@@ -383,13 +383,14 @@ def _ci_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
     return [low, high]
 
 
-def _top1_bars(ax: Axes, rows: list[Row], bars: list[_Bar]) -> list[str]:
-    _bar_panel(ax, rows, bars, fmt="{:+.1f}")
+def _top1_bars(ax: Axes, study: Study, bars: list[_Bar]) -> list[str]:
+    _bar_panel(ax, study.rows, bars, fmt="{:+.1f}")
     ax.set_xlabel("Δ top-1 (points)\n(positive = better)")
+    agreement = study.accuracy_agreement
     return [
         f"Δ top-1 is noise (grey) unless Welch's t-test over seeds gives p < {ALPHA} "
         "(never with a single seed)."
-    ]
+    ] + ([agreement.describe() + "."] if agreement else [])
 
 
 def _latency_bar(rows: list[Row], i: int) -> _Bar:

@@ -400,8 +400,9 @@ def study_latex(study: Study, title: str, paper: bool = True) -> str:
 
 
 def agreement_lines(study: Study) -> list[str]:
-    """The agreement of our latency changes with the paper's, when the rows allow one."""
-    return [study.agreement.describe()] if study.agreement else []
+    """The agreement of our latency and top-1 changes with the paper's, where the rows allow."""
+    found = (study.agreement, study.accuracy_agreement)
+    return [a.describe() for a in found if a is not None]
 
 
 def power_lines(study: Study) -> list[str]:
@@ -433,12 +434,13 @@ def unbuildable_text(study: Study) -> Text | None:
 
 def study_json(study: Study, title: str) -> str:
     """The rows as one JSON document, with the latency conditions they were measured under."""
-    c, a = study.conditions, study.agreement
+    c, a, acc = study.conditions, study.agreement, study.accuracy_agreement
     return json.dumps(
         {
             "title": title,
             "environment": c.to_dict() if c else None,
             "paper_agreement": a.to_dict() if a else None,
+            "paper_accuracy_agreement": acc.to_dict() if acc else None,
             "rows": [row_data(r) for r in study.rows],
         },
         indent=2,

@@ -156,6 +156,7 @@ class Study:
     Attributes:
         rows: one per network, in order.
         agreement: our latency Δs against the paper's speed column, when the rows allow one.
+        accuracy_agreement: our top-1 Δs against the paper's top-1, when the rows allow one.
         pending: accuracy Δs that are not findings yet, with the seeds each would need.
         conditions: what the rows' latency was measured under (None when not timed).
         source: (store root, data, recipe label) the accuracy was read from, or None.
@@ -171,6 +172,7 @@ class Study:
     source: tuple[Path, str, str] | None = None
     unreadable: list[str] = field(default_factory=list)
     elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
+    accuracy_agreement: PaperAgreement | None = None
 
     @property
     def roadmap(self) -> Roadmap:
@@ -198,7 +200,16 @@ class Study:
             elsewhere = _held_elsewhere(source[0], {r.variant.name for r in rows})
         conditions = latency.conditions if latency else None
         agreement = rows_agreement(rows)
-        return cls(rows, agreement, pending, conditions, source, unreadable or [], elsewhere)
+        return cls(
+            rows,
+            agreement,
+            pending,
+            conditions,
+            source,
+            unreadable or [],
+            elsewhere,
+            accuracy_agreement(rows),
+        )
 
 
 def _held_elsewhere(root: Path, names: set[str]) -> dict[tuple[str, str], int]:
@@ -295,15 +306,20 @@ def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
 
 @dataclass(frozen=True)
 class PaperAgreement:
-    """How well our step-to-step latency changes agree with the paper's iPhone 12 column.
+    """How well our step-to-step changes agree with the paper's column: its iPhone 12 latency
+    (our fused latency), or its top-1 (our trained top-1 on whatever data the table reads).
 
     Attributes:
         same_sign: our Δs outside the noise whose sign is the paper's.
-        counted: our Δs outside the noise where the paper times both steps (the denominator).
-        within_noise: such step pairs whose Δ is within our noise: left out, not disagreements.
-        rho: Spearman's rank correlation of our latencies with the paper's over the steps both
-            time (None with fewer than 3).
-        steps: how many steps both time.
+        counted: our Δs outside the noise where the paper gives both steps and a change (the
+            denominator).
+        within_noise: such step pairs whose Δ is within our noise (latency: below the pooled
+            IQR; top-1: not significant in Welch's t-test at p < 0.05): left out, not
+            disagreements.
+        rho: Spearman's rank correlation of ours with the paper's over the steps both have
+            (None with fewer than 3).
+        steps: how many steps both have.
+        what: what is compared (``latency``, ``top-1``).
     """
 
     same_sign: int
@@ -311,15 +327,18 @@ class PaperAgreement:
     within_noise: int
     rho: float | None
     steps: int
+    what: str = "latency"
 
     def describe(self) -> str:
         """One line for captions, e.g. 'Agreement with the paper's iPhone 12 latency: ...'."""
-        signs = f"Δ sign {self.same_sign}/{self.counted} steps"
+        unit = "steps" if self.what == "latency" else "findings"
+        signs = f"Δ sign {self.same_sign}/{self.counted} {unit}"
         if self.within_noise:
             signs += f" ({self.within_noise} more within noise, not counted)"
         rho = "n/a" if self.rho is None else f"{self.rho:+.2f}"
+        column = "iPhone 12 latency" if self.what == "latency" else "ImageNet top-1"
         return (
-            f"Agreement with the paper's iPhone 12 latency: {signs}; "
+            f"Agreement with the paper's {column}: {signs}; "
             f"Spearman ρ {rho} over {self.steps} steps"
         )
 
@@ -335,26 +354,59 @@ def paper_agreement(
     our noise rule (:func:`roadmap.measure.latency.compare`) decides which changes are left out."""
     if len(records) != len(paper_ms):
         raise ValueError("one paper latency (or None) per record")
-    both = [i for i, (r, p) in enumerate(zip(records, paper_ms, strict=True)) if r and p]
-    if len(both) < 2:
-        return None
-    same = counted = noisy = 0
-    for i in both:
-        if i - 1 not in both:
-            continue
-        ours = compare(records[i - 1], records[i])
-        if ours.noise:
-            noisy += 1
-            continue
-        counted += 1
-        same += (ours.delta_ms > 0) == (paper_ms[i] > paper_ms[i - 1])
-    rho = stats.spearman([records[i].median_ms for i in both], [paper_ms[i] for i in both])
-    return PaperAgreement(same, counted, noisy, rho, len(both))
+    ours = [r.median_ms if r else None for r in records]
+
+    def change(i: int) -> tuple[float, bool]:
+        c = compare(records[i - 1], records[i])
+        return c.delta_ms, c.noise
+
+    return _agreement(ours, paper_ms, change, "latency")
 
 
 def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
     """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are)."""
     return paper_agreement([r.latency for r in rows], [r.paper_latency_ms for r in rows])
+
+
+def accuracy_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
+    """Our trained top-1 changes against the paper's top-1 column (None if fewer than 2 rows
+    carry both). A change is a finding when Welch's t-test over seeds gives p < 0.05 (never
+    with a single seed); the others are counted as within noise. Spearman ρ compares our mean
+    top-1 with the paper's over every row that has both: on other data and another recipe, a
+    rank correlation is the comparison that can mean something."""
+    ours = [r.accuracy.mean if r.accuracy else None for r in rows]
+
+    def change(i: int) -> tuple[float, bool]:
+        d = rows[i].vs_previous["top1"]
+        return d.value, d.noise
+
+    return _agreement(ours, [r.paper_top1 for r in rows], change, "top-1")
+
+
+def _agreement(
+    ours: Sequence[float | None],
+    paper: Sequence[float | None],
+    change: Callable[[int], tuple[float, bool]],
+    what: str,
+) -> PaperAgreement | None:
+    """Count the consecutive changes whose sign is the paper's: a change counts when both
+    rows have both numbers, ours is outside the noise (``change(i)``: our Δ from row i - 1 to
+    i, and whether it is noise) and the paper's is not zero."""
+    both = [i for i, (a, b) in enumerate(zip(ours, paper, strict=True)) if a is not None and b]
+    if len(both) < 2:
+        return None
+    same = counted = noisy = 0
+    for i in both:
+        if i - 1 not in both or paper[i] == paper[i - 1]:
+            continue
+        delta, noise = change(i)
+        if noise:
+            noisy += 1
+            continue
+        counted += 1
+        same += (delta > 0) == (paper[i] > paper[i - 1])
+    rho = stats.spearman([ours[i] for i in both], [paper[i] for i in both])
+    return PaperAgreement(same, counted, noisy, rho, len(both), what)
 
 
 def accuracy_of(

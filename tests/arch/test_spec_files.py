@@ -112,9 +112,11 @@ def test_a_hand_edited_spec_builds_measures_exports_and_explains(tmp_path) -> No
 def test_a_spec_file_trains_evaluates_and_is_found_by_run(tmp_path) -> None:
     path = tmp_path / "mnv3.yaml"
     run("build", "--upto", "gelu", "--save-spec", path)
-    budget = ["--data", "digits", "--epochs", "1", "--quiet", "--out", tmp_path / "results"]
+    budget = ["--data", "synthetic:16", "--epochs", "1", "--batch-size", "8", "--quiet"]
+    budget += ["--out", tmp_path / "results"]
     run("train", "--spec", path, *budget)
-    (ckpt,) = (tmp_path / "results").glob("digits/*/spec-mnv3-*/seed0/last.pt")
-    scores = json.loads(run("eval", "--spec", path, "--checkpoint", ckpt, "--format", "json"))
+    (ckpt,) = (tmp_path / "results").glob("synthetic-16/*/spec-mnv3-*/seed0/last.pt")
+    evaluate = ["eval", "--spec", path, "--checkpoint", ckpt, "--data", "synthetic:16"]
+    scores = json.loads(run(*evaluate, "--format", "json"))
     assert scores["top1"] == scores["fused_top1"] and scores["name"].startswith("spec-mnv3-")
     assert "stored" in run("run", "--spec", path, *budget)  # the same network, already trained

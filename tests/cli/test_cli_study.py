@@ -184,3 +184,18 @@ def test_walkthrough_pages_next_previous_quit(monkeypatch):
     monkeypatch.setattr(cli.console, "input", lambda prompt: next(answers))
     cli._page_lessons(["page 0", "page 1", "page 2", "page 3"])
     assert shown == ["page 0", "page 1", "page 0", "page 1", "page 2"]
+
+
+@pytest.mark.slow
+def test_the_committed_study_agrees_with_the_paper_as_the_readme_says():
+    """The README's accuracy agreement for the Fashion-MNIST study, from its committed records."""
+    from tests.helpers import REPO
+
+    args = ["table", "--data", "fashion_mnist", "--recipe", "fashion", "--no-latency"]
+    result = runner.invoke(app, [*args, "--results", str(REPO / "results"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["paper_agreement"] is None  # latency not measured
+    got = out["paper_accuracy_agreement"]
+    assert (got["same_sign"], got["counted"], got["within_noise"], got["steps"]) == (1, 2, 4, 9)
+    assert round(got["rho"], 2) == 0.85 and got["what"] == "top-1"

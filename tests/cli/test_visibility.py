@@ -22,13 +22,13 @@ runner = CliRunner()
 @pytest.mark.slow
 def test_train_says_where_an_overridden_run_went_and_how_to_see_it(tmp_path: Path) -> None:
     args = ["train", "--upto", "mobilenetv3_large", "--epochs", "1", "--out", str(tmp_path)]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--data", "synthetic:64", "--batch-size", "16"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    (folder,) = tmp_path.glob("digits/quick-*/mobilenetv3_large/seed0")
+    (folder,) = tmp_path.glob("synthetic-64/quick-*/mobilenetv3_large/seed0")
     label = folder.parent.parent.name
     assert f"(recipe label {label})" in text
-    assert f"roadmap table --recipe {label} --results {tmp_path}" in text
+    assert f"roadmap table --data synthetic:64 --recipe {label} --results {tmp_path}" in text
     # not a terminal (a log, CI, nohup): plain progress lines with speed and ETA
     assert "epoch 1/1 " in text and "img/s" in text and "ETA 0:" in text
     assert "epoch 1/1 done: top-1" in text
@@ -81,6 +81,7 @@ def test_progress_lines_without_a_terminal() -> None:
 def test_training_on_a_busy_machine_warns_and_records_it(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(host.CpuWatch, "stop", lambda self: host.Contention(1.5, 0.0, 2.0, 2.0, 2))
     args = ["train", "--upto", "mobilenetv3_large", "--epochs", "1", "--out", str(tmp_path)]
+    args += ["--data", "synthetic:16", "--batch-size", "8"]  # the data does not matter here
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "the machine was busy while training" in " ".join(result.output.split())

@@ -146,6 +146,34 @@ def test_agreement_reports_a_disagreement_and_needs_two_timed_steps():
         comparison.paper_agreement([_timed(1.0)], [])
 
 
+def test_accuracy_agreement_counts_findings_only_and_ranks_every_trained_step():
+    from roadmap.arch.paper import PaperResult
+
+    rows = [
+        row("a", 1, values=(60.0, 60.5, 61.0)),
+        row("b", 1, values=(65.0, 65.5, 66.0)),  # +5, a finding; the paper's +1.0 agrees
+        row("c", 1, values=(62.0, 62.5, 63.0)),  # -3, a finding; the paper's +0.5 disagrees
+        row("d", 1, values=(62.1, 63.5, 62.4)),  # +0.5 within noise: left out
+        row("e", 1, values=(70.0, 70.5, 71.0)),  # the paper's Δ is 0: no sign to agree with
+        row("f", 1),  # not trained: not compared
+    ]
+    for r, top1 in zip(rows, (70.0, 71.0, 71.5, 72.0, 72.0, 73.0), strict=True):
+        r.paper = PaperResult(top1=top1)
+    comparison.fill_deltas(rows)
+    got = comparison.accuracy_agreement(rows)
+    assert (got.same_sign, got.counted, got.within_noise, got.steps) == (1, 2, 1, 5)
+    ours, paper = [60.5, 65.5, 62.5, 62.67, 70.5], [70.0, 71.0, 71.5, 72.0, 72.0]
+    assert got.rho == pytest.approx(stats.spearman(ours, paper))  # every trained step ranked
+    assert got.describe().startswith("Agreement with the paper's ImageNet top-1: Δ sign 1/2 ")
+    assert "findings (1 more within noise" in got.describe()
+    assert comparison.Study.of(rows).accuracy_agreement == got
+    rows[1].accuracy = rows[3].accuracy = rows[4].accuracy = None  # no two trained in a row
+    alone = comparison.accuracy_agreement(rows)
+    assert (alone.counted, alone.steps, alone.rho) == (0, 2, None)
+    rows[2].accuracy = None
+    assert comparison.accuracy_agreement(rows) is None  # one trained step: nothing to compare
+
+
 def test_paper_numbers_belong_to_prefixes_and_family_members_only():
     assert comparison.paper_numbers(Selection.of("separate_mixers")) == (68.3, 0.81)
     assert comparison.paper_numbers(Selection.of("mobilenetv3_large")) == (None, None)
