@@ -149,3 +149,69 @@ def test_the_equivalent_command_repeats_every_setting() -> None:
     settings = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     assert load_recipe("quick", settings=settings) == recipe
     assert parse_settings(settings) == {"mixup": 0.2, "auto_augment": "rand-m9-mstd0.5"}
+
+
+# The `paper` recipe key by key, and where each value comes from: the trace the comments of
+# roadmap/train/recipes/paper.yaml write out ([paper §N], [code] = THU-MIG/RepViT main.py
+# defaults, [timm] = a default of the timm function the code calls). A value that drifts, or a
+# key whose comment stops naming its source, fails here.
+PAPER_TRACE = {
+    "epochs": (300, "[paper §4.1]"),
+    "batch_size": (2048, "[code]"),  # 256 per GPU x 8 (README); the logs' peak lr agrees
+    "img_size": (224, "[paper §4.1]"),
+    "optimizer": ("adamw", "[paper §3.1]"),
+    "base_lr": (1e-3, "[code]"),
+    "weight_decay": (0.025, "[code]"),
+    "opt_eps": (1e-8, "[code]"),
+    "warmup_epochs": (5, "[code]"),
+    "warmup_lr": (1e-6, "[code]"),
+    "min_lr": (1e-5, "[code]"),
+    "clip_grad": (0.02, "[code]"),
+    "clip_mode": ("agc", "[code]"),
+    "label_smoothing": (0.1, "[paper §3.1]"),
+    "auto_augment": ("rand-m9-mstd0.5-inc1", "[code]"),
+    "color_jitter": (0.4, "[code]"),
+    "hflip": (0.5, "[timm]"),
+    "scale": ([0.08, 1.0], "[timm]"),
+    "interpolation": ("bicubic", "[code]"),
+    "crop_pct": (0.875, "[code]"),
+    "mixup": (0.8, "[paper §3.1]"),
+    "cutmix": (1.0, "[code]"),
+    "mixup_switch_prob": (0.5, "[code]"),
+    "random_erasing": (0.25, "[paper §3.1]"),
+    "ema": (True, "[code]"),
+    "ema_decay": (0.99996, "[code]"),
+}
+
+
+def _comment_of(key: str, lines: list[str]) -> str:
+    """The comment on a key's line and the comment lines right above it."""
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+    above = []
+    for line in reversed(lines[:at]):
+        if not line.startswith("#"):
+            break
+        above.append(line)
+    return " ".join([*above, lines[at].partition("#")[2]])
+
+
+def test_the_paper_recipe_is_its_trace() -> None:
+    from importlib import resources
+
+    recipe = load_recipe("paper").to_dict()
+    assert {k: v for k, (v, _) in PAPER_TRACE.items()} == {
+        k: v for k, v in recipe.items() if k not in ("name", "train_subset")
+    }
+    assert recipe["train_subset"] is None  # all of ImageNet's training images
+    path = resources.files("roadmap.train") / "recipes" / "paper.yaml"
+    lines = path.read_text().splitlines()
+    for key, (_, source) in PAPER_TRACE.items():
+        assert source in _comment_of(key, lines), f"paper.yaml: {key} does not cite {source}"
+
+
+def test_the_trace_check_sees_a_drifted_value_and_a_missing_source() -> None:
+    lines = ["# [code] --batch-size 256 x 8", "batch_size: 2048", "base_lr: 1.0e-3"]
+    assert "[code]" in _comment_of("batch_size", lines)
+    assert "[code]" not in _comment_of("base_lr", lines)  # no comment: the test above fails
+    drifted = load_recipe("paper", settings=["weight_decay=0.05"]).to_dict()
+    assert drifted["weight_decay"] != PAPER_TRACE["weight_decay"][0]
