@@ -29,7 +29,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from roadmap.arch.blocks import get_block_kind
-from roadmap.arch.layers import ConvNorm, NormLinear, init_goog, layer_norm, make_act
+from roadmap.arch.layers import (
+    ConvNorm,
+    DistilledClassifier,
+    NormLinear,
+    init_goog,
+    layer_norm,
+    make_act,
+)
 from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
 from roadmap.errors import RoadmapError
@@ -75,12 +82,16 @@ class Head(nn.Module):
 
 
 def make_classifier(in_features: int, num_classes: int, spec: HeadSpec) -> nn.Module:
-    """The last layer: [BN ->] linear, or nothing for ``num_classes == 0`` (features out)."""
+    """The last layer: [BN ->] linear, or nothing for ``num_classes == 0`` (features out); two
+    of them, averaged, with ``spec.distillation``."""
     if num_classes == 0:
         return nn.Identity()
-    if spec.norm:
-        return init_head(NormLinear(in_features, num_classes), spec)
-    return init_head(nn.Linear(in_features, num_classes), spec)
+
+    def one() -> nn.Module:
+        kind = NormLinear if spec.norm else nn.Linear
+        return init_head(kind(in_features, num_classes), spec)
+
+    return DistilledClassifier(one(), one()) if spec.distillation else one()
 
 
 class Stage(nn.Module):
@@ -185,6 +196,13 @@ class RoadmapNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         """The last layer (timm's API)."""
         return self.head.classifier
+
+    @torch.jit.ignore
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """With a distillation head: make a training-mode forward return both heads' logits
+        (timm's API; evaluation always averages them)."""
+        if isinstance(self.head.classifier, DistilledClassifier):
+            self.head.classifier.distilled_training = enable
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh classifier for ``num_classes`` outputs (0: none); ``model.spec`` follows.

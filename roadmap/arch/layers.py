@@ -252,6 +252,36 @@ class NormLinear(nn.Module):
         return fused
 
 
+class DistilledClassifier(nn.Module):
+    """Two classifiers on the same features: ``head`` learns the labels, ``head_dist`` the
+    teacher's predictions (DeiT's distillation head; timm's ``RepVitClassifier`` with
+    ``distillation=True``). While ``distilled_training`` is set, a training-mode forward
+    returns both logits for the distillation loss; otherwise their average, as evaluation uses
+    it. ``fuse()`` folds each and averages them into one linear layer with the same output."""
+
+    def __init__(self, head: nn.Module, head_dist: nn.Module):
+        super().__init__()
+        self.head = head
+        self.head_dist = head_dist
+        self.distilled_training = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.head(x), self.head_dist(x)
+        if self.training and self.distilled_training and not torch.jit.is_scripting():
+            return a, b
+        return (a + b) / 2
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Linear:
+        a, b = (h.fuse() if hasattr(h, "fuse") else h for h in (self.head, self.head_dist))
+        fused = nn.Linear(
+            a.in_features, a.out_features, device=a.weight.device, dtype=a.weight.dtype
+        )
+        fused.weight.copy_((a.weight + b.weight) / 2)
+        fused.bias.copy_((a.bias + b.bias) / 2)
+        return fused
+
+
 class Residual(nn.Module):
     """x + fn(x). The skip survives fusion: only what is inside ``fn`` folds."""
 

@@ -146,6 +146,9 @@ class HeadSpec:
             RepViT's, ConvNeXt's), "normal" (std 0.01: timm's RepVGG, RegNet and the other
             ``byobnet`` networks), "torch" (PyTorch's defaults: ResNet's), or "" for the rule
             of 0.2 (trunc_normal with ``norm``, goog without).
+        distillation: a second classifier beside the first, trained on a teacher's
+            predictions (DeiT's distillation head, RepViT's official training); evaluation and
+            the deploy form average the two, as timm's ``repvit_m0_9`` does.
     """
 
     pre_pool_channels: int | None = None
@@ -156,6 +159,7 @@ class HeadSpec:
     pool: str = "avg"
     pool_norm: str = ""
     init: str = ""
+    distillation: bool = False
 
 
 POOLS = ("avg", "max", "avgmax", "catavgmax", "")
@@ -163,7 +167,12 @@ POOL_NORMS = ("", "layer")
 HEAD_INITS = ("", "goog", "trunc_normal", "normal", "torch")
 # Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
 # made before they existed still matches the network it was trained on.
-_HASH_DEFAULTS = {("head", "pool"): "avg", ("head", "pool_norm"): "", ("head", "init"): ""}
+_HASH_DEFAULTS = {
+    ("head", "pool"): "avg",
+    ("head", "pool_norm"): "",
+    ("head", "init"): "",
+    ("head", "distillation"): False,
+}
 
 
 @dataclass(frozen=True)

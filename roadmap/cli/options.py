@@ -69,6 +69,12 @@ class BadImages(str, Enum):
     skip = "skip"
 
 
+class Distillation(str, Enum):
+    none = "none"
+    hard = "hard"
+    soft = "soft"
+
+
 # --- single options -------------------------------------------------------------------------
 
 UptoOpt = Annotated[
@@ -294,6 +300,38 @@ def recipe_group(
             "--img-size", min=32, max=MAX_IMG_SIZE, help="Override the recipe's resolution (px)."
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Distil from this timm model (RepViT's: regnety_160); its weights: "
+            "--teacher-pretrained or --teacher-checkpoint.",
+        ),
+    ] = None,
+    distillation: Annotated[
+        Distillation | None,
+        typer.Option(
+            "--distillation",
+            help="DeiT's knowledge distillation through a second classifier head: hard (the "
+            "teacher's top class; the official RepViT training's), soft, or none.",
+        ),
+    ] = None,
+    distillation_alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--distillation-alpha",
+            min=0.0,
+            max=1.0,
+            help="Weight of the distillation loss (the label loss gets 1 - alpha); official: 0.5.",
+        ),
+    ] = None,
+    distillation_tau: Annotated[
+        float | None,
+        typer.Option(
+            "--distillation-tau",
+            help="Temperature of soft distillation (above 0); official: 1.0.",
+        ),
+    ] = None,
     settings: Annotated[
         list[str] | None,
         typer.Option(
@@ -315,6 +353,10 @@ def recipe_group(
         batch_size=batch_size,
         base_lr=lr,
         img_size=img_size,
+        teacher=teacher,
+        distillation=distillation.value if distillation else None,
+        distillation_alpha=distillation_alpha,
+        distillation_tau=distillation_tau,
     )
 
 
@@ -336,6 +378,22 @@ def run_group(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars or notes.")] = False,
     download: DownloadOpt = False,
     bad_images: BadImagesOpt = BadImages.error,
+    teacher_pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--teacher-pretrained",
+            help="The distillation teacher starts from timm's published weights (downloaded "
+            "through timm's cache; the only download besides --pretrained).",
+        ),
+    ] = False,
+    teacher_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--teacher-checkpoint",
+            help="The teacher's weights from this file (a timm or `roadmap train` state dict "
+            "of that model, for this data's classes).",
+        ),
+    ] = None,
 ) -> Any:
     """How to run (``RunOptions``; the seed and --resume are the command's own)."""
     from roadmap.train.run_options import RunOptions, launch_command
@@ -351,6 +409,8 @@ def run_group(
         bad_images=bad_images.value,
         results=results,
         command=launch_command(sys.argv[1:]),
+        teacher_pretrained=teacher_pretrained,
+        teacher_checkpoint=teacher_checkpoint,
     )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from roadmap.arch.layers import DistilledClassifier
 from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
@@ -102,6 +103,8 @@ def load_reference(name: str, file: str | Path | None = None) -> nn.Module:
         if not Path(file).is_file():
             raise RoadmapError(f"weights file not found: {file}")
         kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
+        if name.startswith("repvit") and not _has_distillation_head(file):
+            kwargs["distillation"] = False  # a one-head file: its model has one head
     try:
         return timm.create_model(name, pretrained=True, **kwargs).eval()
     except RoadmapError:
@@ -111,6 +114,19 @@ def load_reference(name: str, file: str | Path | None = None) -> nn.Module:
         raise RoadmapError(
             f"cannot load {name}'s weights from {where}: {type(e).__name__}: {e}"
         ) from None
+
+
+def _has_distillation_head(file: str | Path) -> bool:
+    """Whether a timm RepViT weights file holds the distillation head (``head.head_dist``):
+    the published weights do; one saved from ``repvit_m0_9`` built with
+    ``distillation=False`` (what fine-tuning without distillation leaves) does not."""
+    from timm.models import load_state_dict
+
+    try:
+        keys = load_state_dict(str(file), use_ema=False)
+    except Exception:
+        return True  # unreadable here: let timm's own loading report it
+    return any(".head_dist." in f".{key}" for key in keys)
 
 
 def load_reference_cfg(name: str) -> dict[str, Any]:
@@ -205,26 +221,42 @@ def _in_channels(model: nn.Module) -> int:
 
 @torch.no_grad()
 def copy_classifier(ours: nn.Module, theirs: nn.Module) -> bool:
-    """Load the reference's classifier into ours when the class counts agree."""
+    """Load the reference's classifier into ours when the class counts agree.
+
+    Head for head where both have as many (one, or a distillation head's two); one head into
+    both of ours; the two heads of timm's RepViT into our one by folding and averaging them,
+    which is what its evaluation computes.
+    """
     fcs = [m for m in theirs.get_classifier().modules() if isinstance(m, nn.Linear)]
     if not fcs or fcs[0].out_features != ours.num_classes:
         return False
-    mine = ours.get_classifier()
-    if isinstance(mine, nn.Linear):  # MobileNetV3: a plain linear layer
-        mine.load_state_dict(fcs[0].state_dict())
+    mine, outer = ours.get_classifier(), theirs.get_classifier()
+    heads = [m for m in outer.modules() if hasattr(m, "fuse") and m is not outer] or [outer]
+    targets = [mine.head, mine.head_dist] if isinstance(mine, DistilledClassifier) else [mine]
+    if len(heads) == 1 or len(heads) == len(targets):
+        for i, target in enumerate(targets):
+            _copy_layers(target, heads[min(i, len(heads) - 1)])
         return True
-    outer = theirs.get_classifier()
-    heads = [m.fuse() for m in outer.modules() if hasattr(m, "fuse") and m is not outer]
-    weight = torch.stack([h.weight for h in heads]).mean(0)  # eval averages the two heads
-    bias = torch.stack([h.bias for h in heads]).mean(0)
-    mine.fc.weight.copy_(weight)
-    mine.fc.bias.copy_(bias)
+    folded = [h.fuse() for h in heads]
+    mine.fc.weight.copy_(torch.stack([h.weight for h in folded]).mean(0))
+    mine.fc.bias.copy_(torch.stack([h.bias for h in folded]).mean(0))
     bn = mine.bn  # the identity in eval: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0
     bn.running_mean.zero_()
     bn.running_var.fill_(1.0 - bn.eps)
     bn.weight.fill_(1.0)
     bn.bias.zero_()
     return True
+
+
+def _copy_layers(ours: nn.Module, theirs: nn.Module) -> None:
+    """Copy one classifier's layers (BN, linear) into another's, in module order."""
+    a = [m for m in ours.modules() if isinstance(m, LAYERS)]
+    b = [m for m in theirs.modules() if isinstance(m, LAYERS)]
+    shapes = [[tuple(t.shape) for t in m.state_dict().values()] for m in (*a, *b)]
+    if len(a) != len(b) or shapes[: len(a)] != shapes[len(a) :]:
+        raise RoadmapError(f"the classifier does not map: {ours} here, {theirs} in the reference")
+    for x, y in zip(a, b, strict=True):
+        x.load_state_dict(y.state_dict())
 
 
 def load_state(model: nn.Module, path: str | Path) -> Loaded:

@@ -129,6 +129,7 @@ class RunRecord:
     train_images: int | None = None  # the training split's size (after a train_subset)
     contention: dict[str, Any] | None = None  # how busy other work kept the machine
     skipped_files: list[str] | None = None  # images left out (--bad-images skip): path, why
+    distillation: dict[str, Any] | None = None  # type, alpha, tau, teacher and its weights
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

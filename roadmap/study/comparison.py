@@ -29,7 +29,7 @@ from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
 from roadmap.arch.roadmaps import DEFAULT, Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
-from roadmap.arch.spec import spec_hash
+from roadmap.arch.spec import replace, spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import Counts, count
 from roadmap.measure.latency import Conditions, LatencyRecord, compare
@@ -416,17 +416,20 @@ def accuracy_of(
     that trained this network.
 
     A record counts only if its spec hash equals the spec of ``selection`` built today (at the
-    record's number of classes): results of an older architecture are never mixed in, and a
-    record is found whatever its folder is called.
+    record's number of classes; or that spec with a distillation head, the form a distilled run
+    trains, which scores as one averaged head): results of an older architecture are never
+    mixed in, and a record is found whatever its folder is called.
     """
-    hashes: dict[int, str] = {}
+    hashes: dict[int, set[str]] = {}
     values: dict[int, float] = {}
     for rec in records:
         if rec.get(metric) is None:
             continue
         if rec.num_classes not in hashes:
-            hashes[rec.num_classes] = spec_hash(selection.spec(rec.num_classes))
-        if rec.spec_hash == hashes[rec.num_classes]:
+            spec = selection.spec(rec.num_classes)
+            distilled = replace(spec, head=replace(spec.head, distillation=True))
+            hashes[rec.num_classes] = {spec_hash(spec), spec_hash(distilled)}
+        if rec.spec_hash in hashes[rec.num_classes]:
             values[rec.seed] = float(rec.get(metric))
     if not values:
         return None

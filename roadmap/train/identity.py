@@ -7,7 +7,8 @@ A run lives in ``<root>/<data>/<recipe label>/<network name>/seed<k>/``
 - recipe label: the recipe's name, with its hash when command-line overrides changed a shipped
   recipe, and ``+pretrained-<timm model>`` or ``+init-<digest>`` when the run did not start from
   a fresh initialization (:func:`recipe_label`, :func:`start_label`), so a fine-tuned run never
-  shares a folder with one trained from scratch;
+  shares a folder with one trained from scratch; a distilled run adds where its teacher's
+  weights came from (``+teacher-pretrained``, ``+teacher-file-<digest>``, ``+teacher-random``);
 - network: :attr:`roadmap.arch.selection.Selection.name`;
 - seed.
 
@@ -27,6 +28,7 @@ from roadmap.arch.selection import CUSTOM_PREFIX, Selection
 from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import reference
 from roadmap.results.store import RunKey
+from roadmap.train.distill import weights_label
 from roadmap.train.recipe import Recipe, builtin_recipes, load_recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
 from roadmap.train.sources import DataSource
@@ -40,6 +42,9 @@ def run_key(
     folder with one trained from scratch."""
     start = start_label(options.pretrained, options.init, selection)
     label = recipe_label(recipe) + (f"+{start}" if start else "")
+    if recipe.distillation != "none":  # a run taught by another teacher is another run
+        teacher = weights_label(options.teacher_pretrained, options.teacher_checkpoint)
+        label += f"+teacher-{teacher}"
     return RunKey(source.slug, label, selection.name, options.seed)
 
 

@@ -45,7 +45,7 @@ from roadmap.measure import host
 from roadmap.measure.counts import count
 from roadmap.results import store
 from roadmap.results.record import Environment, RunRecord
-from roadmap.train import checkpoint, distributed, interrupt, setup
+from roadmap.train import checkpoint, distill, distributed, interrupt, setup
 from roadmap.train.data import Datasets, batches, make_loader
 from roadmap.train.evaluate import evaluate
 from roadmap.train.identity import legacy_names, run_key
@@ -86,6 +86,7 @@ class Run:
     progress: checkpoint.Progress = field(default_factory=checkpoint.Progress)
     start_epoch: int = 0  # the first epoch this process trains (> 0 when resumed)
     started_from: Loaded | None = None  # --pretrained / --init (None: a fresh init)
+    teacher: distill.Teacher | None = None  # the recipe distils: criterion takes the inputs too
     watch: host.CpuWatch | None = None  # how busy other work keeps the machine meanwhile
 
     @property
@@ -179,7 +180,7 @@ def _prepare(
             f"the global batch {recipe.batch_size} does not split over {procs.world} processes; "
             f"pass a --batch-size that is a multiple of {procs.world}"
         )
-    spec = selection.spec(data.num_classes)
+    spec = distill.student_spec(selection.spec(data.num_classes), recipe)
     folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         stack.enter_context(store.run_lock(folder))
@@ -188,12 +189,34 @@ def _prepare(
     state = checkpoint.to_resume(path, spec, recipe, options.seed) if options.resume else None
     torch.manual_seed(options.seed)  # the same initial weights on every rank
     model = build(spec)
+    model.set_distilled_training(recipe.distillation != "none")
     started = setup.starting_weights(model, selection, options, procs) if state is None else None
     model = model.to(procs.device)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     run = _assemble(selection, recipe, options, procs, data, spec, folder, model)
     run.started_from = started
+    if recipe.distillation != "none":
+        downloads = options.teacher_pretrained  # rank 0 first; the others then read the cache
+        if downloads and not procs.primary:
+            distributed.barrier(procs)
+        run.teacher = distill.load_teacher(
+            recipe,
+            data.num_classes,
+            procs.device,
+            pretrained=options.teacher_pretrained,
+            checkpoint=options.teacher_checkpoint,
+            channels_last=options.channels_last,
+        )
+        run.criterion = distill.DistillationLoss(
+            run.criterion,
+            run.teacher.model,
+            recipe.distillation,
+            recipe.distillation_alpha,
+            recipe.distillation_tau,
+        )
+        if downloads and procs.primary:
+            distributed.barrier(procs)
     if moved is not None:
         run.display.note(f"found this run under its 0.1 name; moved {moved} to {folder}")
     if state is not None:
@@ -308,7 +331,8 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         if run.mixup is not None:
             x, y = run.mixup(*setup.even(x, y))
         with setup.autocast(run.procs.device, run.amp_dtype):
-            loss = run.criterion(run.net(x), y)
+            out = run.net(x)
+            loss = run.criterion(out, y) if run.teacher is None else run.criterion(x, out, y)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         if run.recipe.clip_grad is not None:
@@ -466,5 +490,6 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         init=run.started_from.to_dict() if run.started_from else None,
         train_images=len(run.data.train),
         contention=dataclasses.asdict(contention) if contention else None,
+        distillation=run.teacher.describe(run.recipe) if run.teacher else None,
         **ema,
     )

@@ -29,11 +29,18 @@ from roadmap.util.typed import checked
 
 # Keys added after 0.1, with the value a recipe file without them means. While a recipe holds
 # that value, the key stays out of its hash, so records made before the key existed still match.
-ADDED_LATER: dict[str, Any] = {"train_subset": None}
+ADDED_LATER: dict[str, Any] = {
+    "train_subset": None,
+    "distillation": "none",
+    "distillation_alpha": 0.5,
+    "distillation_tau": 1.0,
+    "teacher": None,
+}
 SUBSET_SEED = 0  # which images a train_subset draws; fixed, so every run compares alike
 LR_REFERENCE_BATCH = 512  # the batch at which base_lr applies (RepViT's main.py scales by /512)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CLIP_MODES = ("norm", "value", "agc")
+DISTILLATIONS = ("none", "hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,12 @@ class Recipe:
         train_subset: train on this many images of the training split, a stratified subset
             drawn with a fixed seed (``SUBSET_SEED``, the same for every network and training
             seed, so all runs see the same images); None for all of them.
+        distillation: ``none``, ``hard`` (the distillation head learns the teacher's top
+            class) or ``soft`` (its softened distribution): DeiT's knowledge distillation, as
+            the official RepViT training runs it (:mod:`roadmap.train.distill`).
+        distillation_alpha: the distillation loss's weight; the label loss gets 1 - alpha.
+        distillation_tau: the softening temperature of ``soft``.
+        teacher: the teacher, a timm model name (RepViT's: ``regnety_160``), or None.
     """
 
     name: str
@@ -99,6 +112,10 @@ class Recipe:
     ema: bool
     ema_decay: float
     train_subset: int | None = None
+    distillation: str = "none"
+    distillation_alpha: float = 0.5
+    distillation_tau: float = 1.0
+    teacher: str | None = None
 
     def lr(self, global_batch: int | None = None) -> float:
         """The peak learning rate for a global batch (the recipe's own by default)."""
@@ -249,6 +266,9 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         "scale": not 0 < recipe.scale[0] <= recipe.scale[1] <= 1,
         "ema_decay": not 0 <= recipe.ema_decay < 1,
         "train_subset": recipe.train_subset is not None and recipe.train_subset < 1,
+        "distillation": recipe.distillation not in DISTILLATIONS,
+        "distillation_alpha": not 0 <= recipe.distillation_alpha <= 1,
+        "distillation_tau": recipe.distillation_tau <= 0,
     }
     for key in ("label_smoothing", "hflip", "mixup_switch_prob", "random_erasing"):
         problems[key] = not 0 <= getattr(recipe, key) <= 1
@@ -257,6 +277,11 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
     for key, bad in problems.items():
         if bad:
             raise RoadmapError(f"{source}: key {key!r} is out of range: {getattr(recipe, key)!r}")
+    if recipe.distillation != "none" and not recipe.teacher:
+        raise RoadmapError(
+            f"{source}: distillation {recipe.distillation!r} needs a teacher (a timm model name, "
+            "e.g. teacher: regnety_160, or --teacher NAME)"
+        )
     if recipe.uses_mixing and recipe.batch_size % 2:
         raise RoadmapError(f"{source}: key 'batch_size' must be even when Mixup/CutMix is on")
 

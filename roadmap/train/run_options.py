@@ -42,6 +42,8 @@ class RunOptions:
         pretrained_file: those weights from a local file in timm's key names instead.
         init: start from this state dict in our own names (a ``last.pt``, or a ``roadmap_*``
             timm model's weights).
+        teacher_pretrained: the distillation teacher starts from timm's published weights.
+        teacher_checkpoint: the teacher's weights from this file instead.
     """
 
     seed: int = 0
@@ -59,6 +61,8 @@ class RunOptions:
     pretrained: bool = False
     pretrained_file: str | None = None
     init: Path | None = None
+    teacher_pretrained: bool = False
+    teacher_checkpoint: Path | None = None
 
 
 def open_data(

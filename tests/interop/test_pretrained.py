@@ -191,3 +191,27 @@ def test_the_pretrained_network_is_the_one_timm_has() -> None:
         ref(Selection.of("gelu", roadmap="convnext"))
     with pytest.raises(RoadmapError):
         ref(Selection.of(size="m0_6"))  # the official README's M0.6 is not in timm
+
+
+@pytest.mark.parametrize("two_heads", [True, False], ids=["two heads", "one head"])
+def test_repvit_weights_in_either_head_form_load(two_heads: bool, tmp_path: Path) -> None:
+    """timm's published RepViT weights carry a distillation head; a file saved from
+    repvit_m0_9(distillation=False), what fine-tuning without distillation leaves, does not.
+    Both load: into our one head (the two averaged), and into a distilled student head for
+    head (the one head into both)."""
+    from roadmap.arch.builder import build
+    from roadmap.arch.spec import replace
+    from roadmap.interop.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    theirs = calibrate_bn(timm.create_model("repvit_m0_9", distillation=two_heads), img_size=64)
+    path = tmp_path / "repvit.pth"
+    torch.save(theirs.state_dict(), path)
+    spec = roadmap.build_spec("alternating_se")
+    x = torch.randn(2, 3, 64, 64)
+    for head in (spec.head, replace(spec.head, distillation=True)):
+        ours = build(replace(spec, head=head))
+        loaded = load_pretrained(ours, Selection.of("alternating_se"), str(path))
+        assert loaded.classifier and not loaded.skipped
+        with torch.no_grad():
+            torch.testing.assert_close(ours.eval()(x), theirs(x), rtol=1e-5, atol=1e-5)

@@ -98,7 +98,7 @@ def test_mixup_needs_an_even_batch() -> None:
 
 
 def test_unknown_recipe_lists_the_shipped_ones() -> None:
-    with pytest.raises(RoadmapError, match="paper, quick"):
+    with pytest.raises(RoadmapError, match="paper, paper-distill, quick"):
         load_recipe("papr")
 
 
@@ -199,10 +199,12 @@ def test_the_paper_recipe_is_its_trace() -> None:
     from importlib import resources
 
     recipe = load_recipe("paper").to_dict()
+    later = ("train_subset", "distillation", "distillation_alpha", "distillation_tau", "teacher")
     assert {k: v for k, (v, _) in PAPER_TRACE.items()} == {
-        k: v for k, v in recipe.items() if k not in ("name", "train_subset")
+        k: v for k, v in recipe.items() if k not in ("name", *later)
     }
     assert recipe["train_subset"] is None  # all of ImageNet's training images
+    assert (recipe["distillation"], recipe["teacher"]) == ("none", None)  # [paper §3.1]
     path = resources.files("roadmap.train") / "recipes" / "paper.yaml"
     lines = path.read_text().splitlines()
     for key, (_, source) in PAPER_TRACE.items():
