@@ -22,6 +22,7 @@ from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import load_pretrained, load_reference_cfg, reference
 from roadmap.train import checkpoint, distributed
 from roadmap.train.data import batches, make_loader
+from roadmap.train.distill import student_spec
 from roadmap.train.recipe import Recipe, load_recipe, recipe_from_dict
 from roadmap.train.run_options import RunOptions, open_data, workers
 from roadmap.train.sources import parse_source
@@ -144,11 +145,11 @@ def evaluate_checkpoint(
         RoadmapError: a missing or foreign checkpoint, or data with other classes.
     """
     state = checkpoint.load(path)
-    spec = selection.spec(state["num_classes"])
+    recipe = recipe_from_dict(state["recipe"], source=f"the recipe in {path}")
+    spec = student_spec(selection.spec(state["num_classes"]), recipe)  # a distilled run's 2 heads
     checkpoint.check_spec(state, spec, path)
     model = build(spec)
     model.load_state_dict(_weights(state, use_ema, path))
-    recipe = recipe_from_dict(state["recipe"], source=f"the recipe in {path}")
     scores = _score(model, recipe, data, options, f"{path}")
     weights = "ema" if use_ema else "model"
     steps, done = list(state["steps"]), state["epochs_done"]

@@ -189,3 +189,9 @@ def test_a_distilled_run_end_to_end(tmp_path, monkeypatch) -> None:
                                 "--format", "json"])  # fmt: skip
     rows = json.loads(table.stdout)["rows"]
     assert rows[1]["name"] == "gelu" and rows[1]["top1"] is not None
+    checkpoint = metrics.parent / "last.pt"  # scored in both forms, the two heads averaged
+    scored = runner.invoke(app, ["eval", "--upto", "gelu", "--data", "synthetic:16",
+                                 "--checkpoint", str(checkpoint), "--format", "json"])  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    scores = json.loads(scored.stdout)
+    assert scores["top1"] == scores["fused_top1"] == record["top1"]
