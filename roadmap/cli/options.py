@@ -69,6 +69,12 @@ class BadImages(str, Enum):
     skip = "skip"
 
 
+class Tracker(str, Enum):
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+    mlflow = "mlflow"
+
+
 class Distillation(str, Enum):
     none = "none"
     hard = "hard"
@@ -394,6 +400,15 @@ def run_group(
             "of that model, for this data's classes).",
         ),
     ] = None,
+    log: Annotated[
+        list[Tracker] | None,
+        typer.Option(
+            "--log",
+            help="Also write the run's curves to an experiment tracker (repeatable): "
+            "tensorboard (event files in the run folder: tensorboard --logdir results/), "
+            "wandb, mlflow. The JSON record stays the source of truth.",
+        ),
+    ] = None,
 ) -> Any:
     """How to run (``RunOptions``; the seed and --resume are the command's own)."""
     from roadmap.train.run_options import RunOptions, launch_command
@@ -411,6 +426,7 @@ def run_group(
         command=launch_command(sys.argv[1:]),
         teacher_pretrained=teacher_pretrained,
         teacher_checkpoint=teacher_checkpoint,
+        log=tuple(dict.fromkeys(t.value for t in log or ())),
     )
 
 

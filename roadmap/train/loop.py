@@ -45,7 +45,7 @@ from roadmap.measure import host
 from roadmap.measure.counts import count
 from roadmap.results import store
 from roadmap.results.record import Environment, RunRecord
-from roadmap.train import checkpoint, distill, distributed, interrupt, setup
+from roadmap.train import checkpoint, distill, distributed, interrupt, setup, tracking
 from roadmap.train.data import Datasets, batches, make_loader
 from roadmap.train.evaluate import evaluate
 from roadmap.train.identity import legacy_names, run_key
@@ -88,6 +88,7 @@ class Run:
     started_from: Loaded | None = None  # --pretrained / --init (None: a fresh init)
     teacher: distill.Teacher | None = None  # the recipe distils: criterion takes the inputs too
     watch: host.CpuWatch | None = None  # how busy other work keeps the machine meanwhile
+    trackers: tracking.Trackers | None = None  # --log: TensorBoard, W&B, MLflow views
 
     @property
     def key(self) -> store.RunKey:
@@ -136,6 +137,8 @@ def fit(
         watch = host.CpuWatch()
         run = _prepare(selection, data, recipe, options, procs, stack)
         run.watch = watch
+        run.trackers = _trackers(run)
+        stack.callback(run.trackers.close)
         run.stop = interrupt.current()  # what the program's graceful_stop block was asked
         if procs.primary:
             stack.callback(store.remove_if_empty, run.folder)  # failed before epoch 1
@@ -148,11 +151,22 @@ def fit(
                     raise
                 raise _stopped(run, f"by SIGTERM during epoch {epoch + 1}", epoch) from None
             _save_epoch(run, epoch, summary)
+            run.trackers.epoch(summary, run.progress.updates)
             asked = run.stop.after_epoch or run.stop.now
             if distributed.any_across(asked, procs) and epoch + 1 < recipe.epochs:
                 cause = "by SIGTERM" if run.stop.now else "by Ctrl-C"
                 raise _stopped(run, f"{cause} after epoch {epoch + 1}", epoch + 1)
         return _finish(run)
+
+
+def _trackers(run: Run) -> tracking.Trackers:
+    """The run's ``--log`` trackers (rank 0 writes them; the others none)."""
+    names = run.options.log if run.procs.primary else ()
+    params = tracking.run_params(run.recipe.to_dict(), spec_hash(run.spec), run.key.name)
+    resumed_at = run.progress.updates if run.start_epoch else None
+    key = run.key
+    name = f"{key.data}/{key.recipe}/{key.name}/seed{key.seed}"  # its place in the store
+    return tracking.Trackers(names, run.folder, name, params, run.options.results, resumed_at)
 
 
 def _stopped(run: Run, when: str, done: int) -> Stopped:
@@ -175,6 +189,7 @@ def _prepare(
     stack: ExitStack,
 ) -> Run:
     """Build the network and its optimizer, lock the run folder, and resume if asked."""
+    tracking.check_available(options.log)
     if recipe.batch_size % procs.world:
         raise RoadmapError(
             f"the global batch {recipe.batch_size} does not split over {procs.world} processes; "
@@ -349,9 +364,13 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         if i % PROGRESS_EVERY == 0 or i + 1 == len(run.train_loader):
             setup.check_finite(loss_sum, epoch, i)
             elapsed = time.perf_counter() - started
-            run.display.update(
-                i + 1, loss.item(), setup.lr(run.optimizer), images / max(elapsed, 1e-9)
-            )
+            rate, value, now = images / max(elapsed, 1e-9), loss.item(), setup.lr(run.optimizer)
+            run.display.update(i + 1, value, now, rate)
+            if run.trackers is not None:
+                run.trackers.scalars(
+                    {"train/loss": value, "train/lr": now, "train/images_per_s": rate},
+                    run.progress.updates,
+                )
     mean_loss = distributed.sum_across([loss_sum.item(), steps], run.procs)
     setup.check_finite(torch.tensor(mean_loss[0]), epoch, len(run.train_loader))
     elapsed = time.perf_counter() - started
@@ -427,6 +446,8 @@ def _finish(run: Run) -> RunRecord:
         files.write_text(run.folder / store.RECIPE, run.recipe.to_yaml())
         store.write_record(run.folder, record)
         run.display.note(f"record written to {run.folder / store.METRICS}")
+    if run.trackers is not None:
+        run.trackers.finish(record.to_dict(), run.progress.updates)
     return record
 
 

@@ -44,6 +44,8 @@ class RunOptions:
             timm model's weights).
         teacher_pretrained: the distillation teacher starts from timm's published weights.
         teacher_checkpoint: the teacher's weights from this file instead.
+        log: experiment trackers to write to as well (``tensorboard``, ``wandb``, ``mlflow``:
+            :mod:`roadmap.train.tracking`).
     """
 
     seed: int = 0
@@ -63,6 +65,7 @@ class RunOptions:
     init: Path | None = None
     teacher_pretrained: bool = False
     teacher_checkpoint: Path | None = None
+    log: tuple[str, ...] = ()
 
 
 def open_data(
