@@ -66,6 +66,7 @@ def test_a_tracker_that_is_not_installed_is_one_error_before_training() -> None:
         tracking.check_available(["neptune"])
 
 
+@pytest.mark.slow  # a few seconds each, where installed (CI does not install them)
 @pytest.mark.parametrize("name", ["wandb", "mlflow"])
 def test_wandb_and_mlflow_offline(name: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     pytest.importorskip(name, reason=f'pip install -e ".[{name}]"')
