@@ -31,7 +31,9 @@ from torch import nn
 
 from roadmap.arch.spec import NetSpec, replace
 from roadmap.errors import RoadmapError
+from roadmap.train import distributed
 from roadmap.train.recipe import Recipe
+from roadmap.train.run_options import RunOptions
 
 
 def student_spec(spec: NetSpec, recipe: Recipe) -> NetSpec:
@@ -50,6 +52,12 @@ class DistillationLoss(nn.Module):
             raise ValueError(f"distillation must be hard or soft here, not {kind!r}")
         self.base, self.teacher = base, teacher
         self.kind, self.alpha, self.tau = kind, alpha, tau
+
+    @classmethod
+    def of(cls, base: nn.Module, teacher: nn.Module, recipe: Recipe) -> DistillationLoss:
+        """The loss a distilling recipe asks for."""
+        a, t = recipe.distillation_alpha, recipe.distillation_tau
+        return cls(base, teacher, recipe.distillation, a, t)
 
     def forward(
         self,
@@ -182,3 +190,26 @@ def _published_classes(name: str) -> int | None:
 
     cfg = get_pretrained_cfg(name)
     return getattr(cfg, "num_classes", None) if cfg is not None else None
+
+
+def teacher_for(
+    recipe: Recipe, num_classes: int, options: RunOptions, procs: distributed.Processes
+) -> Teacher | None:
+    """The run's teacher, or None when the recipe does not distil; with published weights,
+    rank 0 loads first (it may download) and the others then read timm's cache."""
+    if recipe.distillation == "none":
+        return None
+    downloads = options.teacher_pretrained
+    if downloads and not procs.primary:
+        distributed.barrier(procs)
+    teacher = load_teacher(
+        recipe,
+        num_classes,
+        procs.device,
+        pretrained=options.teacher_pretrained,
+        checkpoint=options.teacher_checkpoint,
+        channels_last=options.channels_last,
+    )
+    if downloads and procs.primary:
+        distributed.barrier(procs)
+    return teacher

@@ -137,7 +137,10 @@ def fit(
         watch = host.CpuWatch()
         run = _prepare(selection, data, recipe, options, procs, stack)
         run.watch = watch
-        run.trackers = _trackers(run)
+        resumed_at = run.progress.updates if run.start_epoch else None
+        names = options.log if procs.primary else ()  # rank 0 writes the trackers
+        run.trackers = tracking.Trackers.for_run(names, run.key, run.folder, run.spec, recipe,
+                                                 options.results, resumed_at)  # fmt: skip
         stack.callback(run.trackers.close)
         run.stop = interrupt.current()  # what the program's graceful_stop block was asked
         if procs.primary:
@@ -157,16 +160,6 @@ def fit(
                 cause = "by SIGTERM" if run.stop.now else "by Ctrl-C"
                 raise _stopped(run, f"{cause} after epoch {epoch + 1}", epoch + 1)
         return _finish(run)
-
-
-def _trackers(run: Run) -> tracking.Trackers:
-    """The run's ``--log`` trackers (rank 0 writes them; the others none)."""
-    names = run.options.log if run.procs.primary else ()
-    params = tracking.run_params(run.recipe.to_dict(), spec_hash(run.spec), run.key.name)
-    resumed_at = run.progress.updates if run.start_epoch else None
-    key = run.key
-    name = f"{key.data}/{key.recipe}/{key.name}/seed{key.seed}"  # its place in the store
-    return tracking.Trackers(names, run.folder, name, params, run.options.results, resumed_at)
 
 
 def _stopped(run: Run, when: str, done: int) -> Stopped:
@@ -211,27 +204,9 @@ def _prepare(
         model = model.to(memory_format=torch.channels_last)
     run = _assemble(selection, recipe, options, procs, data, spec, folder, model)
     run.started_from = started
-    if recipe.distillation != "none":
-        downloads = options.teacher_pretrained  # rank 0 first; the others then read the cache
-        if downloads and not procs.primary:
-            distributed.barrier(procs)
-        run.teacher = distill.load_teacher(
-            recipe,
-            data.num_classes,
-            procs.device,
-            pretrained=options.teacher_pretrained,
-            checkpoint=options.teacher_checkpoint,
-            channels_last=options.channels_last,
-        )
-        run.criterion = distill.DistillationLoss(
-            run.criterion,
-            run.teacher.model,
-            recipe.distillation,
-            recipe.distillation_alpha,
-            recipe.distillation_tau,
-        )
-        if downloads and procs.primary:
-            distributed.barrier(procs)
+    run.teacher = distill.teacher_for(recipe, data.num_classes, options, procs)
+    if run.teacher is not None:
+        run.criterion = distill.DistillationLoss.of(run.criterion, run.teacher.model, recipe)
     if moved is not None:
         run.display.note(f"found this run under its 0.1 name; moved {moved} to {folder}")
     if state is not None:

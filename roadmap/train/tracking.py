@@ -28,7 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from roadmap.arch.spec import NetSpec, spec_hash
 from roadmap.errors import RoadmapError
+from roadmap.results.store import RunKey
+from roadmap.train.recipe import Recipe
 from roadmap.util import files
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
@@ -68,6 +71,22 @@ class Trackers:
         resumed_at: int | None,
     ):
         self._all = [_open(n, folder, name, params, results, resumed_at) for n in names]
+
+    @classmethod
+    def for_run(
+        cls,
+        names: Sequence[str],
+        key: RunKey,
+        folder: Path,
+        spec: NetSpec,
+        recipe: Recipe,
+        results: Path,
+        resumed_at: int | None,
+    ) -> Trackers:
+        """A training run's trackers, named by its place in the store."""
+        name = f"{key.data}/{key.recipe}/{key.name}/seed{key.seed}"
+        params = run_params(recipe.to_dict(), spec_hash(spec), key.name)
+        return cls(names, folder, name, params, results, resumed_at)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tracker in self._all:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import roadmap
@@ -130,7 +131,8 @@ def test_a_run_with_set_is_filed_under_the_recipes_hash(tmp_path) -> None:
                  str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     (metrics,) = tmp_path.glob("synthetic-16/quick-*/gelu/seed0/metrics.json")
-    recipe = json.loads(metrics.read_text())["recipe"]
+    assert json.loads(metrics.read_text())["recipe"] == metrics.parents[2].name  # quick-<hash>
+    recipe = yaml.safe_load((metrics.parent / "recipe.yaml").read_text())
     assert (recipe["label_smoothing"], recipe["hflip"]) == (0.0, 0.5)
     bad = run(*args, "--set", "hflip=2", "--results", str(tmp_path))
     assert bad.exit_code == 2 and "key 'hflip' is out of range: 2.0" in bad.output
