@@ -176,6 +176,7 @@ def test_the_guide_states_the_examples_size() -> None:
     assert total < 200
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_build_draw_explain_and_verify(tmp_path) -> None:
     args = ("--roadmap", "repvgg", "--upto", "branch_identity")
     data = json.loads(cli("build", *args, "--format", "json"))

@@ -110,6 +110,7 @@ def test_every_form_of_the_block_runs_and_starts_near_its_shortcut(norm, norms, 
     assert strided(x).shape == (2, 32, 4, 4)
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_the_lesson_shows_the_papers_gflops_and_its_reproduce_commands() -> None:
     text = cli("explain", "kernel_7x7", "--roadmap", "convnext", "--no-latency")
     assert "paper GFLOPs" in text and "4.15 GFLOPs" in text

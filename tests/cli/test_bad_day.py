@@ -241,6 +241,7 @@ def test_every_temporary_file_of_ours_goes_under_the_lock(tmp_path: Path) -> Non
 # --- output -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_tables_outside_a_terminal_never_cut_a_number() -> None:
     """A log, CI or a pipe gets every column whole, however wide (COLUMNS is 120 here)."""
     result = runner.invoke(app, ["table", "--steps", "mobilenetv3_large,gelu,expansion_2,widen",

@@ -89,6 +89,7 @@ def runner_ok(args: list) -> str:
     return result.output
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_build_and_eval_with_pretrained_weights(weights) -> None:  # noqa: ANN001
     file = weights["repvit_m0_9"]
     out = runner_ok(
@@ -193,7 +194,9 @@ def test_the_pretrained_network_is_the_one_timm_has() -> None:
         ref(Selection.of(size="m0_6"))  # the official README's M0.6 is not in timm
 
 
-@pytest.mark.parametrize("two_heads", [True, False], ids=["two heads", "one head"])
+@pytest.mark.parametrize(
+    "two_heads", [pytest.param(True, marks=SLOW), False], ids=["two heads", "one head"]
+)
 def test_repvit_weights_in_either_head_form_load(two_heads: bool, tmp_path: Path) -> None:
     """timm's published RepViT weights carry a distillation head; a file saved from
     repvit_m0_9(distillation=False), what fine-tuning without distillation leaves, does not.

@@ -110,6 +110,7 @@ def test_only_one_applies_each_step_to_the_baseline():
     assert "gelu" in variants  # the baseline plus its next step is a prefix
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_paper_numbers_only_on_roadmap_prefixes():
     rows = comparison.collect(plan.leave_one_out("expansion_2")).rows
     by_name = {r.variant.name: r for r in rows}

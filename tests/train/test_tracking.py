@@ -27,6 +27,7 @@ def curves(folder: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_a_run_logged_to_tensorboard_reads_back_as_its_record(tmp_path: Path) -> None:
     args = ["train", "--upto", "gelu", *TINY, "--log", "tensorboard", "--results", tmp_path]
     result = runner.invoke(app, [str(a) for a in args])
