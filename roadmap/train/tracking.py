@@ -34,8 +34,7 @@ from roadmap.results.store import RunKey
 from roadmap.train.recipe import Recipe
 from roadmap.util import files
 
-TRACKERS = ("tensorboard", "wandb", "mlflow")
-INSTALL = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # each the name of its client package too
 # An epoch's summary keys -> the curves they extend.
 EPOCH_TAGS = {
     "top1": "val/top1",
@@ -51,10 +50,10 @@ def check_available(names: Sequence[str]) -> None:
     for name in names:
         if name not in TRACKERS:
             raise RoadmapError(f"--log {name!r}: one of {', '.join(TRACKERS)}")
-        if importlib.util.find_spec(INSTALL[name]) is None:
+        if importlib.util.find_spec(name) is None:
+            extra = "log" if name == "tensorboard" else name
             raise RoadmapError(
-                f"--log {name} needs the {INSTALL[name]} package: pip install {INSTALL[name]} "
-                f'(or pip install -e ".[{"log" if name == "tensorboard" else name}]")'
+                f'--log {name} needs the {name} package: pip install -e ".[{extra}]"'
             )
 
 

@@ -61,10 +61,13 @@ def test_a_resumed_run_continues_its_curves_without_duplicates(tmp_path: Path) -
     assert [v for _, v in loss] == [1.0, 2.0, 3.0, 104.0, 105.0, 106.0, 107.0, 108.0]
 
 
-def test_a_tracker_that_is_not_installed_is_one_error_before_training() -> None:
+def test_a_tracker_that_is_not_installed_is_one_error_before_training(monkeypatch) -> None:  # noqa: ANN001
     tracking.check_available(["tensorboard"])
     with pytest.raises(RoadmapError, match="one of tensorboard, wandb, mlflow"):
         tracking.check_available(["neptune"])
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RoadmapError, match=r'needs the wandb package: pip install -e ".\[wandb'):
+        tracking.check_available(["wandb"])
 
 
 @pytest.mark.slow  # a few seconds each, where installed (CI does not install them)
