@@ -20,7 +20,6 @@ fused and exported like any other.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from roadmap.errors import RoadmapError
 from roadmap.train import distributed
 from roadmap.train.recipe import Recipe
 from roadmap.train.run_options import RunOptions
+from roadmap.util import files
 
 
 def student_spec(spec: NetSpec, recipe: Recipe) -> NetSpec:
@@ -113,11 +113,7 @@ def weights_label(pretrained: bool, checkpoint: str | Path | None) -> str:
     if pretrained:
         return "pretrained"
     if checkpoint is not None:
-        try:
-            digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:8]
-        except OSError as e:
-            raise RoadmapError(f"--teacher-checkpoint: cannot read {checkpoint}: {e}") from None
-        return f"file-{digest}"
+        return f"file-{files.digest(checkpoint, '--teacher-checkpoint')}"
     return "random"
 
 

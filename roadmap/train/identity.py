@@ -25,13 +25,13 @@ from pathlib import Path
 from roadmap.arch.registry import paper_roadmap
 from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.selection import CUSTOM_PREFIX, Selection
-from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import reference
 from roadmap.results.store import RunKey
 from roadmap.train.distill import weights_label
 from roadmap.train.recipe import Recipe, builtin_recipes, load_recipe, recipe_hash
 from roadmap.train.run_options import RunOptions
 from roadmap.train.sources import DataSource
+from roadmap.util import files
 
 
 def run_key(
@@ -63,11 +63,7 @@ def start_label(pretrained: bool, init: str | Path | None, selection: Selection)
     if pretrained:
         return f"pretrained-{reference(selection)}"
     if init is not None:
-        try:
-            digest = hashlib.sha256(Path(init).read_bytes()).hexdigest()[:8]
-        except OSError as e:
-            raise RoadmapError(f"--init: cannot read {init}: {e.strerror}") from None
-        return f"init-{digest}"
+        return f"init-{files.digest(init, '--init')}"
     return None
 
 

@@ -200,3 +200,12 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def digest(path: str | Path, option: str) -> str:
+    """The first 8 hex digits of a file's SHA-256: how a run's folder label names weights
+    given as a file (``--init``, ``--teacher-checkpoint``, the option named in the error)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+    except OSError as e:
+        raise RoadmapError(f"{option}: cannot read {path}: {e.strerror}") from None
