@@ -21,6 +21,7 @@ from roadmap.cli.options import (
     Format,
     FormatOpt,
     ImgSizeOpt,
+    Int8Opt,
     NumClassesOpt,
     PretrainedFileOpt,
     PretrainedOpt,
@@ -159,6 +160,7 @@ def latency_cmd(
         bool, typer.Option("--channels-last", help="Channels-last memory format (torch only).")
     ] = False,
     backend: BackendOpt = Backend.eager,
+    int8: Int8Opt = False,
     unfused: Annotated[
         bool, typer.Option("--unfused", help="Time the training form instead of the fused one.")
     ] = False,
@@ -183,6 +185,7 @@ def latency_cmd(
         backend=backend.value,
         warmup=warmup,
         iters=iters,
+        int8=int8,
     )
     chosen = plan.every_step(network.roadmap) if all_steps else [network]
     settings.check()  # before saying what we are about to do
@@ -289,6 +292,7 @@ def export_cmd(
     num_classes: NumClassesOpt = 1000,
     pretrained: PretrainedOpt = False,
     pretrained_file: PretrainedFileOpt = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Export the fused (deploy) model to ONNX, TorchScript, ExecuTorch or Core ML, checked
     against torch."""
@@ -301,7 +305,7 @@ def export_cmd(
     if loaded is not None:
         console.print(tables.loaded_text(loaded))
     out = out or Path(network.name + SUFFIX[fmt.value])
-    result = export_model(model, fmt.value, out, img_size=img_size, batch=batch)
+    result = export_model(model, fmt.value, out, img_size=img_size, batch=batch, int8=int8)
     console.print(tables.export_text(result))
 
 

@@ -138,6 +138,14 @@ BackendOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+Int8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="With ExecuTorch: the program quantized to int8 (PT2E, XNNPACK's quantizer, "
+        "per-channel weights), the form phones run.",
+    ),
+]
 TableFormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
 # The results store's root has one name everywhere: --results (train and run also take --out,
 # its name before 0.3).

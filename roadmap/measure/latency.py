@@ -74,6 +74,8 @@ class LatencySettings:
         warmup: untimed iterations per model before timing.
         iters: timed iterations per model (one per round).
         seed: seeds the input and the per-round order.
+        int8: with ``executorch``, the program quantized to int8 (PT2E, XNNPACK's quantizer,
+            calibrated on random images: the speed of the form phones run, not its accuracy).
     """
 
     device: str = "cpu"
@@ -85,6 +87,7 @@ class LatencySettings:
     warmup: int = DEFAULT_WARMUP
     iters: int = DEFAULT_ITERS
     seed: int = 0
+    int8: bool = False
 
     def check(self) -> None:
         """Raise :class:`RoadmapError` for settings that cannot be measured here."""
@@ -99,6 +102,8 @@ class LatencySettings:
                 f"--channels-last applies to the torch backends; {self.backend} picks its own "
                 "layout"
             )
+        if self.int8 and self.backend != "executorch":
+            raise RoadmapError("--int8 is ExecuTorch's quantized program: add --backend executorch")
         if self.backend == "executorch":
             if self.device != "cpu":
                 raise RoadmapError(
@@ -391,7 +396,8 @@ def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callab
         feed = {INPUT_NAME: x.numpy()}
         return lambda: session.run(None, feed)
     if settings.backend == "executorch":
-        forward = executorch.load(executorch.program_bytes(model.eval().cpu(), x), threads)
+        program = executorch.program_bytes(model.eval().cpu(), x, int8=settings.int8)
+        forward = executorch.load(program, threads)
         return lambda: forward(x)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.eval().to(settings.device, memory_format=fmt)
@@ -425,7 +431,7 @@ def conditions_of(
         threads=threads,
         batch=settings.batch,
         img_size=settings.img_size,
-        dtype="float32",
+        dtype="int8" if settings.int8 else "float32",
         memory_format="channels_last" if settings.channels_last else "contiguous",
         backend=settings.backend,
         torch_version=torch.__version__,

@@ -219,6 +219,13 @@ def export_text(result: ExportResult) -> Text:
     text = Text(f"wrote {result.path} ({result.format}, input {list(result.input_shape)})\n")
     if result.max_abs_diff is None:
         text.append(f"check: {result.checked_with}\n", style="dim")
+    elif result.sqnr_db is not None:
+        text.append(
+            f"int8 logits against torch's float32: SQNR {result.sqnr_db:.1f} dB, max abs diff "
+            f"{result.max_abs_diff:.2e} against a logit spread of {result.logit_scale:.3g} "
+            f"({result.checked_with}); a sanity bound, not an accuracy figure\n",
+            style="green",
+        )
     else:
         text.append(
             f"outputs match torch: max abs diff {result.max_abs_diff:.2e} against a logit "

@@ -175,6 +175,60 @@ def test_executorch_program_runs_in_its_runtime_and_matches_torch(tmp_path: Path
     assert_matches(forward(x), deploy_logits(model, x))
 
 
+@pytest.mark.slow
+def test_an_int8_program_is_quantized_and_checked_against_float32(tmp_path: Path) -> None:
+    """--int8: the program really is quantized (it differs from torch by more than float32
+    rounding could) and stays within INT8_TOLERANCE of torch's logits."""
+    pytest.importorskip("executorch", reason=MOBILE_MISSING)
+    from roadmap.measure.export import INT8_MIN_SQNR_DB, TOLERANCE
+
+    model = calibrate_bn(small_network())
+    result = export_model(model, "executorch", tmp_path / "q.pte", img_size=IMG, int8=True)
+    assert "int8" in result.checked_with
+    assert result.max_abs_diff > TOLERANCE * result.logit_scale  # really quantized
+    assert result.sqnr_db > INT8_MIN_SQNR_DB
+
+
+@pytest.mark.slow
+def test_the_int8_check_catches_a_wrong_scale() -> None:
+    """The int8 check, on the quantized graph as torch runs it (the program XNNPACK lowers):
+    right, its SQNR is above the bound; with every activation quantizer's scale x 8, below
+    it, and the check must say so."""
+    pytest.importorskip("executorch", reason=MOBILE_MISSING)
+    from roadmap.measure.export import ExportResult, check_int8, sqnr_db
+    from roadmap.measure.runtimes.executorch import quantize_int8
+
+    deploy = roadmap.fuse(calibrate_bn(small_network()))
+    x = torch.randn(1, 3, IMG, IMG)
+    check = torch.randn(3, 3, IMG, IMG)
+    with torch.no_grad():
+        expected = deploy(check)
+    spread = float(expected.max() - expected.min())
+
+    def result_of(graph: torch.nn.Module) -> ExportResult:
+        with torch.no_grad():
+            got = torch.cat([graph(image[None]) for image in check])
+        diff = float((got - expected).abs().max())
+        ratio = sqnr_db(expected, got)
+        return ExportResult(Path("q.pte"), "executorch", x.shape, diff, spread, "", ratio)
+
+    graph = quantize_int8(deploy, x)
+    check_int8(result_of(graph))
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and "quantize_per_tensor" in str(node.target):
+            node.args = (node.args[0], node.args[1] * 8, *node.args[2:])
+    graph.recompile()
+    with pytest.raises(RoadmapError, match="int8 program disagrees with torch"):
+        check_int8(result_of(graph))
+
+
+def test_int8_is_executorchs() -> None:
+    with pytest.raises(RoadmapError, match="use --format executorch"):
+        export_model(small_network(), "onnx", Path("x.onnx"), img_size=IMG, int8=True)
+    result = runner.invoke(app, ["latency", "--upto", "gelu", "--int8"])
+    assert result.exit_code == 2 and "add --backend executorch" in result.output
+
+
 @pytest.fixture
 def no_executorch(monkeypatch) -> None:  # noqa: ANN001
     """Make every ``import executorch...`` fail, as on a machine without the [mobile] extra."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,21 +28,68 @@ DELEGATE = "XNNPACK"
 _RUNTIME_CHATTER = re.compile(r"\[(cpuinfo_utils|threadpool)\.cpp:\d+\]")
 
 
-def program_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
+# How int8 programs are quantized, for records and tables.
+INT8 = "int8 (PT2E, XNNPACK quantizer: per-channel symmetric weights, per-tensor activations)"
+CALIBRATION_BATCHES = 8  # random images when no data is given: enough for speed, not accuracy
+
+
+def program_bytes(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    int8: bool = False,
+    calibration: Iterable[torch.Tensor] | None = None,
+) -> bytes:
     """The ``.pte`` program of ``model`` for inputs shaped like ``x``, lowered to XNNPACK.
 
     ``torch.export`` captures the graph, ``to_edge_transform_and_lower`` hands every op the
     XNNPACK partitioner accepts to that delegate (ops it does not take run on ExecuTorch's
-    portable kernels), and ``to_executorch`` serializes the program.
+    portable kernels), and ``to_executorch`` serializes the program. With ``int8`` the graph is
+    quantized first (:func:`quantize_int8`), the form phones run.
     """
     with quiet():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
+        if int8:
+            model = quantize_int8(model, x, calibration)
         with torch.no_grad():
-            program = torch.export.export(model.eval(), (x,))
+            program = torch.export.export(model.eval() if not int8 else model, (x,))
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         return lowered.to_executorch().buffer
+
+
+def quantize_int8(
+    model: nn.Module, x: torch.Tensor, calibration: Iterable[torch.Tensor] | None = None
+) -> nn.Module:
+    """Post-training int8 quantization through PT2E with ExecuTorch's XNNPACK quantizer.
+
+    The exported graph gets observers (per-channel symmetric int8 weights, per-tensor int8
+    activations), sees the calibration batches (shaped like ``x``; without them
+    ``CALIBRATION_BATCHES`` random images, which is enough to time the program but says
+    nothing about its accuracy), and is converted to quantize / dequantize pairs around int8
+    kernels, which XNNPACK then runs.
+    """
+    with quiet():
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = XNNPACKQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=True)
+        )
+        with torch.no_grad():
+            graph = torch.export.export(model.eval(), (x,)).module()
+            prepared = prepare_pt2e(graph, quantizer)
+            generator = torch.Generator().manual_seed(0)
+            batches = calibration or (
+                torch.randn(x.shape, generator=generator) for _ in range(CALIBRATION_BATCHES)
+            )
+            for batch in batches:
+                prepared(batch)
+            return convert_pt2e(prepared)
 
 
 def load(source: Path | bytes, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
