@@ -51,10 +51,22 @@ def init_goog(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm in eval mode as ``x * scale + shift`` per channel: scale = gamma / sigma,
+    shift = beta - mu * scale. Every fold here starts from it."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def same_padding(kernel_size: int, padding: int | None = None) -> int:
+    """The padding asked for, else "same" for an odd kernel at stride 1."""
+    return (kernel_size - 1) // 2 if padding is None else padding
+
+
 @torch.no_grad()
 def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A biased conv equal to ``bn(conv(x))`` in eval mode: W' = W*s, b' = beta + (b - mu)*s."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (out,)
+    scale, _ = bn_affine(bn)  # (out,)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused = nn.Conv2d(
         conv.in_channels,
@@ -88,8 +100,7 @@ class ConvNorm(nn.Module):
         padding: int | None = None,
     ):
         super().__init__()
-        if padding is None:
-            padding = (kernel_size - 1) // 2  # "same" for odd kernels at stride 1
+        padding = same_padding(kernel_size, padding)
         self.conv = nn.Conv2d(
             in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False
         )
@@ -131,8 +142,7 @@ class ConvLayerNorm(nn.Sequential):
         act: str = "none",
         padding: int | None = None,
     ):
-        if padding is None:
-            padding = (kernel_size - 1) // 2
+        padding = same_padding(kernel_size, padding)
         super().__init__(
             OrderedDict(
                 conv=nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups),
@@ -159,8 +169,7 @@ def conv_norm(
         return ConvNorm(in_ch, out_ch, kernel_size, stride, groups, act, padding=padding)
     if norm == "layer":
         return ConvLayerNorm(in_ch, out_ch, kernel_size, stride, groups, act, padding)
-    if padding is None:
-        padding = (kernel_size - 1) // 2
+    padding = same_padding(kernel_size, padding)
     conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups)
     return nn.Sequential(OrderedDict(conv=conv, act=make_act(act)))
 
@@ -183,9 +192,8 @@ class NormConv(nn.Module):
     def fuse(self) -> nn.Module:
         if not isinstance(self.norm, nn.BatchNorm2d):
             return self
-        bn, conv = self.norm, self.conv
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (in,)
-        shift = bn.bias - bn.running_mean * scale  # (in,)
+        conv = self.conv
+        scale, shift = bn_affine(self.norm)  # (in,)
         fused = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
@@ -219,7 +227,7 @@ class RepDepthwise(nn.Module):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         conv = self.conv.fuse()  # kxk depthwise with bias, weight (C, 1, k, k)
-        pad = [(conv.kernel_size[0] - 1) // 2] * 4
+        pad = [same_padding(conv.kernel_size[0])] * 4
         identity = torch.ones_like(self.conv1.weight)  # (C, 1, 1, 1)
         conv.weight += F.pad(self.conv1.weight + identity, pad)
         conv.bias += self.conv1.bias
@@ -239,8 +247,7 @@ class NormLinear(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> nn.Linear:
-        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)  # (in,)
-        shift = self.bn.bias - self.bn.running_mean * scale  # (in,)
+        scale, shift = bn_affine(self.bn)  # (in,)
         fused = nn.Linear(
             self.fc.in_features,
             self.fc.out_features,
