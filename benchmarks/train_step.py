@@ -45,25 +45,43 @@ def busy() -> str:
     return host.busy_note(WATCH.stop())
 
 
-def images_per_s(step: str, args: argparse.Namespace, channels_last: bool, amp: bool) -> float:
-    """Median images/s over ``args.rounds`` timed blocks of ``args.iters`` steps."""
+def images_per_s(
+    step: str,
+    args: argparse.Namespace,
+    channels_last: bool,
+    amp: bool,
+    *,
+    fused_adamw: bool = False,
+    compile: bool = False,
+    batch_size: int | None = None,
+) -> tuple[float, float]:
+    """Median images/s over ``args.rounds`` timed blocks of ``args.iters`` steps, and the
+    seconds the first step took (with ``compile``: mostly compiling)."""
     device = torch.device(args.device)
+    batch = batch_size or args.batch_size
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    model = roadmap.build_model(step, num_classes=args.classes)
+    where = getattr(args, "roadmap", "repvit")
+    model = roadmap.build_model(step, num_classes=args.classes, roadmap=where)
     model = model.to(device, memory_format=fmt).train()
-    optimizer = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05)
+    extra = {"fused": True} if fused_adamw else {}
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05, **extra)
     criterion = LabelSmoothingCrossEntropy(0.1)
     dtype = setup.amp_dtype(RunOptions(device=args.device, amp=amp))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
+    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
     x = x.contiguous(memory_format=fmt)
-    y = torch.randint(0, args.classes, (args.batch_size,), device=device)
+    y = torch.randint(0, args.classes, (batch,), device=device)
+    net = torch.compile(model) if compile else model
 
     def one_step() -> None:
-        plain_step(model, x, y, criterion, optimizer, scaler, dtype)
+        plain_step(net, x, y, criterion, optimizer, scaler, dtype)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    started = time.perf_counter()
+    one_step()
+    sync()
+    first = time.perf_counter() - started
     for _ in range(args.warmup):
         one_step()
     rates = []
@@ -73,8 +91,8 @@ def images_per_s(step: str, args: argparse.Namespace, channels_last: bool, amp: 
         for _ in range(args.iters):
             one_step()
         sync()
-        rates.append(args.iters * args.batch_size / (time.perf_counter() - started))
-    return statistics.median(rates)
+        rates.append(args.iters * batch / (time.perf_counter() - started))
+    return statistics.median(rates), first
 
 
 def main() -> None:
@@ -107,7 +125,7 @@ def main() -> None:
         flops = 6 * count_macs(roadmap.build_model(step, num_classes=args.classes), args.img_size)
         for amp in (False, True):
             for channels_last in (False, True):
-                rate = images_per_s(step, args, channels_last, amp)
+                rate, _ = images_per_s(step, args, channels_last, amp)
                 dtype = setup.amp_dtype(RunOptions(device=args.device, amp=amp))
                 precision = "float32" if dtype is None else f"AMP ({str(dtype)[6:]})"
                 layout = "channels_last" if channels_last else "contiguous"

@@ -83,9 +83,11 @@ class Environment:
 class RunRecord:
     """One finished run: what was trained, on what, how well, and under which conditions.
 
-    Accuracies are percentages on the validation split after the last epoch (``top1``), at
-    the best epoch (``best_*``), of the fused deploy form (``fused_*``, which must agree) and
-    of the weight average (``ema_*``, None without EMA). Counts are at ``img_size``. ``init``
+    Accuracies are percentages on the validation split after the last epoch (``top1``), of the
+    fused deploy form (``fused_*``, which must agree: scored in the same pass), at the best
+    epoch (``best_*``; each epoch scores the deploy form, which computes the same function;
+    records written before that scored the training form) and of the weight average
+    (``ema_*``, its deploy form; None without EMA). Counts are at ``img_size``. ``init``
     says where the starting weights came from (``--pretrained`` / ``--init``), what was loaded
     and what kept its fresh initialization.
     """
@@ -130,6 +132,7 @@ class RunRecord:
     contention: dict[str, Any] | None = None  # how busy other work kept the machine
     skipped_files: list[str] | None = None  # images left out (--bad-images skip): path, why
     distillation: dict[str, Any] | None = None  # type, alpha, tau, teacher and its weights
+    int8: dict[str, Any] | None = None  # added by `roadmap eval --int8` (train/int8.py)
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

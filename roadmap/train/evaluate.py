@@ -2,6 +2,13 @@
 
 ``roadmap eval`` scores a checkpoint twice, in its training form and in its fused deploy form;
 the two must agree (``fused_disagreements`` counts the images whose top-1 class differs).
+Training scores the fused form after every epoch and both forms after the last one
+(:func:`epoch_models`).
+
+Evaluation runs under ``torch.inference_mode`` (no autograd bookkeeping at all) at twice the
+training batch (no activations are kept for a backward pass), in the run's memory format.
+On the 2-core CPU at 64 px this scores the fused form 1.4-1.6x faster than the training form
+did under ``no_grad`` at the training batch (``benchmarks/train_cpu.py eval``).
 """
 
 from __future__ import annotations
@@ -27,15 +34,41 @@ from roadmap.train.recipe import Recipe, load_recipe, recipe_from_dict
 from roadmap.train.run_options import RunOptions, open_data, workers
 from roadmap.train.sources import parse_source
 
-EVAL_BATCH = 64
+EVAL_BATCH = 128
+EVAL_BATCH_FACTOR = 2  # evaluation batch / training batch (per process)
 
 
-@torch.no_grad()
+def epoch_models(
+    model: nn.Module, ema: nn.Module | None, *, final: bool, channels_last: bool
+) -> dict[str, nn.Module]:
+    """What the evaluation after an epoch scores, by key prefix.
+
+    Every epoch: the fused deploy form of the network (``""``) and of its EMA (``"ema_"``).
+    It computes the function of the training form with fewer layers (BatchNorm folded, the
+    re-parameterized branches merged), so it is cheaper, and it is what would ship. After the
+    last epoch also the training form (``"train_"``), in the same pass, so that the record can
+    show the two agree image for image (``train_disagreements``).
+    """
+    scored = {"": _deploy(model, channels_last)}
+    if final:
+        scored["train_"] = model
+    if ema is not None:
+        scored["ema_"] = _deploy(ema, channels_last)
+    return scored
+
+
+def _deploy(model: nn.Module, channels_last: bool) -> nn.Module:
+    fused = fuse(model.eval())  # folded weights come out contiguous: restore the run's format
+    return fused.to(memory_format=torch.channels_last) if channels_last else fused
+
+
+@torch.inference_mode()
 def evaluate(
     models: dict[str, nn.Module],
     loader: torch.utils.data.DataLoader,
     procs: distributed.Processes,
     amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Top-1 and top-5 accuracy (in %) of several networks in one pass over the loader.
 
@@ -44,6 +77,7 @@ def evaluate(
         loader: the evaluation loader (each process scores its shard; counts are summed).
         procs: the processes.
         amp_dtype: autocast dtype, or None for full precision.
+        channels_last: pass the images in NHWC memory format (the models' own).
 
     Returns:
         ``<prefix>top1`` and ``<prefix>top5`` per network; ``<prefix>disagreements``, the
@@ -57,7 +91,8 @@ def evaluate(
         counts["skipped"] += dropped
         if len(x) == 0:
             continue
-        x, y = x.to(procs.device), y.to(procs.device)
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
+        x, y = x.to(procs.device, memory_format=memory_format), y.to(procs.device)
         with torch.autocast(procs.device.type, amp_dtype, enabled=amp_dtype is not None):
             logits = {prefix: model(x).float() for prefix, model in models.items()}
         reference = next(iter(logits.values())).argmax(1)
@@ -144,16 +179,29 @@ def evaluate_checkpoint(
     Raises:
         RoadmapError: a missing or foreign checkpoint, or data with other classes.
     """
+    model, recipe, state = checkpoint_model(selection, path, use_ema)
+    scores = _score(model, recipe, data, options, f"{path}")
+    weights = "ema" if use_ema else "model"
+    steps, done = list(state["steps"]), state["epochs_done"]
+    return CheckpointScores(selection.name, steps, state["spec_hash"], weights, done, **scores)
+
+
+def checkpoint_model(
+    selection: Selection, path: Path, use_ema: bool = False
+) -> tuple[nn.Module, Recipe, dict[str, Any]]:
+    """The network a checkpoint holds (its EMA weights with ``use_ema``), the recipe it was
+    trained with, and the checkpoint itself.
+
+    Raises:
+        RoadmapError: a missing, damaged or foreign checkpoint, or no EMA weights in it.
+    """
     state = checkpoint.load(path)
     recipe = recipe_from_dict(state["recipe"], source=f"the recipe in {path}")
     spec = student_spec(selection.spec(state["num_classes"]), recipe)  # a distilled run's 2 heads
     checkpoint.check_spec(state, spec, path)
     model = build(spec)
     model.load_state_dict(_weights(state, use_ema, path))
-    scores = _score(model, recipe, data, options, f"{path}")
-    weights = "ema" if use_ema else "model"
-    steps, done = list(state["steps"]), state["epochs_done"]
-    return CheckpointScores(selection.name, steps, state["spec_hash"], weights, done, **scores)
+    return model, recipe, state
 
 
 def evaluate_pretrained(
@@ -187,7 +235,8 @@ def _score(
                 f"{what} has {model.num_classes} classes, but {data} has {opened.num_classes}"
                 + ("; fine-tune it first (roadmap train --pretrained)" if "timm:" in what else "")
             )
-        model = model.to(procs.device)
+        memory_format = torch.channels_last if options.channels_last else torch.preserve_format
+        model = model.to(procs.device, memory_format=memory_format)
         loader = make_loader(
             opened.val,
             EVAL_BATCH,
@@ -196,7 +245,8 @@ def _score(
             rank=procs.rank,
             world=procs.world,
         )
-        return evaluate({"": model, "fused_": fuse(model.eval())}, loader, procs)
+        fused = _deploy(model, options.channels_last)
+        return evaluate({"": model, "fused_": fused}, loader, procs, None, options.channels_last)
     finally:
         distributed.stop()
 

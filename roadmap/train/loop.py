@@ -36,7 +36,6 @@ from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 
 from roadmap.arch.builder import build
-from roadmap.arch.reparam import fuse
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import NetSpec, spec_hash
 from roadmap.errors import RoadmapError, Stopped
@@ -47,7 +46,7 @@ from roadmap.results import store
 from roadmap.results.record import Environment, RunRecord
 from roadmap.train import checkpoint, distill, distributed, interrupt, setup, tracking
 from roadmap.train.data import Datasets, batches, make_loader
-from roadmap.train.evaluate import evaluate
+from roadmap.train.evaluate import EVAL_BATCH_FACTOR, epoch_models, evaluate
 from roadmap.train.identity import legacy_names, run_key
 from roadmap.train.interrupt import StopRequest
 from roadmap.train.progress import Display, describe_run
@@ -89,6 +88,7 @@ class Run:
     teacher: distill.Teacher | None = None  # the recipe distils: criterion takes the inputs too
     watch: host.CpuWatch | None = None  # how busy other work keeps the machine meanwhile
     trackers: tracking.Trackers | None = None  # --log: TensorBoard, W&B, MLflow views
+    final_scores: dict[str, Any] | None = None  # the last epoch's pass: both forms scored
 
     @property
     def key(self) -> store.RunKey:
@@ -245,7 +245,7 @@ def _assemble(
             f"the training split has {len(data.train)} images, fewer than one batch of "
             f"{per_rank}; pass a smaller --batch-size"
         )
-    val_loader = make_loader(data.val, per_rank, train=False, **place)
+    val_loader = make_loader(data.val, EVAL_BATCH_FACTOR * per_rank, train=False, **place)
     optimizer = create_optimizer_v2(
         model,
         recipe.optimizer,
@@ -291,19 +291,26 @@ def _train_and_evaluate(run: Run, epoch: int) -> dict[str, Any]:
             describe_run(run.key.name, run.data, run.recipe, run.procs.world, run.started_from)
         )
     trained = _train_one_epoch(run, epoch)
-    for model in _scored_models(run).values():
-        distributed.average_batchnorm(model, run.procs)
-    scores = evaluate(_scored_models(run), run.val_loader, run.procs, run.amp_dtype)
-    run.progress.skipped += trained.pop("skipped") + scores.pop("skipped")
-    scores.pop("images"), scores.pop("ema_disagreements", None)
-    summary = {"epoch": epoch + 1, **trained, **scores}
+    for model in (run.model, run.ema.module if run.ema is not None else None):
+        if model is not None:
+            distributed.average_batchnorm(model, run.procs)
+    final = epoch + 1 == run.recipe.epochs
+    scores = _score(run, final)
+    run.progress.skipped += trained.pop("skipped") + scores["skipped"]
+    kept = ("top1", "top5", "ema_top1", "ema_top5")  # the deploy forms' scores
+    summary = {"epoch": epoch + 1, **trained, **{key: scores[key] for key in kept if key in scores}}
     run.display.end_epoch(epoch, run.recipe.epochs, summary)
     return summary
 
 
-def _scored_models(run: Run) -> dict[str, nn.Module]:
-    """The network, and its moving average when the recipe keeps one."""
-    return {"": run.model} if run.ema is None else {"": run.model, "ema_": run.ema.module}
+def _score(run: Run, final: bool) -> dict[str, Any]:
+    """One pass (:func:`~roadmap.train.evaluate.epoch_models`); the last is kept for the record."""
+    ema = run.ema.module if run.ema is not None else None
+    models = epoch_models(run.model, ema, final=final, channels_last=run.options.channels_last)
+    scores = evaluate(models, run.val_loader, run.procs, run.amp_dtype, run.options.channels_last)
+    if final:
+        run.final_scores = scores
+    return scores
 
 
 def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
@@ -412,9 +419,9 @@ def _save_epoch(run: Run, epoch: int, summary: dict[str, Any]) -> None:
 
 
 def _finish(run: Run) -> RunRecord:
-    """Score the fused network, write spec, recipe and finally metrics.json (rank 0)."""
-    models = {**_scored_models(run), "fused_": fuse(run.model.eval())}
-    scores = evaluate(models, run.val_loader, run.procs, run.amp_dtype)
+    """Write spec, recipe and finally metrics.json (rank 0), with the last epoch's scores
+    (scored again when this process resumed after that epoch)."""
+    scores = run.final_scores or _score(run, final=True)
     record = _record(run, scores)
     if run.procs.primary:
         run.spec.save(run.folder / "spec.yaml")
@@ -452,14 +459,14 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
         spec_hash=spec_hash(run.spec),
         recipe_hash=recipe_hash(run.recipe),
         num_classes=run.data.num_classes,
-        top1=scores["top1"],
-        top5=scores["top5"],
+        top1=scores["train_top1"],
+        top5=scores["train_top5"],
         best_top1=run.progress.best["top1"],
         best_top5=run.progress.best["top5"],
         best_epoch=run.progress.best["epoch"],
-        fused_top1=scores["fused_top1"],
-        fused_top5=scores["fused_top5"],
-        fused_disagreements=scores["fused_disagreements"],
+        fused_top1=scores["top1"],
+        fused_top5=scores["top5"],
+        fused_disagreements=scores["train_disagreements"],
         val_images=scores["images"],
         params=counts.params,
         macs=counts.macs,

@@ -3,6 +3,7 @@ the sweep skips finished work, and bad input ends with one line and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -150,8 +151,6 @@ def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
 
 
 def _replace(options: RunOptions, **changes: object) -> RunOptions:
-    import dataclasses
-
     return dataclasses.replace(options, **changes)
 
 
@@ -406,3 +405,38 @@ def test_training_on_a_gpu_ends_with_a_record(amp: bool, tmp_path: Path) -> None
     assert (_folder(tmp_path, record) / store.METRICS).exists()
     assert record.environment.device == torch.cuda.get_device_name()
     assert record.deploy_macs > 0
+
+
+def test_each_epoch_scores_the_deploy_form_once_and_the_last_both_forms(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One evaluation pass per epoch and none after: every epoch scores the fused form, the
+    last one the training form beside it, and the record takes its numbers from that pass."""
+    from roadmap.arch.reparam import unfused_norms
+
+    passes = []
+    real = training.evaluate
+
+    def counted(models, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        scores = real(models, *args, **kwargs)
+        passes.append(({k: bool(unfused_norms(m)) for k, m in models.items()}, scores))
+        return scores
+
+    monkeypatch.setattr(training, "evaluate", counted)
+    options = RunOptions(workers=0, quiet=True, results=tmp_path)
+    record = training.train(Selection.of("separate_mixers"), f"imagefolder:{images}",
+                            TINY_RECIPE, options)  # fmt: skip
+    # which models each pass scored, and whether each still had BatchNorm layers (unfused)
+    assert [p[0] for p in passes] == [{"": False}, {"": False, "train_": True}]
+    last = passes[-1][1]
+    assert (record.top1, record.fused_top1) == (last["train_top1"], last["top1"])
+    assert record.fused_disagreements == last["train_disagreements"] == 0
+    assert record.environment.channels_last is True  # the CPU default, kept in the record
+
+
+def test_memory_format_defaults_to_channels_last_on_cpu_only() -> None:
+    assert RunOptions().channels_last is True
+    assert RunOptions(device="cuda").channels_last is False
+    assert RunOptions(channels_last=False).channels_last is False
+    assert RunOptions(device="cuda", channels_last=True).channels_last is True
+    assert dataclasses.replace(RunOptions(), seed=3).channels_last is True
