@@ -116,10 +116,21 @@ def table_cmd(
         bool,
         typer.Option("--family", help="One row per RepViT family member (M0.6 ... M2.3) instead."),
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Add the int8 ExecuTorch program's latency (timed now, beside the others) and "
+            "its top-1 change against float32 (from roadmap eval --int8, stored in the "
+            'records). Needs pip install -e ".[mobile]".',
+        ),
+    ] = False,
 ) -> None:
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
     from roadmap.study import plan
 
+    if int8 and timing is not None and timing.device != "cpu":
+        raise RoadmapError("--int8 times ExecuTorch programs on the CPU: drop --device cuda")
     data_name, recipe = _store_labels(results, data, recipe)
     study = _collect(
         plan.family() if family else plan.prefixes(network),
@@ -129,6 +140,7 @@ def table_cmd(
         recipe=recipe,
         baseline=baseline,
         paper=paper,
+        int8=int8,
     )
     what = "The RepViT family" if family else "The roadmap"
     title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"

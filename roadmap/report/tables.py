@@ -289,7 +289,36 @@ def study_cells(row: Row) -> dict[str, str]:
         cells[f"{key}_base"] = _delta_cell(row, key, "base", dfmt, scale)
     cells["paper_top1"] = fmt_num(row.paper_top1)
     cells["paper_side"] = fmt_num(row.paper_side, 2)
+    q = row.int8_latency
+    cells["int8_ms"] = f"{ms(q.median_ms)} [{ms(q.iqr_ms)}]" if q else "—"
+    cells["int8_delta"] = "—"
+    if row.int8 is not None:
+        d = row.int8.delta
+        mark = "" if d.finding else NOISE_MARK
+        seeds = len(row.int8.seeds)
+        cells["int8_delta"] = f"{mark}{d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}] ({seeds})"
     return cells
+
+
+def int8_columns(study: Study) -> dict[str, str]:
+    """``table --int8``'s columns: cell key -> title."""
+    if not study.int8:
+        return {}
+    return {"int8_ms": "int8 ms [IQR]", "int8_delta": "int8 Δ top-1 [95 %] (seeds)"}
+
+
+def int8_lines(study: Study) -> list[str]:
+    """What the int8 columns hold, and under which conditions."""
+    if not study.int8:
+        return []
+    timed = next((r.int8_latency for r in study.rows if r.int8_latency), None)
+    where = f"fused, {timed.conditions.short()}" if timed else "not timed (--no-latency)"
+    return [
+        f"int8: the ExecuTorch program (PT2E, XNNPACK quantizer; latency {where}); Δ top-1 = "
+        "int8 - float32 deploy form on the same test images (roadmap eval --int8), seeds "
+        "pooled, 95 % Wald interval for paired proportions; "
+        f"{NOISE_MARK} = McNemar p ≥ {ALPHA}"
+    ]
 
 
 def latency_header(study: Study) -> str:
@@ -309,7 +338,7 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
         caption_justify="left",
         caption="\n".join(
             [latency_header(study), *agreement_lines(study), legend, STUDY_NOISE_LEGEND]
-            + [MACS_LEGEND, *power_lines(study)]
+            + [MACS_LEGEND, *int8_lines(study), *power_lines(study)]
         ),
     )
     table.add_column("step", no_wrap=True)
@@ -317,7 +346,7 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
     for key, col_title, *_ in STUDY_METRICS:
         header = f"{titles.get(key, col_title)}\n[dim]Δ prev | base[/]"
         table.add_column(header, justify="right", no_wrap=True)
-    columns = paper_columns(study) if paper else {}
+    columns = extra_columns(study, paper)
     for column_title in columns.values():
         table.add_column(column_title.replace(" ", "\n", 1), justify="right")
     for row in study.rows:
@@ -328,6 +357,11 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
             cells.append(c[key] + (f"\n[dim]{deltas}[/]" if deltas else ""))
         table.add_row(*cells, *(c[key] for key in columns))
     return table
+
+
+def extra_columns(study: Study, paper: bool) -> dict[str, str]:
+    """The columns after the metrics: int8's (``--int8``), then the paper's (``--paper``)."""
+    return int8_columns(study) | (paper_columns(study) if paper else {})
 
 
 def paper_columns(study: Study) -> dict[str, str]:
@@ -342,7 +376,7 @@ def _flat_header(study: Study, paper: bool) -> list[str]:
     cols = ["step"]
     for _key, col_title, *_ in STUDY_METRICS:
         cols += [col_title, "Δ prev", "Δ base"]
-    return cols + (list(paper_columns(study).values()) if paper else [])
+    return cols + list(extra_columns(study, paper).values())
 
 
 def _flat_cells(study: Study, row: Row, paper: bool) -> list[str]:
@@ -350,7 +384,7 @@ def _flat_cells(study: Study, row: Row, paper: bool) -> list[str]:
     cells = [c["name"]]
     for key, *_ in STUDY_METRICS:
         cells += [c[key], c[f"{key}_prev"], c[f"{key}_base"]]
-    return cells + ([c[key] for key in paper_columns(study)] if paper else [])
+    return cells + [c[key] for key in extra_columns(study, paper)]
 
 
 def study_markdown(study: Study, title: str, paper: bool = True) -> str:
@@ -366,7 +400,7 @@ def study_markdown(study: Study, title: str, paper: bool = True) -> str:
         cells = [x.replace("|", "\\|") for x in _flat_cells(study, row, paper)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{latency_header(study)}. {STUDY_NOISE_LEGEND}. {MACS_LEGEND}."]
-    lines += agreement_lines(study) + power_lines(study)
+    lines += agreement_lines(study) + int8_lines(study) + power_lines(study)
     return "\n".join(lines)
 
 
@@ -400,7 +434,9 @@ def study_latex(study: Study, title: str, paper: bool = True) -> str:
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        rf"\caption{{{esc(title)}. {esc(latency_header(study))}. {esc(STUDY_NOISE_LEGEND)}.}}",
+        rf"\caption{{{esc(title)}. {esc(latency_header(study))}. {esc(STUDY_NOISE_LEGEND)}."
+        + "".join(f" {esc(line)}." for line in int8_lines(study))
+        + "}",
         r"\end{table}",
     ]
     return "\n".join(lines)

@@ -16,9 +16,11 @@ from roadmap.arch.roadmaps import DEFAULT, split_name
 from roadmap.report.tables import _data_option, fmt_num
 from roadmap.results.record import RunRecord
 from roadmap.results.store import RunKey
+from roadmap.study import stats
 from roadmap.study.plan import PlannedRun
 from roadmap.study.sweep import Outcome
 from roadmap.train.evaluate import CheckpointScores
+from roadmap.train.int8 import Int8Scores
 from roadmap.train.recipe import Recipe
 
 
@@ -84,6 +86,35 @@ def eval_table(scores: CheckpointScores) -> Table:
     table.add_row("training", f"{scores.top1:.2f}", f"{scores.top5:.2f}")
     table.add_row("fused", f"{scores.fused_top1:.2f}", f"{scores.fused_top5:.2f}")
     table.caption = f"top-1 class differs on {scores.fused_disagreements} images"
+    return table
+
+
+def int8_summary(scores: Int8Scores) -> dict[str, Any]:
+    """The Δ of an int8 program against its float32 form, with its interval and test."""
+    d = stats.paired_delta(scores.lost, scores.gained, scores.images)
+    return {"delta": d.delta, "ci95": [d.low, d.high], "p_value": d.p_value, "finding": d.finding}
+
+
+def int8_table(scores: Int8Scores) -> Table:
+    """The int8 program beside the float32 deploy form, on the same images."""
+    d = stats.paired_delta(scores.lost, scores.gained, scores.images)
+    table = Table(title=f"{scores.name}: int8 program vs float32 ({scores.images} images)")
+    for column in ("form", "top-1 %", "Δ top-1 (95 % interval)", "McNemar p"):
+        table.add_column(column, justify="left" if column == "form" else "right")
+    table.add_row("float32 (fused, torch)", f"{scores.float_top1:.2f}", "", "")
+    mark = "" if d.finding else "≈"
+    table.add_row(
+        "int8 (ExecuTorch)",
+        f"{scores.int8_top1:.2f}",
+        f"{mark}{d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}]",
+        f"{d.p_value:.2g}",
+    )
+    table.caption = (
+        f"{scores.lost} images lost, {scores.gained} gained; same top-1 class on "
+        f"{scores.agreement:.2f} %; logits SQNR {scores.sqnr_db:.1f} dB; calibrated on "
+        f"{scores.calibration_images} training images; {scores.quantization}; {scores.runtime}, "
+        f"{scores.threads} threads. ≈: not a finding (McNemar p ≥ {stats.ALPHA:g})"
+    )
     return table
 
 

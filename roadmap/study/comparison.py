@@ -65,6 +65,23 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
+class Int8Accuracy:
+    """A network's int8 programs against its float32 deploy form, over the seeds scored with
+    ``roadmap eval --int8``.
+
+    Attributes:
+        top1: mean int8 top-1 (%).
+        delta: int8 minus float32 top-1, the seeds' test images pooled (every image of every
+            seed is one pair), with its interval and McNemar test.
+        seeds: the seeds found.
+    """
+
+    top1: float
+    delta: stats.PairedDelta
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Delta:
     """A difference between two rows, and whether it is within the noise.
 
@@ -94,6 +111,8 @@ class Row:
         paper: what the paper reports for this network (:mod:`roadmap.arch.paper`), if
             anything.
         unfinished: its runs in the store that left a checkpoint and no record.
+        int8_latency: the latency of its int8 ExecuTorch program (``table --int8``), or None.
+        int8: its int8 programs' accuracy against float32 (``roadmap eval --int8``), or None.
         vs_previous: metric -> Delta against the row before.
         vs_baseline: metric -> Delta against the baseline row.
     """
@@ -104,6 +123,8 @@ class Row:
     accuracy: Accuracy | None = None
     paper: PaperResult | None = None
     unfinished: list[store.Unfinished] = field(default_factory=list)
+    int8_latency: LatencyRecord | None = None
+    int8: Int8Accuracy | None = None
     vs_previous: dict[str, Delta] = field(default_factory=dict)
     vs_baseline: dict[str, Delta] = field(default_factory=dict)
 
@@ -163,6 +184,7 @@ class Study:
         unreadable: the records under ``source`` that could not be read (path and why).
         elsewhere: when no row found accuracy under ``source``'s labels: how many of these
             networks the store holds under each other (data, recipe label).
+        int8: whether the rows carry int8 columns (``table --int8``).
     """
 
     rows: list[Row]
@@ -173,6 +195,7 @@ class Study:
     unreadable: list[str] = field(default_factory=list)
     elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
     accuracy_agreement: PaperAgreement | None = None
+    int8: bool = False
 
     @property
     def roadmap(self) -> Roadmap:
@@ -233,6 +256,7 @@ def collect(
     paper: bool = True,
     counts: bool = True,
     progress: Callable[[str], None] | None = None,
+    int8: bool = False,
 ) -> Study:
     """Measure every buildable variant, fill in the deltas, and sum the rows up as a Study.
 
@@ -249,6 +273,8 @@ def collect(
         counts: count params and MACs (about a second per network); without them, rows
             still get accuracy and its deltas.
         progress: called with a few words on how far along it is (``counting 3/11: widen``).
+        int8: also time each fused network's int8 ExecuTorch program (with latency), and read
+            the int8 accuracy ``roadmap eval --int8`` added to the records.
     """
     say = progress or (lambda _text: None)
     rows = [Row(v) for v in variants]
@@ -262,20 +288,29 @@ def collect(
     if latency_settings is not None and buildable:
         say(f"timing {len(buildable)} networks, {latency_settings.iters} rounds")
         _attach_latency(buildable, deployed, latency_settings)
+        if int8:
+            say(f"timing {len(buildable)} int8 ExecuTorch programs")
+            quantized = dataclasses.replace(latency_settings, backend="executorch", int8=True)
+            _attach_latency(buildable, deployed, quantized, "int8_latency")
     found = store.Scan([], [])
     if results is not None and data and recipe:
         found = store.scan(results, data=data, recipe=recipe)
         for row in buildable:
             row.accuracy = accuracy_of(found.records, row.variant.selection)
+            row.int8 = int8_of(found.records, row.variant.selection) if int8 else None
             row.unfinished = [u for u in found.unfinished if u.key.name == row.variant.name]
     if paper:
         _attach_paper(rows)
     fill_deltas(rows, baseline)
     source = (results, data, recipe) if results is not None and data and recipe else None
-    return Study.of(rows, source, found.unreadable)
+    study = Study.of(rows, source, found.unreadable)
+    study.int8 = int8
+    return study
 
 
-def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -> None:
+def _attach_latency(
+    rows: list[Row], deployed: list[nn.Module], settings: Any, attribute: str = "latency"
+) -> None:
     """Measure the fused models of all rows interleaved, in one run."""
     from roadmap.measure import latency  # imported here: only tables that measure latency need it
 
@@ -284,7 +319,7 @@ def _attach_latency(rows: list[Row], deployed: list[nn.Module], settings: Any) -
         for r, m in zip(rows, deployed, strict=True)
     ]
     for row, record in zip(rows, latency.measure(candidates, settings), strict=True):
-        row.latency = record
+        setattr(row, attribute, record)
 
 
 def _attach_paper(rows: list[Row]) -> None:
@@ -413,24 +448,9 @@ def accuracy_of(
     records: Sequence[RunRecord], selection: Selection, metric: str = "top1"
 ) -> Accuracy | None:
     """Mean/std of ``metric`` over the seeds of ``records`` (one data source and recipe label)
-    that trained this network.
-
-    A record counts only if its spec hash equals the spec of ``selection`` built today (at the
-    record's number of classes; or that spec with a distillation head, the form a distilled run
-    trains, which scores as one averaged head): results of an older architecture are never
-    mixed in, and a record is found whatever its folder is called.
-    """
-    hashes: dict[int, set[str]] = {}
-    values: dict[int, float] = {}
-    for rec in records:
-        if rec.get(metric) is None:
-            continue
-        if rec.num_classes not in hashes:
-            spec = selection.spec(rec.num_classes)
-            distilled = replace(spec, head=replace(spec.head, distillation=True))
-            hashes[rec.num_classes] = {spec_hash(spec), spec_hash(distilled)}
-        if rec.spec_hash in hashes[rec.num_classes]:
-            values[rec.seed] = float(rec.get(metric))
+    that trained this network (:func:`records_of`)."""
+    values = {seed: float(rec.get(metric)) for seed, rec in records_of(records, selection).items()
+              if rec.get(metric) is not None}  # fmt: skip
     if not values:
         return None
     seeds = tuple(sorted(values))
@@ -438,6 +458,37 @@ def accuracy_of(
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
     ci = stats.mean_ci(vals)
     return Accuracy(statistics.fmean(vals), std, len(vals), seeds, vals, ci, metric)
+
+
+def int8_of(records: Sequence[RunRecord], selection: Selection) -> Int8Accuracy | None:
+    """The int8 scores ``roadmap eval --int8`` added to this network's records, pooled."""
+    scored = {seed: rec.int8 for seed, rec in records_of(records, selection).items() if rec.int8}
+    if not scored:
+        return None
+    lost, gained, images = (sum(int(s[key]) for s in scored.values())
+                            for key in ("lost", "gained", "images"))  # fmt: skip
+    top1 = statistics.fmean(float(s["int8_top1"]) for s in scored.values())
+    return Int8Accuracy(top1, stats.paired_delta(lost, gained, images), tuple(sorted(scored)))
+
+
+def records_of(records: Sequence[RunRecord], selection: Selection) -> dict[int, RunRecord]:
+    """The records that trained this network, by seed.
+
+    A record counts only if its spec hash equals the spec of ``selection`` built today (at the
+    record's number of classes; or that spec with a distillation head, the form a distilled run
+    trains, which scores as one averaged head): results of an older architecture are never
+    mixed in, and a record is found whatever its folder is called.
+    """
+    hashes: dict[int, set[str]] = {}
+    found: dict[int, RunRecord] = {}
+    for rec in records:
+        if rec.num_classes not in hashes:
+            spec = selection.spec(rec.num_classes)
+            distilled = replace(spec, head=replace(spec.head, distillation=True))
+            hashes[rec.num_classes] = {spec_hash(spec), spec_hash(distilled)}
+        if rec.spec_hash in hashes[rec.num_classes]:
+            found[rec.seed] = rec
+    return found
 
 
 # --- deltas -------------------------------------------------------------------------------
@@ -509,6 +560,18 @@ def row_data(row: Row) -> dict[str, Any]:
         "paper_gflops": row.paper.cost if row.paper else None,
         "unfinished": [f"seed {u.key.seed}: {u.describe()}" for u in row.unfinished],
     }
+    if row.int8_latency is not None or row.int8 is not None:
+        q, d = row.int8_latency, row.int8.delta if row.int8 else None
+        data |= {
+            "int8_step_time": q.median_ms if q else None,
+            "int8_step_time_iqr": q.iqr_ms if q else None,
+            "int8_top1": row.int8.top1 if row.int8 else None,
+            "int8_delta_top1": d.delta if d else None,
+            "int8_delta_ci95_low": d.low if d else None,
+            "int8_delta_ci95_high": d.high if d else None,
+            "int8_delta_p_value": d.p_value if d else None,
+            "int8_images": d.images if d else None,
+        }
     for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):
         for key, d in ds.items():
             data[f"{prefix}_{key}"] = d.value

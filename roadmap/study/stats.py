@@ -5,6 +5,11 @@
 - A difference between two networks is a *finding* only when Welch's two-sample t-test
   (unequal variances; the seeds of two networks are independent draws, not pairs) gives
   p < ``ALPHA``. With fewer than two seeds on either side there is no test and no finding.
+- Two forms of one network scored on the same images (float32 and its int8 program) are
+  paired: only the images one gets right and the other wrong tell them apart. The Δ's 95 %
+  interval is the Wald interval for paired proportions, (gained - lost) / n ± 1.96 · √(gained
+  + lost - (gained - lost)² / n) / n, and the Δ is a finding when McNemar's exact test (a
+  binomial test on the discordant images) gives p < ``ALPHA`` (:func:`paired_delta`).
 - For a difference that is not (yet) a finding, :func:`seeds_needed` estimates how many seeds
   per network a two-sample t-test at ``ALPHA`` would need to detect it with probability
   ``POWER``, taking the observed difference and pooled spread as the truth: the smallest n
@@ -58,6 +63,45 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     if _variance(a) == 0 and _variance(b) == 0:  # no spread at all: equal means or certain
         return 1.0 if math.fsum(a) / len(a) == math.fsum(b) / len(b) else 0.0
     return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """The accuracy difference of two classifiers on the same images (points).
+
+    Attributes:
+        delta: second minus first top-1, in points.
+        low: the 95 % interval's lower end.
+        high: its upper end.
+        p_value: McNemar's exact test (1.0 when no image tells them apart).
+        images: images scored by both.
+    """
+
+    delta: float
+    low: float
+    high: float
+    p_value: float
+    images: int
+
+    @property
+    def finding(self) -> bool:
+        return is_finding(self.p_value)
+
+
+def paired_delta(lost: int, gained: int, images: int) -> PairedDelta:
+    """Δ top-1 of a second classifier against a first on the same ``images``: ``lost`` images
+    only the first classifies right, ``gained`` only the second (module docstring)."""
+    from scipy import stats
+
+    if images <= 0 or lost < 0 or gained < 0 or lost + gained > images:
+        raise ValueError(f"impossible counts: lost {lost}, gained {gained} of {images} images")
+    delta = (gained - lost) / images
+    spread = math.sqrt(max(gained + lost - (gained - lost) ** 2 / images, 0.0)) / images
+    z = stats.norm.ppf(0.975)
+    discordant = lost + gained
+    p = float(stats.binomtest(gained, discordant, 0.5).pvalue) if discordant else 1.0
+    return PairedDelta(100 * delta, 100 * (delta - z * spread), 100 * (delta + z * spread),
+                       p, images)  # fmt: skip
 
 
 def is_finding(p: float | None) -> bool:

@@ -16,6 +16,7 @@ A source is named on the command line (:mod:`roadmap.train.sources` reads the na
 
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import tempfile
@@ -112,6 +113,25 @@ def stratified_subset(dataset: Dataset, size: int) -> Subset:
         np.arange(len(targets)), train_size=size, stratify=targets, random_state=SUBSET_SEED
     )
     return Subset(dataset, sorted(keep.tolist()))
+
+
+def calibration_split(data: Datasets, recipe: Recipe, size: int, seed: int = 0) -> Dataset:
+    """``size`` training images seen through the evaluation transform: what post-training
+    quantization calibrates its activation ranges on (never the split it is scored on).
+
+    The images are a seeded random draw from the training split (after any ``train_subset``),
+    the same for every network. Augmentation would widen the ranges with crops and flips the
+    deployed network never sees, so the evaluation transform is used.
+    """
+    base, indices = data.train, list(range(len(data.train)))
+    if isinstance(base, Subset):
+        base, indices = base.dataset, list(base.indices)
+    view = copy.copy(base)  # the same images, another transform; the split itself is untouched
+    if hasattr(view, "transform"):
+        view.transform = eval_transform(recipe)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(indices), generator=generator)[: min(size, len(indices))]
+    return Subset(view, [indices[i] for i in order.tolist()])
 
 
 def dataset_targets(dataset: Dataset) -> list[int]:

@@ -113,6 +113,25 @@ def load(source: Path | bytes, threads: int) -> Callable[[torch.Tensor], torch.T
     return forward
 
 
+def load_batched(
+    source: Path | bytes, threads: int, batch: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`load`, for any number of images: a program takes exactly ``batch`` of them, so
+    they go through in pieces, the last one padded with zeros (its padding rows dropped)."""
+    forward = load(source, threads)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        pieces = []
+        for chunk in x.split(batch):
+            n = chunk.shape[0]
+            if n < batch:
+                chunk = torch.cat([chunk, chunk.new_zeros(batch - n, *chunk.shape[1:])])
+            pieces.append(forward(chunk)[:n])
+        return torch.cat(pieces)
+
+    return run
+
+
 def version() -> str:
     """The installed ExecuTorch's version (a clear error when it is missing)."""
     with quiet():
