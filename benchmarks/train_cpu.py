@@ -80,7 +80,8 @@ def step(args: argparse.Namespace) -> None:
     for name in steps_named(args.steps, args.roadmap):
         model = roadmap.build_model(name, num_classes=args.classes, roadmap=args.roadmap)
         flops = 6 * count_macs(model, args.img_size)
-        options = STEP_OPTIONS + ((COMPILED,) if name in compiled else ())
+        options = STEP_OPTIONS[:2] if args.formats_only else STEP_OPTIONS
+        options += (COMPILED,) if name in compiled else ()
         for label, channels_last, amp, fused, factor, comp in options:
             batch = factor * args.batch_size
             rate, first = images_per_s(name, args, channels_last, amp, fused_adamw=fused,
@@ -221,18 +222,20 @@ def report(args: argparse.Namespace) -> None:
     head = " | ".join(f"{label} s | {label} top-1" for label in labels)
     print(f"| network | {head} | speed-up |")
     print("|---|" + "---:|" * (2 * len(labels) + 1))
-    totals = dict.fromkeys(labels, 0.0)
+    complete = [step for step in steps if all((label, step) in by for label in labels)]
     for step in steps:
-        cells, walls = [], []
+        cells = []
         for label in labels:
             line = by.get((label, step))
             cells += [f"{line['wall_s']:.0f}", f"{line['top1']:.2f}"] if line else ["", ""]
-            walls.append(line["wall_s"] if line else None)
-            totals[label] += line["wall_s"] if line else 0
-        ratio = f"{walls[0] / walls[-1]:.2f}x" if None not in walls and len(walls) > 1 else ""
+        ratio = ""
+        if step in complete and len(labels) > 1:
+            ratio = f"{by[(labels[0], step)]['wall_s'] / by[(labels[-1], step)]['wall_s']:.2f}x"
         print(f"| {step} | {' | '.join(cells)} | {ratio} |")
-    whole = [totals[label] for label in labels]
-    print("| all | " + " | ".join(f"{t:.0f} | " for t in whole) + f"{whole[0] / whole[-1]:.2f}x |")
+    whole = [sum(by[(label, step)]["wall_s"] for step in complete) for label in labels]
+    cells = " | ".join(f"{total:.0f} | " for total in whole)
+    ratio = f"{whole[0] / whole[-1]:.2f}x" if len(labels) > 1 and whole[-1] else ""
+    print(f"| all {len(complete)} | {cells} | {ratio} |")
     worst = max((line["other_cpu_cores"] or 0) for line in lines)
     print(f"\nmost any run shared the machine: other processes kept {worst} of the cores busy")
 
@@ -258,6 +261,8 @@ def main() -> None:
         default="mobilenetv3_large,alternating_se",
         help="networks also timed under torch.compile (each compiles ~1 min)",
     )
+    st.add_argument("--formats-only", action="store_true",
+                    help="only contiguous against channels_last (float32)")
     st.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ld = parts.add_parser("loader", help="the data pipeline alone")
     ld.add_argument("--data", default="fashion_mnist")

@@ -322,12 +322,14 @@ def int8_lines(study: Study) -> list[str]:
 
 
 def latency_header(study: Study) -> str:
-    """'latency ms [IQR] (fused, <device>, 2 threads, batch 1, 224 px)' from the conditions."""
+    """'latency ms [IQR] (fused, <device>, 2 threads, batch 1, 224 px)' from the conditions
+    (the backend named when it is not eager torch)."""
     c = study.conditions
     if c is None:
         return "latency (not measured)"
     busy = "; BUSY MACHINE: expect noise" if c.busy else ""
-    return f"latency ms [IQR] (fused, {c.short()}{busy})"
+    backend = "" if c.backend == "eager" else f"{c.backend}, "
+    return f"latency ms [IQR] (fused, {backend}{c.short()}{busy})"
 
 
 def study_table(study: Study, title: str, paper: bool = True) -> Table:
