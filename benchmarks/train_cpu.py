@@ -58,7 +58,7 @@ def steps_named(text: str, roadmap_name: str) -> list[str]:
 
 # (label, channels_last, bf16 autocast, fused AdamW, batch factor, torch.compile)
 STEP_OPTIONS = (
-    ("fp32, contiguous (0.2's default)", False, False, False, 1, False),
+    ("fp32, contiguous (the old default)", False, False, False, 1, False),
     ("fp32, channels_last (the CPU default)", True, False, False, 1, False),
     ("fp32, channels_last, fused AdamW", True, False, True, 1, False),
     ("fp32, channels_last, 2x batch", True, False, False, 2, False),
@@ -261,8 +261,11 @@ def main() -> None:
         default="mobilenetv3_large,alternating_se",
         help="networks also timed under torch.compile (each compiles ~1 min)",
     )
-    st.add_argument("--formats-only", action="store_true",
-                    help="only contiguous against channels_last (float32)")
+    st.add_argument(
+        "--formats-only",
+        action="store_true",
+        help="only contiguous against channels_last (float32)",
+    )
     st.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     ld = parts.add_parser("loader", help="the data pipeline alone")
     ld.add_argument("--data", default="fashion_mnist")

@@ -49,6 +49,7 @@ class Environment:
     amp: str | None
     channels_last: bool
     compile: bool
+    fused_optimizer: bool | None = None  # torch's fused Adam(W) kernel; None: not recorded
 
     @classmethod
     def here(
@@ -59,6 +60,7 @@ class Environment:
         amp: torch.dtype | None,
         channels_last: bool,
         compile: bool,
+        fused_optimizer: bool | None = None,
     ) -> Environment:
         """This process's environment, with the run's own settings."""
         import timm
@@ -76,6 +78,7 @@ class Environment:
             amp=str(amp).removeprefix("torch.") if amp else None,
             channels_last=channels_last,
             compile=compile,
+            fused_optimizer=fused_optimizer,
         )
 
 

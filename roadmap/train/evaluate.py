@@ -7,8 +7,9 @@ Training scores the fused form after every epoch and both forms after the last o
 
 Evaluation runs under ``torch.inference_mode`` (no autograd bookkeeping at all) at twice the
 training batch (no activations are kept for a backward pass), in the run's memory format.
-On the 2-core CPU at 64 px this scores the fused form 1.4-1.6x faster than the training form
-did under ``no_grad`` at the training batch (``benchmarks/train_cpu.py eval``).
+On the 2-core CPU at 64 px, loading included, this scores the fused form 0.99-1.42x as fast
+as the training form was scored under ``no_grad`` at the training batch, contiguous (1.22x
+for RepViT-M0.9; ``benchmarks/train_cpu.py eval``).
 """
 
 from __future__ import annotations

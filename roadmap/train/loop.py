@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 from timm.data import Mixup
-from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
@@ -246,13 +245,7 @@ def _assemble(
             f"{per_rank}; pass a smaller --batch-size"
         )
     val_loader = make_loader(data.val, EVAL_BATCH_FACTOR * per_rank, train=False, **place)
-    optimizer = create_optimizer_v2(
-        model,
-        recipe.optimizer,
-        lr=recipe.lr(),
-        weight_decay=recipe.weight_decay,
-        eps=recipe.opt_eps,
-    )
+    optimizer = setup.optimizer(model, recipe, procs.device)
     amp_dtype = setup.amp_dtype(options)
     return Run(
         selection=selection,
@@ -486,6 +479,7 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
             run.amp_dtype,
             run.options.channels_last,
             run.options.compile,
+            fused_optimizer=bool(run.optimizer.defaults.get("fused")),
         ),
         command=run.options.command
         or equivalent_command(run.selection, run.data.source, run.recipe, run.options.seed),

@@ -431,7 +431,8 @@ def test_each_epoch_scores_the_deploy_form_once_and_the_last_both_forms(
     last = passes[-1][1]
     assert (record.top1, record.fused_top1) == (last["train_top1"], last["top1"])
     assert record.fused_disagreements == last["train_disagreements"] == 0
-    assert record.environment.channels_last is True  # the CPU default, kept in the record
+    assert record.environment.channels_last is True  # the CPU defaults, kept in the record
+    assert record.environment.fused_optimizer is True
 
 
 def test_memory_format_defaults_to_channels_last_on_cpu_only() -> None:
