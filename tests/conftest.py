@@ -8,6 +8,8 @@ import torch
 
 os.environ["COLUMNS"] = "120"  # rich reads this: stable wrapping in CLI tests
 os.environ.setdefault("NO_COLOR", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the cores, one each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

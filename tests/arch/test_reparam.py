@@ -209,6 +209,7 @@ def test_build_json_shows_deploy_counts() -> None:
     assert record["params"] == 5_103_560  # the training form beside it
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script")  # importing fvcore scripts a helper
 def test_macs_are_counted_with_the_input_where_the_weights_are(monkeypatch) -> None:  # noqa: ANN001
     # A model trained on a GPU is still there when its MACs are counted; the traced input must
     # follow it. The meta device stands in for the GPU here (fvcore itself cannot trace on it).
