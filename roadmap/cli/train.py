@@ -137,6 +137,8 @@ def eval_cmd(
         raise RoadmapError("give --checkpoint PATH or --pretrained (one of them)")
     if int8 and checkpoint is None:
         raise RoadmapError("--int8 scores a trained checkpoint: give --checkpoint PATH")
+    if int8 and device is not Device.cpu:
+        raise RoadmapError("--int8 runs the ExecuTorch program on the CPU: drop --device cuda")
     options = RunOptions(
         workers=workers,
         device=device.value,

@@ -153,10 +153,14 @@ def test_table_int8_shows_the_pooled_delta_with_its_noise_mark(tmp_path: Path) -
     assert "int8 Δ top-1" in text and "≈-0.10" in text and "| -3.50 [" in text
 
 
-def test_eval_int8_needs_a_checkpoint() -> None:
+def test_eval_int8_needs_a_checkpoint_and_the_cpu(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--upto", "gelu", "--pretrained", "--int8"])
     assert result.exit_code == 2
     assert "--int8 scores a trained checkpoint" in result.output
+    args = ["eval", "--upto", "gelu", "--checkpoint", str(tmp_path / "last.pt"), "--int8"]
+    result = runner.invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "--int8 runs the ExecuTorch program on the CPU" in result.output
 
 
 def _scores(spec_hash: str, lost: int = 3, gained: int = 1) -> int8_eval.Int8Scores:

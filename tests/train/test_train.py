@@ -61,6 +61,15 @@ def finished(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"record": record, "folder": _folder(out, record)}
 
 
+@pytest.fixture
+def python_sigint() -> object:
+    """SIGINT handled as a Python program starts with it (a KeyboardInterrupt): pytest-xdist's
+    workers ignore SIGINT, and these tests are about what a caller's handler sees."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _ctrl_c_in_epoch_1(monkeypatch: pytest.MonkeyPatch, presses: int) -> list:
     """Press Ctrl-C ``presses`` times as the first epoch starts; returns the SIGINT handlers
     the training ran under."""
@@ -77,6 +86,7 @@ def _ctrl_c_in_epoch_1(monkeypatch: pytest.MonkeyPatch, presses: int) -> list:
     return seen
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_the_library_leaves_ctrl_c_to_its_caller(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +99,7 @@ def test_the_library_leaves_ctrl_c_to_its_caller(
     assert seen == [signal.default_int_handler]
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_inside_graceful_stop_a_second_ctrl_c_reaches_the_caller(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
