@@ -120,16 +120,14 @@ def evaluate_int8(
         raise RoadmapError(f"{path} has {model.num_classes} classes, {data} {opened.num_classes}")
     deploy = fuse(model.eval())
     size = recipe.img_size
-    example = torch.zeros(PROGRAM_BATCH, 3, size, size)
-    calibrate = DataLoader(
-        calibration_split(opened, recipe, calibration), PROGRAM_BATCH, drop_last=False
-    )
+    example = torch.zeros(batch, 3, size, size)
+    calibrate = DataLoader(calibration_split(opened, recipe, calibration), batch)
     program = executorch.program_bytes(
-        deploy, example, int8=True, calibration=_padded(calibrate, PROGRAM_BATCH)
+        deploy, example, int8=True, calibration=_padded(calibrate, batch)
     )
     threads = torch.get_num_threads()
-    run = executorch.load_batched(program, threads, PROGRAM_BATCH)
-    loader = make_loader(opened.val, PROGRAM_BATCH, train=False, workers=workers(options, opened))
+    run = executorch.load_batched(program, threads, batch)
+    loader = make_loader(opened.val, batch, train=False, workers=workers(options, opened))
     counts = _compare(deploy, run, loader)
     if counts["sqnr_db"] < 0:
         raise RoadmapError(

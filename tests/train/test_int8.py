@@ -63,16 +63,17 @@ def scored(trained: dict) -> dict:
     programs = []
     real = int8_eval.executorch.program_bytes
 
-    def kept(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        programs.append(real(*args, **kwargs))
-        return programs[-1]
+    def kept(model, example, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        programs.append((tuple(example.shape), real(model, example, **kwargs)))
+        return programs[-1][1]
 
     path = trained["folder"] / store.CHECKPOINT
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(int8_eval.executorch, "program_bytes", kept)
         scores = int8_eval.evaluate_int8(SMALL, path, trained["data"], RunOptions(workers=0),
                                          calibration=8, batch=8)  # fmt: skip
-    return {"scores": scores, "program": programs[0], "path": path}
+    ((shape, program),) = programs
+    return {"scores": scores, "program": program, "shape": shape, "path": path}
 
 
 @pytest.mark.slow
@@ -80,6 +81,7 @@ def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
     trained: dict, scored: dict
 ) -> None:
     scores, path = scored["scores"], scored["path"]
+    assert scored["shape"] == (8, 3, 32, 32)  # the program takes the batch asked for
     fp32 = evaluate_checkpoint(SMALL, path, trained["data"], RunOptions(workers=0))
     assert scores.images == fp32.images == 8
     assert scores.float_top1 == fp32.fused_top1  # the reference is the fused float32 form
