@@ -33,20 +33,12 @@ from pathlib import Path
 
 import torch
 from backends import matmul_gflops  # this folder is on sys.path when run as a script
-from train_step import images_per_s
+from train_step import busy, images_per_s  # busy: since this script started
 
 import roadmap
 from roadmap.arch.reparam import fuse
 from roadmap.measure import host
 from roadmap.measure.counts import count_macs
-
-WATCH = host.CpuWatch()
-REPO = Path(__file__).resolve().parent.parent
-
-
-def busy() -> str:
-    """How busy other processes kept the machine since the script started."""
-    return host.busy_note(WATCH.stop())
 
 
 def steps_named(text: str, roadmap_name: str) -> list[str]:

@@ -129,8 +129,6 @@ def table_cmd(
     """The roadmap as a table: size, fused latency, trained accuracy, Δs and the paper's numbers."""
     from roadmap.study import plan
 
-    if int8 and timing is not None and timing.device != "cpu":
-        raise RoadmapError("--int8 times ExecuTorch programs on the CPU: drop --device cuda")
     data_name, recipe = _store_labels(results, data, recipe)
     study = _collect(
         plan.family() if family else plan.prefixes(network),

@@ -137,8 +137,6 @@ def eval_cmd(
         raise RoadmapError("give --checkpoint PATH or --pretrained (one of them)")
     if int8 and checkpoint is None:
         raise RoadmapError("--int8 scores a trained checkpoint: give --checkpoint PATH")
-    if int8 and device is not Device.cpu:
-        raise RoadmapError("--int8 runs the ExecuTorch program on the CPU: drop --device cuda")
     options = RunOptions(
         workers=workers,
         device=device.value,
@@ -146,12 +144,8 @@ def eval_cmd(
         bad_images=bad_images.value,
         pretrained_file=str(pretrained_file) if pretrained_file else None,
     )
-    if pretrained:
-        scores = evaluate_pretrained(network, data, options)
-    else:
-        scores = evaluate_checkpoint(network, checkpoint, data, options, use_ema=ema)
     quantized = stored = None
-    if int8:
+    if int8:  # first: it refuses what it cannot do (no ExecuTorch, a GPU) before any work
         from roadmap.train.int8 import evaluate_int8, store_in_record
 
         with working(f"quantizing {network.name} to int8, scoring both forms"):
@@ -159,6 +153,10 @@ def eval_cmd(
                 network, checkpoint, data, options, use_ema=ema, calibration=calibration_images
             )
         stored = store_in_record(quantized, checkpoint)
+    if pretrained:
+        scores = evaluate_pretrained(network, data, options)
+    else:
+        scores = evaluate_checkpoint(network, checkpoint, data, options, use_ema=ema)
     if fmt is Format.json:
         out = scores.to_dict()
         if quantized is not None:

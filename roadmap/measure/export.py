@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -113,13 +114,10 @@ def export_model(
     exporter = {
         "onnx": _onnx,
         "torchscript": _torchscript,
-        "executorch": _executorch,
+        "executorch": partial(_executorch, int8=int8),
         "coreml": _coreml,
     }[fmt]
-    if int8:
-        run, checked_with = _executorch(deploy, example, out, int8=True)
-    else:
-        run, checked_with = exporter(deploy, example, out)
+    run, checked_with = exporter(deploy, example, out)
     got = None if run is None else run(check)
     result = _result(out, fmt, example, expected, got, checked_with)
     if int8:
@@ -139,14 +137,14 @@ def check_int8(result: ExportResult) -> None:
         )
 
 
-def _check(result: ExportResult, fmt: str, tolerance: float = TOLERANCE) -> None:
+def _check(result: ExportResult, fmt: str) -> None:
     """The exported model must reproduce torch's logits, relative to how much they vary."""
     if result.logit_scale < MIN_SPREAD:
         raise RoadmapError(
             f"cannot check the {fmt} export: the model's logits do not vary with the input "
             f"(spread {result.logit_scale:.1e}); are its weights all zero?"
         )
-    if result.max_abs_diff > tolerance * result.logit_scale:
+    if result.max_abs_diff > TOLERANCE * result.logit_scale:
         raise RoadmapError(
             f"the exported {fmt} model disagrees with torch (max abs diff "
             f"{result.max_abs_diff:.2e} against a logit spread of {result.logit_scale:.3g}); "

@@ -32,7 +32,7 @@ from roadmap.measure.export import ExportResult
 from roadmap.measure.host import busy_note
 from roadmap.measure.latency import Comparison, LatencyRecord, consecutive
 from roadmap.study.comparison import PaperAgreement, Row, Study, row_data
-from roadmap.study.stats import ALPHA, MAX_SEEDS_SHOWN, POWER
+from roadmap.study.stats import ALPHA, MAX_SEEDS_SHOWN, POWER, PairedDelta
 
 MACS_LEGEND = (
     "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
@@ -293,11 +293,13 @@ def study_cells(row: Row) -> dict[str, str]:
     cells["int8_ms"] = f"{ms(q.median_ms)} [{ms(q.iqr_ms)}]" if q else "—"
     cells["int8_delta"] = "—"
     if row.int8 is not None:
-        d = row.int8.delta
-        mark = "" if d.finding else NOISE_MARK
-        seeds = len(row.int8.seeds)
-        cells["int8_delta"] = f"{mark}{d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}] ({seeds})"
+        cells["int8_delta"] = f"{paired_text(row.int8.delta)} ({len(row.int8.seeds)})"
     return cells
+
+
+def paired_text(d: PairedDelta) -> str:
+    """A paired Δ as tables print it: ``≈-0.04 [-0.25, +0.17]`` (≈ when not a finding)."""
+    return f"{'' if d.finding else NOISE_MARK}{d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
 
 
 def int8_columns(study: Study) -> dict[str, str]:

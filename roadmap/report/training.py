@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from roadmap.arch.roadmaps import DEFAULT, split_name
-from roadmap.report.tables import _data_option, fmt_num
+from roadmap.report.tables import NOISE_MARK, _data_option, fmt_num, paired_text
 from roadmap.results.record import RunRecord
 from roadmap.results.store import RunKey
 from roadmap.study import stats
@@ -102,18 +102,14 @@ def int8_table(scores: Int8Scores) -> Table:
     for column in ("form", "top-1 %", "Δ top-1 (95 % interval)", "McNemar p"):
         table.add_column(column, justify="left" if column == "form" else "right")
     table.add_row("float32 (fused, torch)", f"{scores.float_top1:.2f}", "", "")
-    mark = "" if d.finding else "≈"
     table.add_row(
-        "int8 (ExecuTorch)",
-        f"{scores.int8_top1:.2f}",
-        f"{mark}{d.delta:+.2f} [{d.low:+.2f}, {d.high:+.2f}]",
-        f"{d.p_value:.2g}",
+        "int8 (ExecuTorch)", f"{scores.int8_top1:.2f}", paired_text(d), f"{d.p_value:.2g}"
     )
     table.caption = (
         f"{scores.lost} images lost, {scores.gained} gained; same top-1 class on "
         f"{scores.agreement:.2f} %; logits SQNR {scores.sqnr_db:.1f} dB; calibrated on "
         f"{scores.calibration_images} training images; {scores.quantization}; {scores.runtime}, "
-        f"{scores.threads} threads. ≈: not a finding (McNemar p ≥ {stats.ALPHA:g})"
+        f"{scores.threads} threads. {NOISE_MARK}: not a finding (McNemar p ≥ {stats.ALPHA:g})"
     )
     return table
 

@@ -277,6 +277,10 @@ def collect(
             the int8 accuracy ``roadmap eval --int8`` added to the records.
     """
     say = progress or (lambda _text: None)
+    quantized = None
+    if int8 and latency_settings is not None:
+        quantized = dataclasses.replace(latency_settings, backend="executorch", int8=True)
+        quantized.check()  # ExecuTorch installed, on the CPU: fail before the builds
     rows = [Row(v) for v in variants]
     buildable = [r for r in rows if r.variant.buildable]
     deployed = []
@@ -288,9 +292,8 @@ def collect(
     if latency_settings is not None and buildable:
         say(f"timing {len(buildable)} networks, {latency_settings.iters} rounds")
         _attach_latency(buildable, deployed, latency_settings)
-        if int8:
+        if quantized is not None:
             say(f"timing {len(buildable)} int8 ExecuTorch programs")
-            quantized = dataclasses.replace(latency_settings, backend="executorch", int8=True)
             _attach_latency(buildable, deployed, quantized, "int8_latency")
     found = store.Scan([], [])
     if results is not None and data and recipe:

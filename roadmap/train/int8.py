@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from roadmap.arch.reparam import fuse
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
-from roadmap.measure.export import sqnr_db
+from roadmap.measure.export import INT8_MIN_SQNR_DB, sqnr_db
 from roadmap.measure.runtimes import executorch
 from roadmap.results import store
 from roadmap.train import distributed
@@ -84,11 +84,6 @@ class Int8Scores:
     threads: int
     measured_at: str
 
-    @property
-    def delta(self) -> float:
-        """int8 minus float32 top-1, in points."""
-        return self.int8_top1 - self.float_top1
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -129,7 +124,7 @@ def evaluate_int8(
     run = executorch.load_batched(program, threads, batch)
     loader = make_loader(opened.val, batch, train=False, workers=workers(options, opened))
     counts = _compare(deploy, run, loader)
-    if counts["sqnr_db"] < 0:
+    if counts["sqnr_db"] < INT8_MIN_SQNR_DB:  # the bound every int8 program is held to
         raise RoadmapError(
             f"the int8 program's logits are mostly noise (SQNR {counts['sqnr_db']:.1f} dB over "
             "the test split): the quantization is broken, not merely lossy; please report"

@@ -131,8 +131,8 @@ def test_a_broken_export_is_caught(fmt: str, breakage: str, tmp_path: Path, monk
     real = getattr(export, f"_{fmt}")
     broken = BREAKAGES[breakage]
 
-    def broken_exporter(model, example, out):  # noqa: ANN001, ANN202
-        run, checked_with = real(model, example, out)
+    def broken_exporter(model, example, out, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        run, checked_with = real(model, example, out, **kwargs)
         return (lambda x: broken(run(x))), checked_with
 
     monkeypatch.setattr(export, f"_{fmt}", broken_exporter)

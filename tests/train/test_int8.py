@@ -190,3 +190,23 @@ def test_calibration_images_are_training_images_through_the_evaluation_transform
     assert torch.equal(x, again)  # no random augmentation
     assert calibration_split(data, RECIPE, 5).indices == picked.indices  # the same draw
     assert data.train.transform is not picked.dataset.transform  # the split is untouched
+
+
+def test_table_int8_checks_its_timing_settings_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without ExecuTorch (or on a GPU) `table --int8` fails before building a network, not
+    after timing the float32 ones."""
+    from roadmap.measure import latency
+
+    def missing() -> str:
+        raise RoadmapError('ExecuTorch is not installed: pip install -e ".[mobile]"')
+
+    built = []
+    monkeypatch.setattr(latency.executorch, "version", missing)
+    monkeypatch.setattr(comparison, "build", built.append)
+    variants = plan.prefixes(Selection.of("gelu"))
+    with pytest.raises(RoadmapError, match="not installed"):
+        comparison.collect(variants, latency_settings=latency.LatencySettings(), int8=True)
+    assert built == []
+    comparison.collect(variants, latency_settings=None, counts=False, int8=True)  # no timing
