@@ -205,6 +205,45 @@ def runs(args: argparse.Namespace) -> None:
                 f.write(json.dumps(line) + "\n")
 
 
+def study(args: argparse.Namespace) -> None:
+    """``roadmap run --jobs N`` over the roadmap from ``tree``, timed from process start to
+    exit: one line per run (from its record) and one for the whole study."""
+    tree = Path(args.tree)
+    out = Path(args.keep or tempfile.mkdtemp(prefix="train-cpu-study-")) / args.label
+    command = [sys.executable, "-m", "roadmap", "run", "--roadmap", args.roadmap,
+               "--data", args.data, "--recipe", args.recipe, "--seeds", args.seeds,
+               "--jobs", str(args.jobs), "--results", str(out), "--quiet", *args.extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    watch = host.CpuWatch()
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    contention = watch.stop()
+    if done.returncode:
+        raise SystemExit(f"{args.label} failed:\n{done.stderr[-2000:]}")
+    revision = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+    lines = []
+    for path in sorted(out.rglob("metrics.json")):
+        record = json.loads(path.read_text())
+        lines.append({
+            "label": args.label, "tree": revision, "step": record["name"],
+            "seed": record["seed"], "wall_s": None,
+            "train_time_s": round(record["train_time_s"], 1), "top1": record["top1"],
+            "fused_top1": record["fused_top1"], "environment": record["environment"],
+            "other_cpu_cores": (record.get("contention") or {}).get("other_cpu_cores"),
+        })  # fmt: skip
+    lines.append({
+        "label": args.label, "tree": revision, "study": True, "jobs": args.jobs,
+        "runs": len(lines), "wall_s": round(wall, 1), "busy": host.busy_note(contention),
+        "other_cpu_cores": round(contention.other_cpu_cores, 2) if contention else None,
+    })  # fmt: skip
+    with open(args.jsonl, "a") as f:
+        for line in lines:
+            print(json.dumps(line), flush=True)
+            f.write(json.dumps(line) + "\n")
+
+
 def report(args: argparse.Namespace) -> None:
     """The per-step table of ``runs`` lines: wall clock and accuracy of each checkout."""
     lines = [json.loads(line) for line in Path(args.jsonl).read_text().splitlines() if line]
@@ -280,12 +319,24 @@ def main() -> None:
     run.add_argument("--keep", help="file the runs (checkpoints too) under KEEP/LABEL")
     run.add_argument("--jsonl", default="train_cpu_runs.jsonl", help="append one line per run")
     run.add_argument("extra", nargs="*", help="more `roadmap train` options, after --")
+    sy = parts.add_parser("study", help="a whole `roadmap run --jobs N`, timed")
+    sy.add_argument("--tree", default=".", help="the checkout to run")
+    sy.add_argument("--label", required=True, help="this study's name in the JSON lines")
+    sy.add_argument("--jobs", type=int, default=1, help="roadmap run --jobs")
+    sy.add_argument("--roadmap", default="repvit")
+    sy.add_argument("--data", default="fashion_mnist")
+    sy.add_argument("--recipe", default="fashion")
+    sy.add_argument("--seeds", default="0")
+    sy.add_argument("--keep", help="file the runs under KEEP/LABEL (default: a temporary folder)")
+    sy.add_argument("--jsonl", default="train_cpu_study.jsonl", help="append the lines here")
+    sy.add_argument("extra", nargs="*", help="more `roadmap run` options, after --")
     rep = parts.add_parser("report", help="the table of a runs file")
     rep.add_argument("--jsonl", default="train_cpu_runs.jsonl")
     args = parser.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    parts = {"step": step, "loader": loader, "eval": evaluation, "runs": runs, "report": report}
+    parts = {"step": step, "loader": loader, "eval": evaluation, "runs": runs, "study": study,
+             "report": report}
     parts[args.part](args)
 
 

@@ -111,6 +111,7 @@ class Step:
 
 _REGISTRY: dict[str, dict[str, Step]] = {}  # roadmap -> step name -> step
 _state = {"loaded": False, "loading": False}
+_PLUGINS: list[str] = []  # the --plugin paths loaded, in order (a spawned worker loads them too)
 
 
 def register_step(
@@ -227,6 +228,7 @@ def load_plugin(path: str | Path) -> None:
         raise RoadmapError(f"plugin file not found: {path}")
     if name in sys.modules:  # loaded already: loading is idempotent
         return
+    where = str(path.resolve())
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=locations)
     if spec is None or spec.loader is None:
         raise RoadmapError(f"plugin {path} is not a Python file (it should end in .py)")
@@ -240,6 +242,13 @@ def load_plugin(path: str | Path) -> None:
     except (Exception, SystemExit) as e:  # a broken plugin is the user's file: say which, why
         del sys.modules[name]
         raise RoadmapError(f"plugin {path} failed to load: {_what(e)}") from e
+    _PLUGINS.append(where)
+
+
+def loaded_plugins() -> tuple[str, ...]:
+    """The plugin paths :func:`load_plugin` loaded in this process (absolute), in order: what a
+    new process must load to know the same steps."""
+    return tuple(_PLUGINS)
 
 
 def _what(e: BaseException) -> str:

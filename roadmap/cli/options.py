@@ -501,6 +501,16 @@ def cluster_group(
     jobs_dir: Annotated[
         Path, typer.Option("--jobs-dir", help="submitit's folder for job scripts and logs.")
     ] = Path("results/jobs"),
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Train this many runs at once here, in worker processes that share the torch "
+            "threads (CPU; each takes the next run nobody has). 1: one run at a time.",
+        ),
+    ] = 1,
 ) -> Any:
     """Where the runs of a study go (``roadmap.study.cluster``): (shard, ClusterOptions)."""
     from roadmap.study.cluster import ClusterOptions, parse_shard
@@ -513,6 +523,7 @@ def cluster_group(
         gpus_per_node=gpus_per_node,
         time=time,
         array_parallelism=array_parallelism,
+        jobs=jobs,
     )
     return (parse_shard(shard) if shard else None), cluster
 

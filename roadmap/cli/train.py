@@ -216,15 +216,48 @@ def run_cmd(
         _show(runs, part, show_status, data, recipe, options)
         return
     if where.launcher != "none":
+        if where.jobs > 1:
+            raise RoadmapError(f"--jobs trains here; with --launcher {where.launcher} leave it out")
         _launch(runs if part is None else plan.shard(runs, *part), data, recipe, options, where)
         return
     with graceful_stop():
-        outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
+        if where.jobs > 1:
+            outcomes = _parallel(chosen, data, recipe, seed_list, options, part, where.jobs)
+        else:
+            outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
         show(training.sweep_table(outcomes))
         if len(seed_list) > 1 and part is None:
             for line in _what_next(variants, data, recipe, options):
                 note_line(line)
+
+
+def _parallel(
+    chosen: list, data: str, recipe: Any, seed_list: tuple, options: Any, part: Any, jobs: int
+) -> list:
+    """The sweep in worker processes, with one bar over its runs (the workers draw none)."""
+    from roadmap.study import parallel, plan
+    from roadmap.study.sweep import sweep
+    from roadmap.train.progress import SweepDisplay
+
+    parallel.check(options, jobs)
+    runs = plan.runs(chosen, seed_list)
+    total = len(runs if part is None else plan.shard(runs, *part))
+    threads = parallel.threads_per_job(min(jobs, total))
+    if not options.quiet:
+        note_line(f"{min(jobs, total)} worker processes, {threads} torch thread(s) each")
+    with SweepDisplay(total, enabled=not options.quiet) as display:
+        return sweep(
+            chosen,
+            data,
+            recipe,
+            seeds=seed_list,
+            options=options,
+            shard=part,
+            jobs=jobs,
+            on_start=display.started,
+            on_outcome=display.finished,
+        )
 
 
 def _show(runs: list, part: Any, with_status: bool, data: str, recipe: Any, options: Any) -> None:

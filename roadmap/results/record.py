@@ -50,6 +50,7 @@ class Environment:
     channels_last: bool
     compile: bool
     fused_optimizer: bool | None = None  # torch's fused Adam(W) kernel; None: not recorded
+    jobs: int | None = None  # runs training at once here (`roadmap run --jobs`); None: not recorded
 
     @classmethod
     def here(
@@ -61,6 +62,7 @@ class Environment:
         channels_last: bool,
         compile: bool,
         fused_optimizer: bool | None = None,
+        jobs: int | None = None,
     ) -> Environment:
         """This process's environment, with the run's own settings."""
         import timm
@@ -79,6 +81,7 @@ class Environment:
             channels_last=channels_last,
             compile=compile,
             fused_optimizer=fused_optimizer,
+            jobs=jobs,
         )
 
 

@@ -12,6 +12,7 @@ two sweeps can share a results folder); an interrupted one resumes from its ``la
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +58,36 @@ def sweep(
     seeds: tuple[int, ...] = (0,),
     options: RunOptions = RunOptions(),
     shard: tuple[int, int] | None = None,
+    jobs: int = 1,
+    on_start: Callable[[str, int], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Train every selection for every seed (seed-major order), skipping stored and busy ones.
 
     Args:
         shard: (k, n) to train only plan items k, k+n, k+2n, ... (``roadmap.study.cluster``).
+        jobs: train this many runs at once in worker processes on this machine, splitting the
+            torch threads between them (:mod:`roadmap.study.parallel`); 1 trains here.
+        on_start: called with (name, seed) when a run starts training here.
+        on_outcome: called with each outcome as soon as it is known.
 
     Returns:
         One outcome per (selection, seed) trained here.
     """
+    if jobs > 1:
+        from roadmap.study import parallel
+
+        return parallel.sweep(
+            selections,
+            data,
+            recipe,
+            seeds=seeds,
+            options=options,
+            shard=shard,
+            jobs=jobs,
+            on_start=on_start,
+            on_outcome=on_outcome,
+        )
     runs = plan.runs(selections, seeds)
     if shard is not None:
         runs = plan.shard(runs, *shard)
@@ -75,7 +97,10 @@ def sweep(
         outcomes = []
         for item in runs:
             run_options = dataclasses.replace(options, seed=item.seed, resume=True)
-            outcomes.append(_one(item.network, opened, recipe, run_options, procs))
+            outcome = _one(item.network, opened, recipe, run_options, procs, on_start)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
         return outcomes
     finally:
         distributed.stop()
@@ -87,8 +112,11 @@ def _one(
     recipe: Recipe,
     options: RunOptions,
     procs: distributed.Processes,
+    on_start: Callable[[str, int], None] | None = None,
 ) -> Outcome:
-    """Train one selection unless the store has it, or another process is training it."""
+    """Train one selection unless the store has it, or another process is training it (the
+    lock decides: two processes that both found the folder free race for it, and the loser
+    counts it busy)."""
     folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         store.adopt_legacy(folder, legacy_names(selection))  # a 0.1 run counts as stored
@@ -102,8 +130,12 @@ def _one(
         path = Path(folder) / store.CHECKPOINT
         if not checkpoint.matches(path, spec, recipe_hash(recipe), options.seed):
             options = dataclasses.replace(options, resume=False)
+        if on_start is not None:
+            on_start(selection.name, options.seed)
         try:
             record = fit(selection, data, recipe, options, procs)
+        except store.RunLocked:  # another process took it between the check and the lock
+            return Outcome(selection.name, options.seed, "busy", None)
         except Stopped:  # stopped on request, resumable: not a failure
             raise
         except Exception as e:

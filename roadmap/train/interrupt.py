@@ -57,16 +57,23 @@ def current() -> StopRequest:
 
 
 @contextmanager
-def graceful_stop() -> Iterator[StopRequest]:
-    """Install the Ctrl-C and SIGTERM handlers for the block (restored afterwards)."""
+def graceful_stop(announce: bool = True) -> Iterator[StopRequest]:
+    """Install the Ctrl-C and SIGTERM handlers for the block (restored afterwards).
+
+    Args:
+        announce: say on stderr what a first Ctrl-C does (a worker process whose parent
+            already says it stays silent).
+    """
     request = StopRequest()
 
     def on_sigint(signum: int, frame: Any) -> None:
         request.after_epoch = True
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second press: stop now
-        print(
-            "\nfinishing this epoch and saving last.pt; Ctrl-C again to stop now", file=sys.stderr
-        )
+        if announce:
+            print(
+                "\nfinishing this epoch and saving last.pt; Ctrl-C again to stop now",
+                file=sys.stderr,
+            )
 
     def on_sigterm(signum: int, frame: Any) -> None:
         request.now = True

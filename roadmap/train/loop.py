@@ -480,6 +480,7 @@ def _record(run: Run, scores: dict[str, Any]) -> RunRecord:
             run.options.channels_last,
             run.options.compile,
             fused_optimizer=bool(run.optimizer.defaults.get("fused")),
+            jobs=run.options.jobs,
         ),
         command=run.options.command
         or equivalent_command(run.selection, run.data.source, run.recipe, run.options.seed),

@@ -126,3 +126,57 @@ class Display:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class SweepDisplay:
+    """Progress of a sweep whose runs train in worker processes (``roadmap run --jobs N``):
+    the workers draw nothing, and this shows a bar over the plan's runs and one line as each
+    run starts and ends, with its top-1 and wall-clock time. Nothing at all when disabled."""
+
+    def __init__(self, total: int, enabled: bool, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("runs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not (enabled and self.console.is_terminal),
+        )
+        self.task = self.progress.add_task("runs", total=total, info="")
+        self._started: dict[tuple[str, int], float] = {}
+
+    def __enter__(self) -> SweepDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def started(self, name: str, seed: int) -> None:
+        self._started[(name, seed)] = time.monotonic()
+        self._info()
+        self._line(f"training {name} seed {seed}")
+
+    def finished(self, outcome: Any) -> None:
+        began = self._started.pop((outcome.name, outcome.seed), None)
+        self.progress.advance(self.task)
+        self._info()
+        what = f"{outcome.status} {outcome.name} seed {outcome.seed}"
+        if outcome.record is not None:
+            what += f": top-1 {outcome.record.top1:.2f} %"
+        if began is not None:
+            what += f" in {_clock(time.monotonic() - began)}"
+        self._line(what)
+
+    def _info(self) -> None:
+        running = ", ".join(f"{name} seed {seed}" for name, seed in self._started)
+        self.progress.update(self.task, info=f"training {running}" if running else "")
+
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)

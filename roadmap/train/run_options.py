@@ -49,6 +49,8 @@ class RunOptions:
         teacher_checkpoint: the teacher's weights from this file instead.
         log: experiment trackers to write to as well (``tensorboard``, ``wandb``, ``mlflow``:
             :mod:`roadmap.train.tracking`).
+        jobs: runs training at once on this machine, this one included (``roadmap run
+            --jobs``: :mod:`roadmap.study.parallel`); recorded, since it shares the cores.
     """
 
     seed: int = 0
@@ -69,6 +71,7 @@ class RunOptions:
     teacher_pretrained: bool = False
     teacher_checkpoint: Path | None = None
     log: tuple[str, ...] = ()
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.channels_last is None:  # resolved once, so the record says which format ran

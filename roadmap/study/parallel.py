@@ -1,0 +1,261 @@
+"""A sweep in several processes on one machine (``roadmap run --jobs N``).
+
+Why: one training process leaves a CPU partly idle. The small convolutions of these networks
+scale poorly across threads, and the per-image data work, the evaluation and Python itself run
+between the threaded kernels. Two processes with one thread each trained 1.2-1.5x as many
+images per second as one process with two threads on the 2-core machine this was measured on
+(``benchmarks/train_cpu.py``; the README has the whole-study figure).
+
+How: N worker processes (``spawn``, so each starts clean: no OpenMP state copied by a fork)
+with ``threads // N`` torch threads each go through the *same* plan in the same order, as N
+shells over one results folder always could: a worker trains the first run that is neither
+stored nor being trained, the run folder's lock deciding between two that reach it together
+(:func:`roadmap.study.sweep.sweep` counts the loser's run ``busy``). A worker that finishes
+early takes the next run, so no scheduler of ours is needed and no run trains twice. Every
+run's record is the one a single process would write, with its own ``environment.threads``.
+
+Signals: the workers sit in their own process group, so a terminal's Ctrl-C reaches only this
+process, which passes on what it gets: the first Ctrl-C makes every worker finish its epoch,
+save ``last.pt`` and stop; a second stops them at once; SIGTERM stops them at the next step,
+keeping the last finished epoch. ``roadmap run`` again resumes. A worker whose parent is gone
+(killed outright) stops before its next run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import queue
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from roadmap.arch.selection import Selection
+from roadmap.errors import EXIT_INTERRUPTED, RoadmapError, Stopped
+from roadmap.train import interrupt
+from roadmap.train.recipe import Recipe
+from roadmap.train.run_options import RunOptions
+
+__all__ = ["sweep", "threads_per_job"]
+
+POLL_S = 0.2  # how often the parent looks at signals and dead workers between events
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` workers: this process's threads (``OMP_NUM_THREADS``
+    or torch's default, the cores) shared out, at least one each."""
+    import torch
+
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def check(options: RunOptions, jobs: int) -> None:
+    """Refuse what parallel workers cannot do, before any of them starts."""
+    if jobs < 1:
+        raise RoadmapError(f"--jobs takes a number of processes, 1 or more; got {jobs}")
+    if options.device != "cpu":
+        raise RoadmapError(
+            f"--jobs {jobs} shares this machine's CPU cores between runs; on {options.device} "
+            "train one run at a time (--jobs 1) or one process per GPU with torchrun"
+        )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RoadmapError("--jobs cannot be combined with torchrun: choose one of them")
+
+
+def sweep(
+    selections: list[Selection],
+    data: str,
+    recipe: Recipe,
+    *,
+    seeds: tuple[int, ...],
+    options: RunOptions,
+    jobs: int,
+    shard: tuple[int, int] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+    on_outcome: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """:func:`roadmap.study.sweep.sweep` in ``jobs`` worker processes (see the module's text).
+
+    Returns:
+        One outcome per (network, seed) of the plan, in plan order.
+
+    Raises:
+        Stopped: a signal stopped the workers (every finished epoch is saved).
+        RoadmapError: a run failed; the other workers finished their runs first.
+    """
+    from roadmap.arch.registry import loaded_plugins
+    from roadmap.study import plan
+
+    check(options, jobs)
+    runs = plan.runs(selections, seeds)
+    if shard is not None:
+        runs = plan.shard(runs, *shard)
+    jobs = min(jobs, max(1, len(runs)))
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
+    args = (data, recipe, seeds, worker_options, shard, threads_per_job(jobs), loaded_plugins())
+    workers = [
+        context.Process(target=_work, args=(k, selections, *args, events), name=f"roadmap-job{k}")
+        for k in range(jobs)
+    ]
+    for w in workers:
+        w.start()
+    outcomes, failures, stopped = _follow(workers, events, on_start, on_outcome)
+    order = {(r.network.name, r.seed): i for i, r in enumerate(runs)}
+    done = sorted(outcomes.values(), key=lambda o: order.get((o.name, o.seed), len(order)))
+    if failures:
+        raise RoadmapError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
+    if stopped is not None:
+        raise Stopped(
+            "stopped on request: every finished epoch is saved; `roadmap run` again resumes",
+            stopped,
+        )
+    return done
+
+
+def _follow(
+    workers: list[Any],
+    events: Any,
+    on_start: Callable[[str, int], None] | None,
+    on_outcome: Callable[[Any], None] | None,
+) -> tuple[dict[tuple[str, int], Any], list[str], int | None]:
+    """Wait for the workers, passing signals on, reporting each run once as events come.
+
+    Several workers speak of one run: two may both announce it before the lock picks one (the
+    loser then says ``busy``), and one that reaches it after another trained it says
+    ``stored``, perhaps before the trainer's own word arrives. So a run is reported started
+    once, and ended by its ``trained`` outcome, or by ``stored`` only if nobody here started it.
+
+    Returns:
+        (the outcome per run, failure messages, the exit code of a stop or None).
+    """
+    request = interrupt.current()
+    outcomes: dict[tuple[str, int], Any] = {}
+    started: set[tuple[str, int]] = set()
+    failures: list[str] = []
+    stopped: int | None = None
+    forwarded = {"int": False, "term": False}
+    alive = set(range(len(workers)))
+    try:
+        while alive:
+            _forward(workers, request, forwarded)
+            try:
+                kind, k, payload = events.get(timeout=POLL_S)
+            except queue.Empty:
+                for k in list(alive):  # died without saying so (killed, out of memory)
+                    if not workers[k].is_alive() and workers[k].exitcode not in (0, None):
+                        alive.discard(k)
+                        failures.append(f"worker {k} died (exit code {workers[k].exitcode})")
+                continue
+            if kind == "start" and payload not in started:
+                started.add(payload)
+                if on_start is not None:
+                    on_start(*payload)
+            elif kind == "outcome":
+                key = (payload.name, payload.seed)
+                before = outcomes.get(key)
+                ends = payload.status == "trained" or (
+                    payload.status == "stored" and key not in started and before is None
+                )
+                if ends or before is None:
+                    outcomes[key] = payload
+                if ends and on_outcome is not None:
+                    on_outcome(payload)
+            elif kind == "failed":
+                failures.append(payload)
+            elif kind == "stopped":
+                stopped = max(stopped or 0, payload)
+            elif kind == "exit":
+                alive.discard(k)
+    except KeyboardInterrupt:  # a second Ctrl-C here: pass it on, wait, stop now
+        _send(workers, signal.SIGINT)
+        _join(workers)
+        raise
+    _join(workers)
+    return outcomes, failures, stopped
+
+
+def _forward(workers: list[Any], request: interrupt.StopRequest, forwarded: dict) -> None:
+    """Pass a Ctrl-C or SIGTERM this process got on to the workers, once each."""
+    if request.after_epoch and not forwarded["int"]:
+        forwarded["int"] = True
+        _send(workers, signal.SIGINT)
+    if request.now and not forwarded["term"]:
+        forwarded["term"] = True
+        _send(workers, signal.SIGTERM)
+
+
+def _send(workers: list[Any], signum: int) -> None:
+    for w in workers:
+        if w.is_alive() and w.pid is not None:
+            try:
+                os.kill(w.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _join(workers: list[Any]) -> None:
+    for w in workers:
+        w.join()
+
+
+def _work(
+    k: int,
+    selections: list[Selection],
+    data: str,
+    recipe: Recipe,
+    seeds: tuple[int, ...],
+    options: RunOptions,
+    shard: tuple[int, int] | None,
+    threads: int,
+    plugins: tuple[str, ...],
+    events: Any,
+) -> None:
+    """One worker: the whole plan, training what no other process has (see the module)."""
+    os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which passes it on
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # until graceful_stop's handler
+    parent = os.getppid()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        from roadmap.arch.registry import load_plugin
+        from roadmap.study.sweep import sweep
+
+        for path in plugins:
+            load_plugin(path)
+
+        current: list[Any] = []
+
+        def started(name: str, seed: int) -> None:
+            if os.getppid() != parent:  # the parent is gone: nobody would see this run
+                raise Stopped("the parent process is gone", EXIT_INTERRUPTED)
+            request = interrupt.current()
+            if request.after_epoch or request.now:  # asked to stop: start nothing new
+                raise Stopped("stopped on request", request.exit_code)
+            current[:] = [name, seed]
+            events.put(("start", k, (name, seed)))
+
+        with interrupt.graceful_stop(announce=False):
+            sweep(
+                selections,
+                data,
+                recipe,
+                seeds=seeds,
+                options=options,
+                shard=shard,
+                on_start=started,
+                on_outcome=lambda outcome: events.put(("outcome", k, outcome)),
+            )
+    except Stopped as e:
+        events.put(("stopped", k, e.exit_code))
+    except KeyboardInterrupt:
+        events.put(("stopped", k, EXIT_INTERRUPTED))
+    except Exception as e:  # reported by the parent, which raises once every worker is done
+        what = str(e) if isinstance(e, RoadmapError) else f"{type(e).__name__}: {e}"
+        run = f"{current[0]} seed {current[1]}: " if current else ""
+        events.put(("failed", k, run + what))
+    finally:
+        events.put(("exit", k, None))  # the queue is flushed before the process ends

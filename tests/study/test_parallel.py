@@ -1,0 +1,184 @@
+"""`roadmap run --jobs N`: runs trained at once by worker processes on this machine."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from roadmap.cli import app
+from roadmap.errors import RoadmapError
+from roadmap.study import parallel
+from roadmap.study.sweep import Outcome
+from roadmap.train.run_options import RunOptions
+from tests.helpers import REPO
+
+runner = CliRunner()
+TINY = ["--data", "synthetic:32", "--epochs", "1", "--batch-size", "16", "--img-size", "32"]
+PLUGIN = str(REPO / "examples" / "relu_step.py")
+
+
+def _records(results: Path) -> dict[str, dict]:
+    return {
+        f"{p.parents[1].name}/{p.parent.name}": json.loads(p.read_text())
+        for p in sorted(results.rglob("metrics.json"))
+    }
+
+
+@pytest.fixture
+def one_thread() -> object:
+    """One torch thread here, so the workers (threads // 2, at least 1) compute alike."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_jobs_train_every_run_once_and_as_one_process_would(tmp_path: Path) -> None:
+    """Two workers fill the plan: every run once, each run's weights and scores exactly what
+    one process trains (same seed, same thread count), and a line per run."""
+    plan = ["run", "--upto", "gelu", "--seeds", "0,1", *TINY]
+    alone = runner.invoke(app, [*plan, "--quiet", "--results", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, alone.output
+    together = runner.invoke(app, [*plan, "--jobs", "2", "--results", str(tmp_path / "jobs")])
+    assert together.exit_code == 0, together.output
+    one, two = _records(tmp_path / "alone"), _records(tmp_path / "jobs")
+    assert sorted(two) == sorted(one) == [
+        "gelu/seed0",
+        "gelu/seed1",
+        "mobilenetv3_large/seed0",
+        "mobilenetv3_large/seed1",
+    ]
+    for run in one:
+        for key in ("top1", "top5", "best_top1", "fused_top1"):
+            assert two[run][key] == one[run][key], (run, key)
+        assert _weights(tmp_path / "jobs", run) == _weights(tmp_path / "alone", run), run
+        environment = two[run]["environment"]
+        assert environment["threads"] == parallel.threads_per_job(2) and environment["jobs"] == 2
+    output = together.output
+    assert "2 worker processes" in output
+    for name in ("mobilenetv3_large", "gelu"):
+        for seed in (0, 1):
+            assert output.count(f"training {name} seed {seed}\n") == 1, output
+            assert f"trained {name} seed {seed}: top-1" in output
+    lines = output.splitlines()
+    assert sum(line.startswith("trained ") for line in lines) == 4, output
+    assert not any(line.startswith("stored ") for line in lines), output
+    again = runner.invoke(app, [*plan, "--jobs", "2", "--results", str(tmp_path / "jobs")])
+    stored = [line for line in again.output.splitlines() if line.startswith("stored ")]
+    assert again.exit_code == 0 and len(stored) == 4, again.output
+
+
+def _weights(results: Path, run: str) -> list:
+    """A run's trained weights, as plain lists (compared exactly)."""
+    (path,) = results.rglob(f"{run}/last.pt")
+    state = torch.load(path, weights_only=True)["model"]
+    return [(k, v.tolist()) for k, v in sorted(state.items())]
+
+
+@pytest.mark.slow
+def test_a_plugins_steps_reach_the_workers(tmp_path: Path) -> None:
+    """Workers start as new processes: the --plugin files are loaded there too."""
+    args = ["--plugin", PLUGIN, "run", "--steps", "gelu,relu", *TINY, "--quiet", "--jobs", "2"]
+    result = runner.invoke(app, [*args, "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert any("relu" in run for run in _records(tmp_path)), list(_records(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jobs", "2", "--device", "cuda"], "--jobs 2 shares this machine's CPU cores"),
+        (["--jobs", "2", "--launcher", "local"], "--jobs trains here"),
+        (["--jobs", "0"], "--jobs"),
+    ],
+)
+def test_jobs_refuse_what_they_cannot_do_in_one_line(args: list, message: str) -> None:
+    result = runner.invoke(app, ["run", "--upto", "gelu", *TINY, *args])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_jobs_refuse_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RoadmapError, match="torchrun"):
+        parallel.check(RunOptions(), 2)
+
+
+class _Worker:
+    """A finished worker as the parent sees it."""
+
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode, self.pid = exitcode, None
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self) -> None:
+        pass
+
+
+def test_the_parent_reports_each_run_once_and_every_failure() -> None:
+    """Workers speak of one run several times (two announce it before the lock picks one; one
+    finds it stored before the trainer's word arrives): it is reported started once and ended
+    once, by the trainer. A failure, and a worker that died without a word, are failures."""
+    events: queue.Queue = queue.Queue()
+    trained = Outcome("gelu", 0, "trained", None)
+    stored = Outcome("mobilenetv3_large", 0, "stored", None)
+    for event in [
+        ("start", 0, ("gelu", 0)),
+        ("start", 1, ("gelu", 0)),
+        ("outcome", 1, Outcome("gelu", 0, "busy", None)),
+        ("outcome", 1, Outcome("gelu", 0, "stored", None)),
+        ("outcome", 0, trained),
+        ("outcome", 0, stored),  # finished by an earlier sweep: its end is reported
+        ("outcome", 1, Outcome("mobilenetv3_large", 0, "stored", None)),
+        ("failed", 0, "mobilenetv3_large seed 1: boom"),
+        ("exit", 0, None),
+    ]:
+        events.put(event)
+    began, ended = [], []
+    outcomes, failures, stopped = parallel._follow(
+        [_Worker(1), _Worker(-9)], events, lambda *run: began.append(run), ended.append
+    )
+    assert outcomes == {("gelu", 0): trained, ("mobilenetv3_large", 0): stored}
+    assert began == [("gelu", 0)]
+    assert ended == [trained, stored]
+    assert failures == ["mobilenetv3_large seed 1: boom", "worker 1 died (exit code -9)"]
+    assert stopped is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_parent_stops_every_worker_and_loses_nothing(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """Signalled while two runs train (Ctrl-C: finish the epoch; SIGTERM: stop at the next
+    step), the workers stop, what they finished is saved, and `roadmap run` again completes
+    both runs from there."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    command = [sys.executable, "-m", "roadmap", "run", "--upto", "gelu", "--jobs", "2"]
+    command += ["--data", "synthetic:512", "--epochs", "3", "--batch-size", "16"]
+    command += ["--img-size", "32", "--results", str(tmp_path)]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    seen, deadline = [], time.monotonic() + 120
+    while sum("training " in line for line in seen) < 2 and time.monotonic() < deadline:
+        seen.append(process.stderr.readline())
+    time.sleep(1.0)  # both runs inside their first epoch
+    process.send_signal(signum)
+    _, rest = process.communicate(timeout=180)
+    assert process.returncode == code, "".join(seen) + rest
+    assert not _records(tmp_path), "a stopped run must not look finished"
+    assert not list(tmp_path.rglob("*.tmp*")), "no half-written file is left"
+    again = subprocess.run(command + ["--quiet"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert sorted(_records(tmp_path)) == ["gelu/seed0", "mobilenetv3_large/seed0"]
