@@ -335,8 +335,14 @@ def main() -> None:
     args = parser.parse_args()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    parts = {"step": step, "loader": loader, "eval": evaluation, "runs": runs, "study": study,
-             "report": report}
+    parts = {
+        "step": step,
+        "loader": loader,
+        "eval": evaluation,
+        "runs": runs,
+        "study": study,
+        "report": report,
+    }
     parts[args.part](args)
 
 

@@ -7,12 +7,15 @@ images per second as one process with two threads on the 2-core machine this was
 (``benchmarks/train_cpu.py``; the README has the whole-study figure).
 
 How: N worker processes (``spawn``, so each starts clean: no OpenMP state copied by a fork)
-with ``threads // N`` torch threads each go through the *same* plan in the same order, as N
-shells over one results folder always could: a worker trains the first run that is neither
-stored nor being trained, the run folder's lock deciding between two that reach it together
-(:func:`roadmap.study.sweep.sweep` counts the loser's run ``busy``). A worker that finishes
-early takes the next run, so no scheduler of ours is needed and no run trains twice. Every
-run's record is the one a single process would write, with its own ``environment.threads``.
+with ``threads // N`` torch threads each go through the *same* list of runs in the same
+order, as N shells over one results folder always could: a worker trains the first run that
+is neither stored nor being trained, the run folder's lock deciding between two that reach it
+together (the loser counts it ``busy``). A worker that finishes early takes the next run, so no
+scheduler of ours is needed and no run trains twice; the list puts the largest networks first
+(:func:`largest_first`), so the end of the sweep, when a worker may have nothing left, holds
+the short runs. A run's weights and scores are those one process with the same thread count
+trains (the tests compare them exactly); its record says ``environment.jobs`` and how busy
+the other workers kept the machine.
 
 Signals: the workers sit in their own process group, so a terminal's Ctrl-C reaches only this
 process, which passes on what it gets: the first Ctrl-C makes every worker finish its epoch,
@@ -31,13 +34,13 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from roadmap.arch.selection import Selection
 from roadmap.errors import EXIT_INTERRUPTED, RoadmapError, Stopped
+from roadmap.study.plan import PlannedRun
 from roadmap.train import interrupt
 from roadmap.train.recipe import Recipe
 from roadmap.train.run_options import RunOptions
 
-__all__ = ["sweep", "threads_per_job"]
+__all__ = ["check", "largest_first", "threads_per_job", "train_runs"]
 
 POLL_S = 0.2  # how often the parent looks at signals and dead workers between events
 
@@ -63,48 +66,42 @@ def check(options: RunOptions, jobs: int) -> None:
         raise RoadmapError("--jobs cannot be combined with torchrun: choose one of them")
 
 
-def sweep(
-    selections: list[Selection],
+def train_runs(
+    runs: list[PlannedRun],
     data: str,
     recipe: Recipe,
-    *,
-    seeds: tuple[int, ...],
     options: RunOptions,
+    *,
     jobs: int,
-    shard: tuple[int, int] | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_outcome: Callable[[Any], None] | None = None,
 ) -> list[Any]:
-    """:func:`roadmap.study.sweep.sweep` in ``jobs`` worker processes (see the module's text).
+    """:func:`roadmap.study.sweep.train_runs` in ``jobs`` worker processes (see the module's
+    text), the most expensive runs first (:func:`largest_first`).
 
     Returns:
-        One outcome per (network, seed) of the plan, in plan order.
+        One outcome per planned run, in the plan's order.
 
     Raises:
         Stopped: a signal stopped the workers (every finished epoch is saved).
         RoadmapError: a run failed; the other workers finished their runs first.
     """
     from roadmap.arch.registry import loaded_plugins
-    from roadmap.study import plan
 
     check(options, jobs)
-    runs = plan.runs(selections, seeds)
-    if shard is not None:
-        runs = plan.shard(runs, *shard)
     jobs = min(jobs, max(1, len(runs)))
+    ordered = largest_first(runs, recipe.img_size)
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
-    args = (data, recipe, seeds, worker_options, shard, threads_per_job(jobs), loaded_plugins())
+    args = (ordered, data, recipe, worker_options, threads_per_job(jobs), loaded_plugins())
     workers = [
-        context.Process(target=_work, args=(k, selections, *args, events), name=f"roadmap-job{k}")
+        context.Process(target=_work, args=(k, *args, events), name=f"roadmap-job{k}")
         for k in range(jobs)
     ]
     for w in workers:
         w.start()
     outcomes, failures, stopped = _follow(workers, events, on_start, on_outcome)
-    order = {(r.network.name, r.seed): i for i, r in enumerate(runs)}
-    done = sorted(outcomes.values(), key=lambda o: order.get((o.name, o.seed), len(order)))
     if failures:
         raise RoadmapError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
     if stopped is not None:
@@ -112,7 +109,23 @@ def sweep(
             "stopped on request: every finished epoch is saved; `roadmap run` again resumes",
             stopped,
         )
-    return done
+    return [outcomes[key] for key in ((r.network.name, r.seed) for r in runs) if key in outcomes]
+
+
+def largest_first(runs: list[PlannedRun], img_size: int) -> list[PlannedRun]:
+    """The runs in the order workers should take them: seed by seed, the network with the most
+    multiply-adds first (training form, at the recipe's resolution), so that the runs left
+    for the end, when some workers have nothing more to do, are the short ones. The count is
+    only a guess at the time (memory-bound networks train slower than their MACs say), and a
+    guess is all an order needs: every run is trained either way."""
+    from roadmap.arch.builder import build
+    from roadmap.measure.counts import count_macs
+
+    macs: dict[str, int] = {}
+    for run in runs:
+        if run.network.name not in macs:
+            macs[run.network.name] = count_macs(build(run.network.spec(10)), img_size)
+    return sorted(runs, key=lambda r: (r.seed, -macs[r.network.name], r.index))
 
 
 def _follow(
@@ -203,12 +216,10 @@ def _join(workers: list[Any]) -> None:
 
 def _work(
     k: int,
-    selections: list[Selection],
+    runs: list[PlannedRun],
     data: str,
     recipe: Recipe,
-    seeds: tuple[int, ...],
     options: RunOptions,
-    shard: tuple[int, int] | None,
     threads: int,
     plugins: tuple[str, ...],
     events: Any,
@@ -222,7 +233,7 @@ def _work(
 
         torch.set_num_threads(threads)
         from roadmap.arch.registry import load_plugin
-        from roadmap.study.sweep import sweep
+        from roadmap.study.sweep import train_runs
 
         for path in plugins:
             load_plugin(path)
@@ -239,13 +250,11 @@ def _work(
             events.put(("start", k, (name, seed)))
 
         with interrupt.graceful_stop(announce=False):
-            sweep(
-                selections,
+            train_runs(
+                runs,
                 data,
                 recipe,
-                seeds=seeds,
-                options=options,
-                shard=shard,
+                options,
                 on_start=started,
                 on_outcome=lambda outcome: events.put(("outcome", k, outcome)),
             )

@@ -74,23 +74,29 @@ def sweep(
     Returns:
         One outcome per (selection, seed) trained here.
     """
-    if jobs > 1:
-        from roadmap.study import parallel
-
-        return parallel.sweep(
-            selections,
-            data,
-            recipe,
-            seeds=seeds,
-            options=options,
-            shard=shard,
-            jobs=jobs,
-            on_start=on_start,
-            on_outcome=on_outcome,
-        )
     runs = plan.runs(selections, seeds)
     if shard is not None:
         runs = plan.shard(runs, *shard)
+    if jobs > 1:
+        from roadmap.study import parallel
+
+        return parallel.train_runs(
+            runs, data, recipe, options, jobs=jobs, on_start=on_start, on_outcome=on_outcome
+        )
+    return train_runs(runs, data, recipe, options, on_start=on_start, on_outcome=on_outcome)
+
+
+def train_runs(
+    runs: list[plan.PlannedRun],
+    data: str,
+    recipe: Recipe,
+    options: RunOptions,
+    *,
+    on_start: Callable[[str, int], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Train these planned runs in this process (group), in order, with the data opened once;
+    what the store has, or another process is training, is skipped."""
     procs = distributed.start(options.device)
     try:
         opened = open_data(parse_source(data), recipe, options, procs)

@@ -50,9 +50,11 @@ def run_key(
 
 def recipe_label(recipe: Recipe) -> str:
     """The recipe's name in the results store: its own name, plus its hash when command-line
-    overrides changed a shipped recipe (``quick-6cd071824770``); a user's recipe file keeps its
-    name (the hash in each record tells its versions apart)."""
-    if recipe.name in builtin_recipes() and recipe != load_recipe(recipe.name):
+    overrides changed what a shipped recipe trains (``quick-6cd071824770``; a key that cannot
+    change the weights, such as ``eval_every``, does not); a user's recipe file keeps its name
+    (the hash in each record tells its versions apart)."""
+    shipped = recipe.name in builtin_recipes()
+    if shipped and recipe_hash(recipe) != recipe_hash(load_recipe(recipe.name)):
         return f"{recipe.name}-{recipe_hash(recipe)}"
     return recipe.name
 

@@ -288,7 +288,8 @@ def _train_and_evaluate(run: Run, epoch: int) -> dict[str, Any]:
         if model is not None:
             distributed.average_batchnorm(model, run.procs)
     final = epoch + 1 == run.recipe.epochs
-    scores = _score(run, final)
+    scored = final or (epoch + 1) % run.recipe.eval_every == 0
+    scores = _score(run, final) if scored else {"skipped": 0}
     run.progress.skipped += trained.pop("skipped") + scores["skipped"]
     kept = ("top1", "top5", "ema_top1", "ema_top5")  # the deploy forms' scores
     summary = {"epoch": epoch + 1, **trained, **{key: scores[key] for key in kept if key in scores}}

@@ -116,7 +116,9 @@ class Display:
     def end_epoch(self, epoch: int, epochs: int, summary: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        info = f"top-1 {summary['top1']:.1f}%  loss {summary['train_loss']:.3f}"
+        info = f"loss {summary['train_loss']:.3f}"
+        if "top1" in summary:  # not on an epoch the recipe does not score (eval_every)
+            info = f"top-1 {summary['top1']:.1f}%  {info}"
         if self.interactive:
             self.progress.update(self.epochs_task, completed=epoch + 1, info=info)
         else:

@@ -35,7 +35,12 @@ ADDED_LATER: dict[str, Any] = {
     "distillation_alpha": 0.5,
     "distillation_tau": 1.0,
     "teacher": None,
+    "eval_every": 1,
 }
+# Keys that change what a run measures along the way but never the weights it trains (every
+# epoch re-seeds from (seed, epoch, rank)): left out of the hash, so a run trained under either
+# value is the same run.
+NOT_HASHED = ("name", "eval_every")
 SUBSET_SEED = 0  # which images a train_subset draws; fixed, so every run compares alike
 LR_REFERENCE_BATCH = 512  # the batch at which base_lr applies (RepViT's main.py scales by /512)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -83,6 +88,10 @@ class Recipe:
         distillation_alpha: the distillation loss's weight; the label loss gets 1 - alpha.
         distillation_tau: the softening temperature of ``soft``.
         teacher: the teacher, a timm model name (RepViT's: ``regnety_160``), or None.
+        eval_every: score the validation split after every this many epochs, and always after
+            the last (1: every epoch, as timm and the official code do). It cannot change the
+            trained weights, so it is not part of the hash; ``best_*`` are over the scored
+            epochs.
     """
 
     name: str
@@ -116,6 +125,7 @@ class Recipe:
     distillation_alpha: float = 0.5
     distillation_tau: float = 1.0
     teacher: str | None = None
+    eval_every: int = 1
 
     def lr(self, global_batch: int | None = None) -> float:
         """The peak learning rate for a global batch (the recipe's own by default)."""
@@ -144,11 +154,12 @@ class Recipe:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """A short digest of the recipe's content (its name excluded)."""
+    """A short digest of the recipe's content: what decides the trained weights (``name`` and
+    the other ``NOT_HASHED`` keys excluded; a key added later counts only when it is set)."""
     content = {
         key: value
         for key, value in recipe.to_dict().items()
-        if key != "name" and not (key in ADDED_LATER and value == ADDED_LATER[key])
+        if key not in NOT_HASHED and not (key in ADDED_LATER and value == ADDED_LATER[key])
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -266,6 +277,7 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         "scale": not 0 < recipe.scale[0] <= recipe.scale[1] <= 1,
         "ema_decay": not 0 <= recipe.ema_decay < 1,
         "train_subset": recipe.train_subset is not None and recipe.train_subset < 1,
+        "eval_every": recipe.eval_every < 1,
         "distillation": recipe.distillation not in DISTILLATIONS,
         "distillation_alpha": not 0 <= recipe.distillation_alpha <= 1,
         "distillation_tau": recipe.distillation_tau <= 0,

@@ -52,12 +52,16 @@ def test_jobs_train_every_run_once_and_as_one_process_would(tmp_path: Path) -> N
     together = runner.invoke(app, [*plan, "--jobs", "2", "--results", str(tmp_path / "jobs")])
     assert together.exit_code == 0, together.output
     one, two = _records(tmp_path / "alone"), _records(tmp_path / "jobs")
-    assert sorted(two) == sorted(one) == [
-        "gelu/seed0",
-        "gelu/seed1",
-        "mobilenetv3_large/seed0",
-        "mobilenetv3_large/seed1",
-    ]
+    assert (
+        sorted(two)
+        == sorted(one)
+        == [
+            "gelu/seed0",
+            "gelu/seed1",
+            "mobilenetv3_large/seed0",
+            "mobilenetv3_large/seed1",
+        ]
+    )
     for run in one:
         for key in ("top1", "top5", "best_top1", "fused_top1"):
             assert two[run][key] == one[run][key], (run, key)

@@ -452,3 +452,43 @@ def test_memory_format_defaults_to_channels_last_on_cpu_only() -> None:
     assert RunOptions(channels_last=False).channels_last is False
     assert RunOptions(device="cuda", channels_last=True).channels_last is True
     assert dataclasses.replace(RunOptions(), seed=3).channels_last is True
+
+
+def test_eval_every_scores_fewer_epochs_and_trains_the_same_weights(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval_every=3 over 3 epochs scores only the last; the trained weights are exactly those
+    of the run scored every epoch (each epoch re-seeds), so both are one run: same hash, same
+    folder, and the log says which epochs were scored."""
+    from roadmap.results import store
+    from roadmap.train.identity import recipe_label
+    from roadmap.train.recipe import recipe_hash
+
+    passes = []
+    real = training.evaluate
+
+    def counted(models, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        passes.append(sorted(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", counted)
+    every = TINY_RECIPE.replace(epochs=3)
+    last_only = every.replace(eval_every=3)
+    assert recipe_hash(last_only) == recipe_hash(every)
+    assert recipe_label(load_recipe("fashion").replace(eval_every=1)) == "fashion"
+    weights, records = [], []
+    for recipe in (every, last_only):
+        passes.clear()
+        options = RunOptions(workers=0, quiet=True, results=tmp_path / str(recipe.eval_every))
+        records.append(training.train(Selection.of(STEP), f"imagefolder:{images}", recipe, options))
+        folder = next((tmp_path / str(recipe.eval_every)).rglob(store.CHECKPOINT)).parent
+        state = torch.load(folder / store.CHECKPOINT, weights_only=True)["model"]
+        weights.append({k: v.clone() for k, v in state.items()})
+        log = [json.loads(line) for line in (folder / store.LOG).read_text().splitlines()]
+        assert [("top1" in line) for line in log] == [recipe.eval_every == 1] * 2 + [True]
+        assert len(passes) == (3 if recipe.eval_every == 1 else 1)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert records[0].top1 == records[1].top1 and records[1].best_epoch == 3
+    with pytest.raises(RoadmapError, match="'eval_every' is out of range"):
+        load_recipe("quick", settings=["eval_every=0"])
