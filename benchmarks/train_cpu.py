@@ -8,6 +8,8 @@ and each option that could make it cheaper, so that the defaults are chosen from
     python benchmarks/train_cpu.py eval      # evaluation: old way vs the loop's way
     python benchmarks/train_cpu.py runs --tree before=/path/to/old/checkout --tree after=.
                                              # whole `roadmap train` runs, wall clock
+    python benchmarks/train_cpu.py study --label jobs2 --jobs 2   # a whole `roadmap run`
+    python benchmarks/train_cpu.py study-report                    # studies vs the old runs
 
 ``step`` reports each row's share of the machine's float32 limit: training FLOPs per image
 taken as 6 x the training-form MACs fvcore counts (the backward pass costs about two
@@ -16,6 +18,10 @@ forwards), times images/s, over the best ``torch.mm`` rate measured in the same 
 first on ``PYTHONPATH``) for every step, alternating which checkout goes first, and appends one
 JSON line per run (wall clock from process start to exit, the record's accuracy, train time
 and contention) to ``--jsonl``; ``report`` turns those lines into the README's table.
+``study`` times one whole ``roadmap run --jobs N`` over the roadmap (process start to exit)
+and writes a line per run from its record plus one for the study; ``study-report`` sets the
+studies beside one checkout's ``runs`` (the study's wall clock against the sum of that
+checkout's single runs, and the paired accuracy difference).
 Every part records how busy other processes kept the machine: a figure taken beside another
 job is not a figure.
 """
@@ -271,6 +277,44 @@ def report(args: argparse.Namespace) -> None:
     print(f"\nmost any run shared the machine: other processes kept {worst} of the cores busy")
 
 
+def study_report(args: argparse.Namespace) -> None:
+    """The studies of ``study`` lines beside the ``before`` runs of a ``runs`` file: each
+    network's top-1 and training time, the wall clock of each whole study, and the accuracy
+    difference against ``before`` (paired t over the networks)."""
+    from scipy import stats
+
+    before = [json.loads(x) for x in Path(args.runs).read_text().splitlines() if x]
+    before = {line["step"]: line for line in before if line["label"] == args.before}
+    lines = [json.loads(x) for x in Path(args.jsonl).read_text().splitlines() if x]
+    studies = {line["label"]: line for line in lines if line.get("study")}
+    runs = {(line["label"], line["step"]): line for line in lines if not line.get("study")}
+    labels = list(studies)
+    head = " | ".join(f"{label} train s | {label} top-1" for label in labels)
+    ref = args.before
+    print(f"| network | {ref} wall s | {ref} train s | {ref} top-1 | {head} |")
+    print("|---|" + "---:|" * (3 + 2 * len(labels)))
+    for step, old in before.items():
+        cells = [f"{old['wall_s']:.0f}", f"{old['train_time_s']:.0f}", f"{old['top1']:.2f}"]
+        for label in labels:
+            line = runs.get((label, step))
+            cells += [f"{line['train_time_s']:.0f}", f"{line['top1']:.2f}"] if line else ["", ""]
+        print(f"| {step} | {' | '.join(cells)} |")
+    total = sum(old["wall_s"] for old in before.values())
+    cells = " | ".join(f"**{studies[label]['wall_s']:.0f}** |" for label in labels)
+    print(f"| whole study, wall clock s | **{total:.0f}** (a process per run) | | | {cells}")
+    for label in labels:
+        deltas = [runs[(label, step)]["top1"] - old["top1"] for step, old in before.items()]
+        mean = sum(deltas) / len(deltas)
+        test = stats.ttest_1samp(deltas, 0.0)
+        low, high = test.confidence_interval(0.95)
+        print(
+            f"\n{label} (--jobs {studies[label]['jobs']}): {total / studies[label]['wall_s']:.2f}x "
+            f"faster than {args.before}; top-1 {label} - {args.before} {mean:+.2f} points, 95 % CI "
+            f"[{low:+.2f}, {high:+.2f}] (paired t over {len(deltas)} networks, p = "
+            f"{test.pvalue:.2f}); {studies[label]['busy']}"
+        )
+
+
 # ----------------------------------------------------------------------------------------
 
 
@@ -330,6 +374,10 @@ def main() -> None:
     sy.add_argument("--keep", help="file the runs under KEEP/LABEL (default: a temporary folder)")
     sy.add_argument("--jsonl", default="train_cpu_study.jsonl", help="append the lines here")
     sy.add_argument("extra", nargs="*", help="more `roadmap run` options, after --")
+    sr = parts.add_parser("study-report", help="the studies beside the runs of one checkout")
+    sr.add_argument("--runs", default="results/benchmarks/train_cpu_runs.jsonl")
+    sr.add_argument("--before", default="before", help="the runs file's label to compare with")
+    sr.add_argument("--jsonl", default="results/benchmarks/train_cpu_study.jsonl")
     rep = parts.add_parser("report", help="the table of a runs file")
     rep.add_argument("--jsonl", default="train_cpu_runs.jsonl")
     args = parser.parse_args()
@@ -341,6 +389,7 @@ def main() -> None:
         "eval": evaluation,
         "runs": runs,
         "study": study,
+        "study-report": study_report,
         "report": report,
     }
     parts[args.part](args)

@@ -502,15 +502,16 @@ def cluster_group(
         Path, typer.Option("--jobs-dir", help="submitit's folder for job scripts and logs.")
     ] = Path("results/jobs"),
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--jobs",
             "-j",
             min=1,
             help="Train this many runs at once here, in worker processes that share the torch "
-            "threads (CPU; each takes the next run nobody has). 1: one run at a time.",
+            "threads (CPU; each takes the next run nobody has; 1: one at a time, with per-epoch "
+            "bars). Default: 2 on CPU for a plan of 2+ runs when torch has 2+ threads, else 1.",
         ),
-    ] = 1,
+    ] = None,
 ) -> Any:
     """Where the runs of a study go (``roadmap.study.cluster``): (shard, ClusterOptions)."""
     from roadmap.study.cluster import ClusterOptions, parse_shard

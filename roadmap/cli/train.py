@@ -216,13 +216,17 @@ def run_cmd(
         _show(runs, part, show_status, data, recipe, options)
         return
     if where.launcher != "none":
-        if where.jobs > 1:
+        if where.jobs is not None and where.jobs > 1:
             raise RoadmapError(f"--jobs trains here; with --launcher {where.launcher} leave it out")
         _launch(runs if part is None else plan.shard(runs, *part), data, recipe, options, where)
         return
+    from roadmap.study import parallel
+
+    planned = runs if part is None else plan.shard(runs, *part)
+    jobs = where.jobs if where.jobs is not None else parallel.default_jobs(options, len(planned))
     with graceful_stop():
-        if where.jobs > 1:
-            outcomes = _parallel(chosen, data, recipe, seed_list, options, part, where.jobs)
+        if jobs > 1 and len(planned) > 1:
+            outcomes = _parallel(chosen, data, recipe, seed_list, options, part, jobs, planned)
         else:
             outcomes = sweep(chosen, data, recipe, seeds=seed_list, options=options, shard=part)
     if is_primary_process():
@@ -233,20 +237,29 @@ def run_cmd(
 
 
 def _parallel(
-    chosen: list, data: str, recipe: Any, seed_list: tuple, options: Any, part: Any, jobs: int
+    chosen: list,
+    data: str,
+    recipe: Any,
+    seed_list: tuple,
+    options: Any,
+    part: Any,
+    jobs: int,
+    planned: list,
 ) -> list:
     """The sweep in worker processes, with one bar over its runs (the workers draw none)."""
-    from roadmap.study import parallel, plan
+    from roadmap.study import parallel
     from roadmap.study.sweep import sweep
     from roadmap.train.progress import SweepDisplay
 
     parallel.check(options, jobs)
-    runs = plan.runs(chosen, seed_list)
-    total = len(runs if part is None else plan.shard(runs, *part))
-    threads = parallel.threads_per_job(min(jobs, total))
+    workers = min(jobs, len(planned))
     if not options.quiet:
-        note_line(f"{min(jobs, total)} worker processes, {threads} torch thread(s) each")
-    with SweepDisplay(total, enabled=not options.quiet) as display:
+        threads = parallel.threads_per_job(workers)
+        note_line(
+            f"{workers} runs at a time in worker processes, {threads} torch thread(s) each "
+            "(--jobs 1: one at a time, with per-epoch bars)"
+        )
+    with SweepDisplay(len(planned), enabled=not options.quiet) as display:
         return sweep(
             chosen,
             data,

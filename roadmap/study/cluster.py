@@ -110,7 +110,7 @@ class ClusterOptions:
         array_parallelism: at most this many jobs of the array at once.
         signal_delay_s: seconds before the time limit that the job is told to checkpoint.
         jobs: with launcher ``none``, runs trained at once by worker processes on this machine
-            (:mod:`roadmap.study.parallel`).
+            (:mod:`roadmap.study.parallel`); None: :func:`~roadmap.study.parallel.default_jobs`.
     """
 
     launcher: str = "none"
@@ -121,7 +121,7 @@ class ClusterOptions:
     time: str = "48:00:00"
     array_parallelism: int = 64
     signal_delay_s: int = 120
-    jobs: int = 1
+    jobs: int | None = None
 
 
 def minutes(hms: str) -> int:

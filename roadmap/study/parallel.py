@@ -21,7 +21,8 @@ Signals: the workers sit in their own process group, so a terminal's Ctrl-C reac
 process, which passes on what it gets: the first Ctrl-C makes every worker finish its epoch,
 save ``last.pt`` and stop; a second stops them at once; SIGTERM stops them at the next step,
 keeping the last finished epoch. ``roadmap run`` again resumes. A worker whose parent is gone
-(killed outright) stops before its next run.
+(killed outright) stops before its next run. A run that fails stops the plan as it would in one
+process: the runs in progress finish, no new one starts, and the error names the run.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from roadmap.train.run_options import RunOptions
 __all__ = ["check", "largest_first", "threads_per_job", "train_runs"]
 
 POLL_S = 0.2  # how often the parent looks at signals and dead workers between events
+RUN_FAILED = "run failed: "  # how a worker's failure inside a run starts (not one before any)
 
 
 def threads_per_job(jobs: int) -> int:
@@ -51,6 +53,20 @@ def threads_per_job(jobs: int) -> int:
     import torch
 
     return max(1, torch.get_num_threads() // jobs)
+
+
+def default_jobs(options: RunOptions, runs: int) -> int:
+    """``--jobs`` when not given: 2 on CPU for a plan of 2 or more runs when torch has 2 or
+    more threads, else 1 (on a GPU, under torchrun, for one run). On the 2-core machine
+    measured, two one-thread processes trained 1.2-1.5x the images/s of one two-thread
+    process (``benchmarks/train_cpu.py step``); more than 2 was not measured, so it is never
+    the default."""
+    import torch
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if options.device != "cpu" or distributed or runs < 2 or torch.get_num_threads() < 2:
+        return 1
+    return 2
 
 
 def check(options: RunOptions, jobs: int) -> None:
@@ -92,18 +108,25 @@ def train_runs(
     jobs = min(jobs, max(1, len(runs)))
     ordered = largest_first(runs, recipe.img_size)
     context = multiprocessing.get_context("spawn")
-    events = context.Queue()
+    events, halt = context.Queue(), context.Event()
     worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
     args = (ordered, data, recipe, worker_options, threads_per_job(jobs), loaded_plugins())
     workers = [
-        context.Process(target=_work, args=(k, *args, events), name=f"roadmap-job{k}")
+        context.Process(target=_work, args=(k, *args, events, halt), name=f"roadmap-job{k}")
         for k in range(jobs)
     ]
     for w in workers:
         w.start()
-    outcomes, failures, stopped = _follow(workers, events, on_start, on_outcome)
+    outcomes, failures, stopped = _follow(workers, events, on_start, on_outcome, halt)
+    failures = list(dict.fromkeys(failures))  # workers that failed alike (bad data) say it once
+    if failures and not any(f.startswith(RUN_FAILED) for f in failures):
+        raise RoadmapError("; ".join(failures))  # before any run: what one process would say
     if failures:
-        raise RoadmapError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
+        said = "; ".join(f.removeprefix(RUN_FAILED) for f in failures)
+        raise RoadmapError(
+            f"{said} (the runs then in progress finished and no new one started; `roadmap run` "
+            "again trains the rest)"
+        )
     if stopped is not None:
         raise Stopped(
             "stopped on request: every finished epoch is saved; `roadmap run` again resumes",
@@ -133,8 +156,10 @@ def _follow(
     events: Any,
     on_start: Callable[[str, int], None] | None,
     on_outcome: Callable[[Any], None] | None,
+    halt: Any = None,
 ) -> tuple[dict[tuple[str, int], Any], list[str], int | None]:
-    """Wait for the workers, passing signals on, reporting each run once as events come.
+    """Wait for the workers, passing signals on, reporting each run once as events come. After
+    a failure no worker starts another run (``halt``), as one process stops at its first.
 
     Several workers speak of one run: two may both announce it before the lock picks one (the
     loser then says ``busy``), and one that reaches it after another trained it says
@@ -161,6 +186,8 @@ def _follow(
                     if not workers[k].is_alive() and workers[k].exitcode not in (0, None):
                         alive.discard(k)
                         failures.append(f"worker {k} died (exit code {workers[k].exitcode})")
+                        if halt is not None:
+                            halt.set()
                 continue
             if kind == "start" and payload not in started:
                 started.add(payload)
@@ -178,6 +205,8 @@ def _follow(
                     on_outcome(payload)
             elif kind == "failed":
                 failures.append(payload)
+                if halt is not None:
+                    halt.set()
             elif kind == "stopped":
                 stopped = max(stopped or 0, payload)
             elif kind == "exit":
@@ -214,6 +243,10 @@ def _join(workers: list[Any]) -> None:
         w.join()
 
 
+class _Halted(Exception):
+    """A worker told to start no new run (another run failed)."""
+
+
 def _work(
     k: int,
     runs: list[PlannedRun],
@@ -223,6 +256,7 @@ def _work(
     threads: int,
     plugins: tuple[str, ...],
     events: Any,
+    halt: Any,
 ) -> None:
     """One worker: the whole plan, training what no other process has (see the module)."""
     os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which passes it on
@@ -246,6 +280,8 @@ def _work(
             request = interrupt.current()
             if request.after_epoch or request.now:  # asked to stop: start nothing new
                 raise Stopped("stopped on request", request.exit_code)
+            if halt.is_set():  # another run failed: start nothing new
+                raise _Halted
             current[:] = [name, seed]
             events.put(("start", k, (name, seed)))
 
@@ -256,15 +292,17 @@ def _work(
                 recipe,
                 options,
                 on_start=started,
-                on_outcome=lambda outcome: events.put(("outcome", k, outcome)),
+                on_outcome=lambda outcome: (current.clear(), events.put(("outcome", k, outcome))),
             )
+    except _Halted:
+        pass
     except Stopped as e:
         events.put(("stopped", k, e.exit_code))
     except KeyboardInterrupt:
         events.put(("stopped", k, EXIT_INTERRUPTED))
     except Exception as e:  # reported by the parent, which raises once every worker is done
         what = str(e) if isinstance(e, RoadmapError) else f"{type(e).__name__}: {e}"
-        run = f"{current[0]} seed {current[1]}: " if current else ""
+        run = f"{RUN_FAILED}{current[0]} seed {current[1]}: " if current else ""
         events.put(("failed", k, run + what))
     finally:
         events.put(("exit", k, None))  # the queue is flushed before the process ends
