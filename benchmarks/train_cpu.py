@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from backends import matmul_gflops  # this folder is on sys.path when run as a script
@@ -167,12 +168,9 @@ def evaluation(args: argparse.Namespace) -> None:
 # Whole runs
 
 
-def one_run(label: str, tree: Path, step: str, args: argparse.Namespace, keep: Path) -> dict:
-    """``roadmap train --upto step`` from ``tree``, timed from process start to exit."""
-    out = keep / label
-    command = [sys.executable, "-m", "roadmap", "train", "--roadmap", args.roadmap,
-               "--upto", step, "--data", args.data, "--recipe", args.recipe,
-               "--seed", str(args.seed), "--results", str(out), "--quiet", *args.extra]  # fmt: skip
+def timed(command: list[str], tree: Path, what: str) -> tuple[float, Any, str]:
+    """Run a ``roadmap`` command from checkout ``tree`` (its package first on PYTHONPATH):
+    (wall clock s, how busy other processes kept the machine, the checkout's revision)."""
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     watch = host.CpuWatch()
     started = time.perf_counter()
@@ -180,10 +178,20 @@ def one_run(label: str, tree: Path, step: str, args: argparse.Namespace, keep: P
     wall = time.perf_counter() - started
     contention = watch.stop()
     if done.returncode:
-        raise SystemExit(f"{label} {step} failed:\n{done.stderr[-2000:]}")
-    record = json.loads(next(out.rglob(f"{step}/seed{args.seed}/metrics.json")).read_text())
+        raise SystemExit(f"{what} failed:\n{done.stderr[-2000:]}")
     revision = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return wall, contention, revision
+
+
+def one_run(label: str, tree: Path, step: str, args: argparse.Namespace, keep: Path) -> dict:
+    """``roadmap train --upto step`` from ``tree``, timed from process start to exit."""
+    out = keep / label
+    command = [sys.executable, "-m", "roadmap", "train", "--roadmap", args.roadmap,
+               "--upto", step, "--data", args.data, "--recipe", args.recipe,
+               "--seed", str(args.seed), "--results", str(out), "--quiet", *args.extra]  # fmt: skip
+    wall, contention, revision = timed(command, tree, f"{label} {step}")
+    record = json.loads(next(out.rglob(f"{step}/seed{args.seed}/metrics.json")).read_text())
     return {
         "label": label,
         "tree": revision,
@@ -219,16 +227,7 @@ def study(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "roadmap", "run", "--roadmap", args.roadmap,
                "--data", args.data, "--recipe", args.recipe, "--seeds", args.seeds,
                "--jobs", str(args.jobs), "--results", str(out), "--quiet", *args.extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    watch = host.CpuWatch()
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    contention = watch.stop()
-    if done.returncode:
-        raise SystemExit(f"{args.label} failed:\n{done.stderr[-2000:]}")
-    revision = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+    wall, contention, revision = timed(command, tree, args.label)
     lines = []
     for path in sorted(out.rglob("metrics.json")):
         record = json.loads(path.read_text())

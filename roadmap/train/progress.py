@@ -38,6 +38,21 @@ def describe_run(name: str, data: Any, recipe: Any, processes: int, started: Any
     return text
 
 
+def _bars(console: Console, shown: bool) -> Progress:
+    """Rich bars: description, bar, done/total, info, elapsed and ETA (nothing when hidden)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not shown,
+    )
+
+
 class Display:
     """Progress of a run: rich bars on a terminal; on anything else (nohup, a cluster log, CI)
     a plain line every ``LINE_EVERY_FRACTION`` of an epoch or ``LINE_EVERY_S`` seconds, whichever
@@ -50,17 +65,7 @@ class Display:
         self.enabled = enabled
         self.console = console or Console(stderr=True)
         self.interactive = self.console.is_terminal
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not (enabled and self.interactive),
-        )
+        self.progress = _bars(self.console, enabled and self.interactive)
         self.epochs_task: Any = None
         self.iter_task: Any = None
         self._epoch = (0, 0, 0)  # (epoch, epochs, iterations) for plain lines
@@ -138,17 +143,7 @@ class SweepDisplay:
     def __init__(self, total: int, enabled: bool, console: Console | None = None) -> None:
         self.enabled = enabled
         self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("runs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not (enabled and self.console.is_terminal),
-        )
+        self.progress = _bars(self.console, enabled and self.console.is_terminal)
         self.task = self.progress.add_task("runs", total=total, info="")
         self._started: dict[tuple[str, int], float] = {}
 
