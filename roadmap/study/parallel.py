@@ -262,6 +262,7 @@ def _work(
     os.setpgrp()  # a terminal's Ctrl-C goes to the parent, which passes it on
     signal.signal(signal.SIGINT, signal.default_int_handler)  # until graceful_stop's handler
     parent = os.getppid()
+    current: list[Any] = []  # the run this worker is training: (name, seed), or empty
     try:
         import torch
 
@@ -271,8 +272,6 @@ def _work(
 
         for path in plugins:
             load_plugin(path)
-
-        current: list[Any] = []
 
         def started(name: str, seed: int) -> None:
             if os.getppid() != parent:  # the parent is gone: nobody would see this run
