@@ -54,15 +54,15 @@ def main() -> None:
           "same class | logits SQNR dB |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for step, q in rows:
-        d = paired_delta(q["lost"], q["gained"], q["images"])
-        print(f"| {step} | {q['float_top1']:.2f} | {q['int8_top1']:.2f} | {d.delta:+.2f} "
-              f"[{d.low:+.2f}, {d.high:+.2f}] | {d.p_value:.2g} | {q['lost']} / {q['gained']} "
-              f"| {q['agreement']:.1f} % | {q['sqnr_db']:.1f} |")  # fmt: skip
+        d = paired_delta(q.lost, q.gained, q.images)
+        print(f"| {step} | {q.float_top1:.2f} | {q.int8_top1:.2f} | {d.delta:+.2f} "
+              f"[{d.low:+.2f}, {d.high:+.2f}] | {d.p_value:.2g} | {q.lost} / {q.gained} "
+              f"| {q.agreement:.1f} % | {q.sqnr_db:.1f} |")  # fmt: skip
     if rows:
         q = rows[0][1]
-        print(f"\n{q['images']:,} test images of {args.data} ({args.recipe}, seed {args.seed}); "
-              f"{q['calibration_images']} calibration images; {q['quantization']}; "
-              f"{q['runtime']}, {q['threads']} threads; {host.cpu_name()}")  # fmt: skip
+        print(f"\n{q.images:,} test images of {args.data} ({args.recipe}, seed {args.seed}); "
+              f"{q.calibration_images} calibration images; {q.quantization}; "
+              f"{q.runtime}, {q.threads} threads; {host.cpu_name()}")  # fmt: skip
 
 
 if __name__ == "__main__":

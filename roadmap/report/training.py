@@ -14,13 +14,12 @@ from rich.text import Text
 
 from roadmap.arch.roadmaps import DEFAULT, split_name
 from roadmap.report.tables import NOISE_MARK, _data_option, fmt_num, paired_text
-from roadmap.results.record import RunRecord
+from roadmap.results.record import Int8Scores, RunRecord
 from roadmap.results.store import RunKey
 from roadmap.study import stats
 from roadmap.study.plan import PlannedRun
 from roadmap.study.sweep import Outcome
 from roadmap.train.evaluate import CheckpointScores
-from roadmap.train.int8 import Int8Scores
 from roadmap.train.recipe import Recipe
 
 

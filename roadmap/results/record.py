@@ -86,6 +86,49 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Int8Scores:
+    """A checkpoint's int8 program scored beside its float32 deploy form, image by image
+    (``roadmap eval --int8``, :mod:`roadmap.train.int8`); a record keeps them as ``int8``.
+
+    Attributes:
+        name: the network.
+        spec_hash: its spec's hash (the record's, when stored in one).
+        weights: "model" or "ema".
+        images: test images scored.
+        float_top1: top-1 % of the fused float32 network in torch.
+        int8_top1: top-1 % of the int8 ExecuTorch program.
+        lost: images the float32 form classifies right and the int8 program wrong.
+        gained: images the int8 program classifies right and the float32 form wrong.
+        agreement: % of images whose top-1 class is the same in both.
+        sqnr_db: the int8 logits' signal-to-quantization-noise ratio over the test split.
+        calibration_images: training images the activation ranges were calibrated on.
+        quantization: how the program was quantized.
+        runtime: what ran it.
+        threads: the runtime's threads.
+        measured_at: when (UTC).
+    """
+
+    name: str
+    spec_hash: str
+    weights: str
+    images: int
+    float_top1: float
+    int8_top1: float
+    lost: int
+    gained: int
+    agreement: float
+    sqnr_db: float
+    calibration_images: int
+    quantization: str
+    runtime: str
+    threads: int
+    measured_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One finished run: what was trained, on what, how well, and under which conditions.
 
@@ -138,7 +181,7 @@ class RunRecord:
     contention: dict[str, Any] | None = None  # how busy other work kept the machine
     skipped_files: list[str] | None = None  # images left out (--bad-images skip): path, why
     distillation: dict[str, Any] | None = None  # type, alpha, tau, teacher and its weights
-    int8: dict[str, Any] | None = None  # added by `roadmap eval --int8` (train/int8.py)
+    int8: Int8Scores | None = None  # added by `roadmap eval --int8` (train/int8.py)
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +217,7 @@ def _check_format(text: Any) -> None:
         )
 
 
-_NESTED = {"lr": LrRule, "environment": Environment}
+_NESTED = {"lr": LrRule, "environment": Environment, "int8": Int8Scores}
 
 
 def _typed(cls: type, data: Any, where: str) -> Any:
@@ -192,7 +235,8 @@ def _typed(cls: type, data: Any, where: str) -> Any:
             continue
         value = data[f.name]
         if f.name in _NESTED and cls is RunRecord:
-            values[f.name] = _typed(_NESTED[f.name], value, f"{f.name}.")
+            optional = value is None and f.default is None  # int8: None until eval --int8
+            values[f.name] = None if optional else _typed(_NESTED[f.name], value, f"{f.name}.")
         else:
             values[f.name] = checked(value, str(f.type), f"{where}{f.name}")
     return cls(**values)

@@ -468,9 +468,9 @@ def int8_of(records: Sequence[RunRecord], selection: Selection) -> Int8Accuracy 
     scored = {seed: rec.int8 for seed, rec in records_of(records, selection).items() if rec.int8}
     if not scored:
         return None
-    lost, gained, images = (sum(int(s[key]) for s in scored.values())
+    lost, gained, images = (sum(getattr(s, key) for s in scored.values())
                             for key in ("lost", "gained", "images"))  # fmt: skip
-    top1 = statistics.fmean(float(s["int8_top1"]) for s in scored.values())
+    top1 = statistics.fmean(s.int8_top1 for s in scored.values())
     return Int8Accuracy(top1, stats.paired_delta(lost, gained, images), tuple(sorted(scored)))
 
 

@@ -22,7 +22,6 @@ run's ``last.pt``, where ``roadmap table --int8`` finds it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from roadmap.errors import RoadmapError
 from roadmap.measure.export import INT8_MIN_SQNR_DB, sqnr_db
 from roadmap.measure.runtimes import executorch
 from roadmap.results import store
+from roadmap.results.record import Int8Scores
 from roadmap.train import distributed
 from roadmap.train.data import batches, calibration_split, make_loader
 from roadmap.train.evaluate import checkpoint_model
@@ -44,48 +44,6 @@ from roadmap.train.sources import parse_source
 
 CALIBRATION_IMAGES = 512  # "a few hundred": PTQ's ranges settle well before this
 PROGRAM_BATCH = 128  # images per call of the static-shape program
-
-
-@dataclass(frozen=True)
-class Int8Scores:
-    """A checkpoint's int8 program scored beside its float32 deploy form, image by image.
-
-    Attributes:
-        name: the network.
-        spec_hash: its spec's hash (the record's, when stored in one).
-        weights: "model" or "ema".
-        images: test images scored.
-        float_top1: top-1 % of the fused float32 network in torch.
-        int8_top1: top-1 % of the int8 ExecuTorch program.
-        lost: images the float32 form classifies right and the int8 program wrong.
-        gained: images the int8 program classifies right and the float32 form wrong.
-        agreement: % of images whose top-1 class is the same in both.
-        sqnr_db: the int8 logits' signal-to-quantization-noise ratio over the test split.
-        calibration_images: training images the activation ranges were calibrated on.
-        quantization: how the program was quantized.
-        runtime: what ran it.
-        threads: the runtime's threads.
-        measured_at: when (UTC).
-    """
-
-    name: str
-    spec_hash: str
-    weights: str
-    images: int
-    float_top1: float
-    int8_top1: float
-    lost: int
-    gained: int
-    agreement: float
-    sqnr_db: float
-    calibration_images: int
-    quantization: str
-    runtime: str
-    threads: int
-    measured_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def evaluate_int8(
@@ -202,5 +160,5 @@ def store_in_record(scores: Int8Scores, path: Path) -> Path | None:
                 f"{folder / store.METRICS} is the record of another network (spec "
                 f"{record.spec_hash}, the checkpoint's {scores.spec_hash}); not stored"
             )
-        store.write_record(folder, dataclasses.replace(record, int8=scores.to_dict()))
+        store.write_record(folder, dataclasses.replace(record, int8=scores))
     return folder / store.METRICS

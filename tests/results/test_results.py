@@ -73,6 +73,36 @@ def test_a_record_round_trips_and_ignores_keys_from_later_versions(tmp_path: Pat
     assert store.read_record(folder) == record
 
 
+INT8 = {
+    "name": "gelu", "spec_hash": "0" * 12, "weights": "model", "images": 360,
+    "float_top1": 90.0, "int8_top1": 89.7, "lost": 3, "gained": 2, "agreement": 98.6,
+    "sqnr_db": 20.1, "calibration_images": 512, "quantization": "pt2e xnnpack",
+    "runtime": "executorch", "threads": 2, "measured_at": "2026-11-30T00:00:00+00:00",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("int8", "message"),
+    [
+        ({k: v for k, v in INT8.items() if k != "lost"}, "int8.lost: missing"),
+        (INT8 | {"gained": "two"}, "int8.gained"),
+        ([1, 2], "int8: must be a mapping"),
+    ],
+)
+def test_a_hand_edited_int8_field_is_one_line_naming_the_file(
+    tmp_path: Path, int8: object, message: str
+) -> None:
+    """The int8 scores `eval --int8` adds are typed like the rest of the record: one that was
+    edited by hand is refused on reading, naming the file and the key, not a KeyError later."""
+    folder = store_record(tmp_path, make_record(GELU, 0, 90.0))
+    good = make_record(GELU, 0, 90.0).to_dict() | {"int8": INT8}
+    files.write_json(folder / store.METRICS, good)
+    assert store.read_record(folder).int8.lost == 3  # a complete one reads back, typed
+    files.write_json(folder / store.METRICS, good | {"int8": int8})
+    with pytest.raises(store.UnreadableRecord, match=f"metrics.json: {message}"):
+        store.read_record(folder)
+
+
 def test_set_aside_keeps_the_old_record(tmp_path: Path) -> None:
     record = make_record(GELU, 0, 90.0)
     folder = store_record(tmp_path, record)

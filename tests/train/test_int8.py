@@ -93,7 +93,7 @@ def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
     stored = int8_eval.store_in_record(scores, path)
     assert stored == trained["folder"] / store.METRICS
     record = store.read_record(trained["folder"])
-    assert record.int8 == scores.to_dict()
+    assert record.int8 == scores
     assert record.top1 == trained["record"].top1  # nothing else in the record moved
     # the table finds it: Δ pooled over the seeds scored
     found = store.scan(trained["out"]).records
