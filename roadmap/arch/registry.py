@@ -111,7 +111,7 @@ class Step:
 
 _REGISTRY: dict[str, dict[str, Step]] = {}  # roadmap -> step name -> step
 _state = {"loaded": False, "loading": False}
-_PLUGINS: list[str] = []  # the --plugin paths loaded, in order (a spawned worker loads them too)
+_PLUGINS: dict[str, str] = {}  # module name -> path of each plugin load_plugin imported, in order
 
 
 def register_step(
@@ -242,13 +242,23 @@ def load_plugin(path: str | Path) -> None:
     except (Exception, SystemExit) as e:  # a broken plugin is the user's file: say which, why
         del sys.modules[name]
         raise RoadmapError(f"plugin {path} failed to load: {_what(e)}") from e
-    _PLUGINS.append(where)
+    _PLUGINS[name] = where
 
 
 def loaded_plugins() -> tuple[str, ...]:
-    """The plugin paths :func:`load_plugin` loaded in this process (absolute), in order: what a
-    new process must load to know the same steps."""
-    return tuple(_PLUGINS)
+    """The paths of the plugins :func:`load_plugin` loaded whose steps or block kinds are
+    registered now (absolute, in load order): what a new process must load to know the same
+    steps (``roadmap run --jobs``' workers do). A plugin whose registrations were removed since
+    (a long-lived process that reset the registries) is left out."""
+    from roadmap.arch import blocks
+
+    modules = {step.fn.__module__ for steps in _REGISTRY.values() for step in steps.values()}
+    modules |= {blocks.get_block_kind(name).build.__module__ for name in blocks.block_kinds()}
+    return tuple(
+        path
+        for name, path in _PLUGINS.items()
+        if any(m == name or m.startswith(f"{name}.") for m in modules)
+    )
 
 
 def _what(e: BaseException) -> str:
