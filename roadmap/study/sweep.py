@@ -2,7 +2,9 @@
 
 The networks and runs are planned by :mod:`roadmap.study.plan` (the roadmap's prefixes, or
 the leave-one-out / only-one sets); each (network, seed) is then one :func:`roadmap.train.loop.fit`
-call in one process group, with the data opened once.
+call in one process group, with the data opened once (:func:`train_runs`), or, with
+``jobs > 1``, in worker processes on this machine that share the plan
+(:mod:`roadmap.study.parallel`).
 
 A (network, seed) whose folder has a record with the same spec and recipe hash is ``stored``
 and skipped; one that another process is training right now is ``busy`` and skipped too (so
