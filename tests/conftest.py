@@ -1,6 +1,7 @@
 """Shared fixtures. Rich output is rendered at a fixed width so CLI text is assertable."""
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -32,3 +33,18 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def restore_registry() -> Iterator[None]:
+    """A plugin a test loads must not leak into other tests (the step registry is
+    process-wide): its steps are unregistered and its module forgotten afterwards."""
+    from roadmap.arch import registry
+
+    registry.list_steps()
+    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+    for name in [m for m in sys.modules if m.startswith("roadmap_plugin_")]:
+        del sys.modules[name]

@@ -251,15 +251,12 @@ def _parallel(
     from roadmap.study.sweep import sweep
     from roadmap.train.progress import SweepDisplay
 
-    parallel.check(options, jobs)
     workers = min(jobs, len(planned))
-    if not options.quiet:
-        threads = parallel.threads_per_job(workers)
-        note_line(
-            f"{workers} runs at a time in worker processes, {threads} torch thread(s) each "
-            "(--jobs 1: one at a time, with per-epoch bars)"
-        )
-    with SweepDisplay(len(planned), enabled=not options.quiet) as display:
+    note = (
+        f"{workers} runs at a time in worker processes, {parallel.threads_per_job(workers)} "
+        "torch thread(s) each (--jobs 1: one at a time, with per-epoch bars)"
+    )
+    with SweepDisplay(len(planned), enabled=not options.quiet, note=note) as display:
         return sweep(
             chosen,
             data,

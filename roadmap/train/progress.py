@@ -138,10 +138,15 @@ def _clock(seconds: float) -> str:
 class SweepDisplay:
     """Progress of a sweep whose runs train in worker processes (``roadmap run --jobs N``):
     the workers draw nothing, and this shows a bar over the plan's runs and one line as each
-    run starts and ends, with its top-1 and wall-clock time. Nothing at all when disabled."""
+    run starts and ends, with its top-1 and wall-clock time; ``note`` comes first, with the
+    first run (so an option the workers refuse is the only thing said). Nothing at all when
+    disabled."""
 
-    def __init__(self, total: int, enabled: bool, console: Console | None = None) -> None:
+    def __init__(
+        self, total: int, enabled: bool, note: str = "", console: Console | None = None
+    ) -> None:
         self.enabled = enabled
+        self._note = note
         self.console = console or Console(stderr=True)
         self.progress = _bars(self.console, enabled and self.console.is_terminal)
         self.task = self.progress.add_task("runs", total=total, info="")
@@ -175,5 +180,8 @@ class SweepDisplay:
         self.progress.update(self.task, info=f"training {running}" if running else "")
 
     def _line(self, text: str) -> None:
-        if self.enabled:
-            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        if not self.enabled:
+            return
+        for line in (self._note, text) if self._note else (text,):
+            self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        self._note = ""

@@ -38,7 +38,7 @@ def wrap(model: nn.Module, options: RunOptions, procs: distributed.Processes) ->
 
 
 # torch's fused optimizer kernels: one pass over all parameters instead of a dozen ops per tensor.
-# On the 2-core CPU they made every RepViT step's training step 1-7 % faster
+# On the 2-core CPU they made the RepViT steps' training steps 0-7 % faster (0 at stage_ratio)
 # (``benchmarks/train_cpu.py step``); elsewhere the optimizer keeps torch's default.
 FUSED_ON_CPU = ("adam", "adamw")
 

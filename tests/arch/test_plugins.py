@@ -1,7 +1,6 @@
 """A researcher's own step, loaded from a file, works like the paper's steps."""
 
 import json
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -15,16 +14,7 @@ PLUGIN = str(REPO / "examples" / "relu_step.py")
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_registry():
-    """Plugin steps registered by a test must not leak into other tests."""
-    registry.list_steps()
-    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
-    for name in [m for m in sys.modules if m.startswith("roadmap_plugin_")]:
-        del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("restore_registry")  # plugin steps must not leak
 
 
 BLOCK_PLUGIN = '''

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from roadmap.arch import registry
 from roadmap.cli import app
 from roadmap.cli.app import _is_out_of_memory
 from roadmap.train import loop as training
@@ -137,15 +136,6 @@ def test_a_foreign_pickle_is_one_line_without_torchs_warning(tmp_path: Path) -> 
     )
 
 
-@pytest.fixture
-def clean_registry():
-    registry.list_steps()
-    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
-
-
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -159,7 +149,7 @@ def clean_registry():
     ids=["raises", "not-a-spec", "invalid-spec"],
 )
 def test_a_broken_plugin_step_is_named(
-    body: str, message: str, tmp_path: Path, clean_registry: None
+    body: str, message: str, tmp_path: Path, restore_registry: None
 ) -> None:
     plugin = tmp_path / "x.py"
     plugin.write_text(

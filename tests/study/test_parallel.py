@@ -72,20 +72,8 @@ def _weights(results: Path, run: str) -> list:
     return [(k, v.tolist()) for k, v in sorted(state.items())]
 
 
-@pytest.fixture
-def _restore_registry() -> object:
-    """A plugin's steps must not leak into other tests (the registries are process-wide)."""
-    registry.list_steps()
-    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
-    for name in [m for m in sys.modules if m.startswith("roadmap_plugin_")]:
-        del sys.modules[name]
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("_restore_registry")
+@pytest.mark.usefixtures("restore_registry")
 def test_a_plugins_steps_reach_the_workers(tmp_path: Path) -> None:
     """Workers start as new processes: the --plugin files are loaded there too, and only the
     ones whose steps are registered now (not one whose registrations were reset since)."""
@@ -238,7 +226,7 @@ sweep.fit = fit
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("_restore_registry")
+@pytest.mark.usefixtures("restore_registry")
 def test_a_failed_run_stops_the_plan_as_one_process_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
