@@ -114,13 +114,13 @@ def summarize(
     records: list[LatencyRecord], backends: list[str], gflop: float, limit: float
 ) -> dict:
     by = {r.step: r for r in records}
-    every = len(records) == len(backends) * len(every_step())
-    paper = [paper_numbers(s)[1] for s in every_step()]
+    every = len(records) == len(backends) * len(every_step("repvit"))
+    paper = [paper_numbers(s)[1] for s in every_step("repvit")]
     eager = by[label(LAST, "eager")] if "eager" in backends else None
     rows = {}
     for backend in backends:
         last = by[label(LAST, backend)]
-        steps = [by[label(s.name, backend)] for s in every_step()] if every else []
+        steps = [by[label(s.name, backend)] for s in every_step("repvit")] if every else []
         agreement = paper_agreement(steps, paper) if every else None
         achieved = gflop / (last.median_ms / 1e3)
         rows[backend] = {
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     backends = args.backends.split(",")
-    gflop = 2 * count_macs(roadmap.fuse(roadmap.build_model(LAST))) / 1e9
+    gflop = 2 * count_macs(roadmap.fuse(roadmap.build_model(LAST, roadmap="repvit"))) / 1e9
     before = matmul_gflops(args.threads)
     print(f"compute limit before: {before:.0f} GFLOP/s")
     start = time.perf_counter()

@@ -39,7 +39,7 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "distill_
 def make_step(student: str, teacher: str | None, args: argparse.Namespace):  # noqa: ANN201
     """A closure that runs one training step."""
     torch.manual_seed(0)
-    spec = roadmap.build_spec(student, num_classes=args.classes)
+    spec = roadmap.build_spec(student, num_classes=args.classes, roadmap="repvit")
     if teacher:
         spec = replace(spec, head=replace(spec.head, distillation=True))
     model = build(spec).train()

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for step in roadmap.list_steps(args.roadmap):
-        selection = Selection.of(step, roadmap=args.roadmap)
+        selection = Selection.of(args.roadmap, step)
         folder = store.RunKey(args.data, args.recipe, selection.name, args.seed).folder(
             args.results
         )

@@ -49,9 +49,9 @@ def unfused_label(step: str) -> str:
 def candidates() -> list[Candidate]:
     """Every step fused and unfused, then timm's two endpoints."""
     out = []
-    for step in roadmap.list_steps():
-        names = tuple(roadmap.resolve_steps(upto=step))
-        model = roadmap.build_model(step)
+    for step in roadmap.list_steps("repvit"):
+        names = tuple(roadmap.resolve_steps(upto=step, roadmap="repvit"))
+        model = roadmap.build_model(step, roadmap="repvit")
         out.append(Candidate(step, roadmap.fuse(model), names, fused=True))
         out.append(Candidate(unfused_label(step), model.eval(), names, fused=False))
     repvit = timm.create_model("repvit_m0_9", distillation=False).eval()
@@ -74,7 +74,7 @@ def summarize(records: list[LatencyRecord]) -> dict:
         pair(by[unfused_label(FIRST)], by[TIMM_MNV3]),
         pair(by[FIRST], by[TIMM_MNV3]),
     ]
-    fusion = [pair(by[s], by[unfused_label(s)]) for s in roadmap.list_steps()]
+    fusion = [pair(by[s], by[unfused_label(s)]) for s in roadmap.list_steps("repvit")]
     return {"target_ratio": TARGET_RATIO, "builder_vs_timm": builder, "fused_vs_unfused": fusion}
 
 

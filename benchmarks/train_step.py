@@ -111,7 +111,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.steps == "all":
-        args.steps = ",".join(roadmap.list_steps())
+        args.steps = ",".join(roadmap.list_steps("repvit"))
     limit = matmul_gflops(args.threads) if args.share else None
     print(f"# Training-step throughput, batch on the device ({device_name(args.device)})\n")
     print(
@@ -122,7 +122,9 @@ def main() -> None:
     print("| network | precision | memory format | images/s | share of the fp32 limit |")
     print("|---|---|---|---:|---:|")
     for step in args.steps.split(","):
-        flops = 6 * count_macs(roadmap.build_model(step, num_classes=args.classes), args.img_size)
+        flops = 6 * count_macs(
+            roadmap.build_model(step, num_classes=args.classes, roadmap="repvit"), args.img_size
+        )
         for amp in (False, True):
             for channels_last in (False, True):
                 rate, _ = images_per_s(step, args, channels_last, amp)

@@ -56,7 +56,9 @@ def roadmap_images_per_s(args: argparse.Namespace, out: Path) -> float:
         amp=args.amp,
         workers=args.workers,
     )
-    record = training.train(Selection.of(args.upto), f"synthetic:{args.images}", recipe, options)
+    record = training.train(
+        Selection.of("repvit", args.upto), f"synthetic:{args.images}", recipe, options
+    )
     folder = store.RunKey(record.data, record.recipe, record.name, 0).folder(out)
     epochs = store.read_jsonl(folder / store.LOG)[1:]
     return sum(e["images_per_s"] * e["epoch_time_s"] for e in epochs) / sum(
@@ -89,7 +91,9 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
     recipe = _recipe(args)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = roadmap.build_model(args.upto, num_classes=SYNTHETIC_CLASSES).to(device)
+    model = roadmap.build_model(args.upto, num_classes=SYNTHETIC_CLASSES, roadmap="repvit").to(
+        device
+    )
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = create_optimizer_v2(

@@ -13,7 +13,7 @@ how much of RepViT's latency and accuracy is the activation function?
 from roadmap import NetSpec, map_blocks, register_step, replace
 
 
-@register_step("relu", title="ReLU instead of GELU (extension)", section="§ext")
+@register_step("relu", title="ReLU instead of GELU (extension)", section="§ext", roadmap="repvit")
 def relu(spec: NetSpec) -> NetSpec:
     """Set every block and head activation (except "none") to ReLU."""
     spec = map_blocks(

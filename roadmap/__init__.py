@@ -1,11 +1,12 @@
-"""roadmap: the RepViT modernization roadmap (MobileNetV3-L -> RepViT-M0.9) as software.
+"""roadmap: modernization roadmaps (RepViT's, ConvNeXt's, your own) as software.
 
-Python API::
+Python API (every call that needs a roadmap names it; nothing picks one for you)::
 
     import roadmap
-    roadmap.list_steps()                            # the eleven steps, in order
-    spec = roadmap.build_spec("simple_classifier")  # NetSpec after steps 0..7
-    model = roadmap.build_model(steps=["mobilenetv3_large", "gelu"], num_classes=10)
+    roadmap.list_steps("repvit")                    # RepViT's eleven steps, in order
+    spec = roadmap.build_spec("simple_classifier", roadmap="repvit")  # after steps 0..7
+    model = roadmap.build_model(steps=["mobilenetv3_large", "gelu"], num_classes=10,
+                                roadmap="repvit")
     deploy = roadmap.fuse(model)                    # the deploy form (eval mode, branches folded)
     roadmap.register_timm_models()                  # timm.create_model("roadmap_<step>")
 
@@ -22,9 +23,7 @@ only when a network is built), and the timm models are registered when you ask f
 import importlib
 from typing import Any
 
-from roadmap import _aliases
-
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # name -> module that defines it; loaded on first access (PEP 562)
 _EXPORTS = {
@@ -55,6 +54,8 @@ _EXPORTS = {
     "get_roadmap": "roadmap.arch.roadmaps",
     "BlockKind": "roadmap.arch.blocks",
     "register_block_kind": "roadmap.arch.blocks",
+    "declare_block_kind": "roadmap.arch.blocks",
+    "Size": "roadmap.arch.family",
     "get_block_kind": "roadmap.arch.blocks",
     "block_kinds": "roadmap.arch.blocks",
     "get_step": "roadmap.arch.registry",
@@ -79,8 +80,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-_aliases.install()  # 0.2's module paths (roadmap.spec, roadmap.edit, ...) still import
 
 
 def __getattr__(name: str) -> Any:

@@ -1,66 +1,9 @@
-"""The RepViT paper's roadmap, one module per step. ``ROADMAP`` is the order.
+"""The roadmaps that ship with ``roadmap``, one package each: ``repvit`` (MobileNetV3-L ->
+RepViT-M0.9) and ``convnext`` (ResNet-50 -> ConvNeXt-T).
 
-Importing this package registers the roadmap (``repvit``, the default) and every step with
-:mod:`roadmap.arch.registry`, in this order. A module's docstring is its lesson: ``roadmap
-explain STEP`` prints it. Other roadmaps live in sub-packages (``steps.convnext``).
+Installed, this folder is the package ``roadmap_steps`` (a name of this distribution's own, so
+no generic ``steps`` lands in site-packages). Each roadmap is found as any user's roadmap
+package is: through the ``roadmap.steps`` entry point the project's ``pyproject.toml``
+declares, and its block kinds through ``roadmap.block_kinds``. Nothing in the ``roadmap``
+library names them.
 """
-
-import importlib
-
-from roadmap.arch import paper
-from roadmap.arch.paper import PaperResult
-from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
-
-ROADMAP = (
-    "mobilenetv3_large",
-    "gelu",
-    "separate_mixers",
-    "expansion_2",
-    "widen",
-    "early_conv_stem",
-    "deeper_downsampling",
-    "simple_classifier",
-    "stage_ratio",
-    "kernel_3x3",
-    "alternating_se",
-)
-
-REPVIT = register_roadmap(
-    Roadmap(
-        name="repvit",
-        title="MobileNetV3-L -> RepViT-M0.9",
-        citation="Wang, Chen, Lin, Han, Ding: RepViT: Revisiting Mobile CNN From ViT "
-        "Perspective, CVPR 2024 (arXiv 2307.09283)",
-        package=__name__,
-        order=ROADMAP,
-        accuracy=PaperColumn("paper top-1 %", "%", "ImageNet-1K, no distillation"),
-        speed=PaperColumn("paper ms", "ms", "iPhone 12, Core ML, batch 1", lower_is_better=True),
-        references=(
-            ("mobilenetv3_large", "mobilenetv3_large_100"),
-            ("alternating_se", "repvit_m0_9"),
-        ),
-    )
-)
-
-# The paper's control experiment (§3.2): expansion ratio 2 and the wider stages applied to the
-# original MobileNetV3 blocks, i.e. without separate_mixers. Reported, not adopted.
-CONTROL = ("mobilenetv3_large", "gelu", "expansion_2", "widen")
-
-for _name in ROADMAP:
-    importlib.import_module(f"steps.{_name}")
-
-# What the paper reports beyond the steps (each step reports its own numbers where it is
-# registered): the control, and the family it scaled the roadmap's result to (Table 1's
-# iPhone 12 latencies, Table 2's top-1 without distillation, 300 epochs; M0.6 from the
-# official README, "~0.6 ms", no top-1).
-paper.report("widen-separate_mixers", PaperResult(73.0, 0.91, "the paper's control", "§3.2"))
-for _size, _top1, _ms in (
-    ("m0_6", None, 0.6),
-    ("m0_9", 77.4, 0.9),
-    ("m1_0", 78.6, 1.0),
-    ("m1_1", 79.4, 1.1),
-    ("m1_5", 81.2, 1.5),
-    ("m2_3", 82.5, 2.3),
-):
-    _source = "official README" if _top1 is None else "Tables 1 and 2"
-    paper.report(f"{ROADMAP[-1]}@{_size}", PaperResult(_top1, _ms, "", _source))

@@ -1,7 +1,6 @@
 """Shared fixtures. Rich output is rendered at a fixed width so CLI text is assertable."""
 
 import os
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -37,14 +36,9 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture
 def restore_registry() -> Iterator[None]:
-    """A plugin a test loads must not leak into other tests (the step registry is
-    process-wide): its steps are unregistered and its module forgotten afterwards."""
-    from roadmap.arch import registry
+    """What a test registers (a plugin's steps, roadmap, block kinds, runtimes, data sources)
+    must not leak into other tests (:func:`tests.helpers.isolated_registries`)."""
+    from tests.helpers import isolated_registries
 
-    registry.list_steps()
-    saved = {roadmap: dict(steps) for roadmap, steps in registry._REGISTRY.items()}
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
-    for name in [m for m in sys.modules if m.startswith("roadmap_plugin_")]:
-        del sys.modules[name]
+    with isolated_registries():
+        yield

@@ -6,6 +6,9 @@ Tests import these from here and never from each other.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +83,12 @@ LR = LrRule("base_lr x global_batch / 512", 1e-3, 64, 64, 1, 1.25e-4)
 def make_record(steps: list[str], seed: int, top1: float, **fields: object) -> RunRecord:
     """A finished run of the network ``steps`` (10 classes, digits/quick unless overridden)."""
     num_classes = int(fields.pop("num_classes", 10))
-    spec = roadmap.build_spec(steps=steps, num_classes=num_classes)
+    spec = roadmap.build_spec(steps=steps, num_classes=num_classes, roadmap="repvit")
     values = dict(
         data="digits",
         synthetic=False,
         recipe="quick",
-        name=roadmap.Selection(tuple(steps)).name,
+        name=roadmap.Selection(tuple(steps), "repvit").name,
         seed=seed,
         steps=list(steps),
         spec_hash=roadmap.spec_hash(spec),
@@ -182,3 +185,25 @@ def corrupt_one_image(root: Path) -> Path:
     path = root / "train" / CLASSES[0] / "0.png"
     path.write_bytes(b"this is not a png")
     return path
+
+
+@contextlib.contextmanager
+def isolated_registries() -> Iterator[None]:
+    """Every registry is put back as it was afterwards, and the modules of the plugins loaded
+    meanwhile are forgotten (so loading one again registers it again)."""
+    from roadmap.arch import blocks, registry
+    from roadmap.util import registry as registries
+
+    registry.load_everything()
+    blocks.KINDS.values()  # define every declared kind now, so that restoring keeps them
+    saved, before = registries.snapshot(), set(sys.modules)
+    plugins_before = set(registry.PLUGINS.names())
+    try:
+        yield
+    finally:
+        plugins = set(registry.PLUGINS.names()) - plugins_before
+        registries.restore(saved)
+        for name in set(sys.modules) - before:
+            root = name.split(".")[0]
+            if root in plugins or root.startswith(registry.PLUGIN_PREFIX):
+                del sys.modules[name]

@@ -10,22 +10,25 @@ import json
 import sys
 from pathlib import Path
 
+from roadmap_steps.repvit import CONTROL
+
 import roadmap
 from roadmap.measure.counts import MACS_UNIT, count
-from steps import CONTROL
 
 GOLDEN = Path(__file__).parent / "golden" / "counts.json"
 
 
 def golden_cases() -> dict[str, list[str]]:
     """Name -> resolved step list, for every roadmap prefix and the paper's control."""
-    cases = {name: roadmap.resolve_steps(name) for name in roadmap.list_steps()}
+    cases = {
+        name: roadmap.resolve_steps(name, roadmap="repvit") for name in roadmap.list_steps("repvit")
+    }
     cases["control:" + ",".join(CONTROL)] = list(CONTROL)
     return cases
 
 
 def measure(steps: list[str]) -> dict[str, int | str]:
-    spec = roadmap.build_spec(steps=steps)
+    spec = roadmap.build_spec(steps=steps, roadmap="repvit")
     return {"spec_hash": roadmap.spec_hash(spec), **count(roadmap.build(spec), 224).to_dict()}
 
 

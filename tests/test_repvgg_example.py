@@ -21,10 +21,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 import roadmap
-from roadmap.arch import blocks, paper, registry, roadmaps
+from roadmap.arch import registry
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs
-from tests.helpers import REPO, SLOW, calibrate_bn, executed_layers
+from tests.helpers import REPO, SLOW, calibrate_bn, executed_layers, isolated_registries
 
 EXAMPLE = REPO / "examples" / "repvgg_roadmap"
 PACKAGE = EXAMPLE / "repvgg_roadmap"
@@ -37,15 +37,9 @@ runner = CliRunner()
 def _example():
     """Load the package as `--plugin FOLDER` does; unregister it afterwards (the registries
     are process-wide, and other tests count the installed roadmaps)."""
-    registry.load_plugin(PACKAGE)
-    yield
-    registry._REGISTRY.pop("repvgg", None)
-    roadmaps._ROADMAPS.pop("repvgg", None)
-    blocks._KINDS.pop("repvgg", None)
-    for step in STEPS:
-        paper._RESULTS.pop(f"repvgg.{step}", None)
-    for name in [m for m in sys.modules if m.split(".")[0] == "repvgg_roadmap"]:
-        del sys.modules[name]
+    with isolated_registries():
+        registry.load_plugin(PACKAGE)
+        yield
 
 
 def cli(*args: object) -> str:

@@ -27,8 +27,8 @@ LAYERS = (
     ("cli", "__main__"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
-# The public API and the 0.2 module aliases name modules as strings, and import nothing eagerly.
-EXEMPT = {"__init__", "_aliases"}
+# The public API names modules as strings, and imports nothing eagerly.
+EXEMPT = {"__init__"}
 
 
 def layer_of(module: str) -> str:
@@ -109,11 +109,14 @@ def python(code: str) -> str:
 
 @pytest.mark.slow  # three fresh interpreters importing torch and timm, started together
 def test_timm_models_do_not_depend_on_import_order() -> None:
-    orders = ["import steps; import roadmap", "import roadmap; import steps"]
+    orders = [
+        "import roadmap_steps.repvit; import roadmap",
+        "import roadmap; import roadmap_steps.repvit",
+    ]
     orders += ["import roadmap.interop.timm_models"]
     check = (
         "; import roadmap, timm; roadmap.register_timm_models(); "
-        "print(len(timm.list_models('roadmap_*')), roadmap.list_steps()[-1])"
+        "print(len(timm.list_models('roadmap_*')), roadmap.list_steps('repvit')[-1])"
     )
     running = [
         subprocess.Popen(
@@ -135,9 +138,10 @@ def test_timm_models_do_not_depend_on_import_order() -> None:
 def test_a_step_registered_before_the_papers_still_comes_after_them() -> None:
     out = python(
         "from roadmap import register_step\n"
-        "@register_step('early', title='t', section='ext')\n"
+        "@register_step('early', title='t', section='ext', roadmap='repvit')\n"
         "def early(spec): return spec\n"
-        "import roadmap; steps = roadmap.list_steps(); print(steps[0], steps[-1], len(steps))"
+        "import roadmap; steps = roadmap.list_steps('repvit')\n"
+        "print(steps[0], steps[-1], len(steps))"
     )
     assert out == "mobilenetv3_large early 12"
 

@@ -37,7 +37,7 @@ from roadmap.arch.layers import (
     layer_norm,
     make_act,
 )
-from roadmap.arch.roadmaps import DEFAULT
+from roadmap.arch.roadmaps import Roadmap
 from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
 from roadmap.errors import RoadmapError
 
@@ -379,7 +379,7 @@ def build_model(
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
     num_classes: int = 1000,
-    roadmap: str = DEFAULT,
+    roadmap: Roadmap | str,
 ) -> RoadmapNet:
     """The training-form network after the resolved steps (arguments as in ``build_spec``)."""
     from roadmap.arch.registry import build_spec

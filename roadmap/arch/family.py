@@ -1,11 +1,13 @@
-"""The RepViT family: the roadmap's result at other sizes, from the same spec.
+"""Families: a roadmap's result at other sizes, from the same spec.
 
-The paper's Table 1 family (M0.9, M1.0, M1.1, M1.5, M2.3) and the official README's M0.6 differ
-from RepViT-M0.9 only in stage widths, stage depths and the stem's widths (C1/2 and C1). A
-:class:`Size` is exactly that pair of tuples; :func:`scale` applies it to any four-stage spec.
+Papers scale the network their roadmap ends at: RepViT's family (M0.6 ... M2.3) and ConvNeXt's
+(T, S, B, L) differ from the roadmap's end only in stage widths, stage depths and the stem's
+widths. A :class:`Size` is exactly that pair of tuples; :func:`scale` applies it to any
+four-stage spec. A roadmap's package lists its family (``Roadmap.family``); a roadmap without
+one takes no ``--size``.
 
 A size is an *option* of the network selection (``--size m1_5``, ``--size w1.25d1.5``), not a
-roadmap step: the roadmap ends at M0.9, and the paper scales its result afterwards. So any
+roadmap step: the roadmap ends at one size, and the paper scales its result afterwards. So any
 command takes it, the network's name says it (``alternating_se@m1_5``), and scaling a prefix
 other than the last is allowed (``widen@w1.5d1``) where a researcher wants it.
 
@@ -13,7 +15,7 @@ What scaling does to a spec:
 
 - stage widths are set (downsampling units included: the pre-block keeps the previous stage's
   width, as ``roadmap.arch.edit.set_widths`` does), and each stem layer is scaled by the same
-  factor as stage 1 (RepViT's stem is C1/2, C1);
+  factor as stage 1 (RepViT's stem is C1/2, C1; ConvNeXt's patchify stem is C1);
 - stage depths are set (``set_depths`` repeats a stage's last block, or drops from the end);
 - when a stage's SE pattern alternates (the ``alternating_se`` step), it is re-applied to the
   new depth (SE on the 1st, 3rd, 5th... block), as the official configs do; otherwise the
@@ -26,12 +28,14 @@ nearest whole block (at least one).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from roadmap.arch.edit import alternate, map_stages, require_stages, set_depths, set_widths
 from roadmap.arch.spec import NetSpec, StageSpec, replace
 from roadmap.errors import RoadmapError
 from roadmap.util.names import did_you_mean
+from roadmap.util.registry import shown
 
 
 @dataclass(frozen=True)
@@ -57,29 +61,25 @@ class Size:
     timm_name: str | None = None
 
 
-FAMILY = {
-    s.label: s
-    for s in (
-        Size("m0_6", (40, 80, 160, 320), (1, 1, 8, 1)),
-        Size("m0_9", (48, 96, 192, 384), (2, 2, 14, 2), timm_name="repvit_m0_9"),
-        Size("m1_0", (56, 112, 224, 448), (2, 2, 14, 2), timm_name="repvit_m1_0"),
-        Size("m1_1", (64, 128, 256, 512), (2, 2, 12, 2), timm_name="repvit_m1_1"),
-        Size("m1_5", (64, 128, 256, 512), (4, 4, 24, 4), timm_name="repvit_m1_5"),
-        Size("m2_3", (80, 160, 320, 640), (6, 6, 34, 2), timm_name="repvit_m2_3"),
-    )
-}  # fmt: skip
 _MULTIPLIERS = re.compile(r"^w(\d+(?:\.\d+)?)d(\d+(?:\.\d+)?)$")
 
 
-def parse_size(text: str) -> Size:
-    """``m1_5`` (a family member) or ``w1.25d1.5`` (width and depth multipliers)."""
-    if text in FAMILY:
-        return FAMILY[text]
+def parse_size(text: str, family: Sequence[Size], roadmap: str) -> Size:
+    """``m1_5`` (a member of ``family``, ``roadmap``'s) or ``w1.25d1.5`` (width and depth
+    multipliers); a roadmap without a family takes neither."""
+    if not family:
+        raise RoadmapError(
+            f"--size {shown(text)}: the {roadmap} roadmap has no family (its paper scaled "
+            "nothing), so there is no size to choose"
+        )
+    labels = [s.label for s in family]
+    if text in labels:
+        return family[labels.index(text)]
     match = _MULTIPLIERS.match(text)
     if not match:
         raise RoadmapError(
-            f"unknown size {text!r}{did_you_mean(text, FAMILY)}: use one of {', '.join(FAMILY)}, "
-            "or wWdD multipliers such as w1.25d1.5"
+            f"unknown size {shown(text)!r}{did_you_mean(text, labels)}: {roadmap}'s family is "
+            f"{', '.join(labels)}; or wWdD multipliers such as w1.25d1.5"
         )
     width, depth = float(match[1]), float(match[2])
     if not (0.1 <= width <= 8 and 0.1 <= depth <= 8):

@@ -6,14 +6,14 @@ experiments it ran beside the roadmap, and the family it scaled the result to. E
 here under the network's one name (:attr:`roadmap.arch.selection.Selection.name`): ``gelu``,
 ``widen-separate_mixers`` (the RepViT paper's control), ``alternating_se@m1_5`` (a family
 member). A step's own numbers come with it (``register_step(..., paper_top1=...)``); the
-paper's other networks are reported by the package that holds its roadmap (``steps``).
+paper's other networks are reported by the package that holds its roadmap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roadmap.errors import RoadmapError
+from roadmap.util.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -21,36 +21,37 @@ class PaperResult:
     """The paper's numbers for one network.
 
     Attributes:
-        top1: ImageNet-1K top-1 (%), or None where the paper gives none.
-        latency_ms: iPhone 12 latency (ms, Core ML), or None.
+        top1: the paper's accuracy column (top-1, %), or None where the paper gives none.
+        speed: its speed column (RepViT's iPhone 12 ms, or images/s), or None.
         note: how to read the numbers (derived from the text, unconfirmed, ...), or "".
         source: where in the paper they are (``§3.2``, ``Table 2``).
-        cost: the paper's compute column (ConvNeXt's GFLOPs), or None.
+        cost: its compute column (ConvNeXt's GFLOPs), or None.
 
-    ``latency_ms`` is the paper's speed column and ``cost`` its compute column; the roadmap
-    (:mod:`roadmap.arch.roadmaps`) says what each means, in which unit, measured how.
+    The numbers carry no units of their own: the roadmap's columns
+    (:class:`~roadmap.arch.roadmaps.PaperColumn`) say what each means, in which unit, measured
+    how.
     """
 
     top1: float | None = None
-    latency_ms: float | None = None
+    speed: float | None = None
     note: str = ""
     source: str = ""
     cost: float | None = None
 
 
-_RESULTS: dict[str, PaperResult] = {}
+RESULTS: Registry[PaperResult] = Registry(
+    "paper result", check_name=lambda name: bool(name), rule="a network's name", same_again=True
+)
 
 
 def report(name: str, result: PaperResult) -> None:
-    """File the paper's numbers for the network called ``name`` (once: a second report of the
-    same network is an error, never an overwrite)."""
-    if name in _RESULTS and _RESULTS[name] != result:
-        raise RoadmapError(f"the paper's numbers for {name!r} are already reported")
-    _RESULTS[name] = result
+    """File the paper's numbers for the network called ``name`` (once: a second report of other
+    numbers for the same network is an error, never an overwrite)."""
+    RESULTS.register(name, result)
 
 
 def reported(name: str) -> PaperResult | None:
-    """The numbers filed under a network's (or a step's) name, or None. (The steps package
-    files its numbers when the registry loads it; :attr:`Selection.paper
+    """The numbers filed under a network's (or a step's) name, or None. (A roadmap's package
+    files its numbers when it loads; :attr:`Selection.paper
     <roadmap.arch.selection.Selection.paper>` looks a network up.)"""
-    return _RESULTS.get(name)
+    return RESULTS.find(name)

@@ -1,11 +1,13 @@
 """The step registry: strict (duplicates and unknown names raise) and ordered, per roadmap.
 
-Every step belongs to a roadmap (:mod:`roadmap.arch.roadmaps`; ``repvit`` unless it says
-otherwise), and its name is unique within it. The order does not depend on who was imported
-first: a roadmap's own steps come in the order the roadmap lists, then every other step
-registered for it (a ``roadmap.steps`` entry point, a ``--plugin`` file, a module that calls
-:func:`register_step` itself) in the order it was registered. So ``import steps`` before
-``import roadmap``, or a plugin imported before the paper's steps, gives the same roadmap.
+Every step belongs to a roadmap (:mod:`roadmap.arch.roadmaps`), named when it registers, and its
+name is unique within it. The order does not depend on who was imported first: a roadmap's own
+steps come in the order the roadmap lists, then every other step registered for it (a
+``roadmap.steps`` entry point, a ``--plugin`` file, a module that calls :func:`register_step`
+itself) in the order it was registered.
+
+Every function that needs a roadmap takes one (a :class:`~roadmap.arch.roadmaps.Roadmap` or its
+name) and has no default: the command line picks the default roadmap, nothing below it does.
 
 A step that fails is reported as the step's failure, with where it came from: an exception
 inside it, a return value that is not a :class:`NetSpec`, or a spec that does not validate
@@ -15,7 +17,6 @@ becomes one :class:`RoadmapError` line ("step boom (from plugin x.py) failed: ..
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -24,12 +25,12 @@ from pathlib import Path
 
 from roadmap.arch import paper
 from roadmap.arch.paper import PaperResult
-from roadmap.arch.roadmaps import BUILT_IN, DEFAULT, get_roadmap, roadmap_names
+from roadmap.arch.roadmaps import ROADMAPS, Roadmap, get_roadmap, roadmap_names
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
-from roadmap.util.names import did_you_mean
+from roadmap.util.registry import Registry, shown
 
-PAPER_PACKAGE = "steps"  # where the built-in roadmaps' steps live
+PLUGIN_PREFIX = "roadmap_plugin_"  # the module name a --plugin file is imported under
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,12 @@ class Step:
     section: str
     fn: Callable[..., NetSpec]
     base: bool = False
-    roadmap: str = DEFAULT
+    roadmap: str = ""
 
     @property
     def network(self) -> str:
         """The name the roadmap up to this step is filed under (``convnext.gelu``)."""
-        return _network_name(self.roadmap, self.name)
+        return get_roadmap(self.roadmap).network_name(self.name)
 
     @property
     def paper(self) -> PaperResult | None:
@@ -72,12 +73,13 @@ class Step:
 
     @property
     def origin(self) -> str:
-        """Where the step is defined: ``steps/gelu.py``, or ``plugin x.py`` for anyone else's."""
+        """Where the step is defined: its module (``roadmap_steps.repvit.gelu``), or ``plugin
+        x.py`` for a file loaded with ``--plugin``."""
         module = sys.modules.get(self.fn.__module__)
         file = Path(getattr(module, "__file__", None) or self.fn.__module__)
-        if self.fn.__module__.split(".")[0] == PAPER_PACKAGE:
-            return self.fn.__module__.replace(".", "/") + ".py"
-        return f"plugin {file.name}"
+        if self.fn.__module__.startswith(PLUGIN_PREFIX):
+            return f"plugin {file.name}"
+        return self.fn.__module__
 
     def apply(self, spec: NetSpec | None) -> NetSpec:
         """Run the step on ``spec`` (None for a base step) and check what it returns.
@@ -109,9 +111,14 @@ class Step:
             raise RoadmapError(f"{where} made a spec that does not validate: {e}") from None
 
 
-_REGISTRY: dict[str, dict[str, Step]] = {}  # roadmap -> step name -> step
-_state = {"loaded": False, "loading": False}
-_PLUGINS: dict[str, str] = {}  # module name -> path of each plugin load_plugin imported, in order
+_STEPS: dict[str, Registry[Step]] = {}  # roadmap name -> its steps
+PLUGINS: Registry[str] = Registry("plugin")  # module name -> path, of each --plugin loaded
+
+
+def _steps_of(roadmap: str) -> Registry[Step]:
+    if roadmap not in _STEPS:
+        _STEPS[roadmap] = Registry("step", where=f" in roadmap {roadmap!r}")
+    return _STEPS[roadmap]
 
 
 def register_step(
@@ -119,35 +126,29 @@ def register_step(
     *,
     title: str,
     section: str,
+    roadmap: str,
     paper_top1: float | None = None,
-    paper_latency_ms: float | None = None,
+    paper_speed: float | None = None,
+    paper_cost: float | None = None,
     paper_note: str = "",
     base: bool = False,
-    roadmap: str = DEFAULT,
-    paper_cost: float | None = None,
 ) -> Callable[[Callable[..., NetSpec]], Callable[..., NetSpec]]:
     """Decorator that registers a step function under ``name`` in ``roadmap`` (the name must
     be new there).
 
-    ``paper_top1`` (the paper's accuracy, %), ``paper_latency_ms`` (its speed column),
+    ``paper_top1`` (the paper's accuracy, %), ``paper_speed`` (its speed column),
     ``paper_cost`` (its compute column, e.g. GFLOPs) and ``paper_note`` (how to read them) are
-    what the paper reports for the roadmap up to this step; they are filed in
-    :mod:`roadmap.arch.paper` under that network's name.
+    what the paper reports for the roadmap up to this step, in the units the roadmap's columns
+    name; they are filed in :mod:`roadmap.arch.paper` under that network's name.
     """
+    if not isinstance(roadmap, str) or not roadmap.isidentifier():
+        raise RoadmapError(f"step {name!r}: roadmap= must name a roadmap, got {roadmap!r}")
 
     def decorator(fn: Callable[..., NetSpec]) -> Callable[..., NetSpec]:
-        steps = _REGISTRY.setdefault(roadmap, {})
-        if name in steps:
-            owner = steps[name].fn.__module__
-            raise RoadmapError(
-                f"step {name!r} is already registered in roadmap {roadmap!r} (by {owner}); "
-                "pick a new name"
-            )
-        if not name.isidentifier():
-            raise RoadmapError(f"step name {name!r} must be a Python identifier (a-z, 0-9, _)")
-        steps[name] = Step(name, title, section, fn, base, roadmap)
-        if any(n is not None for n in (paper_top1, paper_latency_ms, paper_cost)) or paper_note:
-            result = PaperResult(paper_top1, paper_latency_ms, paper_note, section, paper_cost)
+        step = Step(name, title, section, fn, base, roadmap)
+        _steps_of(roadmap).register(name, step, owner=fn.__module__)
+        if any(n is not None for n in (paper_top1, paper_speed, paper_cost)) or paper_note:
+            result = PaperResult(paper_top1, paper_speed, paper_note, section, paper_cost)
             paper.report(_network_name(roadmap, name), result)
         return fn
 
@@ -155,52 +156,20 @@ def register_step(
 
 
 def _network_name(roadmap: str, step: str) -> str:
-    """The network the roadmap up to ``step`` is filed under (a roadmap registers once its
-    steps are imported, so this does not ask it)."""
-    from roadmap.arch.roadmaps import SEPARATOR
-
-    return step if roadmap == DEFAULT else f"{roadmap}{SEPARATOR}{step}"
-
-
-def paper_roadmap(roadmap: str = DEFAULT) -> tuple[str, ...]:
-    """A roadmap's own steps in order, whether or not they are loaded yet."""
-    return get_roadmap(roadmap).order
+    """The network the roadmap up to ``step`` is filed under (its package registers the
+    roadmap before its steps; a step registered earlier is filed when the roadmap is)."""
+    found = ROADMAPS._items.get(roadmap)
+    if found is None:
+        raise RoadmapError(
+            f"step {step!r} reports the paper's numbers for roadmap {roadmap!r}, which is not "
+            "registered yet: register the roadmap first"
+        )
+    return found.network_name(step)
 
 
 def load_everything() -> None:
-    """Load every built-in roadmap and every installed ``roadmap.steps`` entry point."""
-    _ensure_loaded()
-
-
-def _ensure_loaded() -> None:
-    """Import the built-in roadmaps' steps, then any installed ``roadmap.steps`` entry points.
-
-    Safe to call while a roadmap's package is itself being imported (a step module imports
-    this one): the loading is then simply finished by a later call.
-    """
-    if _state["loaded"] or _state["loading"]:
-        return
-    _state["loading"] = True
-    try:
-        for package in BUILT_IN.values():
-            importlib.import_module(package)
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group="roadmap.steps"):
-            try:
-                ep.load()
-            except RoadmapError:
-                raise
-            except (Exception, SystemExit) as e:
-                raise RoadmapError(
-                    f"the roadmap.steps entry point {ep.name} ({ep.value}) failed to load: "
-                    f"{_what(e)}"
-                ) from e
-        _state["loaded"] = all(
-            step in _REGISTRY.get(name, {}) for name in BUILT_IN for step in paper_roadmap(name)
-        )
-    finally:
-        _state["loading"] = False
+    """Load every installed roadmap package (each registers its roadmap and steps)."""
+    ROADMAPS.load()
 
 
 def load_plugin(path: str | Path) -> None:
@@ -212,7 +181,7 @@ def load_plugin(path: str | Path) -> None:
     imported twice. The code runs with the permissions of whoever runs ``roadmap``: load only
     what you trust.
     """
-    _ensure_loaded()
+    load_everything()
     path = Path(path)
     if path.is_dir():
         name, init = path.resolve().name, path / "__init__.py"
@@ -223,9 +192,9 @@ def load_plugin(path: str | Path) -> None:
         locations = [str(path.resolve())]
     elif path.is_file():
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        name, init, locations = f"roadmap_plugin_{digest}", path, None
+        name, init, locations = f"{PLUGIN_PREFIX}{digest}", path, None
     else:
-        raise RoadmapError(f"plugin file not found: {path}")
+        raise RoadmapError(f"plugin file not found: {shown(str(path))}")
     if name in sys.modules:  # loaded already: loading is idempotent
         return
     where = str(path.resolve())
@@ -242,21 +211,21 @@ def load_plugin(path: str | Path) -> None:
     except (Exception, SystemExit) as e:  # a broken plugin is the user's file: say which, why
         del sys.modules[name]
         raise RoadmapError(f"plugin {path} failed to load: {_what(e)}") from e
-    _PLUGINS[name] = where
+    PLUGINS.register(name, where, owner=where)
 
 
 def loaded_plugins() -> tuple[str, ...]:
-    """The paths of the plugins :func:`load_plugin` loaded whose steps or block kinds are
-    registered now (absolute, in load order): what a new process must load to know the same
-    steps (``roadmap run --jobs``' workers do). A plugin whose registrations were removed since
-    (a long-lived process that reset the registries) is left out."""
-    from roadmap.arch import blocks
+    """The paths of the plugins :func:`load_plugin` loaded whose registrations are still in
+    place (absolute, in load order): what a new process must load to know the same steps,
+    roadmaps, block kinds, runtimes and data sources (``roadmap run --jobs``' workers do). A
+    plugin whose registrations were removed since (a long-lived process that reset the
+    registries) is left out."""
+    from roadmap.util.registry import owners
 
-    modules = {step.fn.__module__ for steps in _REGISTRY.values() for step in steps.values()}
-    modules |= {blocks.get_block_kind(name).build.__module__ for name in blocks.block_kinds()}
+    modules = owners()
     return tuple(
-        path
-        for name, path in _PLUGINS.items()
+        PLUGINS.find(name) or ""
+        for name in PLUGINS.names()
         if any(m == name or m.startswith(f"{name}.") for m in modules)
     )
 
@@ -269,11 +238,12 @@ def _what(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def all_steps(roadmap: str = DEFAULT) -> list[Step]:
+def all_steps(roadmap: Roadmap | str) -> list[Step]:
     """A roadmap's registered steps: its own in order, then the others as registered."""
-    _ensure_loaded()
-    order = paper_roadmap(roadmap)
-    registered = list(_REGISTRY.get(roadmap, {}).values())
+    load_everything()
+    found = get_roadmap(roadmap)
+    order = found.order
+    registered = _steps_of(found.name).values()
     ranked = sorted(
         enumerate(registered),
         key=lambda item: (0, order.index(item[1].name)) if item[1].name in order else (1, item[0]),
@@ -281,31 +251,37 @@ def all_steps(roadmap: str = DEFAULT) -> list[Step]:
     return [step for _, step in ranked]
 
 
-def list_steps(roadmap: str = DEFAULT) -> list[str]:
+def list_steps(roadmap: Roadmap | str) -> list[str]:
     """A roadmap's registered step names, in order."""
     return [step.name for step in all_steps(roadmap)]
 
 
-def get_step(name: str, roadmap: str = DEFAULT) -> Step:
+def paper_roadmap(roadmap: Roadmap | str) -> tuple[str, ...]:
+    """A roadmap's own steps in order, whether or not they are loaded yet."""
+    return get_roadmap(roadmap).order
+
+
+def get_step(name: str, roadmap: Roadmap | str) -> Step:
     """The step called ``name`` in ``roadmap``; unknown names raise and list the known ones."""
-    _ensure_loaded()
-    steps = _REGISTRY.get(roadmap, {})
+    load_everything()
+    found = get_roadmap(roadmap)
+    steps = _steps_of(found.name)
     if name not in steps:
-        get_roadmap(roadmap)  # an unknown roadmap is its own error
-        known = list_steps(roadmap)
-        where = "" if roadmap == DEFAULT else f" in roadmap {roadmap!r}"
-        elsewhere = [r for r in roadmap_names() if r != roadmap and name in _REGISTRY.get(r, {})]
+        elsewhere = [r for r in roadmap_names() if r != found.name and name in _steps_of(r)]
         if elsewhere:
             hint = " or ".join(f"--roadmap {r}" for r in elsewhere)
             raise RoadmapError(
-                f"step {name!r} is not in the {roadmap} roadmap but in {', '.join(elsewhere)}'s: "
-                f"add {hint}"
+                f"step {name!r} is not in the {found.name} roadmap but in "
+                f"{', '.join(elsewhere)}'s: add {hint}"
             )
+        known = list_steps(found)
+        from roadmap.util.names import did_you_mean
+
         raise RoadmapError(
-            f"unknown step {name!r}{where}{did_you_mean(name, known)}; known steps: "
-            + ", ".join(known)
+            f"unknown step {shown(name)!r} in roadmap {found.name!r}"
+            f"{did_you_mean(str(name), known)}; known steps: " + ", ".join(known)
         )
-    return steps[name]
+    return steps.get(name)
 
 
 def resolve_steps(
@@ -313,7 +289,7 @@ def resolve_steps(
     *,
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
-    roadmap: str = DEFAULT,
+    roadmap: Roadmap | str,
 ) -> list[str]:
     """The ordered list of steps to apply.
 
@@ -358,7 +334,7 @@ def resolve_steps(
 
 
 def apply_steps(
-    names: Sequence[str], start: NetSpec | None = None, roadmap: str = DEFAULT
+    names: Sequence[str], roadmap: Roadmap | str, start: NetSpec | None = None
 ) -> NetSpec:
     """Apply steps in order to ``start`` (None: the first step must build the network)."""
     spec = start
@@ -375,7 +351,7 @@ def build_spec(
     steps: Sequence[str] | None = None,
     skip: Iterable[str] = (),
     num_classes: int = 1000,
-    roadmap: str = DEFAULT,
+    roadmap: Roadmap | str,
 ) -> NetSpec:
     """The spec after applying the resolved steps, with ``num_classes`` outputs."""
     names = resolve_steps(upto, steps=steps, skip=skip, roadmap=roadmap)

@@ -35,7 +35,7 @@ from pathlib import Path
 from roadmap.arch import paper, registry
 from roadmap.arch.family import Size, parse_size, scale
 from roadmap.arch.paper import PaperResult
-from roadmap.arch.roadmaps import DEFAULT, get_roadmap, split_name
+from roadmap.arch.roadmaps import Roadmap, get_roadmap, split_name
 from roadmap.arch.spec import Change, NetSpec, diff, replace, spec_hash, validate
 from roadmap.errors import RoadmapError
 
@@ -57,31 +57,34 @@ class Selection:
     """
 
     steps: tuple[str, ...]
+    roadmap: Roadmap
     start: NetSpec | None = None
     start_file: str = ""
     size: Size | None = None
-    roadmap: str = DEFAULT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.roadmap, Roadmap):  # a name: the roadmap it names
+            object.__setattr__(self, "roadmap", get_roadmap(self.roadmap))
 
     @classmethod
     def of(
         cls,
+        roadmap: Roadmap | str,
         upto: str | None = None,
         steps: Sequence[str] | None = None,
         skip: Iterable[str] = (),
         spec_file: str | Path | None = None,
         size: str | None = None,
-        roadmap: str = DEFAULT,
     ) -> Selection:
-        """The selection the ``--upto`` / ``--steps`` / ``--skip`` / ``--spec`` / ``--size`` /
-        ``--roadmap`` options name."""
+        """The selection the ``--roadmap`` / ``--upto`` / ``--steps`` / ``--skip`` / ``--spec``
+        / ``--size`` options name."""
+        roadmap = get_roadmap(roadmap)
         if size is not None:
-            chosen = cls.of(upto, steps, skip, spec_file, roadmap=roadmap)
-            if chosen.roadmap != DEFAULT:
-                raise RoadmapError("--size scales the RepViT roadmap's family only")
-            return dataclasses.replace(chosen, size=parse_size(size))
+            chosen = cls.of(roadmap, upto, steps, skip, spec_file)
+            return dataclasses.replace(chosen, size=_size(roadmap, size))
         if spec_file is None:
             resolved = registry.resolve_steps(upto, steps=steps, skip=tuple(skip), roadmap=roadmap)
-            return cls(tuple(resolved), roadmap=roadmap)
+            return cls(tuple(resolved), roadmap)
         if upto is not None or tuple(skip):
             raise RoadmapError(
                 "--spec starts from a spec file: add steps on top with --steps, "
@@ -93,7 +96,7 @@ class Selection:
             raise RoadmapError(f"--spec is the starting network: drop {base[0]} from --steps")
         if len(set(names)) != len(names):
             raise RoadmapError(f"step(s) listed twice: {', '.join(sorted(_dupes(names)))}")
-        return cls(tuple(names), NetSpec.load(spec_file), str(spec_file), roadmap=roadmap)
+        return cls(tuple(names), roadmap, NetSpec.load(spec_file), str(spec_file))
 
     @classmethod
     def from_name(cls, name: str) -> Selection:
@@ -104,7 +107,8 @@ class Selection:
             )
         if "@" in name:
             base, size = name.rsplit("@", 1)
-            return dataclasses.replace(cls.from_name(base), size=parse_size(size))
+            chosen = cls.from_name(base)
+            return dataclasses.replace(chosen, size=_size(chosen.roadmap, size))
         roadmap, bare = split_name(name)
         head, *plus = bare.split("+")
         last, *minus = head.split("-")
@@ -118,7 +122,7 @@ class Selection:
                 f"{name!r} is not a network name: {unknown[0]!r} is not before {last}"
             )
         steps = registry.resolve_steps(steps=prefix + plus, roadmap=roadmap)
-        return cls(tuple(steps), roadmap=roadmap)
+        return cls(tuple(steps), roadmap)
 
     @property
     def name(self) -> str:
@@ -132,7 +136,7 @@ class Selection:
         if len(name) > MAX_NAME:
             digest = hashlib.sha256(",".join(self.steps).encode()).hexdigest()[:8]
             name = f"{CUSTOM_PREFIX}{digest}"
-        name = get_roadmap(self.roadmap).network_name(name)
+        name = self.roadmap.network_name(name)
         return name + (f"@{self.size.label}" if self.size else "")
 
     @property
@@ -158,7 +162,7 @@ class Selection:
     def cli_args(self) -> str:
         """The options that select this network again (for messages and commands)."""
         size = f" --size {self.size.label}" if self.size else ""
-        roadmap = f" --roadmap {self.roadmap}" if self.roadmap != DEFAULT else ""
+        roadmap = self.roadmap.option()
         unsized = dataclasses.replace(self, size=None)
         if unsized.is_roadmap_prefix:
             return f"--upto {self.steps[-1]}{size}{roadmap}"
@@ -196,12 +200,17 @@ class Selection:
 
 
 @functools.lru_cache(maxsize=256)
-def _apply(steps: tuple[str, ...], start: NetSpec | None, roadmap: str) -> NetSpec:
+def _apply(steps: tuple[str, ...], start: NetSpec | None, roadmap: Roadmap) -> NetSpec:
     """Steps are pure functions of a spec, so their result can be reused."""
-    return registry.apply_steps(steps, start, roadmap)
+    return registry.apply_steps(steps, roadmap, start)
 
 
-def name_for(steps: Sequence[str], roadmap: str = DEFAULT) -> str:
+def _size(roadmap: Roadmap, text: str) -> Size:
+    """``--size`` in ``roadmap``'s family."""
+    return parse_size(text, roadmap.family, roadmap.name)
+
+
+def name_for(steps: Sequence[str], roadmap: Roadmap | str) -> str:
     """The name of a step list that starts with the base step, within its roadmap (see the
     module docstring; :attr:`Selection.name` adds the roadmap's prefix)."""
     paper = registry.paper_roadmap(roadmap)

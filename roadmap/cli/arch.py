@@ -11,7 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from roadmap.cli.app import command, console, note_line, show, working
+from roadmap.cli.groups import select, uses
 from roadmap.cli.options import (
+    DEFAULT_ROADMAP,
     Backend,
     BackendOpt,
     BatchOpt,
@@ -28,24 +30,21 @@ from roadmap.cli.options import (
     RoadmapOpt,
     ThreadsOpt,
     WarmupOpt,
-    select,
-    uses,
 )
 from roadmap.errors import RoadmapError
 
 
 @command("steps")
-def steps_cmd(fmt: FormatOpt = Format.table, roadmap: RoadmapOpt = "repvit") -> None:
+def steps_cmd(fmt: FormatOpt = Format.table, roadmap: RoadmapOpt = DEFAULT_ROADMAP) -> None:
     """List a roadmap's steps in order, with the paper's section and numbers."""
     from roadmap.arch import registry
-    from roadmap.arch.roadmaps import get_roadmap
     from roadmap.report import catalogue
 
     steps = registry.all_steps(roadmap)
     if fmt is Format.json:
         print(json.dumps(catalogue.steps_data(steps), indent=2))
     else:
-        show(catalogue.steps_table(get_roadmap(roadmap), steps))
+        show(catalogue.steps_table(roadmap, steps))
 
 
 @command("roadmaps")
@@ -56,7 +55,9 @@ def roadmaps_cmd(fmt: FormatOpt = Format.table) -> None:
     from roadmap.report import catalogue
 
     registry.load_everything()  # plugins' roadmaps too
-    found = [get_roadmap(name) for name in roadmap_names()]
+    # the command line's default first, then the others as they registered
+    names = sorted(roadmap_names(), key=lambda name: name != DEFAULT_ROADMAP)
+    found = [get_roadmap(name) for name in names]
     if fmt is Format.json:
         print(json.dumps(catalogue.roadmaps_data(found), indent=2))
     else:
@@ -69,7 +70,7 @@ def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
     from roadmap.arch import blocks, registry
     from roadmap.report import catalogue
 
-    registry.all_steps()  # plugins' steps are loaded, and with them the kinds they register
+    registry.load_everything()  # the installed roadmaps, and with them the kinds they declare
     kinds = [blocks.get_block_kind(name) for name in blocks.block_kinds()]
     if fmt is Format.json:
         print(json.dumps(catalogue.block_kinds_data(kinds), indent=2))
@@ -78,7 +79,7 @@ def blocks_cmd(fmt: FormatOpt = Format.table) -> None:
 
 
 @command("verify")
-def verify_cmd(roadmap: RoadmapOpt = "repvit", fmt: FormatOpt = Format.table) -> None:
+def verify_cmd(roadmap: RoadmapOpt = DEFAULT_ROADMAP, fmt: FormatOpt = Format.table) -> None:
     """Prove a roadmap's ends equal the timm models it names: the same parameters, the same
     layers in the same order, the same logits with the same weights (random weights: nothing is
     downloaded). Exits 1 when one differs."""
@@ -88,8 +89,8 @@ def verify_cmd(roadmap: RoadmapOpt = "repvit", fmt: FormatOpt = Format.table) ->
 
     found = get_roadmap(roadmap)
     if not found.references:
-        raise RoadmapError(f"roadmap {roadmap!r} names no reference models to verify against")
-    with working(f"checking {roadmap}'s ends against timm"):
+        raise RoadmapError(f"roadmap {found.name!r} names no reference models to verify against")
+    with working(f"checking {found.name}'s ends against timm"):
         ends = check_roadmap(roadmap)
     if fmt is Format.json:
         print(json.dumps(catalogue.reference_data(ends), indent=2))
@@ -260,7 +261,7 @@ def _every_step_alone(network: Any, all_steps: bool, verb: str) -> None:
     """--all takes the whole roadmap: a selection beside it is a mistake, not a filter."""
     from roadmap.arch.selection import Selection
 
-    whole = Selection.of(roadmap=network.roadmap).steps
+    whole = Selection.of(network.roadmap).steps
     if all_steps and (network.steps != whole or network.start):
         raise RoadmapError(f"--all {verb} every step; drop --upto/--steps/--skip/--spec")
 

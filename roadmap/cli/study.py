@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from roadmap.cli.app import command, console, note_line, show, working
+from roadmap.cli.groups import latency_group, plot_timing_group, select, uses
 from roadmap.cli.options import (
+    DEFAULT_ROADMAP,
     LeaveOneOutOpt,
     OnlyOneOpt,
     OutFileOpt,
@@ -18,10 +20,6 @@ from roadmap.cli.options import (
     TableFormatOpt,
     checked_data,
     checked_step,
-    latency_group,
-    plot_timing_group,
-    select,
-    uses,
     write_out,
 )
 from roadmap.errors import RoadmapError
@@ -114,7 +112,11 @@ def table_cmd(
     out: OutFileOpt = None,
     family: Annotated[
         bool,
-        typer.Option("--family", help="One row per RepViT family member (M0.6 ... M2.3) instead."),
+        typer.Option(
+            "--family",
+            help="One row per member of the roadmap's family instead (RepViT's M0.6 ... M2.3, "
+            "ConvNeXt's T/S/B/L).",
+        ),
     ] = False,
     int8: Annotated[
         bool,
@@ -131,7 +133,7 @@ def table_cmd(
 
     data_name, recipe = _store_labels(results, data, recipe)
     study = _collect(
-        plan.family() if family else plan.prefixes(network),
+        _family(network.roadmap) if family else plan.prefixes(network),
         latency_settings=timing,
         results=results,
         data=data_name,
@@ -140,7 +142,7 @@ def table_cmd(
         paper=paper,
         int8=int8,
     )
-    what = "The RepViT family" if family else "The roadmap"
+    what = f"The {network.roadmap.display} family" if family else "The roadmap"
     title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"
     _render(study, title, fmt, paper, out)
     _warnings(study)
@@ -154,6 +156,15 @@ def _warnings(study: Any) -> None:
     messages += tables.unfinished_lines(study)
     for message in filter(None, [*messages, tables.missing_results_text(study)]):
         note_line(message)
+
+
+def _family(roadmap: Any) -> list[Any]:
+    """``table --family``'s rows: the roadmap's family, or one line saying it has none."""
+    from roadmap.study import plan
+
+    if not roadmap.family:
+        raise RoadmapError(f"--family: the {roadmap.name} roadmap has no family (no --size)")
+    return plan.family(roadmap)
 
 
 @command("ablate")
@@ -170,7 +181,7 @@ def ablate_cmd(
     timing: Any = None,
     results: ResultsOpt = Path("results"),
     out: OutFileOpt = None,
-    roadmap: RoadmapOpt = "repvit",
+    roadmap: RoadmapOpt = DEFAULT_ROADMAP,
 ) -> None:
     """Ablations: what each step is worth alone, or what the final model loses without it."""
     from roadmap.study import plan
@@ -253,7 +264,7 @@ def explain_cmd(
             ".md (diagrams as SVG files beside it).",
         ),
     ] = None,
-    roadmap: RoadmapOpt = "repvit",
+    roadmap: RoadmapOpt = DEFAULT_ROADMAP,
 ) -> None:
     """One step's lesson: why, what changes (diff, diagrams), the numbers, how to reproduce."""
     from rich.markdown import Markdown
@@ -261,12 +272,10 @@ def explain_cmd(
     from roadmap.arch.selection import Selection
     from roadmap.teach import lesson
 
-    start = Selection.of(spec_file=spec, roadmap=roadmap) if spec is not None else None
+    start = Selection.of(roadmap, spec_file=spec) if spec is not None else None
     what = f"explaining {step}" + (": counting, timing and profiling it" if timing else "")
     with working(what) as say:
-        les = lesson.lesson(
-            step, latency_settings=timing, start=start, progress=say, roadmap=roadmap
-        )
+        les = lesson.lesson(step, roadmap, latency_settings=timing, start=start, progress=say)
     if out is not None:
         from roadmap.teach import html_page
 
@@ -296,14 +305,14 @@ def walkthrough_cmd(
         ),
     ] = None,
     timing: Any = None,
-    roadmap: RoadmapOpt = "repvit",
+    roadmap: RoadmapOpt = DEFAULT_ROADMAP,
 ) -> None:
     """All lessons in order: page through them here, or write them as one document (--out)."""
     from roadmap.arch.selection import Selection
     from roadmap.study import plan
     from roadmap.teach import html_page, lesson
 
-    study = _collect(plan.prefixes(Selection.of(upto, roadmap=roadmap)), latency_settings=timing)
+    study = _collect(plan.prefixes(Selection.of(roadmap, upto)), latency_settings=timing)
     if timing is None:
         note_line(
             "--no-latency: the lessons carry no latency, and the roadmap plot shows sizes and "
@@ -313,7 +322,7 @@ def walkthrough_cmd(
         lessons = []
         for i, row in enumerate(study.rows):
             say(f"lesson {i + 1}/{len(study.rows)}: {row.variant.about}")
-            lessons.append(lesson.lesson(row.variant.about, rows=study.rows, roadmap=roadmap))
+            lessons.append(lesson.lesson(row.variant.about, roadmap, rows=study.rows))
     if out is None:
         _page_lessons([lesson.lesson_markdown(les) for les in lessons])
         return

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from roadmap.cli.app import command, console, note_line, show, working
+from roadmap.cli.groups import cluster_group, recipe_group, run_group, select, uses
 from roadmap.cli.options import (
     MAX_SEED,
     BadImages,
@@ -26,12 +27,7 @@ from roadmap.cli.options import (
     PretrainedFileOpt,
     PretrainedOpt,
     WorkersOpt,
-    cluster_group,
-    recipe_group,
-    run_group,
     seeds,
-    select,
-    uses,
 )
 from roadmap.errors import RoadmapError
 

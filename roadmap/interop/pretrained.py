@@ -35,14 +35,10 @@ import torch
 from torch import nn
 
 from roadmap.arch.layers import DistilledClassifier
-from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import RoadmapError
 
 LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
-# What timm reports for the weights --pretrained loads (results-imagenet.csv: 224 px, the
-# model's own crop), so that a user evaluating on ImageNet's validation set knows the target.
-EXPECTED_TOP1 = {"mobilenetv3_large_100": 75.784, "repvit_m0_9": 78.652}
 
 
 @dataclass
@@ -76,7 +72,7 @@ def reference(selection: Selection) -> str:
     Raises:
         RoadmapError: the network is not one timm has weights for.
     """
-    roadmap = get_roadmap(selection.roadmap)
+    roadmap = selection.roadmap
     unsized = dataclasses.replace(selection, size=None)
     last = selection.steps[-1] if selection.steps else None
     references = dict(roadmap.references)
@@ -84,9 +80,10 @@ def reference(selection: Selection) -> str:
         if selection.size is None:
             return references[last]
         if last == roadmap.order[-1] and selection.size.timm_name:
-            return selection.size.timm_name  # a family member (RepViT's sizes)
+            return selection.size.timm_name  # a family member
     ends = " or ".join(f"--upto {step}" for step in references)
-    family = " or a family member (--size m1_5)" if roadmap.name == "repvit" else ""
+    sizes = [s.label for s in roadmap.family if s.timm_name]
+    family = f" or a family member (--size {sizes[-1]})" if sizes else ""
     raise RoadmapError(
         f"no published weights fit {selection.name}: --pretrained takes {ends}{family}; "
         "use --init PATH for weights of your own"
@@ -103,9 +100,13 @@ def load_reference(name: str, file: str | Path | None = None) -> nn.Module:
         if not Path(file).is_file():
             raise RoadmapError(f"weights file not found: {file}")
         kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
-        if name.startswith("repvit") and not _has_distillation_head(file):
-            kwargs["distillation"] = False  # a one-head file: its model has one head
     try:
+        if file is not None and not _has_distillation_head(file):
+            try:  # a one-head file of a model with a distillation head (RepViT's): one head
+                return timm.create_model(name, pretrained=True, distillation=False, **kwargs).eval()
+            except TypeError as e:  # the model has no such option: no distillation head
+                if "distillation" not in str(e):
+                    raise
         return timm.create_model(name, pretrained=True, **kwargs).eval()
     except RoadmapError:
         raise
@@ -117,9 +118,10 @@ def load_reference(name: str, file: str | Path | None = None) -> nn.Module:
 
 
 def _has_distillation_head(file: str | Path) -> bool:
-    """Whether a timm RepViT weights file holds the distillation head (``head.head_dist``):
-    the published weights do; one saved from ``repvit_m0_9`` built with
-    ``distillation=False`` (what fine-tuning without distillation leaves) does not."""
+    """Whether a timm weights file holds a distillation head (``head.head_dist``): RepViT's
+    published weights do; one saved from ``repvit_m0_9`` built with ``distillation=False``
+    (what fine-tuning without distillation leaves) does not, and neither do the files of
+    models that have no such head."""
     from timm.models import load_state_dict
 
     try:

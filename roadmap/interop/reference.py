@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from roadmap.arch.builder import build_model
-from roadmap.arch.roadmaps import get_roadmap
+from roadmap.arch.roadmaps import Roadmap, get_roadmap
 from roadmap.interop.pretrained import LAYERS, copy_by_order, copy_classifier, executed
 
 TOLERANCE = 1e-5  # relative to the largest logit: float32 sums in another order, no more
@@ -156,12 +156,12 @@ class EndCheck:
     check: ReferenceCheck
 
 
-def check_roadmap(name: str, *, num_classes: int = 10) -> list[EndCheck]:
+def check_roadmap(roadmap: Roadmap | str, *, num_classes: int = 10) -> list[EndCheck]:
     """Check every step of a roadmap that names a timm reference (``Roadmap.references``)
     against that model, both with random weights (see the module doc)."""
     found = []
-    for step, timm_name in get_roadmap(name).references:
-        ours = build_model(step, roadmap=name, num_classes=num_classes)
+    for step, timm_name in get_roadmap(roadmap).references:
+        ours = build_model(step, roadmap=roadmap, num_classes=num_classes)
         theirs = timm.create_model(timm_name, pretrained=False, num_classes=num_classes)
         found.append(EndCheck(step, timm_name, check_reference(ours, theirs)))
     return found

@@ -27,11 +27,11 @@ from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureGetterNet
 
 from roadmap.arch.builder import RoadmapNet
-from roadmap.arch.family import FAMILY
 from roadmap.arch.registry import list_steps, load_everything
-from roadmap.arch.roadmaps import DEFAULT, roadmap_names
+from roadmap.arch.roadmaps import get_roadmap, roadmap_names
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import NetSpec, replace
+from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import load_pretrained
 
 PREFIX = "roadmap_"
@@ -97,20 +97,26 @@ def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm'
 
 
 def timm_networks() -> dict[str, tuple[Selection, str]]:
-    """Our timm names: every step's prefix in every roadmap (``roadmap_<step>`` for the
-    default one, ``roadmap_<roadmap>_<step>`` for the others), and the RepViT family at the
-    paper's sizes."""
+    """Our timm names: every step's prefix in every roadmap (``roadmap_<roadmap>_<step>``, or
+    ``roadmap_<step>`` for the roadmap with bare names), and every roadmap's family at the
+    paper's sizes (``roadmap_<roadmap>_<size>``: ``roadmap_repvit_m1_5``,
+    ``roadmap_convnext_b``)."""
     load_everything()
     out = {}
-    for roadmap in roadmap_names():
+    for roadmap in map(get_roadmap, roadmap_names()):
+        road = roadmap.option()
         for step in list_steps(roadmap):
-            road = "" if roadmap == DEFAULT else f" --roadmap {roadmap}"
-            doc = f"The {roadmap} roadmap up to {step!r} (``roadmap build --upto {step}{road}``)."
-            name = PREFIX + ("" if roadmap == DEFAULT else f"{roadmap}_") + step
-            out[name] = (Selection.of(step, roadmap=roadmap), doc)
-    for label in FAMILY:
-        doc = f"RepViT-{label[1:].replace('_', '.').upper()} from the roadmap's spec (--size)."
-        out[f"{PREFIX}repvit_{label}"] = (Selection.of(size=label), doc)
+            doc = f"The {roadmap.name} roadmap up to {step!r} (``roadmap build --upto {step}"
+            doc += f"{road}``)."
+            name = PREFIX + ("" if roadmap.bare_names else f"{roadmap.name}_") + step
+            out[name] = (Selection.of(roadmap, step), doc)
+        for size in roadmap.family:
+            doc = f"{roadmap.display} at size {size.label} (``roadmap build --size {size.label}"
+            doc += f"{road}``)."
+            name = f"{PREFIX}{roadmap.name}_{size.label}"
+            if name in out:
+                raise RoadmapError(f"timm name {name} is both a step's and a family member's")
+            out[name] = (Selection.of(roadmap, size=size.label), doc)
     return out
 
 

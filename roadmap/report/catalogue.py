@@ -24,7 +24,7 @@ def paper_columns(roadmap: Roadmap) -> list[tuple[PaperColumn, Callable[[PaperRe
     """A roadmap's paper columns, each with how to read it from a paper result."""
     columns = [(roadmap.accuracy, lambda r: r.top1)]
     if roadmap.speed is not None:
-        columns.append((roadmap.speed, lambda r: r.latency_ms))
+        columns.append((roadmap.speed, lambda r: r.speed))
     if roadmap.cost is not None:
         columns.append((roadmap.cost, lambda r: r.cost))
     return columns
@@ -70,7 +70,7 @@ def steps_data(steps: Sequence[Step]) -> list[dict]:
             "section": s.section,
             "title": s.title,
             "paper_top1": (s.paper or PaperResult()).top1,
-            "paper_latency_ms": (s.paper or PaperResult()).latency_ms,
+            "paper_speed": (s.paper or PaperResult()).speed,
             "paper_cost": (s.paper or PaperResult()).cost,
             "paper_note": (s.paper or PaperResult()).note,
         }
@@ -81,11 +81,15 @@ def steps_data(steps: Sequence[Step]) -> list[dict]:
 def roadmaps_table(roadmaps: Sequence[Roadmap]) -> Table:
     """The installed roadmaps."""
     table = Table(title="Roadmaps", caption="roadmap steps --roadmap NAME lists one's steps")
-    for name in ("roadmap", "from -> to", "steps", "the paper measured", "paper"):
+    columns = ("roadmap", "from -> to", "steps", "family (--size)", "the paper measured", "paper")
+    for name in columns:
         table.add_column(name, no_wrap=name == "roadmap")
     for row in roadmaps_data(roadmaps):
         measured = "; ".join(row["columns"])
-        table.add_row(row["name"], row["title"], str(row["steps"]), measured, row["citation"])
+        family = ", ".join(row["family"]) or "none"
+        table.add_row(
+            row["name"], row["title"], str(row["steps"]), family, measured, row["citation"]
+        )
     return table
 
 
@@ -97,6 +101,7 @@ def roadmaps_data(roadmaps: Sequence[Roadmap]) -> list[dict]:
             "title": r.title,
             "steps": len(r.order),
             "columns": [f"{c.label} ({c.conditions})" for c, _ in paper_columns(r)],
+            "family": [s.label for s in r.family],
             "citation": r.citation,
         }
         for r in roadmaps

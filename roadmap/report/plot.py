@@ -32,7 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from roadmap.arch.roadmaps import DEFAULT, Roadmap
+from roadmap.arch.roadmaps import Roadmap
 from roadmap.errors import RoadmapError
 from roadmap.measure import host
 from roadmap.measure.latency import Conditions
@@ -58,14 +58,12 @@ RC = {
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
-DEFAULT_TITLE = "The RepViT roadmap: MobileNetV3-L → RepViT-M0.9, one step at a time"
 
 
 def default_title(roadmap: Roadmap) -> str:
-    """The figure's title for a roadmap (RepViT's as it always was)."""
-    if roadmap.name == DEFAULT:
-        return DEFAULT_TITLE
-    return f"The {roadmap.name} roadmap: {roadmap.title.replace(' -> ', ' → ')}, one step at a time"
+    """The figure's title for a roadmap."""
+    way = roadmap.title.replace(" -> ", " → ")
+    return f"The {roadmap.display} roadmap: {way}, one step at a time"
 
 
 def check_out(out: Path) -> str:
@@ -398,8 +396,8 @@ def _latency_bar(rows: list[Row], i: int) -> _Bar:
     d = row.vs_previous.get("latency_ms")
     ours = 100 * d.value / (row.latency.median_ms - d.value) if d else None
     paper = None
-    if prev is not None and row.paper_latency_ms and prev.paper_latency_ms:
-        paper = 100 * (row.paper_latency_ms - prev.paper_latency_ms) / prev.paper_latency_ms
+    if prev is not None and row.paper_speed and prev.paper_speed:
+        paper = 100 * (row.paper_speed - prev.paper_speed) / prev.paper_speed
     return _Bar(ours, bool(d and d.noise), paper)
 
 

@@ -372,7 +372,7 @@ def paper_columns(study: Study) -> dict[str, str]:
     """The paper's columns: cell key -> title (its top-1, then its speed or cost, where the
     roadmap has one: ``ms`` for RepViT, ``GFLOPs`` for ConvNeXt, none for a roadmap whose paper
     gives accuracy alone)."""
-    side = study.roadmap.side
+    side = study.roadmap.side if study.roadmap else None
     return {"paper_top1": "paper top-1 %"} | ({"paper_side": f"paper {side.unit}"} if side else {})
 
 

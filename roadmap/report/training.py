@@ -12,7 +12,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from roadmap.arch.roadmaps import DEFAULT, split_name
+from roadmap.arch.roadmaps import split_name
 from roadmap.report.tables import NOISE_MARK, _data_option, fmt_num, paired_text
 from roadmap.results.record import Int8Scores, RunRecord
 from roadmap.results.store import RunKey
@@ -56,8 +56,7 @@ def stored_text(record: RunRecord, root: Path) -> str:
     """Where a run was filed, and the command that shows it beside the others."""
     folder = RunKey(record.data, record.recipe, record.name, record.seed).folder(root)
     data = "" if record.data == "digits" else f" --data {_data_option(record.data)}"
-    road = split_name(record.name)[0]
-    road = f" --roadmap {road}" if road != DEFAULT else ""
+    road = split_name(record.name)[0].option()
     return (
         f"stored in {folder} (recipe label {record.recipe}); compare it with: roadmap table"
         f"{road}{data} --recipe {record.recipe}"

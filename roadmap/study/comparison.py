@@ -27,7 +27,7 @@ from torch import nn
 from roadmap.arch.builder import build
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
-from roadmap.arch.roadmaps import DEFAULT, Roadmap, get_roadmap
+from roadmap.arch.roadmaps import Roadmap
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import replace, spec_hash
 from roadmap.errors import RoadmapError
@@ -133,14 +133,15 @@ class Row:
         return self.paper.top1 if self.paper else None
 
     @property
-    def paper_latency_ms(self) -> float | None:
-        return self.paper.latency_ms if self.paper else None
+    def paper_speed(self) -> float | None:
+        """The paper's speed column for this network, in its roadmap's unit."""
+        return self.paper.speed if self.paper else None
 
     @property
     def paper_side(self) -> float | None:
         """The paper's second column for this network (its roadmap's ``side``: RepViT's
         latency, ConvNeXt's GFLOPs)."""
-        return get_roadmap(self.variant.selection.roadmap).side_of(self.paper)
+        return self.variant.selection.roadmap.side_of(self.paper)
 
     def metrics(self) -> dict[str, float | None]:
         """The numbers deltas are taken of."""
@@ -198,10 +199,10 @@ class Study:
     int8: bool = False
 
     @property
-    def roadmap(self) -> Roadmap:
-        """The roadmap the rows come from (its paper's columns head the tables)."""
-        name = self.rows[0].variant.selection.roadmap if self.rows else DEFAULT
-        return get_roadmap(name)
+    def roadmap(self) -> Roadmap | None:
+        """The roadmap the rows come from (its paper's columns head the tables); None for a
+        study without rows."""
+        return self.rows[0].variant.selection.roadmap if self.rows else None
 
     @classmethod
     def of(
@@ -332,11 +333,11 @@ def _attach_paper(rows: list[Row]) -> None:
 
 
 def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
-    """The paper's (top-1 %, iPhone 12 ms) for a network (:mod:`roadmap.arch.paper`), or
-    Nones: the roadmap's prefixes, the paper's control and the family members have them; an
-    ablation or a network on a spec file does not."""
+    """The paper's (accuracy, speed) for a network (:mod:`roadmap.arch.paper`; units as its
+    roadmap's columns say), or Nones: the roadmap's prefixes, the paper's control and the
+    family members have them; an ablation or a network on a spec file does not."""
     reported = chosen.paper
-    return (reported.top1, reported.latency_ms) if reported else (None, None)
+    return (reported.top1, reported.speed) if reported else (None, None)
 
 
 # --- agreement with the paper -------------------------------------------------------------
@@ -402,8 +403,12 @@ def paper_agreement(
 
 
 def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
-    """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are)."""
-    return paper_agreement([r.latency for r in rows], [r.paper_latency_ms for r in rows])
+    """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are); None
+    when the roadmap's paper reports no latency in ms per step."""
+    speed = rows[0].variant.selection.roadmap.speed if rows else None
+    if speed is None or speed.unit != "ms":
+        return None
+    return paper_agreement([r.latency for r in rows], [r.paper_speed for r in rows])
 
 
 def accuracy_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
@@ -559,8 +564,8 @@ def row_data(row: Row) -> dict[str, Any]:
         "top1_ci95_high": acc.ci.high if acc and acc.ci else None,
         "top1_n": acc.n if acc else None,
         "paper_top1": row.paper_top1,
-        "paper_latency_ms": row.paper_latency_ms,
-        "paper_gflops": row.paper.cost if row.paper else None,
+        "paper_speed": row.paper_speed,
+        "paper_cost": row.paper.cost if row.paper else None,
         "unfinished": [f"seed {u.key.seed}: {u.describe()}" for u in row.unfinished],
     }
     if row.int8_latency is not None or row.int8 is not None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from roadmap.arch import registry
-from roadmap.arch.family import FAMILY
-from roadmap.arch.roadmaps import DEFAULT
+from roadmap.arch.roadmaps import Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.errors import PreconditionError, RoadmapError
 
@@ -60,7 +59,7 @@ def prefixes(selection: Selection) -> list[Variant]:
     return [variant(selection.prefix(n)) for n in range(first, len(selection.steps) + 1)]
 
 
-def leave_one_out(upto: str | None = None, roadmap: str = DEFAULT) -> list[Variant]:
+def leave_one_out(roadmap: Roadmap | str, upto: str | None = None) -> list[Variant]:
     """The roadmap (up to ``upto``), then the same with each of its steps left out."""
     full = registry.resolve_steps(upto, roadmap=roadmap)
     out = [variant(Selection(tuple(full), roadmap=roadmap))]
@@ -70,7 +69,7 @@ def leave_one_out(upto: str | None = None, roadmap: str = DEFAULT) -> list[Varia
     return out
 
 
-def only_one(upto: str | None = None, roadmap: str = DEFAULT) -> list[Variant]:
+def only_one(roadmap: Roadmap | str, upto: str | None = None) -> list[Variant]:
     """The baseline, then the baseline with each single step of the roadmap applied alone."""
     full = registry.resolve_steps(upto, roadmap=roadmap)
     out = [variant(Selection((full[0],), roadmap=roadmap))]
@@ -78,13 +77,15 @@ def only_one(upto: str | None = None, roadmap: str = DEFAULT) -> list[Variant]:
     return out
 
 
-def family() -> list[Variant]:
-    """The RepViT family (M0.6 ... M2.3): the whole roadmap at each of the paper's sizes."""
-    full = tuple(registry.paper_roadmap())
-    return [variant(Selection(full, size=size), about=size.label) for size in FAMILY.values()]
+def family(roadmap: Roadmap | str) -> list[Variant]:
+    """A roadmap's family (RepViT's M0.6 ... M2.3): its whole roadmap at each of the paper's
+    sizes (none for a roadmap without a family)."""
+    found = get_roadmap(roadmap)
+    full = tuple(found.order)
+    return [variant(Selection(full, found, size=size), about=size.label) for size in found.family]
 
 
-def every_step(roadmap: str = DEFAULT) -> list[Selection]:
+def every_step(roadmap: Roadmap | str) -> list[Selection]:
     """One selection per registered step of a roadmap: the roadmap up to and including it."""
     return [
         Selection(tuple(registry.resolve_steps(upto=n, roadmap=roadmap)), roadmap=roadmap)
@@ -109,7 +110,7 @@ def variants(network: Selection, ablation: str | None = None) -> list[Variant]:
             "--steps, --skip or --spec"
         )
     sets = {"leave_one_out": leave_one_out, "only_one": only_one}
-    return sets[ablation](network.steps[-1], network.roadmap)
+    return sets[ablation](network.roadmap, network.steps[-1])
 
 
 @dataclass(frozen=True)

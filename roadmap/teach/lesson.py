@@ -17,7 +17,7 @@ from torch import nn
 from roadmap.arch import registry
 from roadmap.arch.builder import build
 from roadmap.arch.registry import Step
-from roadmap.arch.roadmaps import DEFAULT, Roadmap, get_roadmap
+from roadmap.arch.roadmaps import Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import Change, ChangeGroup, NetSpec, group_changes, split_block_path
 from roadmap.errors import RoadmapError
@@ -83,8 +83,7 @@ class Lesson:
         """Commands that reproduce the step's numbers."""
         select = self.network.cli_args()
         spec = f" --spec {self.network.start_file}" if self.network.start is not None else ""
-        if self.network.roadmap != DEFAULT:
-            spec += f" --roadmap {self.network.roadmap}"
+        spec += self.network.roadmap.option()
         return [
             f"roadmap build {select}",
             f"roadmap latency {select}",
@@ -96,17 +95,18 @@ class Lesson:
 
 def lesson(
     name: str,
+    roadmap: Roadmap | str,
     *,
     latency_settings: Any = None,
     rows: list[comparison.Row] | None = None,
     start: Selection | None = None,
     progress: Callable[[str], None] | None = None,
-    roadmap: str = DEFAULT,
 ) -> Lesson:
     """Explain one roadmap step.
 
     Args:
         name: the step (of ``roadmap``).
+        roadmap: whose step.
         latency_settings: measure the fused latency of the network before and after the step,
             and (torch eager on the CPU only) profile where its time goes by layer kind.
         rows: already measured study rows of the roadmap's prefixes to take the numbers from
@@ -116,12 +116,10 @@ def lesson(
     """
     step = registry.get_step(name, roadmap)
     if start is None:
-        network = Selection(
-            tuple(registry.resolve_steps(step.name, roadmap=roadmap)), roadmap=roadmap
-        )
+        network = Selection(tuple(registry.resolve_steps(step.name, roadmap=roadmap)), roadmap)
     else:
         network = Selection(
-            (*start.steps, step.name), start.start, start.start_file, roadmap=roadmap
+            (*start.steps, step.name), get_roadmap(roadmap), start.start, start.start_file
         )
     index = registry.list_steps(roadmap).index(step.name)
     les = Lesson(step, index, network, [], None, None, None, comparison.Study([]))
@@ -288,7 +286,7 @@ def _diff_line(g: ChangeGroup) -> str:
 
 def numbers_markdown(les: Lesson) -> str:
     """A small Markdown table: previous network, this one, and the paper's numbers."""
-    side = les.study.roadmap.side
+    side = les.network.roadmap.side
     side_label, unit = (side.label, f" {side.unit}") if side else ("paper —", "")
     head = f"| | params (deploy) | MACs (deploy) | latency (fused) | paper top-1 | {side_label} |"
     lines = [head, "|---|---:|---:|---:|---:|---:|"]

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from roadmap.arch.registry import paper_roadmap
-from roadmap.arch.roadmaps import DEFAULT
 from roadmap.arch.selection import CUSTOM_PREFIX, Selection
 from roadmap.interop.pretrained import reference
 from roadmap.results.store import RunKey
@@ -73,12 +71,13 @@ def legacy_names(selection: Selection) -> list[str]:
     """Folder names earlier versions (0.1) gave this network, so their runs are still found.
 
     0.1 named a prefix by its last step (unchanged), an ordered subset
-    ``LAST-without-A+B``, and anything else ``custom-<digest>``; it had no spec files.
+    ``LAST-without-A+B``, and anything else ``custom-<digest>``; it had no spec files, and knew
+    one roadmap: the one whose networks keep bare names.
     """
-    paper = list(paper_roadmap())
-    steps = list(selection.steps)
-    if selection.roadmap != DEFAULT:  # 0.1 knew one roadmap
+    if not selection.roadmap.bare_names:
         return []
+    paper = list(selection.roadmap.order)
+    steps = list(selection.steps)
     if selection.start is not None or selection.size is not None or steps == paper[: len(steps)]:
         return []
     if all(s in paper for s in steps) and steps == sorted(steps, key=paper.index):

@@ -10,7 +10,26 @@ has no speed column of the paper's: ``roadmap latency`` measures ours.
 
 import importlib
 
+from roadmap.arch import blocks
+from roadmap.arch.family import Size
 from roadmap.arch.roadmaps import PaperColumn, Roadmap, register_roadmap
+
+# The block kinds of this roadmap: declared now, imported (with torch) when a spec uses them.
+for _module, _kinds in (
+    ("resnet", ("resnet_stem", "max_pool", "bottleneck")),
+    ("convnext", ("patchify", "patch_merging", "convnext")),
+):
+    for _kind in _kinds:
+        blocks.declare_block_kind(_kind, f"{__name__}.blocks.{_module}")
+
+# The paper's family (§3, its list of ConvNeXt variants; ImageNet-1K models): ConvNeXt-T is the
+# roadmap's end; S, B and L keep its design with other stage widths C and depths B (``--size``).
+FAMILY = (
+    Size("t", (96, 192, 384, 768), (3, 3, 9, 3), timm_name="convnext_tiny"),
+    Size("s", (96, 192, 384, 768), (3, 3, 27, 3), timm_name="convnext_small"),
+    Size("b", (128, 256, 512, 1024), (3, 3, 27, 3), timm_name="convnext_base"),
+    Size("l", (192, 384, 768, 1536), (3, 3, 27, 3), timm_name="convnext_large"),
+)  # fmt: skip
 
 ROADMAP = (
     "resnet50",
@@ -31,6 +50,7 @@ ROADMAP = (
 CONVNEXT = register_roadmap(
     Roadmap(
         name="convnext",
+        label="ConvNeXt",
         title="ResNet-50 -> ConvNeXt-T",
         citation="Liu, Mao, Wu, Feichtenhofer, Darrell, Xie: A ConvNet for the 2020s, "
         "CVPR 2022 (arXiv 2201.03545)",
@@ -47,6 +67,7 @@ CONVNEXT = register_roadmap(
             ("resnet50", "resnet50.tv_in1k"),
             ("separate_downsampling", "convnext_tiny.fb_in1k"),
         ),
+        family=FAMILY,
     )
 )
 

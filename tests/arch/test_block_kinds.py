@@ -78,7 +78,7 @@ def grouped_mix() -> BlockKind:
 
 def with_grouped_stage(groups: int | None) -> NetSpec:
     """RepViT-M0.9 at 10 classes with stages.2 made grouped_mix blocks."""
-    spec = roadmap.build_spec("alternating_se", num_classes=10)
+    spec = roadmap.build_spec("alternating_se", num_classes=10, roadmap="repvit")
     extra = {} if groups is None else {"groups": groups}
     stage = spec.stages[2]
     blocks = tuple(
@@ -117,7 +117,7 @@ def test_its_fields_are_checked_in_specs_and_files(grouped_mix: BlockKind, tmp_p
 
 def test_the_built_in_kinds_keep_their_json_and_hash() -> None:
     """``extra`` stays out of a spec that does not use it: stored results still match."""
-    spec = roadmap.build_spec("alternating_se")
+    spec = roadmap.build_spec("alternating_se", roadmap="repvit")
     assert "extra" not in spec.to_json()
     assert roadmap.spec_hash(spec) == roadmap.spec_hash(NetSpec.from_dict(spec.to_dict()))
 
@@ -206,8 +206,11 @@ CONVNEXT_FAST = ("convnext.move_up_dw", "convnext.separate_downsampling")
 # Once LayerNorm is in, nothing folds: the deploy form of those steps is their training form.
 CONVNEXT_FOLDS = CONVNEXT[: CONVNEXT.index("convnext.layer_norm")]
 DRAWINGS = [
-    *((n, False) for n in [*roadmap.list_steps(), "widen-separate_mixers"]),
-    *(pytest.param(n, True, marks=SLOW) for n in [*roadmap.list_steps(), "widen-separate_mixers"]),
+    *((n, False) for n in [*roadmap.list_steps("repvit"), "widen-separate_mixers"]),
+    *(
+        pytest.param(n, True, marks=SLOW)
+        for n in [*roadmap.list_steps("repvit"), "widen-separate_mixers"]
+    ),
     *((n, False) if n in CONVNEXT_FAST else pytest.param(n, False, marks=SLOW) for n in CONVNEXT),
     *(pytest.param(n, True, marks=SLOW) for n in CONVNEXT_FOLDS),
 ]
@@ -227,7 +230,7 @@ def test_every_drawing_has_its_modules_widths(name: str, fused: bool) -> None:
 
 
 def test_the_width_check_sees_a_wrong_drawing() -> None:
-    spec = roadmap.build_spec("alternating_se", num_classes=10)
+    spec = roadmap.build_spec("alternating_se", num_classes=10, roadmap="repvit")
     model = build(spec)
     path = "stages.2.blocks.0"
     right = drawn_widths(diagram.block_at(spec, path, False))

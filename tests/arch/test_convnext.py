@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from roadmap_steps.convnext import ROADMAP
 from torch import nn
 from typer.testing import CliRunner
 
@@ -17,7 +18,6 @@ import roadmap
 from roadmap.arch.spec import BlockSpec, replace
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs
-from steps.convnext import ROADMAP
 from tests.helpers import SLOW, fails_in_one_line
 
 runner = CliRunner()

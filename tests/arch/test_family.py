@@ -9,7 +9,10 @@ from typer.testing import CliRunner
 
 import roadmap
 from roadmap.arch.builder import build
-from roadmap.arch.family import FAMILY, parse_size
+from roadmap.arch.family import parse_size
+from roadmap_steps.repvit import FAMILY as SIZES
+
+FAMILY = {size.label: size for size in SIZES}
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
@@ -33,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("label", representative(WITH_TIMM))
 def test_each_member_is_timms_model_layer_for_layer(label: str) -> None:
-    ours = build(Selection.of(size=label).spec())
+    ours = build(Selection.of("repvit", size=label).spec())
     theirs = timm.create_model(FAMILY[label].timm_name, distillation=False)
     assert count_params(ours) == count_params(theirs)
     a, b = executed_layers(ours), executed_layers(theirs)
@@ -44,14 +47,14 @@ def test_each_member_is_timms_model_layer_for_layer(label: str) -> None:
 def test_deploy_counts(label: str) -> None:
     from roadmap.measure.counts import count
 
-    counts = count(build(Selection.of(size=label).spec()), train_macs=False)
+    counts = count(build(Selection.of("repvit", size=label).spec()), train_macs=False)
     params, gmacs = DEPLOY[label]
     assert counts.deploy_params == params
     assert round(counts.deploy_macs / 1e9, 3) == gmacs
 
 
 def test_multipliers_scale_widths_depths_and_keep_the_se_pattern() -> None:
-    spec = Selection.of(size="w1.25d1.5").spec()
+    spec = Selection.of("repvit", size="w1.25d1.5").spec()
     assert spec.widths == (64, 120, 240, 480)  # 48 x 1.25 = 60 -> 64: multiples of 8
     assert spec.depths == (3, 3, 21, 3)
     assert spec.stem[0].out_channels == round(24 * 64 / 48)
@@ -63,7 +66,7 @@ def test_multipliers_scale_widths_depths_and_keep_the_se_pattern() -> None:
 
 
 def test_a_prefix_scales_too_and_names_say_so() -> None:
-    chosen = Selection.of("widen", size="w0.5d1")
+    chosen = Selection.of("repvit", "widen", size="w0.5d1")
     assert chosen.name == "widen@w0.5d1" and Selection.from_name(chosen.name) == chosen
     assert chosen.spec().widths == (24, 48, 96, 192)
     assert chosen.cli_args() == "--upto widen --size w0.5d1"
@@ -72,7 +75,7 @@ def test_a_prefix_scales_too_and_names_say_so() -> None:
 @pytest.mark.parametrize("text", ["m3", "w0d1", "w1.5", "w9d1"])
 def test_bad_sizes_are_named(text: str) -> None:
     with pytest.raises(RoadmapError, match="size"):
-        parse_size(text)
+        parse_size(text, SIZES, "repvit")
 
 
 @pytest.mark.slow
@@ -89,3 +92,30 @@ def test_the_family_in_build_table_and_timm() -> None:
     model = timm.create_model("roadmap_repvit_m1_1", num_classes=7)
     reference = timm.create_model("repvit_m1_1", num_classes=7, distillation=False)
     assert count_params(model) == count_params(reference)
+
+
+CONVNEXT_TIMM = {"t": "convnext_tiny", "s": "convnext_small", "b": "convnext_base"}
+
+
+@pytest.mark.parametrize(
+    "label", ["s", pytest.param("b", marks=pytest.mark.slow)]  # T is the roadmap's end
+)
+def test_convnext_family_members_are_timms_layer_for_layer(label: str) -> None:
+    from roadmap.interop.reference import check_reference
+
+    ours = build(Selection.of("convnext", size=label).spec(10))
+    theirs = timm.create_model(CONVNEXT_TIMM[label], num_classes=10)
+    assert count_params(ours) == count_params(theirs)
+    check = check_reference(ours, theirs, img_size=32)
+    assert check.equal, check.difference
+
+
+def test_convnext_sizes_in_the_cli_and_a_roadmap_without_a_family() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["build", "--roadmap", "convnext", "--size", "l", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["params"] == 197_767_336  # timm's convnext_large
+    typo = runner.invoke(app, ["build", "--roadmap", "convnext", "--size", "m1_5"])
+    assert typo.exit_code == 2 and "convnext's family is t, s, b, l" in typo.output
+    with pytest.raises(RoadmapError, match="the tiny roadmap has no family"):
+        parse_size("m1_5", (), "tiny")

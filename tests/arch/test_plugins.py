@@ -48,38 +48,35 @@ register_block_kind(BlockKind(
 ))
 
 
-@register_step("lite_blocks", title="RepViT blocks become lite blocks", section="ext")
+@register_step("lite_blocks", title="RepViT blocks become lite", section="ext", roadmap="repvit")
 def lite_blocks(spec):
     return map_blocks(spec, lambda _p, b: replace(b, kind="lite") if b.kind == "repvit" else b)
 '''
 
 
-def test_a_plugin_file_adds_a_block_kind_every_command_uses(tmp_path):
-    from roadmap.arch import blocks
-
+def test_a_plugin_file_adds_a_block_kind_every_command_uses(tmp_path, restore_registry):
     plugin = tmp_path / "lite.py"
     plugin.write_text(BLOCK_PLUGIN)
     network = ["--upto", "lite_blocks"]  # the whole roadmap, then the plugin step
-    try:
-        listed = runner.invoke(app, ["--plugin", str(plugin), "blocks", "--format", "json"])
-        assert "lite" in [k["name"] for k in json.loads(listed.output)]
-        built = runner.invoke(app, ["build", *network, "--format", "json", "--img-size", "64"])
-        data = json.loads(built.output)
-        assert data["spec"]["stages"][2]["blocks"][0]["kind"] == "lite"
-        assert data["deploy_params"] < data["params"]  # its BNs fold
-        out = tmp_path / "lite.svg"
-        args = ["draw", *network, "--part", "stages.2.blocks.0", "--out", str(out)]
-        assert runner.invoke(app, args).exit_code == 0
-        assert "1x1 conv 192-&gt;192" in out.read_text()
-    finally:
-        del blocks._KINDS["lite"]  # the registry is process-wide
+    listed = runner.invoke(app, ["--plugin", str(plugin), "blocks", "--format", "json"])
+    assert "lite" in [k["name"] for k in json.loads(listed.output)]
+    built = runner.invoke(app, ["build", *network, "--format", "json", "--img-size", "64"])
+    data = json.loads(built.output)
+    assert data["spec"]["stages"][2]["blocks"][0]["kind"] == "lite"
+    assert data["deploy_params"] < data["params"]  # its BNs fold
+    out = tmp_path / "lite.svg"
+    args = ["draw", *network, "--part", "stages.2.blocks.0", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert "1x1 conv 192-&gt;192" in out.read_text()
 
 
 def test_plugin_step_registers_after_the_papers():
     registry.load_plugin(PLUGIN)
-    assert roadmap.list_steps()[-1] == "relu"
-    assert "alternating_se" in roadmap.resolve_steps("relu")  # a prefix includes the roadmap
-    spec = roadmap.build_spec(steps=["alternating_se", "relu"])
+    assert roadmap.list_steps("repvit")[-1] == "relu"
+    assert "alternating_se" in roadmap.resolve_steps(
+        "relu", roadmap="repvit"
+    )  # a prefix includes the roadmap
+    spec = roadmap.build_spec(steps=["alternating_se", "relu"], roadmap="repvit")
     assert {b.activation for _, b in spec.iter_blocks()} <= {"relu", "none"}
 
 
@@ -121,7 +118,7 @@ def test_plugin_reusing_a_name_is_refused(tmp_path):
     clash = tmp_path / "clash.py"
     clash.write_text(
         "from roadmap import register_step\n"
-        "register_step('gelu', title='again', section='§x')(lambda spec: spec)\n"
+        "register_step('gelu', title='again', section='§x', roadmap='repvit')(lambda spec: spec)\n"
     )
     result = runner.invoke(app, ["--plugin", str(clash), "steps"])
     assert result.exit_code == 2
@@ -154,38 +151,33 @@ def tiny_gelu(spec):
 '''
 
 
-def test_a_plugin_registers_a_whole_roadmap(tmp_path):
-    from roadmap.arch import roadmaps
-
+def test_a_plugin_registers_a_whole_roadmap(tmp_path, restore_registry):
     plugin = tmp_path / "tiny.py"
     plugin.write_text(ROADMAP_PLUGIN)
-    try:
-        listed = runner.invoke(app, ["--plugin", str(plugin), "roadmaps", "--format", "json"])
-        assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "convnext", "tiny"]
-        steps = runner.invoke(app, ["steps", "--roadmap", "tiny", "--format", "json"])
-        assert [s["name"] for s in json.loads(steps.stdout)] == ["tiny_base", "tiny_gelu"]
-        args = ["build", "--roadmap", "tiny", "--upto", "tiny_gelu", "--img-size", "32"]
-        built = runner.invoke(app, [*args, "--format", "json"])
-        assert built.exit_code == 0, built.output
-        assert any("activation: relu -> gelu" in c for c in json.loads(built.stdout)["changes"])
-        table = runner.invoke(app, ["table", "--roadmap", "tiny", "--no-latency", "--format",
-                                    "json"])  # fmt: skip
-        rows = json.loads(table.stdout)["rows"]
-        assert [r["name"] for r in rows] == ["tiny.tiny_base", "tiny.tiny_gelu"]  # prefixed
-        assert rows[1]["paper_top1"] == 50.0
-        # the same step name in the default roadmap is another step, or none: then the error
-        # names the roadmap that has it
-        missing = runner.invoke(app, ["build", "--upto", "tiny_gelu"])
-        assert missing.exit_code == 2 and "add --roadmap tiny" in missing.output
-        wrong = runner.invoke(app, ["steps", "--roadmap", "tine"])
-        assert wrong.exit_code == 2 and "did you mean 'tiny'" in wrong.output
-        verified = runner.invoke(app, ["verify", "--roadmap", "tiny", "--format", "json"])
-        assert verified.exit_code == 1, verified.output  # a finding, not a usage error
-        (end,) = json.loads(verified.stdout)
-        assert end["reference"] == "resnet18" and not end["equal"]
-        assert end["difference"].startswith("layer 0: ('Conv2d', (8, 3, 3, 3)")
-    finally:
-        roadmaps._ROADMAPS.pop("tiny", None)
+    listed = runner.invoke(app, ["--plugin", str(plugin), "roadmaps", "--format", "json"])
+    assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "convnext", "tiny"]
+    steps = runner.invoke(app, ["steps", "--roadmap", "tiny", "--format", "json"])
+    assert [s["name"] for s in json.loads(steps.stdout)] == ["tiny_base", "tiny_gelu"]
+    args = ["build", "--roadmap", "tiny", "--upto", "tiny_gelu", "--img-size", "32"]
+    built = runner.invoke(app, [*args, "--format", "json"])
+    assert built.exit_code == 0, built.output
+    assert any("activation: relu -> gelu" in c for c in json.loads(built.stdout)["changes"])
+    table = runner.invoke(app, ["table", "--roadmap", "tiny", "--no-latency", "--format",
+                                "json"])  # fmt: skip
+    rows = json.loads(table.stdout)["rows"]
+    assert [r["name"] for r in rows] == ["tiny.tiny_base", "tiny.tiny_gelu"]  # prefixed
+    assert rows[1]["paper_top1"] == 50.0
+    # the same step name in the default roadmap is another step, or none: then the error
+    # names the roadmap that has it
+    missing = runner.invoke(app, ["build", "--upto", "tiny_gelu"])
+    assert missing.exit_code == 2 and "add --roadmap tiny" in missing.output
+    wrong = runner.invoke(app, ["steps", "--roadmap", "tine"])
+    assert wrong.exit_code == 2 and "did you mean 'tiny'" in wrong.output
+    verified = runner.invoke(app, ["verify", "--roadmap", "tiny", "--format", "json"])
+    assert verified.exit_code == 1, verified.output  # a finding, not a usage error
+    (end,) = json.loads(verified.stdout)
+    assert end["reference"] == "resnet18" and not end["equal"]
+    assert end["difference"].startswith("layer 0: ('Conv2d', (8, 3, 3, 3)")
 
 
 def test_a_plugin_folder_must_be_a_package(tmp_path):

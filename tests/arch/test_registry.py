@@ -8,7 +8,7 @@ from roadmap.errors import RoadmapError
 
 
 def test_upto_is_an_inclusive_prefix():
-    assert resolve_steps("widen") == [
+    assert resolve_steps("widen", roadmap="repvit") == [
         "mobilenetv3_large",
         "gelu",
         "separate_mixers",
@@ -18,21 +18,25 @@ def test_upto_is_an_inclusive_prefix():
 
 
 def test_default_is_the_whole_roadmap():
-    assert resolve_steps()[-1] == "alternating_se"
-    assert len(resolve_steps()) == 11
+    assert resolve_steps(roadmap="repvit")[-1] == "alternating_se"
+    assert len(resolve_steps(roadmap="repvit")) == 11
 
 
 def test_explicit_steps_get_the_base_in_front():
-    assert resolve_steps(steps=["gelu", "widen"]) == ["mobilenetv3_large", "gelu", "widen"]
+    assert resolve_steps(steps=["gelu", "widen"], roadmap="repvit") == [
+        "mobilenetv3_large",
+        "gelu",
+        "widen",
+    ]
 
 
 def test_skip_leaves_steps_out():
-    assert "kernel_3x3" not in resolve_steps(skip=["kernel_3x3"])
+    assert "kernel_3x3" not in resolve_steps(skip=["kernel_3x3"], roadmap="repvit")
 
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(RoadmapError, match="unknown step 'nonsense'.*alternating_se"):
-        resolve_steps("nonsense")
+        resolve_steps("nonsense", roadmap="repvit")
 
 
 @pytest.mark.parametrize(
@@ -47,16 +51,18 @@ def test_unknown_name_lists_the_known_ones():
 )
 def test_bad_combinations_are_explained(kwargs, message):
     with pytest.raises(RoadmapError, match=message):
-        roadmap.build_spec(**kwargs)
+        roadmap.build_spec(**kwargs, roadmap="repvit")
 
 
 def test_duplicate_registration_raises():
     with pytest.raises(RoadmapError, match="already registered"):
-        register_step("gelu", title="again", section="§0")(lambda spec: spec)
+        register_step("gelu", title="again", section="§0", roadmap="repvit")(lambda spec: spec)
 
 
 def test_num_classes_is_applied_and_validated():
-    assert roadmap.build_spec("gelu", num_classes=7).num_classes == 7
-    assert roadmap.build_spec("gelu", num_classes=0).num_classes == 0  # a backbone: no classifier
+    assert roadmap.build_spec("gelu", num_classes=7, roadmap="repvit").num_classes == 7
+    assert (
+        roadmap.build_spec("gelu", num_classes=0, roadmap="repvit").num_classes == 0
+    )  # a backbone: no classifier
     with pytest.raises(RoadmapError, match="num_classes"):
-        roadmap.build_spec("gelu", num_classes=-1)
+        roadmap.build_spec("gelu", num_classes=-1, roadmap="repvit")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 import timm
 import torch
+from roadmap_steps.repvit import CONTROL
 from timm.utils import reparameterize_model
 from torch import nn
 from typer.testing import CliRunner
@@ -15,7 +16,6 @@ from roadmap.arch.layers import RepDepthwise
 from roadmap.arch.reparam import fuse, unfused_norms
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs, count_params
-from steps import CONTROL
 from tests.helpers import SLOW, calibrate_bn
 
 # fp32 re-association error is ~1e-6 of the logit scale; a wrong fold is orders larger.
@@ -24,11 +24,16 @@ IMG = 64  # small inputs keep the suite fast; folding does not depend on resolut
 
 ABLATIONS = {
     "control": list(CONTROL),  # expansion 2 + widths on MobileNetV3 blocks
-    "without_kernel_3x3": roadmap.resolve_steps(skip=["kernel_3x3"]),  # 5x5 RepDepthwise
-    "without_early_conv_stem": roadmap.resolve_steps(skip=["early_conv_stem"]),
+    "without_kernel_3x3": roadmap.resolve_steps(
+        skip=["kernel_3x3"], roadmap="repvit"
+    ),  # 5x5 RepDepthwise
+    "without_early_conv_stem": roadmap.resolve_steps(skip=["early_conv_stem"], roadmap="repvit"),
 }
 SELECTIONS = {
-    **{step: roadmap.resolve_steps(upto=step) for step in roadmap.list_steps()},
+    **{
+        step: roadmap.resolve_steps(upto=step, roadmap="repvit")
+        for step in roadmap.list_steps("repvit")
+    },
     **ABLATIONS,
 }
 # ConvNeXt's roadmap: every step (its networks are ResNet-50-sized, so the fast tier folds only
@@ -38,7 +43,7 @@ CONVNEXT_FAST = {"separate_downsampling"}
 SELECTIONS |= {
     name: roadmap.resolve_steps(upto=step, roadmap="convnext") for name, step in CONVNEXT.items()
 }
-FAST = set(roadmap.list_steps()) | {f"convnext.{s}" for s in CONVNEXT_FAST}
+FAST = set(roadmap.list_steps("repvit")) | {f"convnext.{s}" for s in CONVNEXT_FAST}
 
 
 def assert_same_function(a: nn.Module, b: nn.Module, img_size: int = IMG, chans: int = 3) -> None:
@@ -181,7 +186,7 @@ def timm_deploy(name: str, **kwargs: object) -> nn.Module:
 
 @pytest.mark.slow
 def test_last_step_deploy_counts_equal_timm_fused_repvit() -> None:
-    ours = fuse(roadmap.build_model("alternating_se"))
+    ours = fuse(roadmap.build_model("alternating_se", roadmap="repvit"))
     theirs = timm_deploy("repvit_m0_9", distillation=False)
     assert count_params(ours) == count_params(theirs) == 5_067_056
     macs = count_macs(ours)
@@ -192,7 +197,7 @@ def test_last_step_deploy_counts_equal_timm_fused_repvit() -> None:
 @pytest.mark.slow
 def test_first_step_deploy_counts_follow_from_timm_mobilenetv3() -> None:
     """timm keeps MobileNetV3's BNs; folding one trades its 2C affine params for a C-wide bias."""
-    ours = fuse(roadmap.build_model("mobilenetv3_large"))
+    ours = fuse(roadmap.build_model("mobilenetv3_large", roadmap="repvit"))
     theirs = timm.create_model("mobilenetv3_large_100").eval()
     bn_channels = sum(m.num_features for m in theirs.modules() if isinstance(m, nn.BatchNorm2d))
     assert count_params(ours) == count_params(theirs) - bn_channels

@@ -9,9 +9,9 @@ from roadmap.arch.spec import NetSpec, diff, replace, spec_hash, validate
 from roadmap.errors import RoadmapError
 
 
-@pytest.mark.parametrize("name", roadmap.list_steps())
+@pytest.mark.parametrize("name", roadmap.list_steps("repvit"))
 def test_json_and_yaml_round_trip(name, tmp_path):
-    spec = roadmap.build_spec(name)
+    spec = roadmap.build_spec(name, roadmap="repvit")
     assert NetSpec.from_dict(spec.to_dict()) == spec
     for suffix, text in ((".json", spec.to_json()), (".yaml", spec.to_yaml())):
         path = tmp_path / f"spec{suffix}"
@@ -20,13 +20,13 @@ def test_json_and_yaml_round_trip(name, tmp_path):
 
 
 def test_spec_is_frozen():
-    spec = roadmap.build_spec("gelu")
+    spec = roadmap.build_spec("gelu", roadmap="repvit")
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.num_classes = 3
 
 
 def test_unknown_key_names_its_path():
-    data = roadmap.build_spec("gelu").to_dict()
+    data = roadmap.build_spec("gelu", roadmap="repvit").to_dict()
     data["stages"][2]["blocks"][1]["kernal_size"] = 3
     with pytest.raises(RoadmapError, match=r"spec\.stages\.2\.blocks\.1: unknown key.*kernal_size"):
         NetSpec.from_dict(data)
@@ -43,7 +43,7 @@ def test_unknown_key_names_its_path():
     ],
 )
 def test_validate_names_the_block_path(field, value, message):
-    spec = roadmap.build_spec("gelu")
+    spec = roadmap.build_spec("gelu", roadmap="repvit")
     stage = spec.stages[1]
     bad = replace(stage, blocks=(replace(stage.blocks[0], **{field: value}),) + stage.blocks[1:])
     spec = replace(spec, stages=(spec.stages[0], bad) + spec.stages[2:])
@@ -61,21 +61,27 @@ def test_load_reports_unreadable_files(tmp_path):
 
 
 def test_diff_reports_changed_added_and_removed():
-    before = roadmap.build_spec("simple_classifier")
-    after = roadmap.build_spec("stage_ratio")
+    before = roadmap.build_spec("simple_classifier", roadmap="repvit")
+    after = roadmap.build_spec("stage_ratio", roadmap="repvit")
     changes = diff(before, after)
     kinds = {c.kind for c in changes}
     assert kinds == {"added"}  # 1:1:7:1 only adds blocks (1->2 and 5->14 in stages 1 and 3)
     assert sum(c.path.startswith("stages.2.blocks.") for c in changes) == 9
     back = diff(after, before)
     assert {c.kind for c in back} == {"removed"}
-    field_changes = diff(roadmap.build_spec("stage_ratio"), roadmap.build_spec("kernel_3x3"))
+    field_changes = diff(
+        roadmap.build_spec("stage_ratio", roadmap="repvit"),
+        roadmap.build_spec("kernel_3x3", roadmap="repvit"),
+    )
     assert all(c.kind == "changed" and c.path.endswith("kernel_size") for c in field_changes)
     assert str(field_changes[0]).endswith(": 5 -> 3")
 
 
 def test_hash_is_stable_and_sensitive():
-    a, b = roadmap.build_spec("gelu"), roadmap.build_spec("gelu")
+    a, b = (
+        roadmap.build_spec("gelu", roadmap="repvit"),
+        roadmap.build_spec("gelu", roadmap="repvit"),
+    )
     assert spec_hash(a) == spec_hash(b) and len(spec_hash(a)) == 12
     assert spec_hash(a) != spec_hash(replace(a, num_classes=10))
 

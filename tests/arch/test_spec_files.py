@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 def edited(tmp_path: Path, edit, name: str = "net.yaml", upto: str = "widen") -> Path:  # noqa: ANN001
-    data = roadmap.build_spec(upto).to_dict()
+    data = roadmap.build_spec(upto, roadmap="repvit").to_dict()
     edit(data)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
@@ -65,14 +65,16 @@ def test_whole_numbers_for_float_fields_load_as_the_same_network(tmp_path) -> No
     path = edited(tmp_path, set_block("expand_ratio", 2))
     loaded = NetSpec.load(path)
     assert loaded.stages[0].blocks[0].expand_ratio == 2.0
-    assert roadmap.spec_hash(loaded) == roadmap.spec_hash(roadmap.build_spec("widen"))
+    assert roadmap.spec_hash(loaded) == roadmap.spec_hash(
+        roadmap.build_spec("widen", roadmap="repvit")
+    )
 
 
 def test_save_spec_refuses_a_suffix_it_would_not_honour(tmp_path) -> None:
     for name in ("spec.txt", "spec"):
         with pytest.raises(RoadmapError, match="ends in .yaml, .yml, .json"):
-            roadmap.build_spec("gelu").save(tmp_path / name)
-    roadmap.build_spec("gelu").save(tmp_path / "spec.json")
+            roadmap.build_spec("gelu", roadmap="repvit").save(tmp_path / name)
+    roadmap.build_spec("gelu", roadmap="repvit").save(tmp_path / "spec.json")
     assert json.loads((tmp_path / "spec.json").read_text())["num_classes"] == 1000
 
 

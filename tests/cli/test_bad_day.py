@@ -134,7 +134,7 @@ def test_an_interrupted_run_shows_as_such(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["explain", "seperate_mixers"], "unknown step 'seperate_mixers' (did you mean "
+        (["explain", "seperate_mixers"], "unknown step 'seperate_mixers' in roadmap 'repvit' (did you mean "
          "'separate_mixers'?)"),
         (["train", "--data", "digit"], "unknown data source 'digit' (did you mean 'digits'?)"),
         (["train", "--recipe", "quik"], "no recipe 'quik' (did you mean 'quick'?)"),
@@ -190,7 +190,7 @@ def test_a_huge_spec_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # over 1 s: the full suite runs it
 def test_a_spec_with_a_thousand_stages_is_refused(tmp_path: Path) -> None:
-    spec = registry.build_spec("gelu").to_dict()
+    spec = registry.build_spec("gelu", roadmap="repvit").to_dict()
     spec["stages"] = spec["stages"][1:2] * 1000
     path = tmp_path / "deep.json"
     path.write_text(json.dumps(spec))

@@ -20,14 +20,14 @@ def run(*args: str):
 def test_steps_lists_every_step_with_paper_numbers():
     result = run("steps")
     assert result.exit_code == 0
-    for name in roadmap.list_steps():
+    for name in roadmap.list_steps("repvit"):
         assert name in result.output
     assert "71.5" in result.output and "0.87" in result.output
 
 
 def test_steps_json():
     data = json.loads(run("steps", "--format", "json").output)
-    assert [d["name"] for d in data] == roadmap.list_steps()
+    assert [d["name"] for d in data] == roadmap.list_steps("repvit")
     assert data[-1]["paper_top1"] == 77.4
 
 
@@ -60,13 +60,13 @@ def test_build_papers_control():
 def test_save_spec_round_trips(tmp_path):
     path = tmp_path / "spec.yaml"
     assert run("build", "--upto", "widen", "--save-spec", str(path)).exit_code == 0
-    assert NetSpec.load(path) == roadmap.build_spec("widen")
+    assert NetSpec.load(path) == roadmap.build_spec("widen", roadmap="repvit")
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["build", "--upto", "nonsense"], "unknown step 'nonsense'; known steps: mobilenet"),
+        (["build", "--upto", "nonsense"], "unknown step 'nonsense' in roadmap 'repvit'; known steps: mobilenet"),
         (["build", "--skip", "separate_mixers"], "apply separate_mixers before it"),
         (["build", "--steps", ","], "empty step list"),
         (["--plugin", "/nonexistent/steps.py", "steps"], "plugin file not found"),

@@ -154,7 +154,7 @@ def test_a_broken_plugin_step_is_named(
     plugin = tmp_path / "x.py"
     plugin.write_text(
         "from roadmap import register_step\n\n\n"
-        "@register_step('boom', title='boom', section='ext')\n"
+        "@register_step('boom', title='boom', section='ext', roadmap='repvit')\n"
         f"def boom(spec):\n{body}\n"
     )
     fails_in_one_line(["--plugin", plugin, "build", "--steps", "gelu,boom"], message)

@@ -69,7 +69,9 @@ def test_table_shows_accuracy_from_the_store(tmp_path):
         from roadmap import resolve_steps
 
         for seed, top1 in [(0, 80.0), (1, 82.0)]:
-            fake_record(tmp_path, resolve_steps(name), seed, top1 + (name == "gelu") * 5)
+            fake_record(
+                tmp_path, resolve_steps(name, roadmap="repvit"), seed, top1 + (name == "gelu") * 5
+            )
     out = run("table", "--upto", "gelu", "--no-latency", "--results", str(tmp_path))
     out = " ".join(out.split())  # unwrapped
     half = 12.706 * 1.0  # t(0.975, 1) · s/√n with s = √2, n = 2

@@ -52,7 +52,7 @@ def study_timed_with(contention: host.Contention) -> Study:
 
     conditions = make_conditions(contention=contention)
     record = LatencyRecord("x", [], True, 10.0, 9.0, 11.0, 2.0, 9.0, 5, conditions, [])
-    return Study.of([Row(v, latency=record) for v in prefixes(Selection.of("gelu"))])
+    return Study.of([Row(v, latency=record) for v in prefixes(Selection.of("repvit", "gelu"))])
 
 
 def test_a_busy_machine_is_called_out_by_the_one_rule() -> None:

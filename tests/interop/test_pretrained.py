@@ -78,7 +78,7 @@ def test_timm_loads_its_own_file_into_our_model(ours: str, theirs: str, weights)
 
 
 def test_layers_that_do_not_map_are_one_clear_error(weights) -> None:  # noqa: ANN001
-    widen = roadmap.build_model("widen")
+    widen = roadmap.build_model("widen", roadmap="repvit")
     with pytest.raises(RoadmapError, match="the weights do not map"):
         copy_by_order(widen, reference("mobilenetv3_large_100", weights["mobilenetv3_large_100"]))
 
@@ -144,10 +144,10 @@ def test_fine_tune_from_pretrained_then_from_a_checkpoint(weights, tmp_path) -> 
 
 
 def test_init_loads_matching_names_and_says_what_it_did_not(tmp_path) -> None:
-    source = roadmap.build_model("alternating_se", num_classes=10)
+    source = roadmap.build_model("alternating_se", num_classes=10, roadmap="repvit")
     path = tmp_path / "weights.pt"
     torch.save(source.state_dict(), path)
-    target = roadmap.build_model("alternating_se", num_classes=3)
+    target = roadmap.build_model("alternating_se", num_classes=3, roadmap="repvit")
     loaded = load_state(target, path)
     assert not loaded.classifier and "head.classifier.fc.weight" in loaded.skipped
     assert torch.equal(target.stem[0].conv.weight, source.stem[0].conv.weight)
@@ -183,15 +183,15 @@ def test_a_weights_file_of_another_model_is_named(weights) -> None:  # noqa: ANN
 def test_the_pretrained_network_is_the_one_timm_has() -> None:
     from roadmap.interop.pretrained import reference as ref
 
-    assert ref(Selection.of("mobilenetv3_large")) == "mobilenetv3_large_100"
-    assert ref(Selection.of()) == "repvit_m0_9"
-    assert ref(Selection.of(size="m1_5")) == "repvit_m1_5"
-    assert ref(Selection.of("resnet50", roadmap="convnext")) == "resnet50.tv_in1k"
-    assert ref(Selection.of(roadmap="convnext")) == "convnext_tiny.fb_in1k"
+    assert ref(Selection.of("repvit", "mobilenetv3_large")) == "mobilenetv3_large_100"
+    assert ref(Selection.of("repvit")) == "repvit_m0_9"
+    assert ref(Selection.of("repvit", size="m1_5")) == "repvit_m1_5"
+    assert ref(Selection.of("convnext", "resnet50")) == "resnet50.tv_in1k"
+    assert ref(Selection.of("convnext")) == "convnext_tiny.fb_in1k"
     with pytest.raises(RoadmapError, match="--upto resnet50 or --upto separate_downsampling"):
-        ref(Selection.of("gelu", roadmap="convnext"))
+        ref(Selection.of("convnext", "gelu"))
     with pytest.raises(RoadmapError):
-        ref(Selection.of(size="m0_6"))  # the official README's M0.6 is not in timm
+        ref(Selection.of("repvit", size="m0_6"))  # the official README's M0.6 is not in timm
 
 
 @pytest.mark.parametrize(
@@ -210,11 +210,11 @@ def test_repvit_weights_in_either_head_form_load(two_heads: bool, tmp_path: Path
     theirs = calibrate_bn(timm.create_model("repvit_m0_9", distillation=two_heads), img_size=64)
     path = tmp_path / "repvit.pth"
     torch.save(theirs.state_dict(), path)
-    spec = roadmap.build_spec("alternating_se")
+    spec = roadmap.build_spec("alternating_se", roadmap="repvit")
     x = torch.randn(2, 3, 64, 64)
     for head in (spec.head, replace(spec.head, distillation=True)):
         ours = build(replace(spec, head=head))
-        loaded = load_pretrained(ours, Selection.of("alternating_se"), str(path))
+        loaded = load_pretrained(ours, Selection.of("repvit", "alternating_se"), str(path))
         assert loaded.classifier and not loaded.skipped
         with torch.no_grad():
             torch.testing.assert_close(ours.eval()(x), theirs(x), rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ from timm.data import resolve_data_config
 from torch import nn
 
 import roadmap
-from roadmap.arch.family import FAMILY
+from roadmap_steps.repvit import FAMILY
 from roadmap.interop import timm_run
 from roadmap.measure.counts import count_params
 
@@ -23,17 +23,20 @@ roadmap.register_timm_models()  # explicit: importing roadmap registers nothing
 
 
 def test_every_step_is_registered() -> None:
-    expected = {f"roadmap_{step}" for step in roadmap.list_steps()}
-    expected |= {f"roadmap_repvit_{size}" for size in FAMILY}
+    expected = {f"roadmap_{step}" for step in roadmap.list_steps("repvit")}
+    expected |= {f"roadmap_repvit_{size.label}" for size in FAMILY}
     expected |= {f"roadmap_convnext_{step}" for step in roadmap.list_steps(roadmap="convnext")}
+    expected |= {f"roadmap_convnext_{size}" for size in ("t", "s", "b", "l")}
     assert set(timm.list_models("roadmap_*")) == expected
 
 
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", roadmap.list_steps("repvit"))
 def test_timm_model_is_the_roadmap_prefix(step: str) -> None:
     model = timm.create_model(f"roadmap_{step}", num_classes=10)
-    assert model.spec == roadmap.build_spec(step, num_classes=10)
-    assert count_params(model) == count_params(roadmap.build_model(step, num_classes=10))
+    assert model.spec == roadmap.build_spec(step, num_classes=10, roadmap="repvit")
+    assert count_params(model) == count_params(
+        roadmap.build_model(step, num_classes=10, roadmap="repvit")
+    )
 
 
 @pytest.mark.parametrize("step", roadmap.list_steps(roadmap="convnext"))

@@ -19,9 +19,9 @@ from tests.helpers import representative
 IMG = 64  # divisible by 32, small enough to keep ~15 networks fast
 CONTROL = ("mobilenetv3_large", "gelu", "expansion_2", "widen")
 ABLATIONS = [
-    Selection(CONTROL),
-    Selection.of(skip=["kernel_3x3"]),
-    Selection.of("deeper_downsampling", skip=["early_conv_stem"]),
+    Selection(CONTROL, "repvit"),
+    Selection.of("repvit", skip=["kernel_3x3"]),
+    Selection.of("repvit", "deeper_downsampling", skip=["early_conv_stem"]),
 ]
 
 roadmap.register_timm_models()
@@ -32,7 +32,7 @@ pytestmark = [
 
 
 # Every step of every built-in roadmap, by its timm name.
-TIMM_NAMES = [f"roadmap_{s}" for s in roadmap.list_steps()]
+TIMM_NAMES = [f"roadmap_{s}" for s in roadmap.list_steps("repvit")]
 CONVNEXT_NAMES = [f"roadmap_convnext_{s}" for s in roadmap.list_steps(roadmap="convnext")]
 # The fast tier checks RepViT's two ends (the timm references; ConvNeXt's are held against timm
 # in tests/arch/test_endpoints.py and here by the full suite, which checks every step).

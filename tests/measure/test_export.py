@@ -39,9 +39,9 @@ def deploy_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", roadmap.list_steps("repvit"))
 def test_onnx_of_every_step_matches_torch(step: str, tmp_path: Path) -> None:
-    model = calibrate_bn(roadmap.build_model(step, num_classes=10))
+    model = calibrate_bn(roadmap.build_model(step, num_classes=10, roadmap="repvit"))
     result = export_model(model, "onnx", tmp_path / "m.onnx", img_size=IMG)
     x = torch.randn(3, 3, IMG, IMG)  # another batch size: the batch axis is dynamic
     assert_matches(run_onnx(result.path, x), deploy_logits(model, x))
@@ -50,7 +50,7 @@ def test_onnx_of_every_step_matches_torch(step: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load")  # deprecated, not gone
 def test_torchscript_export_reloads_and_matches(tmp_path: Path) -> None:
-    model = calibrate_bn(roadmap.build_model("kernel_3x3", num_classes=10))
+    model = calibrate_bn(roadmap.build_model("kernel_3x3", num_classes=10, roadmap="repvit"))
     result = export_model(model, "torchscript", tmp_path / "sub" / "m.pt", img_size=IMG)
     assert result.max_abs_diff is not None and result.path.is_file()
     loaded = torch.jit.load(str(result.path))
@@ -61,14 +61,16 @@ def test_torchscript_export_reloads_and_matches(tmp_path: Path) -> None:
 
 def test_coreml_without_coremltools_says_how_to_install(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setitem(sys.modules, "coremltools", None)  # makes `import coremltools` fail
-    model = roadmap.build_model("gelu", num_classes=10)
+    model = roadmap.build_model("gelu", num_classes=10, roadmap="repvit")
     with pytest.raises(RoadmapError, match=r'pip install -e "\.\[coreml\]"'):
         export_model(model, "coreml", tmp_path / "m.mlpackage", img_size=IMG)
 
 
 def test_coreml_needs_an_mlpackage_path(tmp_path: Path) -> None:
     with pytest.raises(RoadmapError, match=".mlpackage"):
-        export_model(roadmap.build_model("gelu"), "coreml", tmp_path / "m.mlmodel")
+        export_model(
+            roadmap.build_model("gelu", roadmap="repvit"), "coreml", tmp_path / "m.mlmodel"
+        )
 
 
 def test_cli_export_onnx_default_path_matches_torch(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -79,7 +81,7 @@ def test_cli_export_onnx_default_path_matches_torch(tmp_path: Path, monkeypatch)
     path = tmp_path / "simple_classifier.onnx"
     assert path.is_file() and "outputs match torch" in result.stdout
     torch.manual_seed(0)  # the seed conftest set before the CLI built its model
-    model = roadmap.build_model("simple_classifier")
+    model = roadmap.build_model("simple_classifier", roadmap="repvit")
     x = torch.randn(2, 3, IMG, IMG)
     assert_matches(run_onnx(path, x), deploy_logits(model, x))
 
@@ -137,13 +139,17 @@ def test_a_broken_export_is_caught(fmt: str, breakage: str, tmp_path: Path, monk
 
     monkeypatch.setattr(export, f"_{fmt}", broken_exporter)
     # ExecuTorch lowers for seconds per network: a quarter-width, quarter-depth one is enough
-    model = small_network() if fmt == "executorch" else roadmap.build_model("gelu", num_classes=10)
+    model = (
+        small_network()
+        if fmt == "executorch"
+        else roadmap.build_model("gelu", num_classes=10, roadmap="repvit")
+    )
     with pytest.raises(RoadmapError, match=f"the exported {fmt} model disagrees with torch"):
         export_model(model, fmt, tmp_path / "m", img_size=IMG)
 
 
 def test_a_model_whose_logits_do_not_vary_cannot_be_checked(tmp_path: Path) -> None:
-    model = roadmap.build_model("simple_classifier", num_classes=10)
+    model = roadmap.build_model("simple_classifier", num_classes=10, roadmap="repvit")
     torch.nn.init.zeros_(model.get_classifier().fc.weight)
     with pytest.raises(RoadmapError, match="logits do not vary with the input"):
         export_model(model, "onnx", tmp_path / "m.onnx", img_size=IMG)
@@ -156,7 +162,7 @@ def small_network() -> torch.nn.Module:
     """RepViT-M0.9 at a quarter of its widths and a tenth of its depths: every kind of layer
     the roadmap's last step has (RepVGG token mixers, SE, FFN, the deeper downsampling, the BN
     classifier), and lowering to ExecuTorch takes seconds instead of 13."""
-    return roadmap.build(Selection.of("alternating_se", size="w0.25d0.1").spec(10))
+    return roadmap.build(Selection.of("repvit", "alternating_se", size="w0.25d0.1").spec(10))
 
 
 @pytest.mark.slow
@@ -242,7 +248,12 @@ def test_executorch_missing_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(
         RoadmapError, match=r'ExecuTorch is not installed: pip install -e "\.\[mobile\]"'
     ):
-        export_model(roadmap.build_model("gelu"), "executorch", tmp_path / "m.pte", img_size=IMG)
+        export_model(
+            roadmap.build_model("gelu", roadmap="repvit"),
+            "executorch",
+            tmp_path / "m.pte",
+            img_size=IMG,
+        )
     assert not (tmp_path / "m.pte").exists()
 
 
@@ -277,7 +288,7 @@ def test_coreml_package_of_each_layer_set_holds_the_fused_model(step: str, tmp_p
     pytest.importorskip("coremltools", reason=COREML_MISSING)
     from roadmap.measure.runtimes.coreml import coreml_structure
 
-    model = roadmap.build_model(step, num_classes=10)
+    model = roadmap.build_model(step, num_classes=10, roadmap="repvit")
     result = export_model(model, "coreml", tmp_path / f"{step}.mlpackage", img_size=IMG)
     assert result.max_abs_diff is None and "structure checked" in result.checked_with
     structure = coreml_structure(result.path)
@@ -293,7 +304,7 @@ def test_coreml_package_of_each_layer_set_holds_the_fused_model(step: str, tmp_p
 def test_coreml_structure_check_catches_a_package_that_is_not_the_fused_model() -> None:
     from roadmap.measure.runtimes.coreml import CoreMLStructure, check_coreml_structure
 
-    deploy = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
+    deploy = roadmap.fuse(roadmap.build_model("gelu", num_classes=10, roadmap="repvit"))
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())
     shape = (1, 3, IMG, IMG)
     good = CoreMLStructure({"input": shape}, {"logits": (1, 10)}, {"conv": convs, "linear": 1})

@@ -42,7 +42,7 @@ def test_fvcore_agrees_with_torch_flop_counter(name):
     import roadmap
     from roadmap.arch.reparam import fuse
 
-    deploy = fuse(roadmap.build_model(steps=golden_cases()[name]))
+    deploy = fuse(roadmap.build_model(steps=golden_cases()[name], roadmap="repvit"))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         deploy(torch.zeros(1, 3, 224, 224))
     assert counter.get_total_flops() // 2 == GOLDEN_DATA[name]["deploy_macs"]

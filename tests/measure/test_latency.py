@@ -224,7 +224,7 @@ def test_backends_measure_a_step(backend: str, channels_last: bool) -> None:
     settings = LatencySettings(
         img_size=32, warmup=1, iters=2, threads=1, backend=backend, channels_last=channels_last
     )
-    (record,) = latency.measure_selections([Selection.of("gelu")], settings)
+    (record,) = latency.measure_selections([Selection.of("repvit", "gelu")], settings)
     assert record.step == "gelu" and record.n == 2
     c = record.conditions
     assert c.backend == backend
@@ -247,7 +247,9 @@ def test_onnxruntime_sessions_do_not_spin(monkeypatch) -> None:  # noqa: ANN001
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
     settings = dataclasses.replace(TINY, backend="onnxruntime", iters=1)
-    latency.measure_selections([Selection.of("gelu"), Selection.of("widen")], settings)
+    latency.measure_selections(
+        [Selection.of("repvit", "gelu"), Selection.of("repvit", "widen")], settings
+    )
     assert len(made) == 2
     assert all(o.get_session_config_entry("session.intra_op.allow_spinning") == "0" for o in made)
 
@@ -287,7 +289,7 @@ def test_the_compile_backend_times_the_compiled_model(monkeypatch) -> None:  # n
 def test_steps_are_measured_fused_unless_asked(fused: bool, monkeypatch) -> None:  # noqa: ANN001
     seen: list[Candidate] = []
     monkeypatch.setattr(latency, "measure", lambda candidates, settings: seen.extend(candidates))
-    latency.measure_selections([Selection.of("gelu")], TINY, fused=fused)
+    latency.measure_selections([Selection.of("repvit", "gelu")], TINY, fused=fused)
     (candidate,) = seen
     assert candidate.fused is fused
     assert (unfused_norms(candidate.model) == []) is fused
@@ -296,14 +298,14 @@ def test_steps_are_measured_fused_unless_asked(fused: bool, monkeypatch) -> None
 def test_records_are_labelled_with_the_networks_one_name(monkeypatch) -> None:  # noqa: ANN001
     seen: list[Candidate] = []
     monkeypatch.setattr(latency, "measure", lambda candidates, settings: seen.extend(candidates))
-    control = Selection.of(steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
-    latency.measure_selections([Selection.of("widen"), control], TINY)
+    control = Selection.of("repvit", steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
+    latency.measure_selections([Selection.of("repvit", "widen"), control], TINY)
     assert [c.label for c in seen] == ["widen", "widen-separate_mixers"]
 
 
 def test_every_step_is_one_prefix_per_step() -> None:
-    selections = [s.steps for s in every_step()]
-    assert [s[-1] for s in selections] == roadmap.list_steps()
+    selections = [s.steps for s in every_step("repvit")]
+    assert [s[-1] for s in selections] == roadmap.list_steps("repvit")
     assert all(a == b[: len(a)] for a, b in zip(selections, selections[1:], strict=False))
 
 
@@ -311,7 +313,7 @@ def test_every_step_is_one_prefix_per_step() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_measurement_records_the_gpu() -> None:
     settings = LatencySettings(device="cuda", img_size=32, warmup=1, iters=2)
-    (record,) = latency.measure_selections([Selection.of("gelu")], settings)
+    (record,) = latency.measure_selections([Selection.of("repvit", "gelu")], settings)
     assert record.conditions.device_name == torch.cuda.get_device_name()
     assert "synchronized" in record.conditions.timer
 
@@ -362,7 +364,7 @@ def test_cli_bad_option_values_exit_2(args: list[str]) -> None:
 def test_cli_all_prints_every_step_with_median_and_iqr() -> None:
     result = runner.invoke(app, ["latency", "--all", *FAST])
     assert result.exit_code == 0, result.output
-    for step in roadmap.list_steps():
+    for step in roadmap.list_steps("repvit"):
         assert f" {step} " in result.stdout
     assert "IQR" in result.stdout and "2 timed iterations per model" in result.stdout
     assert "Agreement with" in result.stdout  # the paper times 10 of the 11 steps

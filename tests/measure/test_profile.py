@@ -33,9 +33,9 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "training-form"])
-@pytest.mark.parametrize("step", roadmap.list_steps())
+@pytest.mark.parametrize("step", roadmap.list_steps("repvit"))
 def test_units_cover_every_layer_once_and_never_nest(step: str, fused: bool) -> None:
-    model = roadmap.build_model(step)
+    model = roadmap.build_model(step, roadmap="repvit")
     model = roadmap.fuse(model) if fused else model.eval()
     found = units(model)
     paths = [u.path for u, _ in found]
@@ -49,7 +49,7 @@ def test_units_cover_every_layer_once_and_never_nest(step: str, fused: bool) -> 
 
 
 def _kinds(step: str, fused: bool = True) -> dict[str, str]:
-    model = roadmap.build_model(step)
+    model = roadmap.build_model(step, roadmap="repvit")
     return {u.path: u.kind for u, _ in units(roadmap.fuse(model) if fused else model.eval())}
 
 
@@ -76,7 +76,7 @@ def test_the_kinds_account_for_most_of_the_pass_and_never_for_more() -> None:
     """The kinds (``other`` included) are measured ranges and operators, each inside the pass:
     their sum cannot exceed it unless something is counted twice, and it must cover most of it
     (85 % measured at 32 px; the rest is Python and the hooks between operators)."""
-    (p,) = profile.profile_selections([Selection.of("alternating_se")], TINY)
+    (p,) = profile.profile_selections([Selection.of("repvit", "alternating_se")], TINY)
     assert p.total.n == TINY.iters
     for i in range(TINY.iters):
         measured = sum(p.kinds[k].samples_ms[i] for k in KINDS)
@@ -98,8 +98,8 @@ class Sleepy(nn.Module):
 
 
 def test_a_planted_cost_lands_in_its_kind_and_only_there() -> None:
-    base = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10))
-    slow = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10))
+    base = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10, roadmap="repvit"))
+    slow = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10, roadmap="repvit"))
     block = slow.stages[2].blocks[0]
     block.token_mixer = Sleepy(block.token_mixer, 0.02)
     settings = dataclasses.replace(TINY, iters=5)  # a median that one preemption cannot move
@@ -122,7 +122,7 @@ def test_profiling_is_torch_eager_on_the_cpu(settings: LatencySettings) -> None:
 
 
 def test_hooks_are_removed_afterwards() -> None:
-    model = roadmap.fuse(roadmap.build_model("gelu", num_classes=10))
+    model = roadmap.fuse(roadmap.build_model("gelu", num_classes=10, roadmap="repvit"))
     profile.profile([Candidate("m", model)], TINY)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
@@ -146,7 +146,7 @@ def test_cli_profile_table_and_all() -> None:
     assert "Where the time goes" in result.stdout and "unattributed" in result.stdout
     result = runner.invoke(app, ["profile", "--all", *args], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert all(step in result.stdout for step in roadmap.list_steps())
+    assert all(step in result.stdout for step in roadmap.list_steps("repvit"))
 
 
 def test_cli_profile_all_with_a_selection_is_one_line() -> None:

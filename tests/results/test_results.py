@@ -122,7 +122,7 @@ def test_a_torn_last_log_line_is_dropped(tmp_path: Path) -> None:
 
 
 def test_a_folder_with_a_0_1_name_is_adopted(tmp_path: Path) -> None:
-    control = Selection.of(steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
+    control = Selection.of("repvit", steps=["mobilenetv3_large", "gelu", "expansion_2", "widen"])
     (old_name,) = legacy_names(control)
     assert old_name == "widen-without-separate_mixers"
     old = tmp_path / "digits" / "quick" / old_name / "seed0"

@@ -28,7 +28,7 @@ from tests.helpers import REPO, make_image_folder, make_record, store_record
 
 ROOT = REPO
 runner = CliRunner()
-NETWORKS = [Selection.of("mobilenetv3_large"), Selection.of("gelu")]
+NETWORKS = [Selection.of("repvit", "mobilenetv3_large"), Selection.of("repvit", "gelu")]
 TINY = ["--epochs", "1", "--batch-size", "16", "--img-size", "32", "--quiet"]
 pytest.importorskip("submitit", reason='pip install -e ".[cluster]" (or ".[test]")')
 
@@ -131,7 +131,7 @@ def test_a_preempted_job_requeues_and_ends_like_an_uninterrupted_run(tmp_path: P
     requeues it; it resumes from last.pt and ends with the metrics of an uninterrupted run."""
     data = f"imagefolder:{make_image_folder(tmp_path / 'data', per_class=32, val_per_class=8)}"
     recipe = load_recipe("quick").replace(epochs=4, batch_size=8)
-    network = Selection.of("mobilenetv3_large")
+    network = Selection.of("repvit", "mobilenetv3_large")
     options = RunOptions(results=tmp_path / "results", workers=0, quiet=True)
     (run,) = plan_runs([network], (0,))
     where = cluster.ClusterOptions(launcher="local", jobs_dir=tmp_path / "jobs", time="30")

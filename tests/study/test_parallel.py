@@ -80,11 +80,11 @@ def test_a_plugins_steps_reach_the_workers(tmp_path: Path) -> None:
     stale = tmp_path / "stale.py"
     stale.write_text(
         "from roadmap import register_step\n"
-        "@register_step('relu', title='a stale relu', section='ext')\n"
+        "@register_step('relu', title='a stale relu', section='ext', roadmap='repvit')\n"
         "def relu(spec):\n    return spec\n"
     )
     registry.load_plugin(stale)
-    registry._REGISTRY["repvit"].pop("relu")  # as a test's cleanup, or a notebook, might do
+    registry._steps_of("repvit").unregister("relu")  # as a notebook, say, might do
     assert str(stale.resolve()) not in registry.loaded_plugins()
     args = ["--plugin", PLUGIN, "run", "--steps", "gelu,relu", *TINY, "--quiet", "--jobs", "2"]
     result = runner.invoke(app, [*args, "--results", str(tmp_path)])
@@ -207,7 +207,7 @@ import roadmap.study.sweep as sweep
 from roadmap import register_step
 
 
-@register_step("unused_step", title="unused", section="ext")
+@register_step("unused_step", title="unused", section="ext", roadmap="repvit")
 def unused_step(spec):
     return spec
 

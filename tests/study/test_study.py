@@ -14,11 +14,11 @@ from tests.helpers import fake_record
 
 
 def test_accuracy_averages_seeds_of_the_same_network(tmp_path):
-    steps = roadmap.resolve_steps("gelu")
+    steps = roadmap.resolve_steps("gelu", roadmap="repvit")
     for seed, top1 in [(0, 90.0), (1, 92.0), (2, 94.0)]:
         fake_record(tmp_path, steps, seed, top1)
     fake_record(tmp_path, steps, 3, 10.0, spec_hash="0" * 12)  # an older architecture
-    gelu, widen = Selection(tuple(steps)), Selection.of("widen")
+    gelu, widen = Selection(tuple(steps), "repvit"), Selection.of("repvit", "widen")
     quick = store.scan(tmp_path, data="digits", recipe="quick").records
     acc = comparison.accuracy_of(quick, gelu)
     assert (acc.mean, acc.std, acc.n, acc.seeds) == (92.0, 2.0, 3, (0, 1, 2))
@@ -34,7 +34,7 @@ def row(name, params, latency=None, iqr=0.0, values=()):
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         ci = stats.mean_ci(values)
         acc = comparison.Accuracy(ci.mean, std, len(values), tuple(range(len(values))), values, ci)
-    return comparison.Row(plan.Variant(Selection((name,)), name), counts, lat, acc)
+    return comparison.Row(plan.Variant(Selection((name,), "repvit"), name), counts, lat, acc)
 
 
 def test_deltas_and_noise_rules():
@@ -94,8 +94,10 @@ def test_baseline_must_be_a_row():
 
 
 def test_leave_one_out_names_what_cannot_be_built():
-    variants = {v.name: v for v in plan.leave_one_out()}
-    assert variants["alternating_se"].selection.steps == tuple(roadmap.resolve_steps())
+    variants = {v.name: v for v in plan.leave_one_out("repvit")}
+    assert variants["alternating_se"].selection.steps == tuple(
+        roadmap.resolve_steps(roadmap="repvit")
+    )
     missing = variants["alternating_se-separate_mixers"]
     assert not missing.buildable and "separate_mixers" in missing.reason
     assert missing.about == "separate_mixers"
@@ -104,7 +106,7 @@ def test_leave_one_out_names_what_cannot_be_built():
 
 
 def test_only_one_applies_each_step_to_the_baseline():
-    variants = {v.name: v for v in plan.only_one()}
+    variants = {v.name: v for v in plan.only_one("repvit")}
     assert variants["mobilenetv3_large+widen"].selection.steps == ("mobilenetv3_large", "widen")
     assert not variants["mobilenetv3_large+deeper_downsampling"].buildable  # needs RepViT blocks
     assert "gelu" in variants  # the baseline plus its next step is a prefix
@@ -112,10 +114,10 @@ def test_only_one_applies_each_step_to_the_baseline():
 
 @pytest.mark.slow  # over 1 s: the full suite runs it
 def test_paper_numbers_only_on_roadmap_prefixes():
-    rows = comparison.collect(plan.leave_one_out("expansion_2")).rows
+    rows = comparison.collect(plan.leave_one_out("repvit", "expansion_2")).rows
     by_name = {r.variant.name: r for r in rows}
-    assert by_name["expansion_2"].paper_latency_ms == 0.65
-    assert by_name["expansion_2-gelu"].paper_latency_ms is None
+    assert by_name["expansion_2"].paper_speed == 0.65
+    assert by_name["expansion_2-gelu"].paper_speed is None
 
 
 # --- agreement with the paper's latency column --------------------------------------------
@@ -176,17 +178,17 @@ def test_accuracy_agreement_counts_findings_only_and_ranks_every_trained_step():
 
 
 def test_paper_numbers_belong_to_prefixes_and_family_members_only():
-    assert comparison.paper_numbers(Selection.of("separate_mixers")) == (68.3, 0.81)
-    assert comparison.paper_numbers(Selection.of("mobilenetv3_large")) == (None, None)
-    assert comparison.paper_numbers(Selection.of("widen", skip=("gelu",))) == (None, None)
-    assert comparison.paper_numbers(Selection.of(size="m1_0")) == (78.6, 1.0)
+    assert comparison.paper_numbers(Selection.of("repvit", "separate_mixers")) == (68.3, 0.81)
+    assert comparison.paper_numbers(Selection.of("repvit", "mobilenetv3_large")) == (None, None)
+    assert comparison.paper_numbers(Selection.of("repvit", "widen", skip=("gelu",))) == (None, None)
+    assert comparison.paper_numbers(Selection.of("repvit", size="m1_0")) == (78.6, 1.0)
 
 
 def test_the_papers_control_carries_the_papers_numbers():
     """One table of paper numbers: the control (§3.2) reaches a row like any step does."""
-    from steps import CONTROL
+    from roadmap_steps.repvit import CONTROL
 
-    rows = comparison.collect(plan.prefixes(Selection(CONTROL)), counts=False).rows
+    rows = comparison.collect(plan.prefixes(Selection(CONTROL, "repvit")), counts=False).rows
     assert rows[-1].variant.name == "widen-separate_mixers"
-    assert (rows[-1].paper_top1, rows[-1].paper_latency_ms) == (73.0, 0.91)
+    assert (rows[-1].paper_top1, rows[-1].paper_speed) == (73.0, 0.91)
     assert rows[-2].paper_top1 is None  # gelu+expansion_2 without separate_mixers: never measured

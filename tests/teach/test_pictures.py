@@ -20,7 +20,7 @@ from roadmap.teach.diagram import Box, Par, Res
 from tests.helpers import representative
 
 runner = CliRunner()
-FINAL = roadmap.build_spec("alternating_se")
+FINAL = roadmap.build_spec("alternating_se", roadmap="repvit")
 
 
 def kinds(node: diagram.Node) -> list[str]:
@@ -40,7 +40,7 @@ def test_the_repvit_block_has_three_branches_in_training_and_one_once_fused() ->
 
 
 def test_the_mobilenetv3_block_is_an_inverted_residual() -> None:
-    spec = roadmap.build_spec("gelu")
+    spec = roadmap.build_spec("gelu", roadmap="repvit")
     root = diagram.part(spec, "stages.2.blocks.0").root
     assert kinds(root) == ["conv", "bn", "act", "dw", "bn", "act", "conv", "bn"]
     assert len(diagram.find(root, Res)) == 1  # 80 -> 80 at stride 1: a residual
@@ -53,7 +53,7 @@ def test_downsampling_stem_and_head_parts() -> None:
     assert "DW 3x3, 96, stride 2" in labels and "1x1 conv 96->192" in labels
     stem = [b.label for b in diagram.boxes(diagram.part(FINAL, "stem").root)]
     assert stem[0] == "Conv 3x3 3->24, stride 2" and "Conv 3x3 24->48, stride 2" in stem
-    mnv3_head = kinds(diagram.part(roadmap.build_spec("gelu"), "head").root)
+    mnv3_head = kinds(diagram.part(roadmap.build_spec("gelu", roadmap="repvit"), "head").root)
     assert mnv3_head == ["conv", "bn", "act", "pool", "conv", "act", "linear"]
     assert kinds(diagram.part(FINAL, "head").root) == ["pool", "bn", "linear"]
     assert kinds(diagram.part(FINAL, "head", fused=True).root) == ["pool", "linear"]
@@ -67,9 +67,9 @@ def test_the_svg_holds_every_box_escaped() -> None:
     assert "SE 192-&gt;48-&gt;192, sigmoid" in text  # "->" escaped, not raw markup
 
 
-@pytest.mark.parametrize("name", representative(roadmap.list_steps()[1:]))
+@pytest.mark.parametrize("name", representative(roadmap.list_steps("repvit")[1:]))
 def test_every_step_draws_what_it_changes(name: str) -> None:
-    les = lesson.lesson(name)
+    les = lesson.lesson(name, "repvit")
     titles = [d.title for d in les.diagrams]
     existed = lesson._has_part(les.previous.spec(), les.block_path)  # stage_ratio adds blocks
     assert [t.split(":")[0] for t in titles[:2]][: 2 if existed else 1] == (
@@ -108,7 +108,7 @@ def test_the_page_is_self_contained(page: Path) -> None:
     assert list(page.parent.iterdir()) == [page]  # nothing beside it
     assert not re.search(r'(src|href)="(?!data:|#)', text)  # every image travels inside
     headings = re.findall(r'<h2 id="\w+">(\d+)\. <code>(\w+)</code>', text)
-    assert [name for _, name in headings] == roadmap.list_steps()
+    assert [name for _, name in headings] == roadmap.list_steps("repvit")
     assert text.count('src="data:image/svg+xml;base64,') >= 2 * (len(headings) - 1)
     assert "<table>" in text and "<script" not in text
 
@@ -150,8 +150,8 @@ def test_the_page_renders_in_a_real_browser(page: Path, tmp_path: Path) -> None:
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr  # no page errors
-    assert dom.stdout.count("<h2") == len(roadmap.list_steps()) + 1
-    assert dom.stdout.count('<li><a href="#') == len(roadmap.list_steps())
+    assert dom.stdout.count("<h2") == len(roadmap.list_steps("repvit")) + 1
+    assert dom.stdout.count('<li><a href="#') == len(roadmap.list_steps("repvit"))
     assert dom.stdout.count("<img ") >= 20
     shot = tmp_path / "page.png"
     subprocess.run(

@@ -27,7 +27,7 @@ TINY += ["--workers", "0", "--quiet"]
 
 
 def distilled(step: str = "alternating_se", num_classes: int = 10) -> nn.Module:
-    spec = roadmap.build_spec(step, num_classes=num_classes)
+    spec = roadmap.build_spec(step, num_classes=num_classes, roadmap="repvit")
     return build(replace(spec, head=replace(spec.head, distillation=True)))
 
 
@@ -111,7 +111,7 @@ def test_the_distillation_head_is_timms() -> None:
 
 
 def test_a_plain_spec_hash_is_unchanged_and_the_distilled_one_differs() -> None:
-    spec = roadmap.build_spec("alternating_se")
+    spec = roadmap.build_spec("alternating_se", roadmap="repvit")
     assert roadmap.spec_hash(spec) == roadmap.spec_hash(replace(spec, head=spec.head))
     assert roadmap.spec_hash(distill.student_spec(spec, load_recipe("paper-distill"))) != (
         roadmap.spec_hash(spec)

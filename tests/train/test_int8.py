@@ -26,7 +26,9 @@ from roadmap.train.run_options import RunOptions
 from tests.helpers import make_image_folder, make_record, store_record
 
 MOBILE_MISSING = 'ExecuTorch is not installed (pip install -e ".[mobile]")'
-SMALL = Selection.of("alternating_se", size="w0.25d0.1")  # every layer kind, lowers in seconds
+SMALL = Selection.of(
+    "repvit", "alternating_se", size="w0.25d0.1"
+)  # every layer kind, lowers in seconds
 RECIPE = load_recipe("quick").replace(epochs=1, batch_size=8, img_size=32)
 runner = CliRunner()
 
@@ -147,7 +149,7 @@ def test_table_int8_shows_the_pooled_delta_with_its_noise_mark(tmp_path: Path) -
     assert base["int8_delta_top1"] == pytest.approx(100 * (4 - 6) / 2000)
     assert gelu["int8_delta_top1"] == pytest.approx(100 * (10 - 80) / 2000)
     assert base["int8_delta_p_value"] > 0.05 > gelu["int8_delta_p_value"]
-    study = comparison.collect(plan.prefixes(Selection.of("gelu")), results=tmp_path,
+    study = comparison.collect(plan.prefixes(Selection.of("repvit", "gelu")), results=tmp_path,
                                data="digits", recipe="quick", counts=False, int8=True)  # fmt: skip
     from roadmap.report.tables import study_markdown
 
@@ -205,7 +207,7 @@ def test_table_int8_checks_its_timing_settings_before_any_work(
     built = []
     monkeypatch.setattr(latency.executorch, "version", missing)
     monkeypatch.setattr(comparison, "build", built.append)
-    variants = plan.prefixes(Selection.of("gelu"))
+    variants = plan.prefixes(Selection.of("repvit", "gelu"))
     with pytest.raises(RoadmapError, match="not installed"):
         comparison.collect(variants, latency_settings=latency.LatencySettings(), int8=True)
     assert built == []

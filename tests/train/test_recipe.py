@@ -145,7 +145,9 @@ def test_the_equivalent_command_repeats_every_setting() -> None:
     from roadmap.train.sources import parse_source
 
     recipe = load_recipe("quick", settings=["mixup=0.2", "auto_augment=rand-m9-mstd0.5"])
-    words = shlex.split(equivalent_command(Selection.of("gelu"), parse_source("digits"), recipe, 0))
+    words = shlex.split(
+        equivalent_command(Selection.of("repvit", "gelu"), parse_source("digits"), recipe, 0)
+    )
     settings = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     assert load_recipe("quick", settings=settings) == recipe
     assert parse_settings(settings) == {"mixup": 0.2, "auto_augment": "rand-m9-mstd0.5"}

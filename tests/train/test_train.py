@@ -57,7 +57,7 @@ def finished(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One uninterrupted run, shared by the tests that read its record and checkpoint."""
     out = tmp_path_factory.mktemp("uninterrupted")
     options = RunOptions(seed=3, workers=1, quiet=True, results=out)
-    record = training.train(Selection.of(STEP), f"imagefolder:{images}", RICH, options)
+    record = training.train(Selection.of("repvit", STEP), f"imagefolder:{images}", RICH, options)
     return {"record": record, "folder": _folder(out, record)}
 
 
@@ -95,7 +95,7 @@ def test_the_library_leaves_ctrl_c_to_its_caller(
     seen = _ctrl_c_in_epoch_1(monkeypatch, presses=1)
     options = RunOptions(workers=0, quiet=True, results=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        training.train(Selection.of(STEP), f"imagefolder:{images}", TINY_RECIPE, options)
+        training.train(Selection.of("repvit", STEP), f"imagefolder:{images}", TINY_RECIPE, options)
     assert seen == [signal.default_int_handler]
 
 
@@ -108,7 +108,7 @@ def test_inside_graceful_stop_a_second_ctrl_c_reaches_the_caller(
     _ctrl_c_in_epoch_1(monkeypatch, presses=2)
     options = RunOptions(workers=0, quiet=True, results=tmp_path)
     with pytest.raises(KeyboardInterrupt), graceful_stop():
-        training.train(Selection.of(STEP), f"imagefolder:{images}", TINY_RECIPE, options)
+        training.train(Selection.of("repvit", STEP), f"imagefolder:{images}", TINY_RECIPE, options)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
@@ -127,7 +127,7 @@ def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
     images: Path, finished: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     options = RunOptions(seed=3, workers=1, quiet=True, results=tmp_path)
-    selection, data = Selection.of(STEP), f"imagefolder:{images}"
+    selection, data = Selection.of("repvit", STEP), f"imagefolder:{images}"
     save_epoch = training._save_epoch
 
     def save_then_ctrl_c(run: training.Run, epoch: int, summary: dict) -> None:
@@ -205,7 +205,7 @@ def test_fused_and_training_forms_agree(finished: dict, images: Path) -> None:
     record = finished["record"]
     assert record.fused_top1 == record.top1 and record.fused_disagreements == 0
     scores = evaluate_checkpoint(
-        Selection.of(STEP),
+        Selection.of("repvit", STEP),
         finished["folder"] / store.CHECKPOINT,
         f"imagefolder:{images}",
         RunOptions(workers=0),
@@ -219,7 +219,7 @@ def test_checkpoints_load_weights_only_and_know_their_network(finished: dict) ->
     path = finished["folder"] / store.CHECKPOINT
     state = torch.load(path, weights_only=True)
     assert state["spec_hash"] == finished["record"].spec_hash
-    other = build_spec("gelu", num_classes=2)
+    other = build_spec("gelu", num_classes=2, roadmap="repvit")
     with pytest.raises(RoadmapError, match=f"holds {STEP} .*; pass --upto {STEP}"):
         checkpoint.load(path, other)
 
@@ -412,7 +412,7 @@ def test_training_on_a_gpu_ends_with_a_record(amp: bool, tmp_path: Path) -> None
     # (fvcore traced the trained model, left on the GPU, with an input made on the CPU).
     recipe = load_recipe("quick").replace(epochs=1, batch_size=16, img_size=64)
     options = RunOptions(device="cuda", amp=amp, channels_last=True, quiet=True, results=tmp_path)
-    record = training.train(Selection.of("gelu"), "synthetic:64", recipe, options)
+    record = training.train(Selection.of("repvit", "gelu"), "synthetic:64", recipe, options)
     assert (_folder(tmp_path, record) / store.METRICS).exists()
     assert record.environment.device == torch.cuda.get_device_name()
     assert record.deploy_macs > 0
@@ -435,7 +435,7 @@ def test_each_epoch_scores_the_deploy_form_once_and_the_last_both_forms(
 
     monkeypatch.setattr(training, "evaluate", counted)
     options = RunOptions(workers=0, quiet=True, results=tmp_path)
-    record = training.train(Selection.of("separate_mixers"), f"imagefolder:{images}",
+    record = training.train(Selection.of("repvit", "separate_mixers"), f"imagefolder:{images}",
                             TINY_RECIPE, options)  # fmt: skip
     # which models each pass scored, and whether each still had BatchNorm layers (unfused)
     assert [p[0] for p in passes] == [{"": False}, {"": False, "train_": True}]
@@ -480,7 +480,9 @@ def test_eval_every_scores_fewer_epochs_and_trains_the_same_weights(
     for recipe in (every, last_only):
         passes.clear()
         options = RunOptions(workers=0, quiet=True, results=tmp_path / str(recipe.eval_every))
-        records.append(training.train(Selection.of(STEP), f"imagefolder:{images}", recipe, options))
+        records.append(
+            training.train(Selection.of("repvit", STEP), f"imagefolder:{images}", recipe, options)
+        )
         folder = next((tmp_path / str(recipe.eval_every)).rglob(store.CHECKPOINT)).parent
         state = torch.load(folder / store.CHECKPOINT, weights_only=True)["model"]
         weights.append({k: v.clone() for k, v in state.items()})

@@ -17,22 +17,23 @@ knows about a kind is declared with it, in one :class:`BlockKind`:
 - how it **initializes** (the codebase it comes from), and whether it is a plain layer: a
   plain layer is no feature level of its own and starts as the stem around it starts.
 
-The four kinds of the RepViT roadmap are modules of this package (``conv``,
-``inverted_residual``, ``repvit``, ``downsample``), loaded on the first lookup, as the step
-registry loads the paper's steps. A plugin registers its own with :func:`register_block_kind`;
-the builder, the spec checker, the diagrams, the profile and the counts find every kind here,
-so a registered kind works everywhere.
+The engine itself has one kind, ``conv`` (a Conv-BN-activation layer); every other kind comes
+with the roadmap that uses it (RepViT's ``inverted_residual``, ``repvit`` and ``downsample``;
+ConvNeXt's ``resnet_stem``, ``max_pool``, ``bottleneck``, ``patchify``, ``patch_merging`` and
+``convnext``), declared by its package (a ``roadmap.block_kinds`` entry point, or
+:func:`declare_block_kind` in a plugin) and imported on first use. A plugin may also register
+a kind outright with :func:`register_block_kind`. The builder, the spec checker, the diagrams,
+the profile and the counts find every kind here, so a registered kind works everywhere.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from roadmap.errors import RoadmapError
-from roadmap.util.names import did_you_mean
+from roadmap.util.registry import Registry
 from roadmap.util.typed import checked
 
 if TYPE_CHECKING:  # the registry needs neither at run time, so a spec can be checked by it
@@ -102,53 +103,47 @@ class BlockKind:
         return list(self.check(block))
 
 
-# The modules of the built-in kinds: RepViT's four, then ResNet's and ConvNeXt's (three each).
-BUILT_IN = ("conv", "inverted_residual", "repvit", "downsample", "resnet", "convnext")
-_KINDS: dict[str, BlockKind] = {}
+ENTRY_POINTS = "roadmap.block_kinds"  # name = kind, value = the module that registers it
 
 
-def _ensure_loaded() -> None:
-    """Import the built-in kinds' modules (each registers its kinds), once."""
-    for module in BUILT_IN:
-        importlib.import_module(f"{__name__}.{module}")
+def _load_installed() -> None:
+    """Declare the engine's own kind and every installed package's (imported on first use)."""
+    from importlib.metadata import entry_points
+
+    KINDS.declare("conv", f"{__name__}.conv")
+    for ep in entry_points(group=ENTRY_POINTS):
+        KINDS.declare(ep.name, ep.value)
 
 
-def _built_in(kind: BlockKind) -> bool:
-    return kind.build.__module__.startswith(f"{__name__}.")
+KINDS: Registry[BlockKind] = Registry("block kind", loader=_load_installed)
 
 
 def register_block_kind(kind: BlockKind) -> BlockKind:
     """Make a block kind known by its name (which must be new); returns it."""
-    if kind.name in _KINDS:
-        raise RoadmapError(f"block kind {kind.name!r} is already registered; pick a new name")
-    if not kind.name.isidentifier():
-        raise RoadmapError(f"block kind name {kind.name!r} must be a Python identifier")
     unknown = sorted(set(kind.parts.values()) - set(PART_KINDS))
     if unknown:
         raise RoadmapError(
             f"block kind {kind.name!r}: parts may be {', '.join(PART_KINDS)}, not {unknown}"
         )
-    _KINDS[kind.name] = kind
-    return kind
+    return KINDS.register(kind.name, kind, owner=kind.build.__module__)
+
+
+def declare_block_kind(name: str, module: str) -> None:
+    """Promise that importing ``module`` registers the kind ``name``: a roadmap package names
+    its kinds this way, so listing them or reading a spec imports no torch until a block of
+    the kind is built or checked."""
+    KINDS.declare(name, module)
 
 
 def get_block_kind(name: str) -> BlockKind:
     """The kind called ``name``; an unknown name raises and lists the known ones."""
-    _ensure_loaded()
-    if name not in _KINDS:
-        known = block_kinds()
-        raise RoadmapError(
-            f"unknown block kind {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
-        )
-    return _KINDS[name]
+    return KINDS.get(name)
 
 
 def block_kinds() -> list[str]:
-    """Every registered kind's name: the built-in ones in their order, then the others as they
-    were registered (whatever was imported first)."""
-    _ensure_loaded()
-    order = list(_KINDS)
-    return sorted(order, key=lambda n: (not _built_in(_KINDS[n]), order.index(n)))
+    """Every known kind's name: the engine's own, then the installed packages' and plugins'
+    in the order they were declared or registered."""
+    return KINDS.names()
 
 
 # --- what the built-in kinds share --------------------------------------------------------------

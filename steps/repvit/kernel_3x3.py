@@ -24,8 +24,9 @@ from roadmap.arch.spec import NetSpec, replace
     "kernel_3x3",
     title="3x3 kernels everywhere",
     section="§3.4",
+    roadmap="repvit",
     paper_top1=76.9,
-    paper_latency_ms=0.89,
+    paper_speed=0.89,
 )
 def kernel_3x3(spec: NetSpec) -> NetSpec:
     """Set every kernel size to 3."""

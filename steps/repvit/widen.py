@@ -32,8 +32,9 @@ WIDTHS = (48, 96, 192, 384)
     "widen",
     title="Stage widths 48/96/192/384",
     section="§3.2",
+    roadmap="repvit",
     paper_top1=73.5,
-    paper_latency_ms=0.89,
+    paper_speed=0.89,
 )
 def widen(spec: NetSpec) -> NetSpec:
     """Set the four stage widths to 48/96/192/384."""

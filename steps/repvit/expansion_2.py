@@ -27,7 +27,8 @@ from roadmap.arch.spec import NetSpec, replace
     "expansion_2",
     title="Expansion ratio 2",
     section="§3.2",
-    paper_latency_ms=0.65,
+    roadmap="repvit",
+    paper_speed=0.65,
     paper_note="top-1 not stated in the paper's text",
 )
 def expansion_2(spec: NetSpec) -> NetSpec:

@@ -26,8 +26,9 @@ DEPTHS = (2, 2, 14, 2)
     "stage_ratio",
     title="Stage ratio 1:1:7:1 (depths 2/2/14/2)",
     section="§3.3",
+    roadmap="repvit",
     paper_top1=76.9,
-    paper_latency_ms=0.91,
+    paper_speed=0.91,
 )
 def stage_ratio(spec: NetSpec) -> NetSpec:
     """Give the four stages 2, 2, 14 and 2 blocks."""

@@ -42,6 +42,7 @@ def _ir(out: int, k: int, e: float, act: str, se: bool = False, stride: int = 1)
     "mobilenetv3_large",
     title="MobileNetV3-Large (timm mobilenetv3_large_100)",
     section="§3.1",
+    roadmap="repvit",
     base=True,
     paper_note="the paper reports no number for the ReLU/hard-swish network",
 )

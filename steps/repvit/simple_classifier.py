@@ -25,8 +25,9 @@ from roadmap.arch.spec import NetSpec, replace
     "simple_classifier",
     title="Simple classifier (pool + BN + linear)",
     section="§3.3",
+    roadmap="repvit",
     paper_top1=74.8,
-    paper_latency_ms=0.77,
+    paper_speed=0.77,
     paper_note="top-1 derived from the text's 'accuracy drop of 0.6%'",
 )
 def simple_classifier(spec: NetSpec) -> NetSpec:

@@ -23,7 +23,12 @@ from roadmap.arch.spec import NetSpec, replace
 
 
 @register_step(
-    "gelu", title="GELU activations", section="§3.1", paper_top1=71.5, paper_latency_ms=1.01
+    "gelu",
+    title="GELU activations",
+    section="§3.1",
+    roadmap="repvit",
+    paper_top1=71.5,
+    paper_speed=1.01,
 )
 def gelu(spec: NetSpec) -> NetSpec:
     """Set every block and head activation (except "none") to GELU."""

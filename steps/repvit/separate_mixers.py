@@ -49,8 +49,9 @@ from roadmap.errors import PreconditionError
     "separate_mixers",
     title="Separate token and channel mixers (RepViT block)",
     section="§3.2",
+    roadmap="repvit",
     paper_top1=68.3,
-    paper_latency_ms=0.81,
+    paper_speed=0.81,
 )
 def separate_mixers(spec: NetSpec) -> NetSpec:
     """Turn every MobileNetV3 block that has an expansion into a RepViT block."""

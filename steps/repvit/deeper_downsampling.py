@@ -29,8 +29,9 @@ from roadmap.errors import PreconditionError
     "deeper_downsampling",
     title="Deeper downsampling layers",
     section="§3.3",
+    roadmap="repvit",
     paper_top1=75.4,
-    paper_latency_ms=0.96,
+    paper_speed=0.96,
 )
 def deeper_downsampling(spec: NetSpec) -> NetSpec:
     """Replace each stage's stride-2 RepViT block by pre-block + DW s2 + 1x1 + residual FFN."""

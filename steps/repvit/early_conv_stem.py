@@ -26,8 +26,9 @@ from roadmap.arch.spec import BlockSpec, NetSpec
     "early_conv_stem",
     title="Early-convolution stem (3x3 s2 x2)",
     section="§3.3",
+    roadmap="repvit",
     paper_top1=73.9,
-    paper_latency_ms=0.86,
+    paper_speed=0.86,
 )
 def early_conv_stem(spec: NetSpec) -> NetSpec:
     """Replace the stem with Conv3x3 s2 (w/2) -> act -> Conv3x3 s2 (w)."""

@@ -34,8 +34,9 @@ from roadmap.arch.spec import NetSpec, StageSpec, replace
     "alternating_se",
     title="SE on alternate blocks (-> RepViT-M0.9)",
     section="§3.4",
+    roadmap="repvit",
     paper_top1=77.4,
-    paper_latency_ms=0.87,
+    paper_speed=0.87,
 )
 def alternating_se(spec: NetSpec) -> NetSpec:
     """SE on blocks 0, 2, 4, ... of every stage; none in downsampling layers."""
