@@ -3,12 +3,13 @@
 Python API (every call that needs a roadmap names it; nothing picks one for you)::
 
     import roadmap
-    roadmap.list_steps("repvit")                    # RepViT's eleven steps, in order
-    spec = roadmap.build_spec("simple_classifier", roadmap="repvit")  # after steps 0..7
-    model = roadmap.build_model(steps=["mobilenetv3_large", "gelu"], num_classes=10,
-                                roadmap="repvit")
-    deploy = roadmap.fuse(model)                    # the deploy form (eval mode, branches folded)
-    roadmap.register_timm_models()                  # timm.create_model("roadmap_<step>")
+    roadmap.roadmap_names()                # the installed roadmaps: ['repvit', 'convnext', ...]
+    rv = roadmap.get_roadmap('repvit')     # one of them, as a value
+    roadmap.list_steps(rv)                 # its eleven steps, in order
+    spec = roadmap.build_spec('simple_classifier', roadmap=rv)  # the spec after steps 0..7
+    model = roadmap.build_model(steps=['mobilenetv3_large', 'gelu'], num_classes=10, roadmap=rv)
+    deploy = roadmap.fuse(model)           # the deploy form (eval mode, branches folded)
+    roadmap.register_timm_models()         # timm.create_model('roadmap_<step>')
 
 The names below (``roadmap.__all__``) are the public API, the one a plugin or a roadmap of
 your own builds on: specs and their edits, steps, roadmaps, block kinds, the layers that fold
@@ -52,6 +53,7 @@ _EXPORTS = {
     "PaperColumn": "roadmap.arch.roadmaps",
     "register_roadmap": "roadmap.arch.roadmaps",
     "get_roadmap": "roadmap.arch.roadmaps",
+    "roadmap_names": "roadmap.arch.roadmaps",
     "BlockKind": "roadmap.arch.blocks",
     "register_block_kind": "roadmap.arch.blocks",
     "declare_block_kind": "roadmap.arch.blocks",

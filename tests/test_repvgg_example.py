@@ -231,3 +231,11 @@ def test_installed_it_is_found_by_its_entry_point(tmp_path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [s["name"] for s in json.loads(done.stdout)] == STEPS
+
+
+def test_a_roadmap_without_a_family_says_so() -> None:
+    result = runner.invoke(app, [*PLUGIN, "build", "--roadmap", "repvgg", "--size", "m1_5"])
+    assert result.exit_code == 2
+    assert "the repvgg roadmap has no family" in result.output
+    table = runner.invoke(app, [*PLUGIN, "table", "--roadmap", "repvgg", "--family"])
+    assert table.exit_code == 2 and "has no family" in table.output

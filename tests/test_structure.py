@@ -90,9 +90,66 @@ def test_the_layer_check_sees_an_import_inside_a_function() -> None:
     assert upward_imports("from roadmap.arch import spec\n", "teach") == []
 
 
-def test_steps_use_only_the_architecture_layer() -> None:
-    for path in (ROOT / "steps").glob("*.py"):
-        assert {layer_of(m) for m in imported(path.read_text(), "steps")} <= {"arch", "errors"}
+def test_roadmap_packages_use_only_the_architecture_layer() -> None:
+    paths = sorted((ROOT / "steps").rglob("*.py"))
+    assert len({p.parent for p in paths}) >= 5  # steps/, each roadmap and its blocks
+    for path in paths:
+        layers = {layer_of(m) for m in imported(path.read_text(), "steps")}
+        assert layers <= {"arch", "errors"}, path
+
+
+def test_the_library_names_no_roadmap() -> None:
+    """Every roadmap is a package: the library's code holds none's name but the command line's
+    default (docstrings and comments may speak of them)."""
+    import roadmap
+
+    names = set(roadmap.roadmap_names())
+    found = []
+    for _layer, path in library_modules() + [("", ROOT / "roadmap" / "__init__.py")]:
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        found += [
+            f"{path.relative_to(ROOT)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and node.value in names
+            and id(node) not in docstrings
+        ]
+    assert found == ["roadmap/cli/options.py:" + str(_line_of("DEFAULT_ROADMAP ="))]
+
+
+def _line_of(text: str) -> int:
+    lines = (ROOT / "roadmap" / "cli" / "options.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(text))
+
+
+def test_the_cli_default_is_the_roadmap_with_bare_names() -> None:
+    """Commands the library suggests leave out --roadmap for the roadmap with bare names: that
+    must be the one the command line picks without it."""
+    from roadmap.arch.roadmaps import bare_roadmap
+
+    assert bare_roadmap().name == options.DEFAULT_ROADMAP
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject lists the packages (the roadmaps install under another name than their
+    folder's); a folder missing from the list would be missing from every install."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    where = {name: ROOT / folder for name, folder in config["package-dir"].items()}
+    folders = {
+        ".".join((top, *init.parent.relative_to(root).parts))
+        for top, root in where.items()
+        for init in root.rglob("__init__.py")
+    }
+    assert set(config["packages"]) == folders
 
 
 def python(code: str) -> str:

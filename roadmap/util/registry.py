@@ -140,8 +140,10 @@ class Registry(Generic[T]):
 
     def values(self) -> list[T]:
         """Every value, in registration order (declared names are defined first)."""
+        self.load()
         for name in list(self._declared):
-            self._define(name)
+            if name in self._declared:  # one module may register several declared names
+                self._define(name)
         return [self._items[n] for n in self.names() if n in self._items]
 
     def owner(self, name: str) -> str:

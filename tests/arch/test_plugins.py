@@ -1,6 +1,9 @@
 """A researcher's own step, loaded from a file, works like the paper's steps."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -155,7 +158,8 @@ def test_a_plugin_registers_a_whole_roadmap(tmp_path, restore_registry):
     plugin = tmp_path / "tiny.py"
     plugin.write_text(ROADMAP_PLUGIN)
     listed = runner.invoke(app, ["--plugin", str(plugin), "roadmaps", "--format", "json"])
-    assert [r["name"] for r in json.loads(listed.stdout)] == ["repvit", "convnext", "tiny"]
+    names = [r["name"] for r in json.loads(listed.stdout)]
+    assert names[0] == "repvit" and {"convnext", "tiny"} <= set(names)  # the default first
     steps = runner.invoke(app, ["steps", "--roadmap", "tiny", "--format", "json"])
     assert [s["name"] for s in json.loads(steps.stdout)] == ["tiny_base", "tiny_gelu"]
     args = ["build", "--roadmap", "tiny", "--upto", "tiny_gelu", "--img-size", "32"]
@@ -186,3 +190,33 @@ def test_a_plugin_folder_must_be_a_package(tmp_path):
     (tmp_path / "my-steps").mkdir()
     (tmp_path / "my-steps" / "__init__.py").write_text("")
     fails_in_one_line(["--plugin", tmp_path / "my-steps", "steps"], "cannot be a package's name")
+
+
+def test_an_installed_roadmap_package_is_found_and_typos_stay_fast(tmp_path):
+    """A user's roadmap package installed with pip is an entry point in a dist-info folder on
+    sys.path: here one is made by hand. Its steps are listed beside the built-in roadmaps, its
+    block kind is imported only when a spec uses it, and a mistyped name is refused before
+    torch loads."""
+    package = tmp_path / "site" / "tiny_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(ROADMAP_PLUGIN.replace('"tiny"', '"tinypkg"'))
+    info = tmp_path / "site" / "tiny_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[roadmap.steps]\ntinypkg = tiny_pkg\n")
+    code = (
+        "import sys\nfrom roadmap.cli import main\n"
+        "sys.argv = ['roadmap', 'explain', 'tiny_gelz', '--roadmap', 'tinypkg']\n"
+        "try:\n    main()\nexcept SystemExit:\n"
+        "    loaded = sorted(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules)\n"
+        "sys.argv = ['roadmap', 'steps', '--roadmap', 'tinypkg', '--format', 'json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    print(loaded)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    listed, torch_loaded = result.stdout.rsplit("\n", 2)[0], result.stdout.split("\n")[-2]
+    assert [s["name"] for s in json.loads(listed)] == ["tiny_base", "tiny_gelu"], result.stderr
+    assert torch_loaded == "[]"
+    assert "did you mean 'tiny_gelu'" in result.stderr

@@ -27,6 +27,10 @@ def test_every_step_is_registered() -> None:
     expected |= {f"roadmap_repvit_{size.label}" for size in FAMILY}
     expected |= {f"roadmap_convnext_{step}" for step in roadmap.list_steps(roadmap="convnext")}
     expected |= {f"roadmap_convnext_{size}" for size in ("t", "s", "b", "l")}
+    others = set(roadmap.roadmap_names()) - {"repvit", "convnext"}  # installed packages'
+    for other in others:
+        expected |= {f"roadmap_{other}_{step}" for step in roadmap.list_steps(other)}
+        expected |= {f"roadmap_{other}_{s.label}" for s in roadmap.get_roadmap(other).family}
     assert set(timm.list_models("roadmap_*")) == expected
 
 

@@ -6,10 +6,12 @@ epochs each, to show what each training-time branch is worth; after re-parameter
 them are the same plain network. This package walks that ablation as a roadmap, on RepVGG-A0's
 widths and depths, so that its end is timm's ``repvgg_a0`` exactly.
 
-Importing the package registers the roadmap, its block kind and its steps.
+Importing the package registers the roadmap and its steps, and declares its block kind
+(``repvgg``, in ``block.py``), which is imported only when a spec uses it: that module imports
+torch, and naming a step should not wait for torch to load.
 """
 
-from roadmap import PaperColumn, Roadmap, register_roadmap
+from roadmap import PaperColumn, Roadmap, declare_block_kind, register_roadmap
 
 STEPS = ("vgg_a0", "branch_1x1", "branch_identity")
 
@@ -30,4 +32,6 @@ REPVGG = register_roadmap(
     )
 )
 
-from repvgg_roadmap import block, branch_1x1, branch_identity, vgg_a0  # noqa: E402, F401
+declare_block_kind("repvgg", f"{__name__}.block")
+
+from repvgg_roadmap import branch_1x1, branch_identity, vgg_a0  # noqa: E402, F401
