@@ -10,10 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from roadmap_steps.repvit import CONTROL
-
 import roadmap
 from roadmap.measure.counts import MACS_UNIT, count
+from roadmap_steps.repvit import CONTROL
 
 GOLDEN = Path(__file__).parent / "golden" / "counts.json"
 

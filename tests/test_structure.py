@@ -117,9 +117,7 @@ def test_the_library_names_no_roadmap() -> None:
         found += [
             f"{path.relative_to(ROOT)}:{node.lineno}"
             for node in ast.walk(tree)
-            if isinstance(node, ast.Constant)
-            and node.value in names
-            and id(node) not in docstrings
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
         ]
     assert found == ["roadmap/cli/options.py:" + str(_line_of("DEFAULT_ROADMAP ="))]
 

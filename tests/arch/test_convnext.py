@@ -10,7 +10,6 @@ import json
 
 import pytest
 import torch
-from roadmap_steps.convnext import ROADMAP
 from torch import nn
 from typer.testing import CliRunner
 
@@ -18,6 +17,7 @@ import roadmap
 from roadmap.arch.spec import BlockSpec, replace
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs
+from roadmap_steps.convnext import ROADMAP
 from tests.helpers import SLOW, fails_in_one_line
 
 runner = CliRunner()

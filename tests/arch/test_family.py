@@ -10,14 +10,14 @@ from typer.testing import CliRunner
 import roadmap
 from roadmap.arch.builder import build
 from roadmap.arch.family import parse_size
-from roadmap_steps.repvit import FAMILY as SIZES
-
-FAMILY = {size.label: size for size in SIZES}
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.measure.counts import count_params
+from roadmap_steps.repvit import FAMILY as SIZES
 from tests.helpers import executed_layers, representative, signature
+
+FAMILY = {size.label: size for size in SIZES}
 
 # Fused (deploy) parameters and MACs of each member at 1000 classes, as the reference notes
 # computed them from the official configs (one head).
@@ -98,7 +98,8 @@ CONVNEXT_TIMM = {"t": "convnext_tiny", "s": "convnext_small", "b": "convnext_bas
 
 
 @pytest.mark.parametrize(
-    "label", ["s", pytest.param("b", marks=pytest.mark.slow)]  # T is the roadmap's end
+    "label",
+    ["s", pytest.param("b", marks=pytest.mark.slow)],  # T is the roadmap's end
 )
 def test_convnext_family_members_are_timms_layer_for_layer(label: str) -> None:
     from roadmap.interop.reference import check_reference

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 import pytest
 import timm
 import torch
-from roadmap_steps.repvit import CONTROL
 from timm.utils import reparameterize_model
 from torch import nn
 from typer.testing import CliRunner
@@ -16,6 +15,7 @@ from roadmap.arch.layers import RepDepthwise
 from roadmap.arch.reparam import fuse, unfused_norms
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs, count_params
+from roadmap_steps.repvit import CONTROL
 from tests.helpers import SLOW, calibrate_bn
 
 # fp32 re-association error is ~1e-6 of the logit scale; a wrong fold is orders larger.

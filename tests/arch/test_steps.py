@@ -8,11 +8,11 @@ import re
 
 import pytest
 import torch
-from roadmap_steps.repvit import CONTROL, ROADMAP
 
 import roadmap
 from roadmap.arch.registry import get_step
 from roadmap.errors import PreconditionError
+from roadmap_steps.repvit import CONTROL, ROADMAP
 from tests.helpers import representative
 
 STEPS = roadmap.list_steps("repvit")

@@ -134,8 +134,8 @@ def test_an_interrupted_run_shows_as_such(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["explain", "seperate_mixers"], "unknown step 'seperate_mixers' in roadmap 'repvit' (did you mean "
-         "'separate_mixers'?)"),
+        (["explain", "seperate_mixers"], "unknown step 'seperate_mixers' in roadmap 'repvit' "
+         "(did you mean 'separate_mixers'?)"),
         (["train", "--data", "digit"], "unknown data source 'digit' (did you mean 'digits'?)"),
         (["train", "--recipe", "quik"], "no recipe 'quik' (did you mean 'quick'?)"),
         (["build", "--size", "m1_6"], "unknown size 'm1_6' (did you mean 'm1_5'?)"),

@@ -66,7 +66,10 @@ def test_save_spec_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["build", "--upto", "nonsense"], "unknown step 'nonsense' in roadmap 'repvit'; known steps: mobilenet"),
+        (
+            ["build", "--upto", "nonsense"],
+            "unknown step 'nonsense' in roadmap 'repvit'; known steps: mobilenet",
+        ),
         (["build", "--skip", "separate_mixers"], "apply separate_mixers before it"),
         (["build", "--steps", ","], "empty step list"),
         (["--plugin", "/nonexistent/steps.py", "steps"], "plugin file not found"),

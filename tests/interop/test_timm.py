@@ -11,9 +11,9 @@ from timm.data import resolve_data_config
 from torch import nn
 
 import roadmap
-from roadmap_steps.repvit import FAMILY
 from roadmap.interop import timm_run
 from roadmap.measure.counts import count_params
+from roadmap_steps.repvit import FAMILY
 
 IMG = 64  # small inputs keep this fast
 
