@@ -37,7 +37,7 @@ from roadmap.arch.selection import Selection
 from roadmap.results import store
 from roadmap.train import loop as training
 from roadmap.train import setup
-from roadmap.train.data import SYNTHETIC_CLASSES, SyntheticImages
+from roadmap.train.datasets import SYNTHETIC_CLASSES, SyntheticImages
 from roadmap.train.recipe import load_recipe
 from roadmap.train.run_options import RunOptions
 from roadmap.util import files

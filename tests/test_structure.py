@@ -211,13 +211,51 @@ def test_the_cli_starts_without_torch() -> None:
 
 
 def test_cli_choices_are_the_librarys() -> None:
-    from roadmap.measure import export, latency
+    from roadmap.measure import latency
     from roadmap.train import data
 
     assert [d.value for d in options.Device] == list(latency.DEVICES)
-    assert [b.value for b in options.Backend] == list(latency.BACKENDS)
-    assert [f.value for f in options.ExportFormat] == list(export.FORMATS)
     assert [b.value for b in options.BadImages] == list(data.BAD_IMAGE_POLICIES)
+
+
+def _helps() -> dict[str, str]:
+    """Every option's help text, by its flag, over every command."""
+    import typer.main
+
+    from roadmap.cli import app
+
+    group = typer.main.get_command(app)
+    return {
+        f"{name} {p.opts[0]}": p.help or ""
+        for name, command in group.commands.items()
+        for p in command.params
+        if p.opts and p.opts[0].startswith("--")
+    }
+
+
+def test_every_help_that_lists_choices_lists_the_registrys() -> None:
+    """The choices an option's help lists are the registries' (runtimes, export formats, data
+    sources, families), so a new one shows up without touching the command line."""
+    import roadmap
+    from roadmap.measure import runtimes
+    from roadmap.train.sources import data_kinds
+
+    helps = _helps()
+    expected = {
+        "latency --backend": runtimes.backends(),
+        "table --backend": runtimes.backends(),
+        "export --format": runtimes.formats(),
+        "train --data": [k.usage() for k in data_kinds()],
+        "build --size": [
+            s.label for r in roadmap.roadmap_names() for s in roadmap.get_roadmap(r).family
+        ],
+        "train --workers": [k.name for k in data_kinds() if k.in_memory],
+    }
+    for option, names in expected.items():
+        text = " ".join(helps[option].split())
+        assert all(name in text for name in names), (option, text)
+    assert options.backend_help() == helps["latency --backend"]
+    assert options.format_help() == helps["export --format"]
 
 
 def test_no_module_of_the_library_is_too_long_to_read() -> None:

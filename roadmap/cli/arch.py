@@ -14,12 +14,10 @@ from roadmap.cli.app import command, console, note_line, show, working
 from roadmap.cli.groups import select, uses
 from roadmap.cli.options import (
     DEFAULT_ROADMAP,
-    Backend,
     BackendOpt,
     BatchOpt,
     Device,
     DeviceOpt,
-    ExportFormat,
     Format,
     FormatOpt,
     ImgSizeOpt,
@@ -30,8 +28,11 @@ from roadmap.cli.options import (
     RoadmapOpt,
     ThreadsOpt,
     WarmupOpt,
+    checked_format,
+    format_help,
 )
 from roadmap.errors import RoadmapError
+from roadmap.measure.runtimes import for_format, get_runtime
 
 
 @command("steps")
@@ -160,7 +161,7 @@ def latency_cmd(
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Channels-last memory format (torch only).")
     ] = False,
-    backend: BackendOpt = Backend.eager,
+    backend: BackendOpt = "eager",
     int8: Int8Opt = False,
     unfused: Annotated[
         bool, typer.Option("--unfused", help="Time the training form instead of the fused one.")
@@ -183,18 +184,18 @@ def latency_cmd(
         img_size=img_size,
         threads=threads,
         channels_last=channels_last,
-        backend=backend.value,
+        backend=backend,
         warmup=warmup,
         iters=iters,
         int8=int8,
     )
     chosen = plan.every_step(network.roadmap) if all_steps else [network]
     settings.check()  # before saying what we are about to do
-    what = f"timing {len(chosen)} network(s) with {backend.value}"
-    if backend is Backend.executorch:
-        what += " (lowering each to an XNNPACK program first: seconds per network)"
-    # one network in torch takes a second or two: only the long runs say what they are doing
-    slow = all_steps or backend in (Backend.executorch, Backend.compile)
+    what = f"timing {len(chosen)} network(s) with {backend}"
+    if backend != "eager":
+        what += f" ({get_runtime(backend).title}; preparing each first can take seconds)"
+    # one network in torch eager takes a second or two: only the long runs say what they do
+    slow = all_steps or backend != "eager"
     with working(what) if slow else contextlib.nullcontext():
         records = latency.measure_selections(
             chosen, settings, fused=not unfused, num_classes=num_classes
@@ -278,15 +279,12 @@ def _warn_threads(threads: int | None) -> None:
 @uses(network=select)
 def export_cmd(
     network: Any,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = (
-        ExportFormat.onnx
-    ),
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", callback=checked_format, help=format_help())
+    ] = "onnx",
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            help="Destination (default: NAME.onnx / NAME.pt / NAME.pte / NAME.mlpackage).",
-        ),
+        typer.Option("--out", help="Destination (default: the network's name and the suffix)."),
     ] = None,
     img_size: ImgSizeOpt = 224,
     batch: BatchOpt = 1,
@@ -295,18 +293,18 @@ def export_cmd(
     pretrained_file: PretrainedFileOpt = None,
     int8: Int8Opt = False,
 ) -> None:
-    """Export the fused (deploy) model to ONNX, TorchScript, ExecuTorch or Core ML, checked
-    against torch."""
+    """Export the fused (deploy) model to a runtime's format (ONNX, TorchScript, ExecuTorch, Core
+    ML, a plugin's), checked against torch."""
     from roadmap.arch.builder import build
-    from roadmap.measure.export import SUFFIX, export_model
+    from roadmap.measure.export import export_model
     from roadmap.report import tables
 
     model = build(network.spec(num_classes))
     loaded = _load(model, network, pretrained, pretrained_file)
     if loaded is not None:
         console.print(tables.loaded_text(loaded))
-    out = out or Path(network.name + SUFFIX[fmt.value])
-    result = export_model(model, fmt.value, out, img_size=img_size, batch=batch, int8=int8)
+    out = out or Path(network.name + for_format(fmt).suffix)
+    result = export_model(model, fmt, out, img_size=img_size, batch=batch, int8=int8)
     console.print(tables.export_text(result))
 
 
@@ -319,3 +317,17 @@ def _load(model: Any, network: Any, pretrained: bool, file: Path | None) -> Any:
     from roadmap.interop.pretrained import load_pretrained
 
     return load_pretrained(model, network, str(file) if file else None)
+
+
+@command("runtimes")
+def runtimes_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the runtimes: what `latency --backend` times and `export --format` writes, where
+    each runs, and whether it is installed."""
+    from roadmap.measure import runtimes
+    from roadmap.report import catalogue
+
+    found = runtimes.RUNTIMES.values()
+    if fmt is Format.json:
+        print(json.dumps(catalogue.runtimes_data(found), indent=2))
+    else:
+        show(catalogue.runtimes_table(found))

@@ -21,7 +21,6 @@ from roadmap.cli.options import (
     MAX_BATCH,
     MAX_IMG_SIZE,
     RESULTS_HELP,
-    Backend,
     BackendOpt,
     BadImages,
     BadImagesOpt,
@@ -225,14 +224,14 @@ def latency_group(
     ] = True,
     device: DeviceOpt = Device.cpu,
     iters: ItersOpt = 20,
-    backend: BackendOpt = Backend.eager,
+    backend: BackendOpt = "eager",
 ) -> Any:
     """Latency settings for the study commands (None with --no-latency)."""
     from roadmap.measure.latency import LatencySettings
 
     if not latency:
         return None
-    return LatencySettings(device=device.value, iters=iters, warmup=3, backend=backend.value)
+    return LatencySettings(device=device.value, iters=iters, warmup=3, backend=backend)
 
 
 class Launcher(str, Enum):
@@ -303,7 +302,7 @@ def cluster_group(
 
 
 def plot_timing_group(
-    device: DeviceOpt = Device.cpu, iters: ItersOpt = 30, backend: BackendOpt = Backend.eager
+    device: DeviceOpt = Device.cpu, iters: ItersOpt = 30, backend: BackendOpt = "eager"
 ) -> Any:
     """Latency settings for the plot, which always measures (latency is its x axis)."""
     return latency_group(latency=True, device=device, iters=iters, backend=backend)

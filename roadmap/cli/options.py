@@ -16,6 +16,7 @@ import typer
 
 from roadmap.arch.spec import MAX_CLASSES
 from roadmap.errors import RoadmapError
+from roadmap.train.sources import data_help, data_kinds
 
 # Large enough for any classification or detection input; small enough that a typo (100000)
 # ends here instead of in the allocator.
@@ -26,21 +27,6 @@ MAX_BATCH = 4096
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Backend(str, Enum):
-    eager = "eager"
-    torchscript = "torchscript"
-    compile = "compile"
-    onnxruntime = "onnxruntime"
-    executorch = "executorch"
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    executorch = "executorch"
-    coreml = "coreml"
 
 
 class Format(str, Enum):
@@ -93,13 +79,30 @@ SpecOpt = Annotated[
         "--steps then apply on top of it.",
     ),
 ]
+
+
+def size_help() -> str:
+    """``--size``'s help: every installed roadmap's family, from the registry."""
+    from roadmap.arch.roadmaps import get_roadmap, roadmap_names
+
+    try:
+        found = [get_roadmap(name) for name in roadmap_names()]
+    except RoadmapError:  # a broken package: its own command says so; help still works
+        found = []
+    families = "; ".join(
+        f"{r.name}: {', '.join(s.label for s in r.family)}" for r in found if r.family
+    )
+    return (
+        f"Scale the network: a member of the roadmap's family ({families}) or width/depth "
+        "multipliers such as w1.25d1.5."
+    )
+
+
 SizeOpt = Annotated[
     str | None,
     typer.Option(
         "--size",
-        help="Scale the network: a member of the roadmap's family (RepViT's m0_6 ... m2_3, "
-        "ConvNeXt's t, s, b, l; `roadmap roadmaps` lists each) or width/depth multipliers "
-        "such as w1.25d1.5.",
+        help=size_help(),
     ),
 ]
 NumClassesOpt = Annotated[
@@ -122,13 +125,52 @@ ThreadsOpt = Annotated[
 WarmupOpt = Annotated[
     int, typer.Option("--warmup", min=0, help="Untimed iterations per model first.")
 ]
+
+
+def checked_backend(value: str) -> str:
+    """Read ``--backend`` against the registered runtimes (a ``--plugin``'s included)."""
+    from roadmap.measure import runtimes
+
+    if value not in runtimes.backends():
+        try:
+            runtimes.get_runtime(value)  # unknown: the registry's one line, with did-you-mean
+        except RoadmapError as e:
+            raise typer.BadParameter(str(e)) from None
+        raise typer.BadParameter(f"{value} cannot be timed here; it exports only")
+    return value
+
+
+def backend_help() -> str:
+    """``--backend``'s help: every runtime latency can time, from the registry."""
+    from roadmap.measure import runtimes
+
+    timed = [runtimes.get_runtime(name) for name in runtimes.backends()]
+    listed = "; ".join(f"{r.name} ({r.title})" for r in timed)
+    return f"What runs the model: {listed}. `roadmap runtimes` lists them, plugins' too."
+
+
+def format_help() -> str:
+    """``export --format``'s help: every runtime's file format, from the registry."""
+    from roadmap.measure import runtimes
+
+    writes = [runtimes.for_format(fmt) for fmt in runtimes.formats()]
+    listed = "; ".join(f"{r.format} ({r.suffix}, {r.title})" for r in writes)
+    return f"File format: {listed}."
+
+
+def checked_format(value: str) -> str:
+    """Read ``export --format`` against the registered runtimes' formats."""
+    from roadmap.measure import runtimes
+
+    try:
+        return runtimes.for_format(value).format
+    except RoadmapError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 BackendOpt = Annotated[
-    Backend,
-    typer.Option(
-        "--backend",
-        help="What runs the model: torch eager, TorchScript, torch.compile, ONNX Runtime, or "
-        'ExecuTorch with XNNPACK (the phone runtime; pip install -e ".[mobile]").',
-    ),
+    str,
+    typer.Option("--backend", metavar="NAME", callback=checked_backend, help=backend_help()),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 Int8Opt = Annotated[
@@ -211,8 +253,7 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         callback=checked_data,
-        help="digits (bundled, no download) | imagefolder:PATH (PATH/train, PATH/val) | "
-        "cifar10[:ROOT] | cifar100[:ROOT] | synthetic[:N] (random tensors, throughput only).",
+        help=data_help(),
     ),
 ]
 StoreRecipeOpt = Annotated[
@@ -224,7 +265,8 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         min=0,
-        help="Data-loader workers per process (default: 0 for digits and synthetic, else 8).",
+        help="Data-loader workers per process (default: 0 for sources held in memory: "
+        f"{', '.join(k.name for k in data_kinds() if k.in_memory)}; else min(8, cores)).",
     ),
 ]
 DownloadOpt = Annotated[

@@ -320,3 +320,17 @@ def recipes_cmd(fmt: FormatOpt = Format.table) -> None:
         print(json.dumps({r.name: r.to_dict() for r in found}, indent=2))
     else:
         show(recipes_table(found))
+
+
+@command("sources")
+def sources_cmd(fmt: FormatOpt = Format.table) -> None:
+    """List the kinds of data `--data` may name: the built-in ones and any package's or
+    --plugin's."""
+    from roadmap.report import catalogue
+    from roadmap.train.sources import data_kinds
+
+    found = data_kinds()
+    if fmt is Format.json:
+        print(json.dumps(catalogue.sources_data(found), indent=2))
+    else:
+        show(catalogue.sources_table(found))

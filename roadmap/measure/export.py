@@ -1,18 +1,16 @@
-"""Export the deploy form (fused) to ONNX, TorchScript, ExecuTorch or Core ML; check it on torch.
+"""Export the deploy form (fused) in any registered runtime's format; check it on torch.
 
-Each format is written by its runtime's module (:mod:`roadmap.measure.runtimes`), atomically,
-then read back by that runtime and compared with torch before success is reported: ONNX with
-ONNX Runtime, TorchScript with ``torch.jit.load``, a ``.pte`` program with the ExecuTorch
-runtime. Core ML cannot run here (it needs macOS), so its package is checked by structure.
+Each format is written by its runtime (:mod:`roadmap.measure.runtimes`), atomically, then read
+back by that runtime and compared with torch before success is reported: ONNX with ONNX
+Runtime, TorchScript with ``torch.jit.load``, a ``.pte`` program with the ExecuTorch runtime.
+Core ML cannot run here (it needs macOS), so its package is checked by structure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,11 +18,9 @@ from torch import nn
 
 from roadmap.arch.reparam import fuse
 from roadmap.errors import RoadmapError
-from roadmap.measure.runtimes import coreml, executorch, onnxruntime, torchscript
+from roadmap.measure import runtimes
 from roadmap.util import files
 
-FORMATS = ("onnx", "torchscript", "executorch", "coreml")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "executorch": ".pte", "coreml": ".mlpackage"}
 # The check compares logits relative to their spread over the example batch (max - min): fp32
 # sums taken in another order by another runtime differ by ~3e-7 of it (measured on every step,
 # ONNX Runtime, 224 px), an export that outputs zeros by ~0.5, a 1 % scale error by ~1e-2.
@@ -86,7 +82,8 @@ def export_model(
 
     Args:
         model: a roadmap network (training or deploy form; it is not modified).
-        fmt: "onnx", "torchscript", "executorch" or "coreml".
+        fmt: a registered runtime's format (:func:`roadmap.measure.runtimes.formats`: onnx,
+            torchscript, executorch, coreml, and any plugin's).
         out: destination path (Core ML needs a ``.mlpackage`` suffix).
         img_size: square input resolution of the example input.
         batch: batch size of the example input.
@@ -98,12 +95,11 @@ def export_model(
         RoadmapError: unknown format, unwritable path, missing executorch or coremltools, or an
             export whose outputs disagree with torch.
     """
-    if fmt not in FORMATS:
-        raise RoadmapError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if int8 and fmt != "executorch":
-        raise RoadmapError("--int8 is ExecuTorch's quantized program: use --format executorch")
-    if fmt == "coreml" and out.suffix != ".mlpackage":
-        raise RoadmapError(f"Core ML ML programs are saved as .mlpackage, not {out.name!r}")
+    runtime = runtimes.for_format(fmt)
+    runtime.installed()  # one line saying how to install it, before any work
+    if int8 and not runtime.int8:
+        with_int8 = [r.format for r in runtimes.RUNTIMES.values() if r.int8 and r.exporter]
+        raise RoadmapError(f"--int8: {fmt} has no int8 form; use --format {' or '.join(with_int8)}")
     deploy = fuse(model)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(batch, 3, img_size, img_size, generator=generator)
@@ -111,13 +107,7 @@ def export_model(
     with torch.no_grad():
         expected = deploy(check)  # a few images, so that the logits vary
     _prepare(out)
-    exporter = {
-        "onnx": _onnx,
-        "torchscript": _torchscript,
-        "executorch": partial(_executorch, int8=int8),
-        "coreml": _coreml,
-    }[fmt]
-    run, checked_with = exporter(deploy, example, out)
+    run, checked_with = runtime.exporter(deploy, example, out, int8)
     got = None if run is None else run(check)
     result = _result(out, fmt, example, expected, got, checked_with)
     if int8:
@@ -167,43 +157,3 @@ def _result(
 
 def _prepare(out: Path) -> None:
     files.make_dirs(out.parent)  # fail before the (slow) export, not after
-
-
-# Each exporter writes ``out`` from the model traced on ``example`` and returns a function that
-# runs the written file on a batch (None when it cannot run here), and what runs it.
-Runner = Callable[[torch.Tensor], torch.Tensor] | None
-
-
-def _onnx(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner, str]:
-    _write(out, onnxruntime.onnx_bytes(model, example))
-    return lambda x: onnxruntime.run_onnx(out, x), f"onnxruntime {onnxruntime.version()}"
-
-
-def _torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner, str]:
-    _write(out, torchscript.to_bytes(torchscript.trace(model, example)))
-    loaded = torchscript.load(str(out))
-    return torch.no_grad()(loaded), f"torch.jit.load (torch {torch.__version__})"
-
-
-def _executorch(
-    model: nn.Module, example: torch.Tensor, out: Path, int8: bool = False
-) -> tuple[Runner, str]:
-    _write(out, executorch.program_bytes(model, example, int8=int8))
-    run = executorch.load_batched(out, torch.get_num_threads(), example.shape[0])
-    runtime = f"executorch {executorch.version()} runtime, {executorch.DELEGATE} delegate"
-    return run, runtime + (f", {executorch.INT8}" if int8 else "")
-
-
-def _coreml(model: nn.Module, example: torch.Tensor, out: Path) -> tuple[Runner, str]:
-    coreml.convert(model, example, out)
-    structure = coreml.coreml_structure(out)
-    coreml.check_coreml_structure(structure, model, tuple(example.shape))
-    return None, (
-        f"structure checked: {structure.describe()}; not run: Core ML prediction needs macOS "
-        "(time it with Xcode's performance report)"
-    )
-
-
-def _write(out: Path, data: bytes) -> None:
-    """Write atomically: a reader never sees half a model."""
-    files.write_bytes(out, data)

@@ -43,11 +43,8 @@ from torch import nn
 
 from roadmap.errors import RoadmapError
 from roadmap.measure import host, interleave
-from roadmap.measure.runtimes import INPUT_NAME, executorch, onnxruntime, torchscript
+from roadmap.measure.runtimes import Runtime, Target, backends, get_runtime
 
-BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "executorch")
-# Backends that run the model outside torch, with their own layouts and devices.
-NON_TORCH = ("onnxruntime", "executorch")
 DEVICES = ("cpu", "cuda")
 # Defaults sized so that `roadmap latency --all` (eleven models at batch 1, 224 px) finishes
 # well inside two minutes on two CPU cores, with enough samples for a stable median and IQR.
@@ -67,10 +64,11 @@ class LatencySettings:
         img_size: square input resolution.
         threads: CPU threads for torch (and ONNX Runtime); None keeps what torch uses now.
         channels_last: run the torch backends in channels-last memory format.
-        backend: "eager", "torchscript" (``torch.jit.trace``), "compile" (``torch.compile``
-            with its default mode; the warm-up iterations compile, so at least one is required),
-            "onnxruntime", or "executorch" (the ``.pte`` program lowered to XNNPACK, run by the
-            ExecuTorch runtime on the CPU; needs the ``[mobile]`` extra).
+        backend: the runtime that runs the model (:mod:`roadmap.measure.runtimes`): "eager",
+            "torchscript" (``torch.jit.trace``), "compile" (``torch.compile`` with its default
+            mode; the warm-up iterations compile, so at least one is required), "onnxruntime",
+            "executorch" (the ``.pte`` program lowered to XNNPACK, run by the ExecuTorch
+            runtime on the CPU; needs the ``[mobile]`` extra), or a plugin's.
         warmup: untimed iterations per model before timing.
         iters: timed iterations per model (one per round).
         seed: seeds the input and the per-round order.
@@ -93,32 +91,43 @@ class LatencySettings:
         """Raise :class:`RoadmapError` for settings that cannot be measured here."""
         if self.device not in DEVICES:
             raise RoadmapError(f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}")
-        if self.backend not in BACKENDS:
-            raise RoadmapError(f"unknown backend {self.backend!r}; use one of {BACKENDS}")
+        runtime = self.runtime
+        if runtime.timer is None:
+            raise RoadmapError(
+                f"--backend {self.backend} exports only; time one of {', '.join(backends())}"
+            )
         if self.device == "cuda" and not torch.cuda.is_available():
             raise RoadmapError("--device cuda: torch sees no CUDA device; use --device cpu")
-        if self.backend in NON_TORCH and self.channels_last:
+        if not runtime.in_torch and self.channels_last:
             raise RoadmapError(
                 f"--channels-last applies to the torch backends; {self.backend} picks its own "
                 "layout"
             )
-        if self.int8 and self.backend != "executorch":
-            raise RoadmapError("--int8 is ExecuTorch's quantized program: add --backend executorch")
-        if self.backend == "executorch":
-            if self.device != "cpu":
-                raise RoadmapError(
-                    "--backend executorch runs on the CPU (its XNNPACK delegate); use --device cpu"
-                )
-            executorch.version()  # installed? (one line saying how to install it, if not)
-        if self.backend == "compile" and self.warmup < 1:
+        if self.int8 and not runtime.int8:
+            with_int8 = [n for n in backends() if get_runtime(n).int8]
             raise RoadmapError(
-                "--backend compile needs --warmup >= 1: the first call compiles, and timing it "
-                "would report the compiler, not the model"
+                f"--int8 is a quantized program: add --backend {' or '.join(with_int8)}"
+            )
+        if self.device not in runtime.devices:
+            raise RoadmapError(
+                f"--backend {self.backend} runs on {' or '.join(runtime.devices)}; use --device "
+                f"{runtime.devices[0]}"
+            )
+        runtime.installed()  # one line saying how to install it, if it is not
+        if self.warmup < runtime.min_warmup:
+            raise RoadmapError(
+                f"--backend {self.backend} needs --warmup >= {runtime.min_warmup}: the first call "
+                "compiles, and timing it would report the compiler, not the model"
             )
         if min(self.batch, self.img_size, self.iters) < 1 or self.warmup < 0:
             raise RoadmapError("batch, img_size and iters must be >= 1 and warmup >= 0")
         if self.threads is not None and self.threads < 1:
             raise RoadmapError(f"threads must be >= 1, got {self.threads}")
+
+    @property
+    def runtime(self) -> Runtime:
+        """What runs the model (an unknown backend raises and lists the registered ones)."""
+        return get_runtime(self.backend)
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,7 @@ class Conditions:
         delegate: the ExecuTorch backend the program was lowered to ("XNNPACK"), else None.
         onnxruntime_workers_spin: whether ONNX Runtime's idle workers spun between runs
             (False since it is turned off; None: not ONNX Runtime, or not recorded).
+        details: what another runtime (a plugin's) records about itself: name -> value.
         warmup: untimed iterations per model.
         iters: timed iterations per model.
         interleaved_models: how many models shared the run, round by round.
@@ -193,6 +203,7 @@ class Conditions:
     executorch_version: str | None = None
     delegate: str | None = None
     onnxruntime_workers_spin: bool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def busy(self) -> bool:
@@ -202,7 +213,7 @@ class Conditions:
     def describe(self, fused: bool | None = True) -> str:
         """Two lines for a caption (``fused=None``: say nothing about the model's form)."""
         runtime = f"torch {self.torch_version}"
-        if self.backend in NON_TORCH:  # torch built and fused the model, another runtime ran it
+        if not self.in_torch:  # torch built and fused the model, another runtime ran it
             runtime += f", {self.runtime()}"
         form = {True: ", fused", False: ", UNFUSED (training form)", None: ""}[fused]
         return (
@@ -220,7 +231,15 @@ class Conditions:
         if self.onnxruntime_version:
             spin = " (workers do not spin)" if self.onnxruntime_workers_spin is False else ""
             return f"ONNX Runtime {self.onnxruntime_version}{spin}"
+        if self.details:
+            said = ", ".join(f"{k} {v}" for k, v in self.details.items())
+            return f"{self.backend} ({said})"
         return f"PyTorch {self.torch_version} ({self.backend})"
+
+    @property
+    def in_torch(self) -> bool:
+        """Whether torch ran the model (other runtimes record their versions)."""
+        return not (self.executorch_version or self.onnxruntime_version or self.details)
 
     def short(self) -> str:
         """One line for a table header: device, threads, batch, resolution."""
@@ -381,32 +400,24 @@ def _time_interleaved(
 
 
 def _synchronizer(settings: LatencySettings) -> Callable[[], None]:
-    if settings.device == "cuda" and settings.backend not in NON_TORCH:
-        return torch.cuda.synchronize  # onnxruntime's run() already returns host arrays
+    if settings.device == "cuda" and settings.runtime.in_torch:
+        return torch.cuda.synchronize  # other runtimes' run() already returns host arrays
     return lambda: None
 
 
 def _runner(model: nn.Module, settings: LatencySettings, threads: int) -> Callable[[], object]:
-    """A zero-argument callable that runs one forward pass on a fixed random input."""
+    """A zero-argument callable that runs one forward pass on a fixed random input: the
+    runtime's timer, handed the model and input on the device and in the memory format asked
+    for (a runtime outside torch gets them on the CPU and picks its own)."""
+    runtime = settings.runtime
     generator = torch.Generator().manual_seed(settings.seed)
     x = torch.randn(settings.batch, 3, settings.img_size, settings.img_size, generator=generator)
-    if settings.backend == "onnxruntime":
-        source = onnxruntime.onnx_bytes(model.eval().cpu(), x)
-        session = onnxruntime.session(source, threads, settings.device)
-        feed = {INPUT_NAME: x.numpy()}
-        return lambda: session.run(None, feed)
-    if settings.backend == "executorch":
-        program = executorch.program_bytes(model.eval().cpu(), x, int8=settings.int8)
-        forward = executorch.load(program, threads)
-        return lambda: forward(x)
+    target = Target(threads, settings.device, settings.int8)
+    if not runtime.in_torch:
+        return runtime.timer(model.eval().cpu(), x, target)
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.eval().to(settings.device, memory_format=fmt)
-    x = x.to(settings.device).contiguous(memory_format=fmt)
-    if settings.backend == "torchscript":
-        model = torchscript.trace(model, x)
-    elif settings.backend == "compile":
-        model = torch.compile(model)
-    return lambda: model(x)
+    return runtime.timer(model, x.to(settings.device).contiguous(memory_format=fmt), target)
 
 
 @contextmanager
@@ -425,6 +436,8 @@ def conditions_of(
     settings: LatencySettings, threads: int, n_models: int, contention: host.Contention
 ) -> Conditions:
     cuda = settings.device == "cuda"
+    said = settings.runtime.conditions()  # its version, its delegate, ...
+    known = {f.name for f in dataclasses.fields(Conditions)}
     return Conditions(
         device=settings.device,
         device_name=device_name(settings.device),
@@ -435,10 +448,7 @@ def conditions_of(
         memory_format="channels_last" if settings.channels_last else "contiguous",
         backend=settings.backend,
         torch_version=torch.__version__,
-        onnxruntime_version=onnxruntime.version() if settings.backend == "onnxruntime" else None,
-        executorch_version=executorch.version() if settings.backend == "executorch" else None,
-        delegate=executorch.DELEGATE if settings.backend == "executorch" else None,
-        onnxruntime_workers_spin=False if settings.backend == "onnxruntime" else None,
+        onnxruntime_version=said.get("onnxruntime_version"),
         warmup=settings.warmup,
         iters=settings.iters,
         interleaved_models=n_models,
@@ -447,6 +457,8 @@ def conditions_of(
         platform=platform.platform(),
         python_version=platform.python_version(),
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **{k: v for k, v in said.items() if k in known and k != "onnxruntime_version"},
+        details={k: v for k, v in said.items() if k not in known},
     )
 
 

@@ -1,6 +1,7 @@
-"""What is installed, as tables: the roadmaps, a roadmap's steps with the paper's numbers, and
-the block kinds a spec may use (``roadmap roadmaps``, ``roadmap steps``, ``roadmap blocks``), and
-a roadmap's ends against their references (``roadmap verify``)."""
+"""What is installed, as tables: the roadmaps, a roadmap's steps with the paper's numbers, the
+block kinds a spec may use, the data sources and the runtimes (``roadmap roadmaps``, ``roadmap
+steps``, ``roadmap blocks``, ``roadmap sources``, ``roadmap runtimes``), and a roadmap's ends
+against their references (``roadmap verify``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from roadmap.arch.blocks import BlockKind
@@ -18,6 +20,8 @@ from roadmap.report.tables import fmt_num
 
 if TYPE_CHECKING:  # torch loads only when a check is run, not for `roadmap steps`
     from roadmap.interop.reference import EndCheck
+    from roadmap.measure.runtimes import Runtime
+    from roadmap.train.sources import DataKind
 
 
 def paper_columns(roadmap: Roadmap) -> list[tuple[PaperColumn, Callable[[PaperResult], Any]]]:
@@ -174,4 +178,80 @@ def reference_data(ends: Sequence[EndCheck]) -> list[dict]:
         {"step": e.step, "reference": e.reference, "equal": e.check.equal}
         | dataclasses.asdict(e.check)
         for e in ends
+    ]
+
+
+def sources_table(kinds: Sequence[DataKind]) -> Table:
+    """The kinds of data source ``--data`` may name."""
+    table = Table(title="Data sources", caption="--data NAME[:LOCATION]", caption_justify="left")
+    for name in ("--data", "what it is", "loads in", "from"):
+        table.add_column(name, no_wrap=name == "--data")
+    for row in sources_data(kinds):
+        where = "memory (no loader workers)" if row["in_memory"] else "loader workers"
+        table.add_row(row["usage"], row["title"], where, row["module"])
+    return table
+
+
+def sources_data(kinds: Sequence[DataKind]) -> list[dict]:
+    """The kinds of data source as plain data."""
+    from roadmap.train.sources import SOURCES
+
+    return [
+        {
+            "name": k.name,
+            "usage": k.usage(),
+            "title": k.title,
+            "in_memory": k.in_memory,
+            "synthetic": k.synthetic,
+            "module": SOURCES.owner(k.name),
+        }
+        for k in kinds
+    ]
+
+
+def runtimes_table(found: Sequence[Runtime]) -> Table:
+    """The runtimes: what each times and exports, where it runs, whether it is installed."""
+    table = Table(
+        title="Runtimes",
+        caption="latency --backend NAME; export --format FORMAT",
+        caption_justify="left",
+    )
+    for name in ("--backend", "--format", "what it is", "runs on", "int8", "installed"):
+        table.add_column(name, no_wrap=name.startswith("--"))
+    for row in runtimes_data(found):
+        cells = (
+            row["name"] if row["timed"] else "—",
+            f"{row['format']} ({row['suffix']})" if row["format"] else "—",
+            row["title"],
+            ", ".join(row["devices"]) or "—",
+            "yes" if row["int8"] else "",
+            "yes" if row["installed"] is True else row["installed"],
+        )
+        table.add_row(*map(escape, cells))
+    return table
+
+
+def runtimes_data(found: Sequence[Runtime]) -> list[dict]:
+    """The runtimes as plain data (``installed``: True, or the line saying how to install)."""
+    from roadmap.errors import RoadmapError
+
+    def installed(runtime: Runtime) -> bool | str:
+        try:
+            runtime.installed()
+        except RoadmapError as e:
+            return str(e)
+        return True
+
+    return [
+        {
+            "name": r.name,
+            "timed": r.timer is not None,
+            "format": r.format if r.exporter else None,
+            "suffix": r.suffix,
+            "title": r.title,
+            "devices": list(r.devices),
+            "int8": r.int8,
+            "installed": installed(r),
+        }
+        for r in found
     ]

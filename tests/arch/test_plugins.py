@@ -220,3 +220,85 @@ def test_an_installed_roadmap_package_is_found_and_typos_stay_fast(tmp_path):
     assert [s["name"] for s in json.loads(listed)] == ["tiny_base", "tiny_gelu"], result.stderr
     assert torch_loaded == "[]"
     assert "did you mean 'tiny_gelu'" in result.stderr
+
+
+RUNTIME_AND_DATA_PLUGIN = '''
+"""A runtime and a data source of a plugin's own."""
+import torch
+from torch.utils.data import TensorDataset
+
+from roadmap.measure.runtimes import Runtime, register_runtime
+from roadmap.train.sources import DataKind, Datasets, register_data_kind
+
+
+def time_inference(model, x, target):
+    def run():
+        with torch.inference_mode():
+            return model(x)
+    return run
+
+
+def export_pickle(model, example, out, int8):
+    torch.save(model, out)
+    loaded = torch.load(out, weights_only=False).eval()
+    return torch.no_grad()(loaded), f"torch.load (torch {torch.__version__})"
+
+
+register_runtime(Runtime(
+    "inference_mode", "torch eager under torch.inference_mode", timer=time_inference,
+    exporter=export_pickle, format="pickle", suffix=".pkl", in_torch=True,
+    conditions=lambda: {"mode": "inference_mode"},
+))
+
+
+class Bright(TensorDataset):
+    """Class k: images of brightness k (learnable in one epoch)."""
+
+    def __init__(self, n, size, seed):
+        g = torch.Generator().manual_seed(seed)
+        targets = torch.arange(n) % 4
+        images = targets.float()[:, None, None, None] - 1.5 + 0.1 * torch.randn(n, 3, size, size,
+                                                                                generator=g)
+        super().__init__(images, targets)
+        self.targets = targets.tolist()
+
+
+def open_bright(request):
+    size = request.img_size
+    return Datasets(Bright(256, size, 0), Bright(64, size, 1), 4, request.source)
+
+
+register_data_kind(DataKind("bright", "brightness is the class", open_bright, in_memory=True))
+'''
+
+
+def test_a_plugins_runtime_and_data_source_are_listed_timed_exported_and_trained_on(
+    tmp_path, restore_registry
+):
+    plugin = tmp_path / "extras.py"
+    plugin.write_text(RUNTIME_AND_DATA_PLUGIN)
+    load = ["--plugin", str(plugin)]
+    listed = runner.invoke(app, [*load, "runtimes", "--format", "json"])
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "inference_mode")
+    assert row["format"] == "pickle" and row["timed"]
+    sources = runner.invoke(app, [*load, "sources", "--format", "json"])
+    assert "bright" in [r["name"] for r in json.loads(sources.stdout)]
+    network = ["--upto", "gelu", "--img-size", "32", "--num-classes", "4"]
+    timed = runner.invoke(app, ["latency", *network, "--backend", "inference_mode", "--iters",
+                                "2", "--warmup", "1", "--format", "json"])  # fmt: skip
+    assert timed.exit_code == 0, timed.output
+    (record,) = json.loads(timed.stdout)["records"]
+    assert record["conditions"]["backend"] == "inference_mode"
+    assert record["conditions"]["details"] == {"mode": "inference_mode"}
+    out = tmp_path / "gelu.pkl"
+    exported = runner.invoke(app, ["export", *network, "--format", "pickle", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    assert out.is_file() and "torch.load" in exported.output
+    trained = runner.invoke(app, ["train", "--upto", "gelu", "--data", "bright", "--recipe",
+                                  "quick", "--epochs", "1", "--set", "img_size=32", "--quiet",
+                                  "--results", str(tmp_path / "results")])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    (stored,) = (tmp_path / "results").rglob("metrics.json")
+    assert json.loads(stored.read_text())["data"] == "bright"
+    typo = runner.invoke(app, ["latency", "--upto", "gelu", "--backend", "inference_mod"])
+    assert typo.exit_code == 2 and "did you mean 'inference_mode'" in typo.output

@@ -126,18 +126,21 @@ def test_a_broken_export_is_caught(fmt: str, breakage: str, tmp_path: Path, monk
     """The check compares with torch relative to how much the logits vary, so an export that
     outputs zeros, scales every logit by 1 %, or shifts the classes cannot pass it, even on a
     freshly built network whose logits are small."""
-    from roadmap.measure import export
+    import dataclasses
+
+    from roadmap.measure import runtimes
 
     if fmt == "executorch":
         pytest.importorskip("executorch", reason=MOBILE_MISSING)
-    real = getattr(export, f"_{fmt}")
+    runtime = runtimes.for_format(fmt)
     broken = BREAKAGES[breakage]
 
-    def broken_exporter(model, example, out, **kwargs):  # noqa: ANN001, ANN003, ANN202
-        run, checked_with = real(model, example, out, **kwargs)
+    def broken_exporter(model, example, out, int8):  # noqa: ANN001, ANN202
+        run, checked_with = runtime.exporter(model, example, out, int8)
         return (lambda x: broken(run(x))), checked_with
 
-    monkeypatch.setattr(export, f"_{fmt}", broken_exporter)
+    replaced = dataclasses.replace(runtime, exporter=broken_exporter)
+    monkeypatch.setitem(runtimes.RUNTIMES._items, runtime.name, replaced)
     # ExecuTorch lowers for seconds per network: a quarter-width, quarter-depth one is enough
     model = (
         small_network()

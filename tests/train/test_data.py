@@ -10,14 +10,8 @@ import torch
 from PIL import Image
 
 from roadmap.errors import RoadmapError
-from roadmap.train.data import (
-    DEBIAN_FASHION,
-    ShardSampler,
-    SyntheticImages,
-    collate,
-    load_datasets,
-    make_loader,
-)
+from roadmap.train.data import ShardSampler, collate, load_datasets, make_loader
+from roadmap.train.datasets import DEBIAN_FASHION, SyntheticImages
 from roadmap.train.recipe import load_recipe
 from roadmap.train.sources import parse_source
 from tests.helpers import CLASSES, corrupt_one_image, make_image_folder
@@ -38,7 +32,7 @@ def test_parse_source() -> None:
         ("imagenet", "unknown data source"),
         ("imagefolder", "needs a path"),
         ("synthetic:many", "number of images"),
-        ("digits:/x", "takes no path"),
+        ("digits:/x", "takes nothing after the colon"),
     ],
 )
 def test_bad_sources(text: str, message: str) -> None:

@@ -199,13 +199,16 @@ def test_table_int8_checks_its_timing_settings_before_any_work(
 ) -> None:
     """Without ExecuTorch (or on a GPU) `table --int8` fails before building a network, not
     after timing the float32 ones."""
-    from roadmap.measure import latency
+    import dataclasses
+
+    from roadmap.measure import latency, runtimes
 
     def missing() -> str:
         raise RoadmapError('ExecuTorch is not installed: pip install -e ".[mobile]"')
 
     built = []
-    monkeypatch.setattr(latency.executorch, "version", missing)
+    absent = dataclasses.replace(runtimes.get_runtime("executorch"), installed=missing)
+    monkeypatch.setitem(runtimes.RUNTIMES._items, "executorch", absent)
     monkeypatch.setattr(comparison, "build", built.append)
     variants = plan.prefixes(Selection.of("repvit", "gelu"))
     with pytest.raises(RoadmapError, match="not installed"):

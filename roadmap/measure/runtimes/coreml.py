@@ -13,15 +13,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from roadmap.errors import RoadmapError
-from roadmap.measure.runtimes import INPUT_NAME, OUTPUT_NAME
+from roadmap.measure.runtimes import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Runner,
+    Runtime,
+    register_runtime,
+    requires,
+)
 from roadmap.measure.runtimes.torchscript import trace
 from roadmap.util import files
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 COREML_INSTALL = 'pip install -e ".[coreml]"'
 
@@ -88,6 +96,8 @@ def check_coreml_structure(
 ) -> None:
     """The package must take the example's shape and hold the fused model's layers: one
     ``conv`` per Conv2d, one ``linear`` per Linear, and no batch norm left to fold."""
+    from torch import nn
+
     want = {
         "conv": sum(isinstance(m, nn.Conv2d) for m in deploy.modules()),
         "linear": sum(isinstance(m, nn.Linear) for m in deploy.modules()),
@@ -106,3 +116,29 @@ def check_coreml_structure(
         raise RoadmapError(
             "the Core ML package does not hold the fused model: " + "; ".join(problems)
         )
+
+
+def export(model: nn.Module, example: torch.Tensor, out: Path, int8: bool) -> tuple[Runner, str]:
+    """Convert to an ``.mlpackage`` and check what it holds (it cannot run here)."""
+    if out.suffix != ".mlpackage":
+        raise RoadmapError(f"Core ML ML programs are saved as .mlpackage, not {out.name!r}")
+    convert(model, example, out)
+    structure = coreml_structure(out)
+    check_coreml_structure(structure, model, tuple(example.shape))
+    return None, (
+        f"structure checked: {structure.describe()}; not run: Core ML prediction needs macOS "
+        "(time it with Xcode's performance report)"
+    )
+
+
+COREML = register_runtime(
+    Runtime(
+        "coreml",
+        'Core ML ML program for iOS 16 (pip install -e ".[coreml]"; runs on macOS only)',
+        exporter=export,
+        format="coreml",
+        suffix=".mlpackage",
+        devices=(),
+        installed=requires("coremltools", "coremltools", COREML_INSTALL),
+    )
+)

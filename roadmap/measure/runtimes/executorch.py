@@ -13,12 +13,16 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from roadmap.errors import RoadmapError
+from roadmap.measure.runtimes import Runner, Runtime, Target, register_runtime, requires
+from roadmap.util import files
 from roadmap.util.stderr_filter import filtered_stderr
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 MOBILE_INSTALL = 'pip install -e ".[mobile]"'
 DELEGATE = "XNNPACK"
@@ -47,6 +51,8 @@ def program_bytes(
     portable kernels), and ``to_executorch`` serializes the program. With ``int8`` the graph is
     quantized first (:func:`quantize_int8`), the form phones run.
     """
+    import torch
+
     with quiet():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -70,6 +76,8 @@ def quantize_int8(
     nothing about its accuracy), and is converted to quantize / dequantize pairs around int8
     kernels, which XNNPACK then runs.
     """
+    import torch
+
     with quiet():
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
@@ -120,6 +128,8 @@ def load_batched(
     they go through in pieces, the last one padded with zeros (its padding rows dropped)."""
     forward = load(source, threads)
 
+    import torch
+
     def run(x: torch.Tensor) -> torch.Tensor:
         pieces = []
         for chunk in x.split(batch):
@@ -159,3 +169,34 @@ def quiet() -> Iterator[None]:
         raise RoadmapError(f"ExecuTorch is not installed: {MOBILE_INSTALL}") from None
     finally:
         pytree_log.setLevel(level)
+
+
+def time_program(model: nn.Module, x: torch.Tensor, target: Target) -> Callable[[], object]:
+    """The program lowered in memory and loaded by the ExecuTorch runtime."""
+    forward = load(program_bytes(model, x, int8=target.int8), target.threads)
+    return lambda: forward(x)
+
+
+def export(model: nn.Module, example: torch.Tensor, out: Path, int8: bool) -> tuple[Runner, str]:
+    """Write the ``.pte`` program (int8: quantized first); run it back in the runtime."""
+    import torch
+
+    files.write_bytes(out, program_bytes(model, example, int8=int8))
+    run = load_batched(out, torch.get_num_threads(), example.shape[0])
+    runtime = f"executorch {version()} runtime, {DELEGATE} delegate"
+    return run, runtime + (f", {INT8}" if int8 else "")
+
+
+EXECUTORCH = register_runtime(
+    Runtime(
+        "executorch",
+        'ExecuTorch with XNNPACK, the phone runtime (pip install -e ".[mobile]")',
+        timer=time_program,
+        exporter=export,
+        format="executorch",
+        suffix=".pte",
+        int8=True,
+        installed=requires("executorch", "ExecuTorch", MOBILE_INSTALL),
+        conditions=lambda: {"executorch_version": version(), "delegate": DELEGATE},
+    )
+)

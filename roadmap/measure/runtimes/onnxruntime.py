@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from roadmap.errors import RoadmapError
-from roadmap.measure.runtimes import INPUT_NAME, OUTPUT_NAME
+from roadmap.measure.runtimes import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Runner,
+    Runtime,
+    Target,
+    register_runtime,
+    requires,
+)
+from roadmap.util import files
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # Opset 17 has every op these networks use (HardSwish since 14) and is read by every current
 # runtime, mobile ones included.
@@ -24,6 +35,8 @@ ONNX_OPSET = 17
 
 def onnx_bytes(model: nn.Module, x: torch.Tensor) -> bytes:
     """The ONNX serialization of ``model`` traced on ``x``, with a dynamic batch axis."""
+    import torch
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the legacy exporter announces its own deprecation
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -64,6 +77,8 @@ def session(source: Path | bytes, threads: int, device: str = "cpu") -> Any:
 
 def run_onnx(source: Path | bytes, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """Run an ONNX model with ONNX Runtime (CPU) on ``x``."""
+    import torch
+
     (logits,) = session(source, threads or torch.get_num_threads()).run(
         None, {INPUT_NAME: x.numpy()}
     )
@@ -74,3 +89,31 @@ def version() -> str:
     import onnxruntime as ort
 
     return ort.__version__
+
+
+def time_session(model: nn.Module, x: torch.Tensor, target: Target) -> Callable[[], object]:
+    """One session on the serialized model, fed the same input every iteration."""
+    run = session(onnx_bytes(model, x), target.threads, target.device)
+    feed = {INPUT_NAME: x.numpy()}
+    return lambda: run.run(None, feed)
+
+
+def export(model: nn.Module, example: torch.Tensor, out: Path, int8: bool) -> tuple[Runner, str]:
+    """Write the ``.onnx`` file; run it back with ONNX Runtime."""
+    files.write_bytes(out, onnx_bytes(model, example))
+    return lambda x: run_onnx(out, x), f"onnxruntime {version()}"
+
+
+ONNXRUNTIME = register_runtime(
+    Runtime(
+        "onnxruntime",
+        "ONNX Runtime on the ONNX export (idle workers do not spin)",
+        timer=time_session,
+        exporter=export,
+        format="onnx",
+        suffix=".onnx",
+        devices=("cpu", "cuda"),
+        installed=requires("onnxruntime", "ONNX Runtime", "pip install onnxruntime"),
+        conditions=lambda: {"onnxruntime_version": version(), "onnxruntime_workers_spin": False},
+    )
+)
