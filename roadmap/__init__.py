@@ -37,7 +37,7 @@ _EXPORTS = {
     "SESpec": "roadmap.arch.spec",
     "replace": "roadmap.arch.spec",
     "validate": "roadmap.arch.spec",
-    "diff": "roadmap.arch.spec",
+    "diff": "roadmap.arch.spec_diff",
     "spec_hash": "roadmap.arch.spec",
     "map_blocks": "roadmap.arch.edit",
     "map_stages": "roadmap.arch.edit",

@@ -36,7 +36,8 @@ from roadmap.arch import paper, registry
 from roadmap.arch.family import Size, parse_size, scale
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.roadmaps import Roadmap, get_roadmap, split_name
-from roadmap.arch.spec import Change, NetSpec, diff, replace, spec_hash, validate
+from roadmap.arch.spec import NetSpec, replace, spec_hash, validate
+from roadmap.arch.spec_diff import Change, diff
 from roadmap.errors import RoadmapError
 
 SPEC_PREFIX = "spec-"

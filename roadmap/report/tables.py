@@ -17,15 +17,8 @@ from rich.tree import Tree
 
 from roadmap.arch.blocks import get_block_kind
 from roadmap.arch.selection import Selection
-from roadmap.arch.spec import (
-    BlockSpec,
-    Change,
-    HeadSpec,
-    NetSpec,
-    group_changes,
-    spec_hash,
-    split_block_path,
-)
+from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, spec_hash
+from roadmap.arch.spec_diff import Change, group_changes, split_block_path
 from roadmap.interop.pretrained import Loaded
 from roadmap.measure.counts import MACS_UNIT, Counts
 from roadmap.measure.export import ExportResult

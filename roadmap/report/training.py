@@ -18,7 +18,7 @@ from roadmap.results.record import Int8Scores, RunRecord
 from roadmap.results.store import RunKey
 from roadmap.study import stats
 from roadmap.study.plan import PlannedRun
-from roadmap.study.sweep import Outcome
+from roadmap.study.runs import Outcome
 from roadmap.train.evaluate import CheckpointScores
 from roadmap.train.recipe import Recipe
 

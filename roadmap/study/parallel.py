@@ -41,7 +41,7 @@ from roadmap.train import interrupt
 from roadmap.train.recipe import Recipe
 from roadmap.train.run_options import RunOptions
 
-__all__ = ["check", "largest_first", "threads_per_job", "train_runs"]
+__all__ = ["check", "largest_first", "threads_per_job", "train_in_workers"]
 
 POLL_S = 0.2  # how often the parent looks at signals and dead workers between events
 RUN_FAILED = "run failed: "  # how a worker's failure inside a run starts (not one before any)
@@ -82,7 +82,7 @@ def check(options: RunOptions, jobs: int) -> None:
         raise RoadmapError("--jobs cannot be combined with torchrun: choose one of them")
 
 
-def train_runs(
+def train_in_workers(
     runs: list[PlannedRun],
     data: str,
     recipe: Recipe,
@@ -92,7 +92,7 @@ def train_runs(
     on_start: Callable[[str, int], None] | None = None,
     on_outcome: Callable[[Any], None] | None = None,
 ) -> list[Any]:
-    """:func:`roadmap.study.sweep.train_runs` in ``jobs`` worker processes (see the module's
+    """:func:`roadmap.study.runs.train_runs` in ``jobs`` worker processes (see the module's
     text), the most expensive runs first (:func:`largest_first`).
 
     Returns:
@@ -268,7 +268,7 @@ def _work(
 
         torch.set_num_threads(threads)
         from roadmap.arch.registry import load_plugin
-        from roadmap.study.sweep import train_runs
+        from roadmap.study.runs import train_runs
 
         for path in plugins:
             load_plugin(path)

@@ -19,7 +19,8 @@ from roadmap.arch.builder import build
 from roadmap.arch.registry import Step
 from roadmap.arch.roadmaps import Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
-from roadmap.arch.spec import Change, ChangeGroup, NetSpec, group_changes, split_block_path
+from roadmap.arch.spec import NetSpec
+from roadmap.arch.spec_diff import Change, ChangeGroup, group_changes, split_block_path
 from roadmap.errors import RoadmapError
 from roadmap.measure import host, profile
 from roadmap.measure.profile import Profile

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 import roadmap
-from roadmap.arch.spec import NetSpec, diff, replace, spec_hash, validate
+from roadmap.arch.spec import NetSpec, replace, spec_hash, validate
+from roadmap.arch.spec_diff import diff
 from roadmap.errors import RoadmapError
 
 

@@ -17,7 +17,7 @@ from roadmap.arch import registry
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.study import parallel
-from roadmap.study.sweep import Outcome
+from roadmap.study.runs import Outcome
 from roadmap.train.run_options import RunOptions
 from tests.helpers import REPO
 
@@ -203,7 +203,7 @@ def test_the_default_is_two_jobs_on_a_cpu_with_two_threads_and_a_plan_of_two(
 FAILING = '''
 """Test plugin: the gelu run fails as soon as it starts (in whichever process trains it).
 It registers a step, as plugins do: the workers load the plugins whose steps are registered."""
-import roadmap.study.sweep as sweep
+import roadmap.study.runs as sweep
 from roadmap import register_step
 
 
@@ -232,7 +232,7 @@ def test_a_failed_run_stops_the_plan_as_one_process_would(
 ) -> None:
     """gelu fails in one worker while the other trains mobilenetv3_large: that run finishes,
     no new run starts (separate_mixers is left), and the error names the failed run."""
-    import roadmap.study.sweep as sweep
+    import roadmap.study.runs as sweep
 
     monkeypatch.setattr(sweep, "fit", sweep.fit)  # the plugin patches it here too: undone after
     plugin = tmp_path / "failing.py"

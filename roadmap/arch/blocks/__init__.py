@@ -36,11 +36,14 @@ from roadmap.errors import RoadmapError
 from roadmap.util.registry import Registry
 from roadmap.util.typed import checked
 
-if TYPE_CHECKING:  # the registry needs neither at run time, so a spec can be checked by it
+if TYPE_CHECKING:  # torch is imported by a kind's module only when it builds
     from torch import nn
 
-    from roadmap.arch.anatomy import Node
-    from roadmap.arch.spec import BlockSpec
+# A block's spec (roadmap.arch.spec.BlockSpec) and a diagram node (roadmap.arch.anatomy.Node).
+# They are not imported, not even for type checking: the spec module asks this registry how
+# to read and check a block, so this module must not lean on the spec module in turn.
+BlockSpec = Any
+Node = Any
 
 # Profile kinds a part may be (the rest of a network is stem, head, activation or other).
 PART_KINDS = ("token mixer", "SE", "channel mixer", "downsampling")
