@@ -16,7 +16,7 @@ interleaved round by round as ``roadmap latency --all`` does. From the pooled sa
     latency, over the limit, which is the best of several large square matmuls (``torch.mm``,
     float32, the same threads) timed in the same process before and after the run;
 (c) each backend's agreement with the paper's iPhone 12 latency column (sign of every step's
-    Δ outside noise, Spearman ρ): ``roadmap.study.comparison.paper_agreement``.
+    Δ outside noise, Spearman ρ): ``roadmap.study.agreement.paper_agreement``.
 
     python benchmarks/backends.py --threads 2            # eager, torchscript, onnxruntime,
                                                          # executorch
@@ -44,10 +44,12 @@ from pathlib import Path
 import torch
 
 import roadmap
+from roadmap.measure.conditions import Conditions
 from roadmap.measure.counts import count_macs
 from roadmap.measure.host import Contention
-from roadmap.measure.latency import Conditions, LatencyRecord, compare, record_of, torch_threads
-from roadmap.study.comparison import paper_agreement, paper_numbers
+from roadmap.measure.latency import LatencyRecord, compare, record_of, torch_threads
+from roadmap.study.agreement import paper_agreement
+from roadmap.study.comparison import paper_numbers
 from roadmap.study.plan import every_step
 from roadmap.util import files
 

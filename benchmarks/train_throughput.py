@@ -97,7 +97,7 @@ def plain_images_per_s(args: argparse.Namespace) -> float:
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = create_optimizer_v2(
-        model, "adamw", lr=recipe.lr(), weight_decay=recipe.weight_decay
+        model, "adamw", lr=recipe.peak_lr(), weight_decay=recipe.weight_decay
     )
     criterion = LabelSmoothingCrossEntropy(recipe.label_smoothing)
     loader = torch.utils.data.DataLoader(

@@ -21,8 +21,8 @@ import roadmap
 from roadmap.interop.pretrained import LAYERS as _LAYERS
 from roadmap.interop.reference import calibrate as calibrate_bn  # noqa: F401 (tests use it)
 from roadmap.interop.reference import layer_signature as signature  # noqa: F401
+from roadmap.measure.conditions import Conditions
 from roadmap.measure.host import Contention
-from roadmap.measure.latency import Conditions
 from roadmap.results import store
 from roadmap.results.record import Environment, LrRule, RunRecord
 

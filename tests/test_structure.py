@@ -264,4 +264,5 @@ def test_no_module_of_the_library_is_too_long_to_read() -> None:
         for p in (ROOT / "roadmap").rglob("*.py")
     }
     assert lengths["roadmap/train/loop.py"] < 500  # the training loop stays readable
-    assert max(lengths.values()) <= 600, {k: v for k, v in lengths.items() if v > 600}
+    # a module holds one subject; past 500 lines it is holding two
+    assert max(lengths.values()) <= 500, {k: v for k, v in lengths.items() if v > 500}

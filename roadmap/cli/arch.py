@@ -200,10 +200,8 @@ def latency_cmd(
         records = latency.measure_selections(
             chosen, settings, fused=not unfused, num_classes=num_classes
         )
-    agreement = None
-    if not unfused:  # the paper times deployed (fused) models
-        paper = [comparison.paper_numbers(s)[1] for s in chosen]
-        agreement = comparison.paper_agreement(records, paper)
+    # the paper times deployed (fused) models
+    agreement = None if unfused else comparison.latency_agreement(chosen, records)
     if fmt is Format.json:
         print(json.dumps(tables.latency_data(records, agreement), indent=2))
     else:

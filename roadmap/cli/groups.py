@@ -74,10 +74,13 @@ def recipe_group(
             "--batch-size", min=1, max=MAX_BATCH, help="Override the global batch (all processes)."
         ),
     ] = None,
-    lr: Annotated[
+    base_lr: Annotated[
         float | None,
         typer.Option(
-            "--lr", help="Override the base lr; the peak lr is base x global batch / 512."
+            "--base-lr",
+            "--lr",
+            help="Override the recipe's base_lr, the rate at a global batch of 512; the peak "
+            "rate the optimizer reaches is base_lr x global batch / 512 (--lr: its 0.2 name).",
         ),
     ] = None,
     img_size: Annotated[
@@ -137,7 +140,7 @@ def recipe_group(
         settings=settings or (),
         epochs=epochs,
         batch_size=batch_size,
-        base_lr=lr,
+        base_lr=base_lr,
         img_size=img_size,
         teacher=teacher,
         distillation=distillation.value if distillation else None,

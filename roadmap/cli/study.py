@@ -56,24 +56,26 @@ def _store_labels(results: Path, data: str | None, recipe: str | None) -> tuple[
 def _render(study: Any, title: str, fmt: TableFormat, paper: bool, out: Path | None) -> None:
     """Print (and optionally write) a study in the requested format."""
 
-    from roadmap.report import tables
+    from roadmap.report import study_table
 
     text = {
-        TableFormat.markdown: lambda: tables.study_markdown(study, title, paper),
-        TableFormat.latex: lambda: tables.study_latex(study, title, paper),
-        TableFormat.json: lambda: tables.study_json(study, title),
-        TableFormat.csv: lambda: tables.study_csv(study),
+        TableFormat.markdown: lambda: study_table.study_markdown(study, title, paper),
+        TableFormat.latex: lambda: study_table.study_latex(study, title, paper),
+        TableFormat.json: lambda: study_table.study_json(study, title),
+        TableFormat.csv: lambda: study_table.study_csv(study),
         TableFormat.rich: lambda: None,
     }[fmt]()
     if text is None:
-        show(tables.study_table(study, title, paper))
-        unbuildable = tables.unbuildable_text(study)
+        show(study_table.study_table(study, title, paper))
+        unbuildable = study_table.unbuildable_text(study)
         if unbuildable is not None:
             console.print(unbuildable)
     else:
         print(text)
     if out is not None:
-        write_out(out, text if text is not None else tables.study_markdown(study, title, paper))
+        write_out(
+            out, text if text is not None else study_table.study_markdown(study, title, paper)
+        )
 
 
 def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
@@ -150,11 +152,11 @@ def table_cmd(
 
 def _warnings(study: Any) -> None:
     """A busy machine while timing; trained results filed under another label."""
-    from roadmap.report import tables
+    from roadmap.report import study_table
 
-    messages = [tables.busy_text(study), *tables.unreadable_lines(study)]
-    messages += tables.unfinished_lines(study)
-    for message in filter(None, [*messages, tables.missing_results_text(study)]):
+    messages = [study_table.busy_text(study), *study_table.unreadable_lines(study)]
+    messages += study_table.unfinished_lines(study)
+    for message in filter(None, [*messages, study_table.missing_results_text(study)]):
         note_line(message)
 
 

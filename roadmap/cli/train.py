@@ -295,7 +295,7 @@ def _launch(runs: list, data: str, recipe: Any, options: Any, where: Any) -> Non
 def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str]:
     """After a multi-seed sweep: the accuracy Δs that are not findings yet, and the seeds
     each would need."""
-    from roadmap.report import tables
+    from roadmap.report import study_table
     from roadmap.study import comparison
     from roadmap.train.identity import run_key
     from roadmap.train.sources import parse_source
@@ -305,7 +305,7 @@ def _what_next(variants: list, data: str, recipe: Any, options: Any) -> list[str
     study = comparison.collect(
         variants, results=options.results, data=source.slug, recipe=label, paper=False, counts=False
     )
-    return tables.power_lines(study)
+    return study_table.power_lines(study)
 
 
 @command("recipes")

@@ -54,6 +54,7 @@ from torch import nn
 from roadmap.arch.blocks import get_block_kind
 from roadmap.errors import RoadmapError
 from roadmap.measure import host, interleave, latency
+from roadmap.measure.conditions import Conditions
 from roadmap.measure.latency import Candidate, Comparison, LatencyRecord, LatencySettings
 from roadmap.util.stderr_filter import filtered_stderr
 
@@ -266,7 +267,7 @@ def profile_selections(
 
 
 def _profile_of(
-    candidate: Candidate, passes: list[dict[str, float]], conditions: latency.Conditions
+    candidate: Candidate, passes: list[dict[str, float]], conditions: Conditions
 ) -> Profile:
     def record(name: str) -> LatencyRecord:
         samples = [p.get(name, 0.0) for p in passes]

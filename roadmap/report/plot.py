@@ -2,16 +2,18 @@
 
 Three kinds of panel, side by side on a 16:9 slide:
 
-1. **Paper**: the paper's iPhone 12 latency (x) against its ImageNet-1K top-1 (y), one point
-   per step that has both numbers, arrows from each step to the next.
+1. **Paper**: the paper's latency (x) against its top-1 (y), one point
+   per step that has both numbers, arrows from each step to the next (the roadmap's own
+   columns: RepViT's paper gives iPhone 12 ms; a paper with no speed column gets its top-1 alone).
 2. **Ours**: our measured latency of the fused model (x, median with the interquartile range
    as error bars) against our top-1 (mean and 95 % CI over seeds). Before anything is trained there
    is no accuracy, so y becomes the deploy MACs instead: the panel then shows that MACs and
    latency do not move together, which is the paper's reason for measuring latency at all.
-3. **Δ per step**: each step's change in latency against the step before, ours beside the
-   paper's, in percent so that CPU milliseconds and iPhone milliseconds compare; a second panel
-   does the same for top-1 (in points) when we have accuracy. A change within the noise
-   (:mod:`roadmap.study.comparison`'s rules) is drawn hatched and grey.
+3. **Δ per step** (:mod:`roadmap.report.plot_bars`): each step's change in latency against the
+   step before, ours beside the paper's, in percent so that CPU milliseconds and iPhone
+   milliseconds compare; a second panel does the same for top-1 (in points) when we have
+   accuracy. A change within the noise (:mod:`roadmap.study.comparison`'s rules) is drawn
+   hatched and grey.
 
 Points carry their row number; the Δ panel's axis lists every number with its step name, so it
 is also the key. Nothing is drawn that was not measured here or printed in the paper.
@@ -23,7 +25,6 @@ figure state survives a call) and written atomically.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,19 @@ from matplotlib.figure import Figure
 from roadmap.arch.roadmaps import Roadmap
 from roadmap.errors import RoadmapError
 from roadmap.measure import host
-from roadmap.measure.latency import Conditions
+from roadmap.measure.conditions import Conditions
+from roadmap.report.plot_bars import (
+    OURS,
+    PAPER,
+    bar_legend,
+    ci_err,
+    latency_bar,
+    latency_bars,
+    top1_bar,
+    top1_bars,
+)
 from roadmap.report.trajectory import trajectory
 from roadmap.study.comparison import Row, Study
-from roadmap.study.stats import ALPHA
 from roadmap.util import files
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -47,7 +57,6 @@ FIGSIZE = (16.0, 9.0)
 DPI = 110
 CONDITIONS_WIDTH = 185  # characters of the conditions line at 11 pt across the 16-inch figure
 # Colours of the two sources, the same in every panel (matplotlib's default blue and orange).
-OURS, PAPER, NOISE = "#1f77b4", "#ff7f0e", "#b0b0b0"
 RC = {
     "font.size": 12,  # at 16x9 in on a projector, 12 pt is the smallest comfortable size
     "axes.titlesize": 13,
@@ -121,13 +130,13 @@ def _figure(study: Study, title: str, accuracy_on: str | None) -> Figure:
     notes: list[str] = []
     notes += _paper_panel(scatter[0], rows, study.roadmap)
     notes += _ours_panel(scatter[1], rows, accuracy_on) + _busy_note(study.conditions)
-    bars = [_latency_bar(rows, i) for i in range(len(rows))]
-    notes += _latency_bars(bar_axes[0], study, bars, alone=not with_acc)
+    bars = [latency_bar(rows, i) for i in range(len(rows))]
+    notes += latency_bars(bar_axes[0], study, bars, alone=not with_acc)
     if with_acc:
-        top1 = [_top1_bar(rows, i) for i in range(len(rows))]
-        notes += _top1_bars(bar_axes[1], study, top1)
+        top1 = [top1_bar(rows, i) for i in range(len(rows))]
+        notes += top1_bars(bar_axes[1], study, top1)
         bars += top1
-    _bar_legend(bar_axes, bars)
+    bar_legend(bar_axes, bars)
     fig.suptitle(title, x=0.02, y=0.98, ha="left", fontsize=17, fontweight="bold")
     line = _conditions_line(study.conditions, study.roadmap)
     fig.text(0.02, 0.93, line, ha="left", va="top", fontsize=11)
@@ -262,7 +271,7 @@ def _ours_top1(ax: Axes, rows: list[Row], timed: list[int], on: str | None) -> l
         xs,
         ys,
         xerr=_iqr_err(rows, idx),
-        yerr=_ci_err(rows, idx),
+        yerr=ci_err(rows, idx),
         fmt="none",
         ecolor=OURS,
         alpha=0.45,
@@ -346,153 +355,6 @@ def _latency_label(rows: list[Row], timed: list[int]) -> str:
     return (
         f"our latency, fused model (ms, median; bars: IQR)\n"
         f"{_short_device(c)}, batch {c.batch}, {c.img_size}×{c.img_size}"
-    )
-
-
-# --- panel 3: Δ per step ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Bar:
-    """One row's pair of bars: ours (with its noise flag) and the paper's (None = no number)."""
-
-    ours: float | None
-    noise: bool
-    paper: float | None
-
-
-def _latency_bars(ax: Axes, study: Study, bars: list[_Bar], *, alone: bool) -> list[str]:
-    _bar_panel(ax, study.rows, bars, fmt="{:+.0f}%")
-    what = "latency " if alone else ""  # beside the top-1 panel, x labels say which is which
-    ax.set_title(f"Δ {what}vs previous step", loc="left", fontweight="bold")
-    ax.set_xlabel(f"{'change in ' if alone else 'Δ '}latency (%)\n(negative = faster)")
-    agreement = study.agreement
-    return [
-        "Δ bars: ours hatched grey when |Δ| is below the mean IQR of the two steps (noise); "
-        "paper bars only where the paper gives both steps' latency."
-    ] + ([agreement.describe() + "."] if agreement else [])
-
-
-def _ci_err(rows: list[Row], idx: list[int]) -> list[list[float]]:
-    """Asymmetric y error bars spanning each mean's 95 % confidence interval (none: 1 seed)."""
-    cis = [rows[i].accuracy.ci for i in idx]
-    low = [c.mean - c.low if c and c.low is not None else 0.0 for c in cis]
-    high = [c.high - c.mean if c and c.high is not None else 0.0 for c in cis]
-    return [low, high]
-
-
-def _top1_bars(ax: Axes, study: Study, bars: list[_Bar]) -> list[str]:
-    _bar_panel(ax, study.rows, bars, fmt="{:+.1f}")
-    ax.set_xlabel("Δ top-1 (points)\n(positive = better)")
-    agreement = study.accuracy_agreement
-    return [
-        f"Δ top-1 is noise (grey) unless Welch's t-test over seeds gives p < {ALPHA} "
-        "(never with a single seed)."
-    ] + ([agreement.describe() + "."] if agreement else [])
-
-
-def _latency_bar(rows: list[Row], i: int) -> _Bar:
-    row, prev = rows[i], _previous(rows, i)
-    d = row.vs_previous.get("latency_ms")
-    ours = 100 * d.value / (row.latency.median_ms - d.value) if d else None
-    paper = None
-    if prev is not None and row.paper_speed and prev.paper_speed:
-        paper = 100 * (row.paper_speed - prev.paper_speed) / prev.paper_speed
-    return _Bar(ours, bool(d and d.noise), paper)
-
-
-def _top1_bar(rows: list[Row], i: int) -> _Bar:
-    row, prev = rows[i], _previous(rows, i)
-    d = row.vs_previous.get("top1")
-    paper = None
-    if prev is not None and row.paper_top1 is not None and prev.paper_top1 is not None:
-        paper = row.paper_top1 - prev.paper_top1
-    return _Bar(d.value if d else None, bool(d and d.noise), paper)
-
-
-def _previous(rows: list[Row], i: int) -> Row | None:
-    """The row a delta is taken against: the nearest buildable one above (as in study)."""
-    return next((rows[j] for j in range(i - 1, -1, -1) if rows[j].variant.buildable), None)
-
-
-def _bar_panel(ax: Axes, rows: list[Row], bars: list[_Bar], *, fmt: str) -> None:
-    """Horizontal bar pairs, one row per step (top to bottom), values written at bar ends."""
-    height = 0.38  # two bars and a gap fill each row's unit slot
-    texts = []
-    for y, bar in enumerate(bars):
-        if bar.ours is not None:
-            face = NOISE if bar.noise else OURS
-            ax.barh(
-                y - height / 2,
-                bar.ours,
-                height,
-                color=face,
-                edgecolor=OURS,
-                hatch="///" if bar.noise else None,
-                lw=0.8,
-            )
-            texts.append(_bar_value(ax, bar.ours, y - height / 2, fmt))
-        if bar.paper is not None:
-            ax.barh(y + height / 2, bar.paper, height, color=PAPER, lw=0)
-            texts.append(_bar_value(ax, bar.paper, y + height / 2, fmt))
-    ax.axvline(0, color="black", lw=0.8)
-    ax.tick_params(axis="y", length=0)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_ylim(len(rows) - 0.5, -0.5)  # first step at the top
-    ax.set_yticks(range(len(rows)), [f"{i}  {r.variant.name}" for i, r in enumerate(rows)])
-    _fit_values(ax, bars, texts)
-
-
-def _bar_value(ax: Axes, value: float, y: float, fmt: str) -> Any:
-    return ax.annotate(
-        fmt.format(value),
-        (value, y),
-        xytext=(4 if value >= 0 else -4, 0),
-        textcoords="offset points",
-        va="center",
-        fontsize=10,
-        ha="left" if value >= 0 else "right",
-    )
-
-
-def _fit_values(ax: Axes, bars: list[_Bar], texts: list[Any]) -> None:
-    """Symmetric x limits wide enough that the longest bar's value label stays inside."""
-    span = max([abs(v) for b in bars for v in (b.ours, b.paper) if v is not None] or [1.0])
-    renderer = ax.figure.canvas.get_renderer()
-    widest = max([t.get_window_extent(renderer).width for t in texts] or [0.0])
-    half = ax.get_window_extent(renderer).width / 2
-    room = max(half - widest - 8 * ax.figure.dpi / 72, half / 3)  # 8 pt: offset plus margin
-    ax.set_xlim(-span * half / room, span * half / room)
-
-
-def _bar_legend(axes: list[Axes], bars: list[_Bar]) -> None:
-    """One legend across the bar panels, in the start row (row 0 never has bars)."""
-    from matplotlib.patches import Patch
-
-    kinds = {
-        "ours": any(b.ours is not None and not b.noise for b in bars),
-        "ours, noise": any(b.ours is not None and b.noise for b in bars),
-        "paper": any(b.paper is not None for b in bars),
-    }
-    styles = {
-        "ours": {"color": OURS},
-        "ours, noise": {"facecolor": NOISE, "edgecolor": OURS, "hatch": "///"},
-        "paper": {"color": PAPER},
-    }
-    handles = [Patch(label=k, **styles[k]) for k, shown in kinds.items() if shown]
-    if not handles:
-        return
-    first, last = axes[0].get_position(), axes[-1].get_position()
-    # a figure legend (drawn above every panel), centred over the bars, top of row 0
-    axes[0].figure.legend(
-        handles=handles,
-        loc="upper center",
-        ncol=len(handles),
-        bbox_to_anchor=((first.x0 + last.x1) / 2, first.y1 - 0.004),
-        framealpha=0.9,
-        columnspacing=1.0,
-        handlelength=1.5,
-        fontsize=10,
     )
 
 

@@ -13,14 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from roadmap.arch.roadmaps import split_name
-from roadmap.report.tables import NOISE_MARK, _data_option, fmt_num, paired_text
+from roadmap.report.study_table import _data_option, paired_text
+from roadmap.report.tables import NOISE_MARK, fmt_num
 from roadmap.results.record import Int8Scores, RunRecord
 from roadmap.results.store import RunKey
 from roadmap.study import stats
 from roadmap.study.plan import PlannedRun
 from roadmap.study.runs import Outcome
 from roadmap.train.evaluate import CheckpointScores
-from roadmap.train.recipe import Recipe
+from roadmap.train.recipe import LR_REFERENCE_BATCH, Recipe
 
 
 def record_table(record: RunRecord) -> Table:
@@ -38,7 +39,11 @@ def record_table(record: RunRecord) -> Table:
         ("params train / fused", f"{r.params:,} / {r.deploy_params:,}"),
         ("MACs train / fused", f"{r.macs:,} / {r.deploy_macs:,} at {r.img_size} px"),
         ("train time", f"{r.train_time_s:.1f} s, {r.images_per_s:,.0f} img/s"),
-        ("learning rate", f"{r.lr.peak_lr:.3g} at global batch {r.lr.global_batch}"),
+        (
+            "learning rate",
+            f"peak {r.lr.peak_lr:.3g} = base {r.lr.base_lr:g} x global batch "
+            f"{r.lr.global_batch} / {LR_REFERENCE_BATCH}",
+        ),
     ]
     if r.ema_top1 is not None:
         rows.insert(1, ("EMA top-1 / top-5", f"{r.ema_top1:.2f} / {r.ema_top5:.2f} %"))

@@ -31,11 +31,13 @@ from roadmap.arch.roadmaps import Roadmap
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import replace, spec_hash
 from roadmap.errors import RoadmapError
+from roadmap.measure.conditions import Conditions
 from roadmap.measure.counts import Counts, count
-from roadmap.measure.latency import Conditions, LatencyRecord, compare
+from roadmap.measure.latency import LatencyRecord, compare
 from roadmap.results import store
 from roadmap.results.record import RunRecord
 from roadmap.study import stats
+from roadmap.study.agreement import PaperAgreement, agreement, paper_agreement
 from roadmap.study.plan import Variant
 
 # --- measurements -------------------------------------------------------------------------
@@ -340,75 +342,35 @@ def paper_numbers(chosen: Selection) -> tuple[float | None, float | None]:
     return (reported.top1, reported.speed) if reported else (None, None)
 
 
-# --- agreement with the paper -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PaperAgreement:
-    """How well our step-to-step changes agree with the paper's column: its iPhone 12 latency
-    (our fused latency), or its top-1 (our trained top-1 on whatever data the table reads).
-
-    Attributes:
-        same_sign: our Δs outside the noise whose sign is the paper's.
-        counted: our Δs outside the noise where the paper gives both steps and a change (the
-            denominator).
-        within_noise: such step pairs whose Δ is within our noise (latency: below the pooled
-            IQR; top-1: not significant in Welch's t-test at p < 0.05): left out, not
-            disagreements.
-        rho: Spearman's rank correlation of ours with the paper's over the steps both have
-            (None with fewer than 3).
-        steps: how many steps both have.
-        what: what is compared (``latency``, ``top-1``).
-    """
-
-    same_sign: int
-    counted: int
-    within_noise: int
-    rho: float | None
-    steps: int
-    what: str = "latency"
-
-    def describe(self) -> str:
-        """One line for captions, e.g. 'Agreement with the paper's iPhone 12 latency: ...'."""
-        unit = "steps" if self.what == "latency" else "findings"
-        signs = f"Δ sign {self.same_sign}/{self.counted} {unit}"
-        if self.within_noise:
-            signs += f" ({self.within_noise} more within noise, not counted)"
-        rho = "n/a" if self.rho is None else f"{self.rho:+.2f}"
-        column = "iPhone 12 latency" if self.what == "latency" else "ImageNet top-1"
-        return (
-            f"Agreement with the paper's {column}: {signs}; "
-            f"Spearman ρ {rho} over {self.steps} steps"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def paper_agreement(
-    records: Sequence[LatencyRecord | None], paper_ms: Sequence[float | None]
-) -> PaperAgreement | None:
-    """Compare consecutive rows' latency changes with the paper's (None if fewer than 2 rows
-    carry both numbers). A change counts when both rows and the row before have both numbers;
-    our noise rule (:func:`roadmap.measure.latency.compare`) decides which changes are left out."""
-    if len(records) != len(paper_ms):
-        raise ValueError("one paper latency (or None) per record")
-    ours = [r.median_ms if r else None for r in records]
-
-    def change(i: int) -> tuple[float, bool]:
-        c = compare(records[i - 1], records[i])
-        return c.delta_ms, c.noise
-
-    return _agreement(ours, paper_ms, change, "latency")
+# --- agreement with the paper, over a table's rows ---------------------------------------
 
 
 def rows_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
-    """:func:`paper_agreement` over a table's rows (fused latencies, as the paper's are); None
-    when the roadmap's paper reports no latency in ms per step."""
-    speed = rows[0].variant.selection.roadmap.speed if rows else None
+    """:func:`latency_agreement` over a table's rows."""
+    if not rows:
+        return None
+    paper = [r.paper_speed for r in rows]
+    return _latency(rows[0].variant.selection.roadmap, [r.latency for r in rows], paper)
+
+
+def latency_agreement(
+    chosen: Sequence[Selection], records: Sequence[LatencyRecord | None]
+) -> PaperAgreement | None:
+    """:func:`~roadmap.study.agreement.paper_agreement` of fused latencies with the paper's
+    (which are of deployed networks too); None when the roadmap's paper reports no latency in
+    ms per step (ConvNeXt's reports GFLOPs, RepVGG's only top-1)."""
+    if not chosen:
+        return None
+    return _latency(chosen[0].roadmap, records, [paper_numbers(s)[1] for s in chosen])
+
+
+def _latency(
+    roadmap: Roadmap, records: Sequence[LatencyRecord | None], paper: Sequence[float | None]
+) -> PaperAgreement | None:
+    speed = roadmap.speed
     if speed is None or speed.unit != "ms":
         return None
-    return paper_agreement([r.latency for r in rows], [r.paper_speed for r in rows])
+    return paper_agreement(records, paper, f"{speed.label}: {speed.conditions}")
 
 
 def accuracy_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
@@ -423,33 +385,9 @@ def accuracy_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
         d = rows[i].vs_previous["top1"]
         return d.value, d.noise
 
-    return _agreement(ours, [r.paper_top1 for r in rows], change, "top-1")
-
-
-def _agreement(
-    ours: Sequence[float | None],
-    paper: Sequence[float | None],
-    change: Callable[[int], tuple[float, bool]],
-    what: str,
-) -> PaperAgreement | None:
-    """Count the consecutive changes whose sign is the paper's: a change counts when both
-    rows have both numbers, ours is outside the noise (``change(i)``: our Δ from row i - 1 to
-    i, and whether it is noise) and the paper's is not zero."""
-    both = [i for i, (a, b) in enumerate(zip(ours, paper, strict=True)) if a is not None and b]
-    if len(both) < 2:
-        return None
-    same = counted = noisy = 0
-    for i in both:
-        if i - 1 not in both or paper[i] == paper[i - 1]:
-            continue
-        delta, noise = change(i)
-        if noise:
-            noisy += 1
-            continue
-        counted += 1
-        same += (delta > 0) == (paper[i] > paper[i - 1])
-    rho = stats.spearman([ours[i] for i in both], [paper[i] for i in both])
-    return PaperAgreement(same, counted, noisy, rho, len(both), what)
+    top1 = rows[0].variant.selection.roadmap.accuracy if rows else None
+    column = f"{top1.label}: {top1.conditions}" if top1 else ""
+    return agreement(ours, [r.paper_top1 for r in rows], change, "top-1", column)
 
 
 def accuracy_of(
@@ -543,48 +481,3 @@ def _accuracy_delta(a: Accuracy, b: Accuracy, value: float) -> Delta:
     finding = stats.is_finding(p)
     needed = None if finding else stats.seeds_needed(a.values, b.values)
     return Delta(value, not finding, p, needed)
-
-
-def row_data(row: Row) -> dict[str, Any]:
-    """One row as plain data with timm-compatible names where they exist."""
-    c, lat, acc = row.counts, row.latency, row.accuracy
-    data: dict[str, Any] = {
-        "name": row.variant.name,
-        "steps": list(row.variant.selection.steps),
-        "buildable": row.variant.buildable,
-        "reason": row.variant.reason or None,
-        "param_count": c.params if c else None,
-        "deploy_param_count": c.deploy_params if c else None,
-        "infer_gmacs": round(c.deploy_macs / 1e9, 4) if c else None,
-        "infer_step_time": lat.median_ms if lat else None,
-        "infer_step_time_iqr": lat.iqr_ms if lat else None,
-        "top1": acc.mean if acc else None,
-        "top1_std": acc.std if acc else None,
-        "top1_ci95_low": acc.ci.low if acc and acc.ci else None,
-        "top1_ci95_high": acc.ci.high if acc and acc.ci else None,
-        "top1_n": acc.n if acc else None,
-        "paper_top1": row.paper_top1,
-        "paper_speed": row.paper_speed,
-        "paper_cost": row.paper.cost if row.paper else None,
-        "unfinished": [f"seed {u.key.seed}: {u.describe()}" for u in row.unfinished],
-    }
-    if row.int8_latency is not None or row.int8 is not None:
-        q, d = row.int8_latency, row.int8.delta if row.int8 else None
-        data |= {
-            "int8_step_time": q.median_ms if q else None,
-            "int8_step_time_iqr": q.iqr_ms if q else None,
-            "int8_top1": row.int8.top1 if row.int8 else None,
-            "int8_delta_top1": d.delta if d else None,
-            "int8_delta_ci95_low": d.low if d else None,
-            "int8_delta_ci95_high": d.high if d else None,
-            "int8_delta_p_value": d.p_value if d else None,
-            "int8_images": d.images if d else None,
-        }
-    for prefix, ds in (("delta_prev", row.vs_previous), ("delta_base", row.vs_baseline)):
-        for key, d in ds.items():
-            data[f"{prefix}_{key}"] = d.value
-            data[f"{prefix}_{key}_noise"] = d.noise
-            if key == "top1":
-                data[f"{prefix}_{key}_p_value"] = d.p_value
-                data[f"{prefix}_{key}_seeds_needed"] = d.seeds_needed
-    return data

@@ -48,7 +48,6 @@ class Outcome:
     record: RunRecord | None
 
 
-
 def train_runs(
     runs: list[plan.PlannedRun],
     data: str,

@@ -98,7 +98,7 @@ def write_lessons(out: Path, lessons: list, study: Any = None) -> list[Path]:
     """Write lessons as one document: ``.html`` self-contained, ``.md`` with its diagrams (and
     the roadmap plot) as files beside it. With a ``study`` it is the walkthrough: the measured
     table and the plot first. Returns every file written."""
-    from roadmap.report import tables
+    from roadmap.report import study_table
     from roadmap.teach import lesson
     from roadmap.util import files
 
@@ -121,7 +121,7 @@ def write_lessons(out: Path, lessons: list, study: Any = None) -> list[Path]:
         text = "\n\n".join(lesson.lesson_markdown(les, heading="#", image=image) for les in lessons)
         title = f"roadmap: {lessons[0].step.name}"
     else:
-        table = tables.study_markdown(study, "Every step, measured here", paper=True)
+        table = study_table.study_markdown(study, "Every step, measured here", paper=True)
         plot = _plot(study, out, inline=out.suffix == ".html", written=written)
         text = lesson.walkthrough_markdown(lessons, table, plot, image=image)
         title = lesson.walkthrough_title(get_roadmap(lessons[0].step.roadmap))

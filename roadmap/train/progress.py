@@ -28,7 +28,7 @@ def describe_run(name: str, data: Any, recipe: Any, processes: int, started: Any
     text = (
         f"training {name} on {data.source.slug} ({len(data.train)} train / {len(data.val)} val "
         f"images, {data.num_classes} classes), recipe {r.name}: lr = {r.base_lr:g} x "
-        f"{r.batch_size} / {LR_REFERENCE_BATCH} = {r.lr():.3g} (global batch {r.batch_size} = "
+        f"{r.batch_size} / {LR_REFERENCE_BATCH} = {r.peak_lr():.3g} (global batch {r.batch_size} = "
         f"{r.batch_size // processes} x {processes} process{'es' if processes > 1 else ''})"
     )
     if started is not None:

@@ -127,8 +127,9 @@ class Recipe:
     teacher: str | None = None
     eval_every: int = 1
 
-    def lr(self, global_batch: int | None = None) -> float:
-        """The peak learning rate for a global batch (the recipe's own by default)."""
+    def peak_lr(self, global_batch: int | None = None) -> float:
+        """The peak learning rate for a global batch (the recipe's own by default):
+        ``base_lr x global_batch / 512``."""
         batch = self.batch_size if global_batch is None else global_batch
         return self.base_lr * batch / LR_REFERENCE_BATCH
 
@@ -311,5 +312,5 @@ def lr_rule(recipe: Recipe, processes: int) -> LrRule:
         global_batch=recipe.batch_size,
         per_process_batch=recipe.batch_size // processes,
         processes=processes,
-        peak_lr=recipe.lr(),
+        peak_lr=recipe.peak_lr(),
     )

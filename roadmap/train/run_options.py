@@ -121,7 +121,7 @@ def equivalent_command(selection: Selection, source: DataSource, recipe: Recipe,
     words += ["--data", source.kind + (f":{source.location}" if source.location else "")]
     words += ["--recipe", recipe.name, "--seed", str(seed)]
     words += ["--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size)]
-    words += ["--lr", repr(recipe.base_lr), "--img-size", str(recipe.img_size)]
+    words += ["--base-lr", repr(recipe.base_lr), "--img-size", str(recipe.img_size)]
     if recipe.name in builtin_recipes():  # any other key that differs from the shipped recipe
         shipped = load_recipe(recipe.name).to_dict()
         for key, value in recipe.to_dict().items():

@@ -47,7 +47,7 @@ def optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.o
     """timm's optimizer for the recipe (no weight decay on norms and biases), fused on CPU."""
     fused = {"fused": True} if device.type == "cpu" and recipe.optimizer in FUSED_ON_CPU else {}
     return create_optimizer_v2(
-        model, recipe.optimizer, lr=recipe.lr(), weight_decay=recipe.weight_decay,
+        model, recipe.optimizer, lr=recipe.peak_lr(), weight_decay=recipe.weight_decay,
         eps=recipe.opt_eps, **fused,
     )  # fmt: skip
 
@@ -122,7 +122,7 @@ def check_finite(loss_sum: torch.Tensor, epoch: int, iteration: int) -> None:
     if not math.isfinite(float(loss_sum)):
         raise RoadmapError(
             f"the loss became NaN/inf in epoch {epoch + 1} by iteration {iteration}; "
-            "lower the learning rate (--lr) or turn off --amp"
+            "lower the learning rate (--base-lr) or turn off --amp"
         )
 
 

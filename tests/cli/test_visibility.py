@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.measure import host
-from roadmap.report import tables
+from roadmap.report import study_table
 from roadmap.study.comparison import Row, Study
 from roadmap.study.plan import prefixes
 from roadmap.train.progress import Display
@@ -58,9 +58,9 @@ def study_timed_with(contention: host.Contention) -> Study:
 def test_a_busy_machine_is_called_out_by_the_one_rule() -> None:
     quiet = study_timed_with(host.Contention(0.05, 0.0, 0.1, 0.1, 2))
     busy = study_timed_with(host.Contention(1.2, 0.0, 1.5, 1.5, 2))
-    assert tables.busy_text(quiet) is None
-    assert "kept 1.20 of 2 cores busy" in tables.busy_text(busy)
-    assert "BUSY MACHINE" in tables.latency_header(busy)
+    assert study_table.busy_text(quiet) is None
+    assert "kept 1.20 of 2 cores busy" in study_table.busy_text(busy)
+    assert "BUSY MACHINE" in study_table.latency_header(busy)
 
 
 def test_progress_lines_without_a_terminal() -> None:

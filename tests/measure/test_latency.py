@@ -16,8 +16,9 @@ from roadmap.arch.selection import Selection
 from roadmap.cli import app
 from roadmap.errors import RoadmapError
 from roadmap.measure import latency
+from roadmap.measure.conditions import Conditions
 from roadmap.measure.host import Contention
-from roadmap.measure.latency import Candidate, Conditions, LatencyRecord, LatencySettings
+from roadmap.measure.latency import Candidate, LatencyRecord, LatencySettings
 from roadmap.report import tables
 from roadmap.study.plan import every_step
 from tests.helpers import representative

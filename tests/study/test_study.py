@@ -8,8 +8,9 @@ import pytest
 import roadmap
 from roadmap.arch.selection import Selection
 from roadmap.measure.counts import Counts
+from roadmap.report import study_table
 from roadmap.results import store
-from roadmap.study import comparison, plan, stats
+from roadmap.study import agreement, comparison, plan, stats
 from tests.helpers import fake_record
 
 
@@ -73,7 +74,7 @@ def test_confidence_interval_and_welch_against_hand_computation():
     assert stats.welch_p(a, b) == pytest.approx(expected, rel=1e-9)
     rows = [row("a", 1, values=a), row("b", 1, values=b)]
     comparison.fill_deltas(rows)
-    data = comparison.row_data(rows[1])
+    data = study_table.row_data(rows[1])
     assert data["delta_prev_top1_p_value"] == pytest.approx(expected, rel=1e-9)
     assert data["top1_ci95_low"] == pytest.approx(stats.mean_ci(b).low)
 
@@ -133,7 +134,7 @@ def _timed(median, iqr=0.02):
 def test_agreement_counts_signs_outside_noise_and_ranks_every_timed_step():
     paper = [None, 1.0, 0.8, 0.9, 0.7]
     ours = [_timed(3.0), _timed(2.0), _timed(1.5), _timed(1.8), _timed(1.81)]
-    got = comparison.paper_agreement(ours, paper)
+    got = agreement.paper_agreement(ours, paper)
     # 1.0->0.8 and 0.8->0.9 agree; 0.9->0.7 is matched by +0.01, within the 0.02 IQR: left out;
     # the first row has no paper number, so its change is not compared at all
     assert (got.same_sign, got.counted, got.within_noise, got.steps) == (2, 2, 1, 4)
@@ -142,11 +143,11 @@ def test_agreement_counts_signs_outside_noise_and_ranks_every_timed_step():
 
 
 def test_agreement_reports_a_disagreement_and_needs_two_timed_steps():
-    got = comparison.paper_agreement([_timed(1.0), _timed(2.0)], [1.0, 0.5])
+    got = agreement.paper_agreement([_timed(1.0), _timed(2.0)], [1.0, 0.5])
     assert (got.same_sign, got.counted, got.rho) == (0, 1, None)  # two points: no ranking
-    assert comparison.paper_agreement([_timed(1.0), None], [1.0, 0.5]) is None
+    assert agreement.paper_agreement([_timed(1.0), None], [1.0, 0.5]) is None
     with pytest.raises(ValueError):
-        comparison.paper_agreement([_timed(1.0)], [])
+        agreement.paper_agreement([_timed(1.0)], [])
 
 
 def test_accuracy_agreement_counts_findings_only_and_ranks_every_trained_step():
@@ -167,7 +168,8 @@ def test_accuracy_agreement_counts_findings_only_and_ranks_every_trained_step():
     assert (got.same_sign, got.counted, got.within_noise, got.steps) == (1, 2, 1, 5)
     ours, paper = [60.5, 65.5, 62.5, 62.67, 70.5], [70.0, 71.0, 71.5, 72.0, 72.0]
     assert got.rho == pytest.approx(stats.spearman(ours, paper))  # every trained step ranked
-    assert got.describe().startswith("Agreement with the paper's ImageNet top-1: Δ sign 1/2 ")
+    said = "Agreement with the paper's top-1 (paper top-1 %: ImageNet-1K, no distillation): Δ sign"
+    assert got.describe().startswith(said + " 1/2 ")
     assert "findings (1 more within noise" in got.describe()
     assert comparison.Study.of(rows).accuracy_agreement == got
     rows[1].accuracy = rows[3].accuracy = rows[4].accuracy = None  # no two trained in a row

@@ -151,7 +151,7 @@ def test_table_int8_shows_the_pooled_delta_with_its_noise_mark(tmp_path: Path) -
     assert base["int8_delta_p_value"] > 0.05 > gelu["int8_delta_p_value"]
     study = comparison.collect(plan.prefixes(Selection.of("repvit", "gelu")), results=tmp_path,
                                data="digits", recipe="quick", counts=False, int8=True)  # fmt: skip
-    from roadmap.report.tables import study_markdown
+    from roadmap.report.study_table import study_markdown
 
     text = study_markdown(study, "t")
     assert "int8 Δ top-1" in text and "≈-0.10" in text and "| -3.50 [" in text

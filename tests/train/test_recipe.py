@@ -34,8 +34,8 @@ def test_paper_recipe_is_the_papers() -> None:
 def test_lr_scales_linearly_with_the_global_batch() -> None:
     r = load_recipe("paper", batch_size=1024)
     assert LR_REFERENCE_BATCH == 512
-    assert r.lr() == pytest.approx(2e-3)
-    assert r.lr(global_batch=256) == pytest.approx(5e-4)
+    assert r.peak_lr() == pytest.approx(2e-3)
+    assert r.peak_lr(global_batch=256) == pytest.approx(5e-4)
 
 
 def test_overrides_apply_and_change_the_hash_but_not_the_name() -> None:
@@ -220,3 +220,22 @@ def test_the_trace_check_sees_a_drifted_value_and_a_missing_source() -> None:
     assert "[code]" not in _comment_of("base_lr", lines)  # no comment: the test above fails
     drifted = load_recipe("paper", settings=["weight_decay=0.05"]).to_dict()
     assert drifted["weight_decay"] != PAPER_TRACE["weight_decay"][0]
+
+
+def test_base_lr_is_called_that_from_the_flag_on() -> None:
+    """--base-lr sets the recipe's base_lr (--lr, its 0.2 name, too); the peak rate is derived
+    from it and the global batch, and both reach the record (tests/train/test_train.py)."""
+    from roadmap.cli.groups import recipe_group
+
+    new = recipe_group(recipe="quick", base_lr=0.008)
+    assert new.base_lr == 0.008 and new.peak_lr() == pytest.approx(0.008 * new.batch_size / 512)
+    helps = {p.opts[0]: p for p in _recipe_options()}
+    assert helps["--base-lr"].opts == ["--base-lr", "--lr"]
+
+
+def _recipe_options() -> list:
+    import typer.main
+
+    from roadmap.cli import app
+
+    return typer.main.get_command(app).commands["train"].params
