@@ -183,11 +183,15 @@ def test_timm_models_do_not_depend_on_import_order() -> None:
         )
         for order in orders
     ]
-    for order, process in zip(orders, running, strict=True):
+    said = set()
+    for process in running:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-        # RepViT's 11 steps and 6 family members, ConvNeXt's 13
-        assert out.strip() == "30 alternating_se", order
+        said.add(out.strip())
+    (only,) = said  # every order: the same models
+    count, last = only.split()
+    # RepViT's 11 steps and 6 family members, ConvNeXt's 13 and 4 (and any installed package's)
+    assert int(count) >= 34 and last == "alternating_se"
 
 
 def test_a_step_registered_before_the_papers_still_comes_after_them() -> None:

@@ -192,7 +192,7 @@ def ablate_cmd(
         raise RoadmapError("choose one of --leave-one-out or --only-one")
     data_name, recipe = _store_labels(results, data, recipe)
     ablate = plan.leave_one_out if leave_one_out else plan.only_one
-    variants = ablate(upto, roadmap)
+    variants = ablate(roadmap, upto)
     study = _collect(
         variants,
         latency_settings=timing,
