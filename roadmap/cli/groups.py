@@ -93,7 +93,8 @@ def recipe_group(
         str | None,
         typer.Option(
             "--teacher",
-            help="Distil from this timm model (RepViT's: regnety_160); its weights: "
+            help="Distil from this timm model (RepViT's: regnety_160); needs --distillation "
+            "hard or soft (alone it is refused: it would change nothing); its weights: "
             "--teacher-pretrained or --teacher-checkpoint.",
         ),
     ] = None,

@@ -16,12 +16,8 @@ import typer
 
 from roadmap.arch.spec import MAX_CLASSES
 from roadmap.errors import RoadmapError
+from roadmap.train.recipe import MAX_BATCH, MAX_IMG_SIZE
 from roadmap.train.sources import data_help, data_kinds
-
-# Large enough for any classification or detection input; small enough that a typo (100000)
-# ends here instead of in the allocator.
-MAX_IMG_SIZE = 4096
-MAX_BATCH = 4096
 
 
 class Device(str, Enum):

@@ -320,24 +320,50 @@ def run_lock(folder: Path) -> Iterator[None]:
 
     The lock is a sibling file (``seed0.lock``), so the folder itself can be set aside while
     the lock is held. Temporary files that killed writers left in the folder are removed
-    once the lock is held (no other writer can be at work there).
+    once the lock is held (no other writer can be at work there). A run that fails before it
+    writes anything (a bad checkpoint, a network that does not fit) leaves nothing behind: the
+    lock file, and the folders made for it that stayed empty, are removed while the lock is
+    still held (a process that then locks the removed file sees that it is gone, and counts
+    the run as busy).
 
     Raises:
         RoadmapError: another process holds it, or the store cannot be written.
     """
     lock = _lock_path(folder)
+    made = [p for p in (lock.parent, *lock.parent.parents)[:LOCK_PARENTS] if not p.exists()]
     files.make_dirs(lock.parent)
     try:
         handle = open(lock, "a+")  # noqa: SIM115 (held for the whole block)
     except OSError as e:
         raise RoadmapError(f"cannot write in {lock.parent}: {e.strerror}") from None
     with handle:
-        if not _try_lock(handle):
+        if not _try_lock(handle) or not _still_there(handle, lock):
             raise RunLocked(
                 f"another run is writing {folder}; wait for it to finish or pass another --out"
             )
         files.remove_stale(folder, everything=True)
-        yield
+        try:
+            yield
+        finally:
+            if not Path(folder).exists():  # nothing written: leave nothing behind
+                lock.unlink(missing_ok=True)
+                for parent in made:  # innermost first; only what this call made, if empty
+                    with suppress(OSError):
+                        parent.rmdir()
+
+
+# A run's lock lives in results/DATA/RECIPE/NETWORK/: the folders a failed start may remove
+# when it made them and they stayed empty (never the results root itself).
+LOCK_PARENTS = 3
+
+
+def _still_there(handle: Any, lock: Path) -> bool:
+    """Whether the locked file is still the lock file (a failed start may have removed it
+    between our open and our lock)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def is_locked(folder: Path) -> bool:

@@ -55,6 +55,11 @@ def load_datasets(
         bad_images,
     )
     data = source.about.open(request)
+    if recipe.train_subset is not None and recipe.train_subset < data.num_classes:
+        raise RoadmapError(
+            f"key 'train_subset' ({recipe.train_subset}) must be at least the number of classes "
+            f"of {source.kind} ({data.num_classes}): a stratified subset holds every class"
+        )
     if recipe.train_subset is not None and recipe.train_subset < len(data.train):
         data.train = stratified_subset(data.train, recipe.train_subset)
     return data

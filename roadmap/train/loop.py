@@ -206,6 +206,11 @@ def _prepare(
     run.teacher = distill.teacher_for(recipe, data.num_classes, options, procs)
     if run.teacher is not None:
         run.criterion = distill.DistillationLoss.of(run.criterion, run.teacher.model, recipe)
+        if not (options.teacher_pretrained or options.teacher_checkpoint):
+            run.display.note(
+                f"warning: the teacher {recipe.teacher} has random weights and teaches nothing; "
+                "give it --teacher-pretrained or --teacher-checkpoint FILE"
+            )
     if moved is not None:
         run.display.note(f"found this run under its 0.1 name; moved {moved} to {folder}")
     if state is not None:

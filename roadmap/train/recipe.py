@@ -25,6 +25,7 @@ import yaml
 from roadmap.errors import RoadmapError
 from roadmap.results.record import LrRule
 from roadmap.util.names import did_you_mean
+from roadmap.util.registry import shown
 from roadmap.util.typed import checked
 
 # Keys added after 0.1, with the value a recipe file without them means. While a recipe holds
@@ -43,6 +44,17 @@ ADDED_LATER: dict[str, Any] = {
 NOT_HASHED = ("name", "eval_every")
 SUBSET_SEED = 0  # which images a train_subset draws; fixed, so every run compares alike
 LR_REFERENCE_BATCH = 512  # the batch at which base_lr applies (RepViT's main.py scales by /512)
+# Large enough for any classification or detection input and any one machine's batch; small
+# enough that a typo (100000) ends here, naming the key, instead of in the allocator. The
+# command line's --img-size, --batch-size and --batch stop at the same bounds.
+MAX_IMG_SIZE = 4096
+MAX_BATCH = 4096
+MAX_EPOCHS = 100_000
+# RandAugment and AugMix settings timm reads from a policy string, and how far each may go:
+# timm's magnitudes run 0..10 (``mmax`` raises the ceiling; 30 leaves room), and each op
+# applied per image costs time on every image of every epoch (an 'n999' made one epoch of
+# the fashion recipe take over two minutes).
+AUGMENT_BOUNDS = {"m": 30.0, "n": 10.0, "mmax": 30.0, "mstd": 10.0, "w": 10.0, "d": 10.0}
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CLIP_MODES = ("norm", "value", "agc")
 DISTILLATIONS = ("none", "hard", "soft")
@@ -267,9 +279,9 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
 def _check_ranges(recipe: Recipe, source: str) -> None:
     """Values that have the right type but make no sense end here, naming the key."""
     problems = {
-        "epochs": recipe.epochs < 1,
-        "batch_size": recipe.batch_size < 1,
-        "img_size": recipe.img_size < 32,
+        "epochs": not 1 <= recipe.epochs <= MAX_EPOCHS,
+        "batch_size": not 1 <= recipe.batch_size <= MAX_BATCH,
+        "img_size": not 32 <= recipe.img_size <= MAX_IMG_SIZE,
         "base_lr": recipe.base_lr <= 0,
         "warmup_epochs": recipe.warmup_epochs < 0,
         "clip_mode": recipe.clip_mode not in CLIP_MODES,
@@ -287,16 +299,74 @@ def _check_ranges(recipe: Recipe, source: str) -> None:
         problems[key] = not 0 <= getattr(recipe, key) <= 1
     for key in ("weight_decay", "opt_eps", "warmup_lr", "min_lr", "mixup", "cutmix"):
         problems[key] = getattr(recipe, key) < 0
+    allowed = {
+        "epochs": f"1 to {MAX_EPOCHS:,}",
+        "batch_size": f"1 to {MAX_BATCH:,}, as --batch-size",
+        "img_size": f"32 to {MAX_IMG_SIZE:,} px, as --img-size",
+    }
     for key, bad in problems.items():
         if bad:
-            raise RoadmapError(f"{source}: key {key!r} is out of range: {getattr(recipe, key)!r}")
+            bound = f" (allowed: {allowed[key]})" if key in allowed else ""
+            raise RoadmapError(
+                f"{source}: key {key!r} is out of range: {getattr(recipe, key)!r}{bound}"
+            )
     if recipe.distillation != "none" and not recipe.teacher:
         raise RoadmapError(
             f"{source}: distillation {recipe.distillation!r} needs a teacher (a timm model name, "
             "e.g. teacher: regnety_160, or --teacher NAME)"
         )
+    if recipe.teacher and recipe.distillation == "none":
+        raise RoadmapError(
+            f"{source}: key 'teacher' ({shown(recipe.teacher)}) has no effect without "
+            "distillation: add --distillation hard (or soft), or drop the teacher"
+        )
+    problem = _optimizer_problem(recipe.optimizer) or _augment_problem(recipe.auto_augment)
+    if problem:
+        raise RoadmapError(f"{source}: {problem}")
     if recipe.uses_mixing and recipe.batch_size % 2:
         raise RoadmapError(f"{source}: key 'batch_size' must be even when Mixup/CutMix is on")
+
+
+def _optimizer_problem(name: str) -> str:
+    """Why timm would refuse the optimizer ("" when it takes it)."""
+    from timm.optim import list_optimizers
+
+    known = list_optimizers()
+    if name.lower() in known:
+        return ""
+    return (
+        f"key 'optimizer': timm has no optimizer {shown(name)!r}"
+        f'{did_you_mean(name.lower(), known)}; `python -c "import timm.optim; '
+        f'print(timm.optim.list_optimizers())"` lists them'
+    )
+
+
+def _augment_problem(policy: str | None) -> str:
+    """Why timm would refuse the augmentation policy, or why it would take too long ("" when
+    it is fine): the policy is built once here, on no image."""
+    if policy is None:
+        return ""
+    from timm.data import auto_augment
+
+    where = f"key 'auto_augment' ({shown(policy)})"
+    name, *settings = policy.split("-")
+    for setting in settings if name in ("rand", "augmix") else ():
+        key = setting.rstrip("0123456789.")
+        bound = AUGMENT_BOUNDS.get(key)
+        value = setting[len(key) :]
+        if bound is not None and value and float(value) > bound:
+            return f"{where}: {key} is at most {bound:g} (each op runs on every image)"
+    builders = {
+        "rand": auto_augment.rand_augment_transform,
+        "augmix": auto_augment.augment_and_mix_transform,
+    }
+    build = builders.get(name, auto_augment.auto_augment_transform)
+    try:
+        build(policy, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except (AssertionError, ValueError, KeyError, IndexError) as e:
+        said = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"{where}: timm refuses it ({said}); e.g. rand-m9-mstd0.5-inc1, augmix-m5-w4-d2"
+    return ""
 
 
 def _first_line(exc: Exception) -> str:

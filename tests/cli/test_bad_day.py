@@ -257,3 +257,42 @@ def test_long_steps_say_what_they_are_doing() -> None:
     assert "counting 2 networks" in result.stderr
     explained = runner.invoke(app, ["explain", "gelu", "--no-latency", "--markdown"])
     assert "explaining gelu" in explained.stderr
+
+
+# --- recipe values timm or the data would refuse (issue: bad day III) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (["--set", "optimizer=bogus"], "key 'optimizer': timm has no optimizer 'bogus'"),
+        (["--set", "auto_augment=garbage"], "key 'auto_augment' (garbage): timm refuses it"),
+        (["--set", "auto_augment=rand-m999-n999"], "m is at most 30"),
+        (["--set", "auto_augment=rand-m9-n50"], "n is at most 10"),
+        (["--set", "batch_size=100000000"], "key 'batch_size' is out of range: 100000000"),
+        (["--teacher", "resnet18"], "key 'teacher' (resnet18) has no effect without distillation"),
+        (["--set", "train_subset=3"], "key 'train_subset' (3) must be at least the number of"),
+    ],
+)
+def test_a_recipe_value_timm_or_the_data_would_refuse_is_one_line(
+    settings: list[str], says: str, tmp_path: Path
+) -> None:
+    """Each was a traceback, a silent no-op or a minutes-long epoch; now one line naming the
+    key, before any network is built (train_subset: as soon as the classes are known), and no
+    run folder is left behind."""
+    args = ["train", "--upto", "gelu", "--data", "digits", "--results", tmp_path, *settings]
+    fails_in_one_line(args, says)
+    assert not any(tmp_path.rglob("*")), list(tmp_path.rglob("*"))
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path: Path) -> None:
+    """A teacher checkpoint that is no checkpoint fails before the first epoch: one line naming
+    the file, and nothing in the results folder (it used to keep a folder holding a lock)."""
+    bad = tmp_path / "teacher.pth"
+    bad.write_text("not a checkpoint")
+    results = tmp_path / "results"
+    args = ["train", "--upto", "gelu", "--data", "synthetic:16", "--epochs", "1", "--set",
+            "img_size=32", "--batch-size", "8", "--distillation", "hard", "--teacher",
+            "test_resnet", "--teacher-checkpoint", bad, "--results", results]  # fmt: skip
+    fails_in_one_line(args, str(bad))
+    assert not results.exists() or not any(results.rglob("*")), list(results.rglob("*"))
