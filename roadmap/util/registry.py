@@ -71,6 +71,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
         self._declared: dict[str, str] = {}  # name -> module whose import registers it
+        self._order: list[str] = []  # names as first declared or registered
         self._state = "new" if loader else "loaded"  # new -> loading -> loaded
         _ALL.add(self)
 
@@ -84,6 +85,7 @@ class Registry(Generic[T]):
             value: the thing.
             owner: who registers it (a module name), quoted when someone else takes the name.
         """
+        self.load()  # what is installed comes first, whoever registers next
         if not isinstance(name, str) or not self._check_name(name):
             raise RoadmapError(f"{self.what} name {shown(name)!r} must be {self._rule}")
         if name in self._items:
@@ -96,10 +98,13 @@ class Registry(Generic[T]):
         self._items[name] = value
         self._owners[name] = owner
         self._declared.pop(name, None)
+        if name not in self._order:
+            self._order.append(name)
         return value
 
     def declare(self, name: str, module: str) -> None:
         """Promise that importing ``module`` registers ``name`` (imported on first use)."""
+        self.load()
         if name in self._items or name in self._declared:
             if self._declared.get(name) == module:
                 return
@@ -109,6 +114,8 @@ class Registry(Generic[T]):
         if not self._check_name(name):
             raise RoadmapError(f"{self.what} name {shown(name)!r} must be {self._rule}")
         self._declared[name] = module
+        if name not in self._order:
+            self._order.append(name)
 
     # --- looking up --------------------------------------------------------------------------
 
@@ -134,9 +141,9 @@ class Registry(Generic[T]):
         return self._items.get(name)
 
     def names(self) -> list[str]:
-        """Every name, registered or declared, in registration order."""
+        """Every name, registered or declared, in the order first declared or registered."""
         self.load()
-        return list(self._items) + [n for n in self._declared if n not in self._items]
+        return [n for n in self._order if n in self._items or n in self._declared]
 
     def values(self) -> list[T]:
         """Every value, in registration order (declared names are defined first)."""
@@ -165,6 +172,8 @@ class Registry(Generic[T]):
         self._items.pop(name, None)
         self._owners.pop(name, None)
         self._declared.pop(name, None)
+        if name in self._order:
+            self._order.remove(name)
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -203,12 +212,13 @@ class Registry(Generic[T]):
     # --- tests -------------------------------------------------------------------------------
 
     def _snapshot(self) -> tuple:
-        return dict(self._items), dict(self._owners), dict(self._declared), self._state
+        saved = (self._items, self._owners, self._declared, self._order)
+        return (*(type(part)(part) for part in saved), self._state)
 
     def _restore(self, saved: tuple) -> None:
-        items, owners, declared, state = saved
+        items, owners, declared, order, state = saved
         self._items, self._owners, self._declared = dict(items), dict(owners), dict(declared)
-        self._state = state
+        self._order, self._state = list(order), state
 
 
 def owners() -> set[str]:
@@ -227,4 +237,4 @@ def restore(saved: dict[Registry, tuple]) -> None:
         if registry in saved:
             registry._restore(saved[registry])
         else:
-            registry._restore(({}, {}, {}, "new" if registry._loader else "loaded"))
+            registry._restore(({}, {}, {}, [], "new" if registry._loader else "loaded"))
