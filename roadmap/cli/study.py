@@ -145,7 +145,9 @@ def table_cmd(
         int8=int8,
     )
     what = f"The {network.roadmap.display} family" if family else "The roadmap"
-    title = f"{what}, measured (accuracy: {data_name} / {recipe} from {results}/)"
+    trained = any(row.accuracy for row in study.rows)
+    accuracy = "accuracy" if trained else "no trained results yet for"
+    title = f"{what}, measured ({accuracy} {data_name} / {recipe} in {results}/)"
     _render(study, title, fmt, paper, out)
     _warnings(study)
 
@@ -155,6 +157,7 @@ def _warnings(study: Any) -> None:
     from roadmap.report import study_table
 
     messages = [study_table.busy_text(study), *study_table.unreadable_lines(study)]
+    messages += study_table.stale_lines(study)
     messages += study_table.unfinished_lines(study)
     for message in filter(None, [*messages, study_table.missing_results_text(study)]):
         note_line(message)

@@ -128,6 +128,7 @@ def study_table(study: Study, title: str, paper: bool = True) -> Table:
         caption="\n".join(
             [latency_header(study), *agreement_lines(study), legend, STUDY_NOISE_LEGEND]
             + [MACS_LEGEND, *int8_lines(study), *power_lines(study)]
+            + [line for line in [missing_results_text(study)] if line]
         ),
     )
     table.add_column("step", no_wrap=True)
@@ -291,19 +292,29 @@ def study_csv(study: Study) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
+def stale_lines(study: Study) -> list[str]:
+    """Records the store holds for these networks that were trained on another spec."""
+    shown = study.stale[:MAX_UNREADABLE_SHOWN]
+    more = len(study.stale) - len(shown)
+    return shown + ([f"... and {more} more such records"] if more > 0 else [])
+
+
 def missing_results_text(study: Study) -> str | None:
-    """When no row has accuracy under the labels asked for: what the store holds for these
-    networks instead, and how to show it (an override files a run under a new label)."""
+    """When rows have no accuracy under the labels asked for: what the store holds for those
+    networks instead, and how to show it (an override such as ``--epochs`` files a run under a
+    new label, ``fashion-1a2b3c4d5e6f``)."""
     if study.source is None or not study.elsewhere:
         return None
     root, data, recipe = study.source
+    missing = sum(1 for r in study.rows if r.accuracy is None and r.variant.buildable)
+    which = "these networks" if missing == len(study.rows) else f"{missing} of these networks"
     listing = ", ".join(
         f"{d}/{r} ({n} network{'s' * (n > 1)})" for (d, r), n in study.elsewhere.items()
     )
     (d, r), _ = max(study.elsewhere.items(), key=lambda item: item[1])
     return (
-        f"no trained results for {data}/{recipe} in {root}/; it holds {listing}. Show one with: "
-        f"roadmap table --data {_data_option(d)} --recipe {r}"
+        f"no trained results for {which} under {data}/{recipe} in {root}/; it holds them under "
+        f"{listing}. Show them with: roadmap table --data {_data_option(d)} --recipe {r}"
     )
 
 

@@ -203,7 +203,27 @@ class RunRecord:
         if not isinstance(data, dict):
             raise RoadmapError(f"not a run record: a JSON {type(data).__name__}, not an object")
         _check_format(data.get("format", RECORD_FORMAT))
-        return _typed(cls, data, "")
+        record = _typed(cls, data, "")
+        _check_percentages(record)
+        return record
+
+
+# The accuracies a record holds, each a percentage of validation images.
+PERCENTAGES = (
+    "top1", "top5", "best_top1", "best_top5", "fused_top1", "fused_top5",
+    "ema_top1", "ema_top5", "best_ema_top1", "best_ema_top5",
+)  # fmt: skip
+
+
+def _check_percentages(record: RunRecord) -> None:
+    """A record is a claim: a top-1 of 500 % or -5 % is not one any run made."""
+    values = {name: record.get(name) for name in PERCENTAGES}
+    if record.int8 is not None:
+        values |= {"int8.float_top1": record.int8.float_top1}
+        values |= {"int8.int8_top1": record.int8.int8_top1}
+    for name, value in values.items():
+        if value is not None and not 0.0 <= value <= 100.0:
+            raise RoadmapError(f"{name}: {value!r} is not a percentage (0 to 100)")
 
 
 def _check_format(text: Any) -> None:

@@ -117,9 +117,15 @@ def read_record(folder: Path) -> RunRecord | None:
     except json.JSONDecodeError as e:
         raise UnreadableRecord(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
     try:
-        return RunRecord.from_dict(data)
+        record = RunRecord.from_dict(data)
     except RoadmapError as e:
         raise UnreadableRecord(f"{path}: {e}") from None
+    seed = Path(folder).name.removeprefix("seed")
+    if seed.isdigit() and int(seed) != record.seed:
+        raise UnreadableRecord(
+            f"{path}: says seed {record.seed} but is filed under seed{seed}/ (moved by hand?)"
+        )
+    return record
 
 
 def write_record(folder: Path, record: RunRecord) -> None:
@@ -266,6 +272,12 @@ class Scan:
         held = [f"{d}/{r}" for d, r in self.labels()]
         if f"{data}/{recipe}" in held:
             return
+        if not held and self.unreadable:
+            more = f" (and {len(self.unreadable) - 1} more)" if len(self.unreadable) > 1 else ""
+            raise RoadmapError(
+                f"the results store {root}/ holds no run record this version can read: "
+                f"{self.unreadable[0]}{more}"
+            )
         if not held:
             raise RoadmapError(f"the results store {root}/ holds no finished runs yet")
         hint = did_you_mean(f"{data}/{recipe}", held)

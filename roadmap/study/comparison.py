@@ -16,7 +16,6 @@ Noise rules (one place, used by every table and plot):
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
 from roadmap.arch.roadmaps import Roadmap
 from roadmap.arch.selection import Selection
-from roadmap.arch.spec import replace, spec_hash
+from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.conditions import Conditions
 from roadmap.measure.counts import Counts, count
@@ -39,48 +38,15 @@ from roadmap.results.record import RunRecord
 from roadmap.study import stats
 from roadmap.study.agreement import PaperAgreement, agreement, paper_agreement
 from roadmap.study.plan import Variant
+from roadmap.study.trained import (
+    Accuracy,
+    Int8Accuracy,
+    accuracy_of,
+    held_elsewhere,
+    int8_of,
+)
 
 # --- measurements -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """Top-1 over seeds from the results store.
-
-    Attributes:
-        mean: mean top-1 (%).
-        std: sample standard deviation over seeds (0.0 for one seed).
-        n: number of seeds.
-        seeds: the seeds found.
-        values: top-1 of each seed, in the order of ``seeds``.
-        ci: the mean's 95 % confidence interval (Student t over seeds).
-        metric: the record field averaged (``top1`` = final epoch).
-    """
-
-    mean: float
-    std: float
-    n: int
-    seeds: tuple[int, ...]
-    values: tuple[float, ...] = ()
-    ci: stats.Interval | None = None
-    metric: str = "top1"
-
-
-@dataclass(frozen=True)
-class Int8Accuracy:
-    """A network's int8 programs against its float32 deploy form, over the seeds scored with
-    ``roadmap eval --int8``.
-
-    Attributes:
-        top1: mean int8 top-1 (%).
-        delta: int8 minus float32 top-1, the seeds' test images pooled (every image of every
-            seed is one pair), with its interval and McNemar test.
-        seeds: the seeds found.
-    """
-
-    top1: float
-    delta: stats.PairedDelta
-    seeds: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -185,8 +151,10 @@ class Study:
         conditions: what the rows' latency was measured under (None when not timed).
         source: (store root, data, recipe label) the accuracy was read from, or None.
         unreadable: the records under ``source`` that could not be read (path and why).
-        elsewhere: when no row found accuracy under ``source``'s labels: how many of these
-            networks the store holds under each other (data, recipe label).
+        elsewhere: for the rows that found no accuracy under ``source``'s labels: how many of
+            them the store holds under each other (data, recipe label).
+        stale: records under ``source``'s labels filed under a row's name whose spec is not
+            the one that name builds today (another version's network): one line each.
         int8: whether the rows carry int8 columns (``table --int8``).
     """
 
@@ -199,6 +167,7 @@ class Study:
     elsewhere: dict[tuple[str, str], int] = field(default_factory=dict)
     accuracy_agreement: PaperAgreement | None = None
     int8: bool = False
+    stale: list[str] = field(default_factory=list)
 
     @property
     def roadmap(self) -> Roadmap | None:
@@ -222,8 +191,9 @@ class Study:
             if (d := r.vs_previous.get("top1")) is not None and d.noise and d.seeds_needed
         ]
         elsewhere = {}
-        if source is not None and not any(r.accuracy for r in rows):
-            elsewhere = _held_elsewhere(source[0], {r.variant.name for r in rows})
+        untrained = {r.variant.name for r in rows if r.accuracy is None and r.variant.buildable}
+        if source is not None and untrained:
+            elsewhere = held_elsewhere(source, untrained)
         conditions = latency.conditions if latency else None
         agreement = rows_agreement(rows)
         return cls(
@@ -238,13 +208,23 @@ class Study:
         )
 
 
-def _held_elsewhere(root: Path, names: set[str]) -> dict[tuple[str, str], int]:
-    """(data, recipe label) -> how many of ``names`` the store holds finished runs of."""
-    held: dict[tuple[str, str], set[str]] = {}
-    for rec in store.scan(root).records:
-        if rec.name in names:
-            held.setdefault((rec.data, rec.recipe), set()).add(rec.name)
-    return {key: len(found) for key, found in held.items()}
+def stale_lines(records: Sequence[RunRecord], rows: Sequence[Row]) -> list[str]:
+    """Records filed under a row's name that were trained on another spec than the name builds
+    today: why the row shows no accuracy, and what to do."""
+    lines = []
+    for row in rows:
+        if row.accuracy is not None or not row.variant.buildable:
+            continue
+        mine = [r for r in records if r.name == row.variant.name]
+        for rec in mine:
+            today = spec_hash(row.variant.selection.spec(rec.num_classes))
+            again = f"{row.variant.selection.cli_args()} --data {rec.data} --recipe {rec.recipe}"
+            lines.append(
+                f"{rec.data}/{rec.recipe}/{rec.name}/seed{rec.seed}: trained on another spec "
+                f"(its hash {rec.spec_hash}, today's {today}: another version's network), so it "
+                f"is left out; train it again with `roadmap train {again} --seed {rec.seed}`"
+            )
+    return lines
 
 
 def collect(
@@ -311,6 +291,7 @@ def collect(
     source = (results, data, recipe) if results is not None and data and recipe else None
     study = Study.of(rows, source, found.unreadable)
     study.int8 = int8
+    study.stale = stale_lines(found.records, buildable)
     return study
 
 
@@ -388,53 +369,6 @@ def accuracy_agreement(rows: Sequence[Row]) -> PaperAgreement | None:
     top1 = rows[0].variant.selection.roadmap.accuracy if rows else None
     column = f"{top1.label}: {top1.conditions}" if top1 else ""
     return agreement(ours, [r.paper_top1 for r in rows], change, "top-1", column)
-
-
-def accuracy_of(
-    records: Sequence[RunRecord], selection: Selection, metric: str = "top1"
-) -> Accuracy | None:
-    """Mean/std of ``metric`` over the seeds of ``records`` (one data source and recipe label)
-    that trained this network (:func:`records_of`)."""
-    values = {seed: float(rec.get(metric)) for seed, rec in records_of(records, selection).items()
-              if rec.get(metric) is not None}  # fmt: skip
-    if not values:
-        return None
-    seeds = tuple(sorted(values))
-    vals = tuple(values[s] for s in seeds)
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    ci = stats.mean_ci(vals)
-    return Accuracy(statistics.fmean(vals), std, len(vals), seeds, vals, ci, metric)
-
-
-def int8_of(records: Sequence[RunRecord], selection: Selection) -> Int8Accuracy | None:
-    """The int8 scores ``roadmap eval --int8`` added to this network's records, pooled."""
-    scored = {seed: rec.int8 for seed, rec in records_of(records, selection).items() if rec.int8}
-    if not scored:
-        return None
-    lost, gained, images = (sum(getattr(s, key) for s in scored.values())
-                            for key in ("lost", "gained", "images"))  # fmt: skip
-    top1 = statistics.fmean(s.int8_top1 for s in scored.values())
-    return Int8Accuracy(top1, stats.paired_delta(lost, gained, images), tuple(sorted(scored)))
-
-
-def records_of(records: Sequence[RunRecord], selection: Selection) -> dict[int, RunRecord]:
-    """The records that trained this network, by seed.
-
-    A record counts only if its spec hash equals the spec of ``selection`` built today (at the
-    record's number of classes; or that spec with a distillation head, the form a distilled run
-    trains, which scores as one averaged head): results of an older architecture are never
-    mixed in, and a record is found whatever its folder is called.
-    """
-    hashes: dict[int, set[str]] = {}
-    found: dict[int, RunRecord] = {}
-    for rec in records:
-        if rec.num_classes not in hashes:
-            spec = selection.spec(rec.num_classes)
-            distilled = replace(spec, head=replace(spec.head, distillation=True))
-            hashes[rec.num_classes] = {spec_hash(spec), spec_hash(distilled)}
-        if rec.spec_hash in hashes[rec.num_classes]:
-            found[rec.seed] = rec
-    return found
 
 
 # --- deltas -------------------------------------------------------------------------------

@@ -296,3 +296,60 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path: Path) -> None:
             "test_resnet", "--teacher-checkpoint", bad, "--results", results]  # fmt: skip
     fails_in_one_line(args, str(bad))
     assert not results.exists() or not any(results.rglob("*")), list(results.rglob("*"))
+
+
+# --- a record is a claim to be checked ----------------------------------------------------------
+
+
+def _edit_record(folder: Path, **changes: object) -> None:
+    path = folder / store.METRICS
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"top1": 500.0}, "top1: 500.0 is not a percentage (0 to 100)"),
+        ({"best_top1": -5.0}, "best_top1: -5.0 is not a percentage"),
+        ({"seed": 7}, "says seed 7 but is filed under seed0/"),
+        ({"top1": "NaN"}, "top1"),
+        ({"format": "roadmap-record/99"}, "written by a newer roadmap"),
+    ],
+)
+def test_a_store_whose_only_record_is_unreadable_names_the_file(
+    changes: dict, says: str, tmp_path: Path
+) -> None:
+    folder = store_record(tmp_path, make_record(GELU, 0, 90.0))
+    _edit_record(folder, **changes)
+    with pytest.raises(store.UnreadableRecord, match=says.replace("(", r"\(").replace(")", r"\)")):
+        store.read_record(folder)
+    fails_in_one_line(
+        ["table", "--upto", "gelu", "--recipe", "quick", "--results", tmp_path, "--no-latency"],
+        f"holds no run record this version can read: {folder / store.METRICS}",
+    )
+
+
+def test_a_stale_record_is_explained_not_suggested_again(tmp_path: Path) -> None:
+    """A record whose spec hash no longer matches its name's network drops out of the table;
+    the table says which one and why, and does not suggest the very command just run."""
+    store_record(tmp_path, make_record(GELU, 0, 90.0, spec_hash="0123456789ab"))
+    args = ["table", "--upto", "gelu", "--results", str(tmp_path), "--no-latency"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "digits/quick/gelu/seed0: trained on another spec (its hash 0123456789ab" in said
+    assert "Show one with: roadmap table --data digits --recipe quick" not in said
+    assert "no trained results yet for digits / quick" in said
+
+
+def test_a_run_filed_under_a_changed_recipe_is_named_in_the_table(tmp_path: Path) -> None:
+    """`train --recipe fashion --epochs 1` files its run as fashion-<hash>: `table --recipe
+    fashion` says so, with the label, in the table itself (its caption) and as a note."""
+    store_record(tmp_path, make_record(GELU[:1], 0, 80.0, recipe="fashion"))
+    store_record(tmp_path, make_record(GELU, 0, 90.0, recipe="fashion-1a2b3c4d5e6f"))
+    args = ["table", "--upto", "gelu", "--recipe", "fashion", "--results", str(tmp_path),
+            "--no-latency"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    said = " ".join(result.output.split())
+    assert said.count("--recipe fashion-1a2b3c4d5e6f") == 2, said  # the caption and the note

@@ -42,7 +42,7 @@ def test_a_table_without_matching_results_says_what_the_store_holds(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "no trained results for digits/quick" in text
+    assert "no trained results for these networks under digits/quick" in text
     assert "digits/quick-6cd071824770 (1 network)" in text
     assert "roadmap table --data digits --recipe quick-6cd071824770" in text
 

@@ -15,9 +15,10 @@ from roadmap.measure.host import Contention
 from roadmap.measure.latency import LatencyRecord
 from roadmap.report.plot import figure, plot_study
 from roadmap.study import comparison
-from roadmap.study.comparison import Accuracy, Row, Study
+from roadmap.study.comparison import Row, Study
 from roadmap.study.plan import prefixes
 from roadmap.study.stats import mean_ci
+from roadmap.study.trained import Accuracy
 from tests.helpers import make_conditions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ from roadmap.arch.selection import Selection
 from roadmap.measure.counts import Counts
 from roadmap.report import study_table
 from roadmap.results import store
-from roadmap.study import agreement, comparison, plan, stats
+from roadmap.study import agreement, comparison, plan, stats, trained
 from tests.helpers import fake_record
 
 
@@ -21,10 +21,10 @@ def test_accuracy_averages_seeds_of_the_same_network(tmp_path):
     fake_record(tmp_path, steps, 3, 10.0, spec_hash="0" * 12)  # an older architecture
     gelu, widen = Selection(tuple(steps), "repvit"), Selection.of("repvit", "widen")
     quick = store.scan(tmp_path, data="digits", recipe="quick").records
-    acc = comparison.accuracy_of(quick, gelu)
+    acc = trained.accuracy_of(quick, gelu)
     assert (acc.mean, acc.std, acc.n, acc.seeds) == (92.0, 2.0, 3, (0, 1, 2))
-    assert comparison.accuracy_of(store.scan(tmp_path, recipe="paper").records, gelu) is None
-    assert comparison.accuracy_of(quick, widen) is None
+    assert trained.accuracy_of(store.scan(tmp_path, recipe="paper").records, gelu) is None
+    assert trained.accuracy_of(quick, widen) is None
 
 
 def row(name, params, latency=None, iqr=0.0, values=()):
@@ -34,7 +34,7 @@ def row(name, params, latency=None, iqr=0.0, values=()):
     if values:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         ci = stats.mean_ci(values)
-        acc = comparison.Accuracy(ci.mean, std, len(values), tuple(range(len(values))), values, ci)
+        acc = trained.Accuracy(ci.mean, std, len(values), tuple(range(len(values))), values, ci)
     return comparison.Row(plan.Variant(Selection((name,), "repvit"), name), counts, lat, acc)
 
 

@@ -18,6 +18,7 @@ from roadmap.errors import RoadmapError
 from roadmap.results import store
 from roadmap.study import comparison, plan
 from roadmap.study.stats import paired_delta
+from roadmap.study.trained import int8_of
 from roadmap.train import int8 as int8_eval
 from roadmap.train import loop as training
 from roadmap.train.evaluate import evaluate_checkpoint
@@ -99,7 +100,7 @@ def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
     assert record.top1 == trained["record"].top1  # nothing else in the record moved
     # the table finds it: Δ pooled over the seeds scored
     found = store.scan(trained["out"]).records
-    assert comparison.int8_of(found, SMALL).delta.images == 8
+    assert int8_of(found, SMALL).delta.images == 8
 
 
 @pytest.mark.slow
