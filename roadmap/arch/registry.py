@@ -28,7 +28,7 @@ from roadmap.arch.paper import PaperResult
 from roadmap.arch.roadmaps import ROADMAPS, Roadmap, get_roadmap, roadmap_names
 from roadmap.arch.spec import NetSpec, replace, validate
 from roadmap.errors import PreconditionError, RoadmapError
-from roadmap.util.registry import Registry, shown
+from roadmap.util.registry import ExitCalled, Registry, importing, shown
 
 PLUGIN_PREFIX = "roadmap_plugin_"  # the module name a --plugin file is imported under
 
@@ -204,7 +204,8 @@ def load_plugin(path: str | Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with importing(f"plugin {path}"):
+            spec.loader.exec_module(module)
     except RoadmapError:
         del sys.modules[name]
         raise
@@ -233,6 +234,8 @@ def loaded_plugins() -> tuple[str, ...]:
 def _what(e: BaseException) -> str:
     """What went wrong in someone's code, in words (an exit is no success: the command would
     end as if it had done its work)."""
+    if isinstance(e, ExitCalled):
+        return str(e)
     if isinstance(e, SystemExit):
         return f"it called exit({e.code!r}), which would end roadmap mid-command"
     return f"{type(e).__name__}: {e}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from roadmap.arch.family import Size
 from roadmap.arch.paper import PaperResult
 from roadmap.errors import RoadmapError
-from roadmap.util.registry import Registry
+from roadmap.util.registry import ExitCalled, Registry, importing
 
 SEPARATOR = "."  # between a roadmap's name and a network's: convnext.patchify_stem
 ENTRY_POINTS = "roadmap.steps"  # the entry-point group a roadmap package is declared in
@@ -124,13 +124,14 @@ def _load_installed() -> None:
 
     for ep in entry_points(group=ENTRY_POINTS):
         try:
-            ep.load()
+            with importing(f"the {ENTRY_POINTS} entry point {ep.name} ({ep.value})"):
+                ep.load()
         except RoadmapError:
             raise
         except (Exception, SystemExit) as e:
             raise RoadmapError(
                 f"the {ENTRY_POINTS} entry point {ep.name} ({ep.value}) failed to load: "
-                f"{type(e).__name__}: {e}"
+                + (str(e) if isinstance(e, ExitCalled) else f"{type(e).__name__}: {e}")
             ) from e
 
 

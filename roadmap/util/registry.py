@@ -21,8 +21,10 @@ registers never leaks into the next one.
 from __future__ import annotations
 
 import importlib
+import sys
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from roadmap.errors import RoadmapError
@@ -197,7 +199,8 @@ class Registry(Generic[T]):
     def _define(self, name: str) -> None:
         module = self._declared[name]
         try:
-            importlib.import_module(module)
+            with importing(module):
+                importlib.import_module(module)
         except RoadmapError:
             raise
         except (Exception, SystemExit) as e:
@@ -238,3 +241,42 @@ def restore(saved: dict[Registry, tuple]) -> None:
             registry._restore(saved[registry])
         else:
             registry._restore(({}, {}, {}, [], "new" if registry._loader else "loaded"))
+
+
+# Someone's code that takes longer than this to import is told about (it keeps running:
+# plugins are trusted code, and a slow one may be doing something legitimate).
+WATCHDOG_S = 5.0
+
+
+class ExitCalled(Exception):
+    """Someone's code called ``os._exit`` while it was being imported."""
+
+
+@contextmanager
+def importing(what: str) -> Iterator[None]:
+    """Import someone's code (a plugin, an installed package's entry point) under a watchdog:
+    a line on stderr when it is still importing after :data:`WATCHDOG_S`, and ``os._exit``
+    (which ends the process with no word, past every ``try``) turned into an error."""
+    import os
+    import threading
+
+    def still_importing() -> None:
+        print(
+            f"roadmap: {what} is still importing after {WATCHDOG_S:g} s "
+            "(a loop at import? Ctrl-C stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def refuse_exit(code: int) -> None:
+        raise ExitCalled(f"it called os._exit({code}), which would end roadmap mid-command")
+
+    timer = threading.Timer(WATCHDOG_S, still_importing)
+    timer.daemon = True
+    real_exit, os._exit = os._exit, refuse_exit
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        os._exit = real_exit

@@ -353,3 +353,27 @@ def test_a_run_filed_under_a_changed_recipe_is_named_in_the_table(tmp_path: Path
     result = CliRunner().invoke(app, args)
     said = " ".join(result.output.split())
     assert said.count("--recipe fashion-1a2b3c4d5e6f") == 2, said  # the caption and the note
+
+
+def test_a_plugin_calling_os_exit_at_import_is_an_error(tmp_path: Path, restore_registry) -> None:
+    """os._exit ends a process past every try: the plugin's import turns it into one line
+    naming the plugin (it used to end `roadmap` with exit 0 and no output)."""
+    plugin = tmp_path / "quits.py"
+    plugin.write_text("import os\nos._exit(0)\n")
+    fails_in_one_line(["--plugin", plugin, "steps"], "it called os._exit(0)")
+    assert os._exit.__module__ == "posix"  # put back
+
+
+def test_a_slow_plugin_is_named_while_it_imports(tmp_path: Path) -> None:
+    plugin = tmp_path / "slow.py"
+    plugin.write_text("import time\ntime.sleep(0.6)\n")
+    code = (
+        "import sys\nfrom roadmap.arch import registry\nfrom roadmap.util import registry as r\n"
+        "r.WATCHDOG_S = 0.2\n"
+        f"registry.load_plugin({str(plugin)!r})\nprint('loaded')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.stdout.strip() == "loaded"  # a watchdog's word, not a kill
+    assert f"plugin {plugin} is still importing after 0.2 s" in result.stderr
