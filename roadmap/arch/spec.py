@@ -33,6 +33,9 @@ SE_GATES = ("sigmoid", "hard_sigmoid")
 # classification label sets (ImageNet-21k: 21,841; iNaturalist; face identities) stay well below.
 MAX_CLASSES = 1_000_000
 MAX_CHANNELS = 16_384
+# A block's hidden width (its input width x expand_ratio): ConvNeXt's 4x and the MobileNets'
+# 6x of the widest stage stay far below; 4 x MAX_CHANNELS stops a ratio of 1e6.
+MAX_HIDDEN = 4 * MAX_CHANNELS
 # Bounds on what a spec may hold, checked before any work: the deepest networks these tools
 # describe have 4 or 5 stages and about 50 blocks (ResNet-152 50, RepViT-M2.3 48 with its
 # downsampling), so 16 stages and 1,024 blocks leave room for any real design and stop a
@@ -366,8 +369,16 @@ def validate(spec: NetSpec) -> NetSpec:
     blocks = len(spec.stem) + sum(len(s.downsample) + len(s.blocks) for s in spec.stages)
     if blocks > MAX_BLOCKS:
         raise RoadmapError(f"a network has at most {MAX_BLOCKS:,} blocks, this one {blocks:,}")
+    width = spec.in_channels
     for path, block in spec.iter_blocks():
         _validate_block(block, path)
+        hidden = max(width, block.out_channels) * block.expand_ratio
+        if hidden > MAX_HIDDEN:
+            raise RoadmapError(
+                f"{path}: expand_ratio {block.expand_ratio:g} makes a hidden width of "
+                f"{hidden:,.0f}; at most {MAX_HIDDEN:,}"
+            )
+        width = block.out_channels
     for name in ("pre_pool_channels", "hidden_channels"):
         width = getattr(spec.head, name)
         if width is not None and not 1 <= width <= MAX_CHANNELS:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -107,20 +108,28 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 
 def _size_options() -> str:
-    """The size options the failed command was given, e.g. `` (--img-size 4096, --batch 64)``."""
+    """The size options the failed command was given on the command line (not defaults the
+    user never typed), e.g. `` (--img-size 4096, --batch 64)``."""
     asked = [
         f"--{name.replace('_', '-')} {value}"
-        for name, value in state.get("params", {}).items()
+        for name, value in state.get("given", {}).items()
         if name in ("num_classes", "img_size", "batch", "batch_size") and value is not None
     ]
     return f" ({', '.join(asked)})" if asked else ""
+
+
+def _typed(ctx: Any, name: str) -> bool:
+    """Whether an option's value came from the command line (click's parameter source)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 class Command(TyperCommand):
     """Remembers the options a command was invoked with, for the error messages above."""
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 (click's signature)
-        state["params"] = dict(ctx.params)
+        typed = {p.name for p in self.params if _typed(ctx, p.name)}
+        state["given"] = {k: v for k, v in ctx.params.items() if k in typed}
         state["command"] = ctx.info_name
         return super().invoke(ctx)
 

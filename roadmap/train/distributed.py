@@ -98,3 +98,13 @@ def barrier(procs: Processes) -> None:
     """Wait for every process."""
     if procs.world > 1:
         dist.barrier()
+
+
+def per_process_batch(global_batch: int, procs: Processes) -> int:
+    """Each process's share of the global batch (it must split evenly)."""
+    if global_batch % procs.world:
+        raise RoadmapError(
+            f"the global batch {global_batch} does not split over {procs.world} processes; "
+            f"pass a --batch-size that is a multiple of {procs.world}"
+        )
+    return global_batch // procs.world

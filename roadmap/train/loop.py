@@ -34,7 +34,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 
-from roadmap.arch.builder import build
+from roadmap.arch.builder import build, check_fits
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import NetSpec, spec_hash
 from roadmap.errors import RoadmapError, Stopped
@@ -182,12 +182,9 @@ def _prepare(
 ) -> Run:
     """Build the network and its optimizer, lock the run folder, and resume if asked."""
     tracking.check_available(options.log)
-    if recipe.batch_size % procs.world:
-        raise RoadmapError(
-            f"the global batch {recipe.batch_size} does not split over {procs.world} processes; "
-            f"pass a --batch-size that is a multiple of {procs.world}"
-        )
+    per_rank = distributed.per_process_batch(recipe.batch_size, procs)
     spec = distill.student_spec(selection.spec(data.num_classes), recipe)
+    check_fits(spec, recipe.img_size, per_rank, training=True, device=procs.device)
     folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         stack.enter_context(store.run_lock(folder))

@@ -111,6 +111,7 @@ def test_convnext_family_members_are_timms_layer_for_layer(label: str) -> None:
     assert check.equal, check.difference
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_convnext_sizes_in_the_cli_and_a_roadmap_without_a_family() -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["build", "--roadmap", "convnext", "--size", "l", "--format", "json"])

@@ -192,6 +192,7 @@ def test_a_plugin_folder_must_be_a_package(tmp_path):
     fails_in_one_line(["--plugin", tmp_path / "my-steps", "steps"], "cannot be a package's name")
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_an_installed_roadmap_package_is_found_and_typos_stay_fast(tmp_path):
     """A user's roadmap package installed with pip is an entry point in a dist-info folder on
     sys.path: here one is made by hand. Its steps are listed beside the built-in roadmaps, its
@@ -272,6 +273,7 @@ register_data_kind(DataKind("bright", "brightness is the class", open_bright, in
 '''
 
 
+@pytest.mark.slow  # over 1 s: the full suite runs it
 def test_a_plugins_runtime_and_data_source_are_listed_timed_exported_and_trained_on(
     tmp_path, restore_registry
 ):

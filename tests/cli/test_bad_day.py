@@ -377,3 +377,49 @@ def test_a_slow_plugin_is_named_while_it_imports(tmp_path: Path) -> None:
     )
     assert result.stdout.strip() == "loaded"  # a watchdog's word, not a kill
     assert f"plugin {plugin} is still importing after 0.2 s" in result.stderr
+
+
+# --- a spec cannot take the machine down --------------------------------------------------------
+
+
+@pytest.mark.slow  # over 1 s: the full suite runs it
+def test_a_spec_too_big_for_the_machine_is_refused_before_allocation(tmp_path: Path) -> None:
+    """1,017 ConvNeXt blocks 2,048 wide pass every range check but need ~34 G parameters: the
+    meta-device count refuses them, naming the numbers, in seconds and without allocating
+    (it used to allocate until the kernel's OOM killer came)."""
+    from roadmap.arch.edit import set_depths, set_widths
+    from roadmap.arch.selection import Selection
+
+    spec = Selection.of("convnext").spec()
+    set_depths(set_widths(spec, (2048,) * 4), (1, 1, 1014, 1)).save(tmp_path / "huge.yaml")
+    started = time.perf_counter()
+    fails_in_one_line(
+        ["build", "--spec", tmp_path / "huge.yaml"],
+        "this network needs 34,298,168,296 parameters (137.2 GB), more than the",
+    )
+    assert time.perf_counter() - started < 60
+
+
+def test_an_expansion_past_any_width_is_refused(tmp_path: Path) -> None:
+    from roadmap.arch.selection import Selection
+
+    data = Selection.of("repvit").spec().to_dict()
+    data["stages"][0]["blocks"][0]["expand_ratio"] = 1e6
+    (tmp_path / "wide.json").write_text(json.dumps(data))
+    fails_in_one_line(
+        ["build", "--spec", tmp_path / "wide.json"],
+        "stages.0.blocks.0: expand_ratio 1e+06 makes a hidden width of 48,000,000; at most 65,536",
+    )
+
+
+def test_out_of_memory_names_only_the_options_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An allocator failure lists the size options the user typed, not defaults never given."""
+    from roadmap.cli import arch
+
+    def no_memory(*_args: object, **_kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(arch, "_every_step_alone", no_memory)
+    result = CliRunner().invoke(app, ["latency", "--upto", "gelu", "--img-size", "512"])
+    assert result.exit_code == 2
+    assert "(--img-size 512)" in result.output and "--num-classes 1000" not in result.output
