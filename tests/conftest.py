@@ -25,6 +25,19 @@ def _own_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_ends_the_suite(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One Ctrl-C ends the suite, whatever test it lands in: a command run in-process takes the
+    press (it finishes its epoch and returns, as it should for a user), and without this the
+    suite would go on with the next test. Tests that press Ctrl-C themselves say so."""
+    from roadmap.train import interrupt
+
+    before = interrupt.presses()
+    yield
+    if interrupt.presses() > before and request.node.get_closest_marker("ctrl_c") is None:
+        pytest.exit("Ctrl-C: stopping the test suite", returncode=130)
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One intra-op thread: on a busy 2-core machine, two OpenMP threads contend and crawl."""

@@ -48,6 +48,14 @@ class StopRequest:
 
 
 _ACTIVE: list[StopRequest] = []  # the requests of the graceful_stop blocks now open
+_PRESSES = [0]  # Ctrl-C presses the handlers below took, in this process
+
+
+def presses() -> int:
+    """How many Ctrl-C presses a :func:`graceful_stop` block has taken in this process: a
+    caller that runs commands in-process (a test suite) learns that the user pressed Ctrl-C
+    even though the command took the press and ended as asked."""
+    return _PRESSES[0]
 
 
 def current() -> StopRequest:
@@ -67,6 +75,7 @@ def graceful_stop(announce: bool = True) -> Iterator[StopRequest]:
     request = StopRequest()
 
     def on_sigint(signum: int, frame: Any) -> None:
+        _PRESSES[0] += 1
         request.after_epoch = True
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second press: stop now
         if announce:

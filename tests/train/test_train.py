@@ -86,6 +86,7 @@ def _ctrl_c_in_epoch_1(monkeypatch: pytest.MonkeyPatch, presses: int) -> list:
     return seen
 
 
+@pytest.mark.ctrl_c
 @pytest.mark.usefixtures("python_sigint")
 def test_the_library_leaves_ctrl_c_to_its_caller(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -99,6 +100,7 @@ def test_the_library_leaves_ctrl_c_to_its_caller(
     assert seen == [signal.default_int_handler]
 
 
+@pytest.mark.ctrl_c
 @pytest.mark.usefixtures("python_sigint")
 def test_inside_graceful_stop_a_second_ctrl_c_reaches_the_caller(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -122,6 +124,7 @@ def _log_without_timing(folder: Path) -> list[dict]:
     return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
 
 
+@pytest.mark.ctrl_c
 @pytest.mark.slow
 def test_resume_after_ctrl_c_ends_like_an_uninterrupted_run(
     images: Path, finished: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
