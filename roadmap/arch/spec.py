@@ -366,6 +366,9 @@ def validate(spec: NetSpec) -> NetSpec:
         raise RoadmapError(
             f"stages: a network has 1 to {MAX_STAGES} stages, this one {len(spec.stages):,}"
         )
+    for i, stage in enumerate(spec.stages):
+        if not stage.downsample and not stage.blocks:
+            raise RoadmapError(f"stages.{i}: a stage has neither downsample layers nor blocks")
     blocks = len(spec.stem) + sum(len(s.downsample) + len(s.blocks) for s in spec.stages)
     if blocks > MAX_BLOCKS:
         raise RoadmapError(f"a network has at most {MAX_BLOCKS:,} blocks, this one {blocks:,}")

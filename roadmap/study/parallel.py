@@ -176,6 +176,7 @@ def _follow(
     stopped: int | None = None
     forwarded = {"int": False, "term": False}
     alive = set(range(len(workers)))
+    training: dict[int, tuple[str, int]] = {}  # worker -> the run it is training now
     try:
         while alive:
             _forward(workers, request, forwarded)
@@ -185,10 +186,14 @@ def _follow(
                 for k in list(alive):  # died without saying so (killed, out of memory)
                     if not workers[k].is_alive() and workers[k].exitcode not in (0, None):
                         alive.discard(k)
-                        failures.append(f"worker {k} died (exit code {workers[k].exitcode})")
+                        failures.append(_death(k, workers[k].exitcode, training.get(k)))
                         if halt is not None:
                             halt.set()
                 continue
+            if kind == "start":
+                training[k] = payload
+            elif kind == "outcome" and training.get(k) == (payload.name, payload.seed):
+                del training[k]
             if kind == "start" and payload not in started:
                 started.add(payload)
                 if on_start is not None:
@@ -217,6 +222,17 @@ def _follow(
         raise
     _join(workers)
     return outcomes, failures, stopped
+
+
+def _death(k: int, code: int, run: tuple[str, int] | None) -> str:
+    """What a worker that died without a word was doing, and how it died."""
+    how = f"exit code {code}"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else ""
+        how += f", {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    if run is None:
+        return f"worker {k} died ({how})"
+    return f"{RUN_FAILED}{run[0]} seed {run[1]}: worker {k} died training it ({how})"
 
 
 def _forward(workers: list[Any], request: interrupt.StopRequest, forwarded: dict) -> None:

@@ -7,6 +7,7 @@ and returns a ready object, so the loop itself reads as the algorithm.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from contextlib import nullcontext
@@ -55,15 +56,25 @@ def optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.o
 def schedule(
     optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
 ) -> CosineLRScheduler:
-    """Cosine decay per update, after a linear warm-up (timm's scheduler, counted in updates)."""
-    return CosineLRScheduler(
-        optimizer,
-        t_initial=recipe.epochs * steps_per_epoch,
-        lr_min=recipe.min_lr,
-        warmup_t=round(recipe.warmup_epochs * steps_per_epoch),
-        warmup_lr_init=recipe.warmup_lr,
-        t_in_epochs=False,
-    )
+    """Cosine decay per update, after a linear warm-up (timm's scheduler, counted in updates).
+
+    A run of one update has nothing to anneal, and timm says so on the terminal ("Cosine
+    annealing scheduler will have no effect"); that is the run asked for, so it is not said.
+    """
+    log = logging.getLogger("timm.scheduler.cosine_lr")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return CosineLRScheduler(
+            optimizer,
+            t_initial=recipe.epochs * steps_per_epoch,
+            lr_min=recipe.min_lr,
+            warmup_t=round(recipe.warmup_epochs * steps_per_epoch),
+            warmup_lr_init=recipe.warmup_lr,
+            t_in_epochs=False,
+        )
+    finally:
+        log.setLevel(level)
 
 
 def criterion(recipe: Recipe) -> nn.Module:

@@ -78,9 +78,11 @@ def _disk_full(folder: Path, error: Exception) -> bool:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return True
     try:
-        return shutil.disk_usage(folder).free < FULL_BYTES
+        usage = shutil.disk_usage(folder)
     except OSError:
         return False
+    # a pseudo file system (/proc, /sys) reports no size at all: it is not full, it refuses
+    return usage.total > 0 and usage.free < FULL_BYTES
 
 
 def mount_point(folder: Path) -> Path:

@@ -423,3 +423,24 @@ def test_out_of_memory_names_only_the_options_given(monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(app, ["latency", "--upto", "gelu", "--img-size", "512"])
     assert result.exit_code == 2
     assert "(--img-size 512)" in result.output and "--num-classes 1000" not in result.output
+
+
+def test_an_empty_stage_is_named_with_its_file_and_path(tmp_path: Path) -> None:
+    from roadmap.arch.selection import Selection
+
+    data = Selection.of("repvit").spec().to_dict()
+    data["stages"][1] = {"downsample": [], "blocks": []}
+    (tmp_path / "empty.json").write_text(json.dumps(data))
+    fails_in_one_line(
+        ["build", "--spec", tmp_path / "empty.json"],
+        f"{tmp_path / 'empty.json'}: stages.1: a stage has neither downsample layers nor blocks",
+    )
+
+
+def test_a_file_system_that_refuses_is_not_called_full(tmp_path: Path) -> None:
+    """/proc has no free space because it has no space at all: writing there is refused, and
+    the message says so instead of 'no space left on /proc'."""
+    fails_in_one_line(
+        ["build", "--upto", "gelu", "--save-spec", "/proc/roadmap-test.yaml"],
+        "cannot write /proc/roadmap-test.yaml",
+    )

@@ -151,8 +151,23 @@ def test_the_parent_reports_each_run_once_and_every_failure() -> None:
     assert outcomes == {("gelu", 0): trained, ("mobilenetv3_large", 0): stored}
     assert began == [("gelu", 0)]
     assert ended == [trained, stored]
-    assert failures == ["mobilenetv3_large seed 1: boom", "worker 1 died (exit code -9)"]
+    assert failures == [
+        "mobilenetv3_large seed 1: boom",
+        "worker 1 died (exit code -9, SIGKILL (out of memory?))",
+    ]
     assert stopped is None
+
+
+def test_a_worker_killed_mid_run_is_reported_with_its_run() -> None:
+    """A worker the kernel kills while it trains (out of memory, `kill -9`) says nothing: the
+    parent names the run it had started, so the user knows which one to look at."""
+    events: queue.Queue = queue.Queue()
+    events.put(("start", 0, ("widen", 2)))
+    _, failures, _ = parallel._follow([_Worker(-9)], events, None, None)
+    assert failures == [
+        f"{parallel.RUN_FAILED}widen seed 2: worker 0 died training it "
+        "(exit code -9, SIGKILL (out of memory?))"
+    ]
 
 
 @pytest.mark.slow

@@ -239,3 +239,18 @@ def _recipe_options() -> list:
     from roadmap.cli import app
 
     return typer.main.get_command(app).commands["train"].params
+
+
+def test_a_one_update_run_says_nothing_about_cosine_annealing(caplog) -> None:
+    """timm warns that a one-update cosine schedule does nothing; a one-epoch, one-batch run is
+    what was asked for, so the warning does not reach the terminal."""
+    import logging
+
+    import torch
+
+    from roadmap.train import setup
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with caplog.at_level(logging.WARNING):
+        setup.schedule(optimizer, load_recipe("quick").replace(epochs=1, warmup_epochs=0), 1)
+    assert "will have no effect" not in caplog.text
