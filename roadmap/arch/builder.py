@@ -139,6 +139,7 @@ class RoadmapNet(nn.Module):
         validate(spec)
         self.spec = spec
         self.num_classes = spec.num_classes
+        self.in_chans = spec.in_channels  # timm's name, read by its model tests
         self.grad_checkpointing = False
         init = stem_init(spec)
         self.stem, width = build_sequence(spec.in_channels, spec.stem, init)
@@ -212,16 +213,23 @@ class RoadmapNet(nn.Module):
             num_classes: the new number of classes; 0 makes the model a backbone that returns
                 pooled features (``head_hidden_size`` of them).
             global_pool: a new pooling ("avg", "max", "avgmax", "catavgmax"), or "" for none
-                (then the model returns the feature map); None keeps the current one.
+                (then the model returns the feature map); None keeps the current one, except
+                that a classifier needs pooled features: a model without pooling that gets
+                classes again pools by average (timm's default).
         """
         head = self.spec.head
+        if global_pool is None and num_classes and not head.pool:
+            global_pool = "avg"
         if global_pool is not None and global_pool != head.pool:
             head = replace(head, pool=global_pool)
         self.spec = validate(replace(self.spec, num_classes=num_classes, head=head))
         self.num_classes = num_classes
         if head.pool != self.head.global_pool.pool_type:
             self._rebuild_pooling(head)
-        self.head.classifier = make_classifier(self.head_hidden_size, num_classes, head)
+        classifier = make_classifier(self.head_hidden_size, num_classes, head)
+        like = next(self.parameters())  # the new head goes where, and as what, the model is
+        self.head.classifier = classifier.to(device=like.device, dtype=like.dtype)
+        self.head.train(self.training)  # new modules start in training mode; follow the model
 
     def _rebuild_pooling(self, head: HeadSpec) -> None:
         pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=False)

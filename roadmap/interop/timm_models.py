@@ -65,15 +65,19 @@ def _net(
     in_chans: int = 3,
     drop_rate: float | None = None,
     global_pool: str | None = None,
+    device: Any = None,
+    dtype: Any = None,
 ) -> RoadmapNet:
-    """The model class timm instantiates: the network with timm's overrides."""
+    """The model class timm instantiates: the network with timm's overrides (and, as timm's
+    own models take them, the device and dtype to make it on)."""
     spec = network.spec(1000)
     head = spec.head
     if drop_rate is not None:
         head = replace(head, dropout=drop_rate)
     if global_pool is not None:
         head = replace(head, pool=global_pool)
-    return RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
+    model = RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
+    return model.to(device=device, dtype=dtype) if device or dtype else model
 
 
 def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm's signature)
@@ -82,6 +86,12 @@ def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm'
         overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
         features_only = kwargs.pop("features_only", False)
         out_indices = kwargs.pop("out_indices", tuple(range(levels)))
+        feature_cls = kwargs.pop("feature_cls", None)
+        if feature_cls not in (None, "getter"):
+            raise ValueError(
+                f"{name} serves features through forward_intermediates (feature_cls='getter', "
+                f"as timm's ViTs do), not {feature_cls!r}"
+            )
         model = build_model_with_cfg(_net, name, False, network=network, **kwargs)
         if pretrained:  # timm's weights for the matching timm model, mapped onto ours
             load_pretrained(model, network, file=overlay.get("file"))
