@@ -416,14 +416,12 @@ class Footprint:
 
     Attributes:
         params: its parameters.
-        activations: the elements its layers output for one image at ``img_size`` (what a
-            training step keeps for the backward pass), or None when not asked.
-        img_size: the resolution the activations are counted at.
+        activations: the elements its layers output for one image at the resolution asked
+            for (what a training step keeps for the backward pass), or None when not asked.
     """
 
     params: int
     activations: int | None = None
-    img_size: int | None = None
 
     def bytes(self, batch: int = 1, training: bool = False) -> int:
         """float32 bytes: the weights (with gradients and optimizer moments when training),
@@ -453,7 +451,7 @@ def footprint(spec: NetSpec, img_size: int | None = None) -> Footprint:
     finally:
         for hook in hooks:
             hook.remove()
-    return Footprint(params, total[0], img_size)
+    return Footprint(params, total[0])
 
 
 def check_fits(

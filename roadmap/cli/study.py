@@ -90,6 +90,11 @@ def _collect(variants: Any, latency_settings: Any = None, **kwargs: Any) -> Any:
             f"{latency_settings.iters} iterations each, interleaved); --no-latency skips the "
             "timing"
         )
+    if latency_settings is not None and kwargs.get("int8"):
+        what += (
+            "; then quantizing and lowering each to an int8 ExecuTorch program and timing "
+            "those (the slow part: every network is calibrated, quantized and lowered first)"
+        )
     with working(what) as say:
         return comparison.collect(
             variants, latency_settings=latency_settings, progress=say, **kwargs

@@ -45,6 +45,14 @@ def train_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run folder's last.pt.")
     ] = False,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="Train again a run the store already holds finished (its record is set aside "
+            "as seed<k>.old-*, checkpoint and all; without this the run is refused).",
+        ),
+    ] = False,
     pretrained: PretrainedOpt = False,
     pretrained_file: PretrainedFileOpt = None,
     init: Annotated[
@@ -76,6 +84,7 @@ def train_cmd(
         options,
         seed=seed,
         resume=resume,
+        retrain=retrain,
         pretrained=pretrained,
         pretrained_file=str(pretrained_file) if pretrained_file else None,
         init=init,

@@ -119,3 +119,17 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# How long a look at the machine takes before a training run picks its thread count: long
+# enough to see a busy core, short against a run.
+GLANCE_S = 0.3
+
+
+def free_cores(glance_s: float = GLANCE_S) -> float | None:
+    """Cores no other process is using now, from a short look at ``/proc/stat`` (None where
+    it cannot be read)."""
+    watch = CpuWatch()
+    time.sleep(glance_s)
+    taken = watch.stop().other_cpu_cores
+    return None if taken is None else max(0.0, usable_cores() - taken)

@@ -240,19 +240,30 @@ def summarize(samples_ms: Sequence[float]) -> tuple[float, float, float]:
     return p25, median, p75
 
 
-def measure(candidates: Sequence[Candidate], settings: LatencySettings) -> list[LatencyRecord]:
+def measure(
+    candidates: Sequence[Candidate],
+    settings: LatencySettings,
+    progress: Callable[[str], None] | None = None,
+) -> list[LatencyRecord]:
     """Measure several models interleaved, round by round; one record per candidate, in order.
 
     Args:
         candidates: the models (labels must be unique).
         settings: how to measure.
+        progress: told which model is being prepared (an ExecuTorch program takes seconds to
+            lower, an int8 one longer), then that the timing runs.
     """
     labels = [c.label for c in candidates]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be unique, got {labels}")
     settings.check()
+    say = progress or (lambda _text: None)
     with torch_threads(settings.threads) as threads:
-        runners = [_runner(c.model, settings, threads) for c in candidates]
+        runners = []
+        for i, c in enumerate(candidates):
+            say(f"preparing {i + 1}/{len(candidates)} for {settings.backend}: {c.label}")
+            runners.append(_runner(c.model, settings, threads))
+        say(f"timing {len(candidates)} networks, {settings.iters} rounds")
         watch = host.CpuWatch()
         samples = _time_interleaved(runners, settings, _synchronizer(settings))
         contention = watch.stop()

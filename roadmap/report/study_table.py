@@ -100,12 +100,18 @@ def int8_lines(study: Study) -> list[str]:
         return []
     timed = next((r.int8_latency for r in study.rows if r.int8_latency), None)
     where = f"fused, {timed.conditions.short()}" if timed else "not timed (--no-latency)"
-    return [
+    lines = [
         f"int8: the ExecuTorch program (PT2E, XNNPACK quantizer; latency {where}); Δ top-1 = "
         "int8 - float32 deploy form on the same test images (roadmap eval --int8), seeds "
         "pooled, 95 % Wald interval for paired proportions; "
         f"{NOISE_MARK} = McNemar p ≥ {ALPHA}"
     ]
+    if not any(r.int8 for r in study.rows):
+        lines.append(
+            "int8 Δ top-1 is empty: the store holds no int8 scores for these networks; "
+            "`roadmap eval --int8 --checkpoint RUN/last.pt` scores a trained run's program"
+        )
+    return lines
 
 
 def latency_header(study: Study) -> str:

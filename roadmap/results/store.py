@@ -188,6 +188,21 @@ def adopt_legacy(folder: Path, legacy_names: list[str]) -> Path | None:
     return None
 
 
+class AlreadyTrained(RoadmapError):
+    """The store holds this run's finished record, and retraining was not asked for."""
+
+
+def refuse_if_finished(folder: Path, spec_hash: str, recipe_hash: str) -> None:
+    """Raise :class:`AlreadyTrained` when ``folder`` holds this run's finished record."""
+    record = find_record(folder, spec_hash, recipe_hash)
+    if record is not None:
+        raise AlreadyTrained(
+            f"{folder} already holds this run's record (top-1 {record.top1:.2f} %, finished "
+            f"{record.finished_at}): `roadmap table` shows it; --retrain trains it again (the "
+            "record is set aside, not deleted)"
+        )
+
+
 def start_fresh(folder: Path) -> Path | None:
     """Clear a run folder for a new run: a finished record is set aside (never deleted), an
     old log and checkpoint are removed. Returns where the record went, if there was one."""

@@ -276,8 +276,8 @@ def collect(
         say(f"timing {len(buildable)} networks, {latency_settings.iters} rounds")
         _attach_latency(buildable, deployed, latency_settings)
         if quantized is not None:
-            say(f"timing {len(buildable)} int8 ExecuTorch programs")
-            _attach_latency(buildable, deployed, quantized, "int8_latency")
+            say(f"int8: quantizing and lowering {len(buildable)} ExecuTorch programs first")
+            _attach_latency(buildable, deployed, quantized, "int8_latency", say)
     found = store.Scan([], [])
     if results is not None and data and recipe:
         found = store.scan(results, data=data, recipe=recipe)
@@ -296,7 +296,11 @@ def collect(
 
 
 def _attach_latency(
-    rows: list[Row], deployed: list[nn.Module], settings: Any, attribute: str = "latency"
+    rows: list[Row],
+    deployed: list[nn.Module],
+    settings: Any,
+    attribute: str = "latency",
+    progress: Callable[[str], None] | None = None,
 ) -> None:
     """Measure the fused models of all rows interleaved, in one run."""
     from roadmap.measure import latency  # imported here: only tables that measure latency need it
@@ -305,7 +309,7 @@ def _attach_latency(
         latency.Candidate(r.variant.name, m, r.variant.selection.steps, fused=True)
         for r, m in zip(rows, deployed, strict=True)
     ]
-    for row, record in zip(rows, latency.measure(candidates, settings), strict=True):
+    for row, record in zip(rows, latency.measure(candidates, settings, progress), strict=True):
         setattr(row, attribute, record)
 
 

@@ -188,6 +188,8 @@ def _prepare(
     folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         stack.enter_context(store.run_lock(folder))
+    if not (options.resume or options.retrain):
+        store.refuse_if_finished(folder, spec_hash(spec), recipe_hash(recipe))
     moved = store.adopt_legacy(folder, legacy_names(selection)) if procs.primary else None
     path = folder / store.CHECKPOINT
     state = checkpoint.to_resume(path, spec, recipe, options.seed) if options.resume else None

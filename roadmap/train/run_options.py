@@ -36,6 +36,9 @@ class RunOptions:
         compile: ``torch.compile`` the training model.
         quiet: no progress bars or notes.
         resume: continue from the run folder's ``last.pt`` if it matches this run.
+        retrain: train a run whose finished record the store holds again (the record is set
+            aside, not deleted); without it such a run is refused, so that nothing is retrained
+            by accident.
         download: allow a dataset that needs it to download.
         bad_images: ``error`` or ``skip`` for an image that cannot be decoded.
         results: root of the results store.
@@ -61,6 +64,7 @@ class RunOptions:
     compile: bool = False
     quiet: bool = False
     resume: bool = False
+    retrain: bool = False
     download: bool = False
     bad_images: str = "error"
     results: Path = Path("results")
@@ -81,7 +85,10 @@ class RunOptions:
 def open_data(
     source: DataSource, recipe: Recipe, options: RunOptions, procs: distributed.Processes
 ) -> Datasets:
-    """Open the data; with ``--download`` rank 0 fetches first while the others wait."""
+    """Open the data; with ``--download`` rank 0 fetches first while the others wait. First,
+    on a CPU shared with other work, the threads are fitted to the cores left free
+    (:func:`share_the_machine`)."""
+    share_the_machine(options, procs)
     if options.download and not procs.primary:
         distributed.barrier(procs)
     data = load_datasets(
@@ -93,6 +100,49 @@ def open_data(
     if options.download and procs.primary:
         distributed.barrier(procs)
     return data
+
+
+def share_the_machine(options: RunOptions, procs: distributed.Processes) -> int | None:
+    """On a CPU other processes are using, train on the cores they leave free.
+
+    Threads that find their core taken wait, and torch's OpenMP threads wait by spinning: an
+    operator measured one epoch of the fashion recipe at over 14 minutes and about 11
+    CPU-minutes with two other single-thread torch processes on two cores, where the whole
+    3-epoch run takes about a minute on the idle machine (``benchmarks/busy_machine.py``
+    measures it here). So when a short look finds fewer free cores than torch has threads,
+    torch gets as many threads as there are free cores (at least one), and the run says so.
+    Nothing changes on a GPU, under torchrun or ``--jobs`` (their threads are set already), or
+    where the user set ``OMP_NUM_THREADS``.
+
+    Returns:
+        The thread count it set, or None when it left torch as it was.
+    """
+    import os
+    import sys
+
+    import torch
+
+    from roadmap.measure import host
+
+    if options.device != "cpu" or procs.world > 1 or options.jobs > 1:
+        return None
+    if "OMP_NUM_THREADS" in os.environ or torch.get_num_threads() < 2:
+        return None
+    free = host.free_cores()
+    if free is None or free > torch.get_num_threads() - 0.5:
+        return None
+    threads = max(1, round(free))
+    if threads < torch.get_num_threads():
+        if not options.quiet:
+            print(
+                f"the machine is busy (other processes use {host.usable_cores() - free:.1f} of "
+                f"{host.usable_cores()} cores): training on {threads} thread(s) instead of "
+                f"{torch.get_num_threads()}; set OMP_NUM_THREADS to choose",
+                file=sys.stderr,
+            )
+        torch.set_num_threads(threads)
+        return threads
+    return None
 
 
 def workers(options: RunOptions, data: Datasets) -> int:

@@ -218,7 +218,7 @@ def test_a_full_disk_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(torch, "save", full_disk_save)
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, free=0))
     target = tmp_path / "run" / "last.pt"
     with pytest.raises(Exception, match=f"no space left on .* while writing {target}"):
         checkpoint.save({"model": {}}, target)
@@ -444,3 +444,44 @@ def test_a_file_system_that_refuses_is_not_called_full(tmp_path: Path) -> None:
         ["build", "--upto", "gelu", "--save-spec", "/proc/roadmap-test.yaml"],
         "cannot write /proc/roadmap-test.yaml",
     )
+
+
+# --- nothing retrained by accident; a busy machine shared --------------------------------------
+
+
+def test_training_a_finished_run_again_needs_retrain(tmp_path: Path) -> None:
+    """`train` on a run the store holds finished used to retrain it silently and set the old
+    record aside; now it says where the run is, and --retrain trains it again."""
+    args = ["train", "--upto", "gelu", "--data", "synthetic:16", "--epochs", "1", "--set",
+            "img_size=32", "--batch-size", "8", "--quiet", "--results", tmp_path]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(app, [str(a) for a in args]).exit_code == 0
+    (record,) = tmp_path.rglob(store.METRICS)
+    fails_in_one_line(args, f"{record.parent} already holds this run's record")
+    assert runner.invoke(app, [str(a) for a in args] + ["--retrain"]).exit_code == 0
+    assert len(list(tmp_path.rglob(store.METRICS))) == 2  # the first one set aside, not lost
+
+
+def test_on_a_busy_machine_training_takes_the_free_cores(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from roadmap.measure import host
+    from roadmap.train import distributed
+    from roadmap.train.run_options import RunOptions, share_the_machine
+
+    procs = distributed.Processes(rank=0, world=1, device=torch.device("cpu"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(host, "free_cores", lambda: 0.3)
+        assert share_the_machine(RunOptions(), procs) == 1 and torch.get_num_threads() == 1
+        assert "training on 1 thread(s) instead of 2" in capsys.readouterr().err
+        torch.set_num_threads(2)
+        monkeypatch.setattr(host, "free_cores", lambda: 1.9)  # free: nothing changes
+        assert share_the_machine(RunOptions(), procs) is None and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user chose: nothing changes
+        monkeypatch.setattr(host, "free_cores", lambda: 0.0)
+        assert share_the_machine(RunOptions(), procs) is None
+    finally:
+        torch.set_num_threads(before)

@@ -101,14 +101,18 @@ def test_a_planted_cost_lands_in_its_kind_and_only_there() -> None:
     base = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10, roadmap="repvit"))
     slow = roadmap.fuse(roadmap.build_model("alternating_se", num_classes=10, roadmap="repvit"))
     block = slow.stages[2].blocks[0]
-    block.token_mixer = Sleepy(block.token_mixer, 0.02)
+    block.token_mixer = Sleepy(block.token_mixer, 0.05)
     settings = dataclasses.replace(TINY, iters=5)  # a median that one preemption cannot move
     a, b = profile.profile([Candidate("base", base), Candidate("slow", slow)], settings)
     deltas = profile.compare(a, b)
-    assert b.kinds["token mixer"].median_ms - a.kinds["token mixer"].median_ms >= 19.0
-    assert not deltas["token mixer"].noise and not deltas[TOTAL].noise
-    for kind in ("SE", "channel mixer", "head"):
-        assert abs(deltas[kind].delta_ms) < 5.0, kind  # the 20 ms went to the token mixer
+    # Where the time went, not how much: a sleep cannot take less than asked (so at least
+    # half of it shows), and on a busy machine every kind moves, but none by as much.
+    planted = deltas["token mixer"].delta_ms
+    assert planted >= 25.0 and not deltas["token mixer"].noise
+    others = [k for k in deltas if k not in ("token mixer", TOTAL)]
+    assert all(abs(deltas[k].delta_ms) < planted / 2 for k in others), {
+        k: deltas[k].delta_ms for k in others
+    }
 
 
 @pytest.mark.parametrize(
