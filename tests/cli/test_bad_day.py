@@ -218,7 +218,8 @@ def test_a_full_disk_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(torch, "save", full_disk_save)
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, free=0))
+    full = SimpleNamespace(total=10**12, free=0)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: full)
     target = tmp_path / "run" / "last.pt"
     with pytest.raises(Exception, match=f"no space left on .* while writing {target}"):
         checkpoint.save({"model": {}}, target)
