@@ -3,8 +3,14 @@
 import os
 from collections.abc import Iterator
 
-import pytest
-import torch
+# Commands the tests start as processes use every core, as torch does by default, whatever
+# else the suite is running: a run's thread count is then the same each time (training would
+# otherwise take fewer threads on a busy machine, and two runs compared tensor by tensor could
+# differ in the last bit). Set before torch loads, which reads it.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ["COLUMNS"] = "120"  # rich reads this: stable wrapping in CLI tests
 os.environ.setdefault("NO_COLOR", "1")

@@ -147,6 +147,9 @@ class Group(TyperGroup):
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except KeyboardInterrupt:
+            from roadmap.train.interrupt import pressed  # light: signal and sys
+
+            pressed()
             note_line(_stopped_message(state.get("command")))
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:

@@ -202,6 +202,10 @@ def run_group(
     ] = None,
 ) -> Any:
     """How to run (``RunOptions``; the seed and --resume are the command's own)."""
+    from roadmap.train import tracking  # light: a missing client is said before torch loads
+
+    logs = tuple(dict.fromkeys(t.value for t in log or ()))
+    tracking.check_available(logs)
     from roadmap.train.run_options import RunOptions, launch_command
 
     return RunOptions(
@@ -217,7 +221,7 @@ def run_group(
         command=launch_command(sys.argv[1:]),
         teacher_pretrained=teacher_pretrained,
         teacher_checkpoint=teacher_checkpoint,
-        log=tuple(dict.fromkeys(t.value for t in log or ())),
+        log=logs,
     )
 
 

@@ -52,10 +52,16 @@ _PRESSES = [0]  # Ctrl-C presses the handlers below took, in this process
 
 
 def presses() -> int:
-    """How many Ctrl-C presses a :func:`graceful_stop` block has taken in this process: a
-    caller that runs commands in-process (a test suite) learns that the user pressed Ctrl-C
-    even though the command took the press and ended as asked."""
+    """How many Ctrl-C presses a command has taken in this process (a :func:`graceful_stop`
+    block, or the command line turning a ``KeyboardInterrupt`` into exit 130): a caller that
+    runs commands in-process (a test suite) learns that the user pressed Ctrl-C even though
+    the command took the press and ended as asked."""
     return _PRESSES[0]
+
+
+def pressed() -> None:
+    """Count a Ctrl-C press a command took (see :func:`presses`)."""
+    _PRESSES[0] += 1
 
 
 def current() -> StopRequest:

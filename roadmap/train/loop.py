@@ -34,7 +34,8 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch import nn
 
-from roadmap.arch.builder import build, check_fits
+from roadmap.arch.builder import RoadmapNet, build
+from roadmap.arch.footprint import check_fits
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import NetSpec, spec_hash
 from roadmap.errors import RoadmapError, Stopped
@@ -184,7 +185,7 @@ def _prepare(
     tracking.check_available(options.log)
     per_rank = distributed.per_process_batch(recipe.batch_size, procs)
     spec = distill.student_spec(selection.spec(data.num_classes), recipe)
-    check_fits(spec, recipe.img_size, per_rank, training=True, device=procs.device)
+    check_fits(spec, RoadmapNet, recipe.img_size, per_rank, training=True, device=procs.device)
     folder = run_key(data.source, recipe, selection, options).folder(options.results)
     if procs.primary:
         stack.enter_context(store.run_lock(folder))

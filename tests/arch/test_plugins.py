@@ -304,3 +304,33 @@ def test_a_plugins_runtime_and_data_source_are_listed_timed_exported_and_trained
     assert json.loads(stored.read_text())["data"] == "bright"
     typo = runner.invoke(app, ["latency", "--upto", "gelu", "--backend", "inference_mod"])
     assert typo.exit_code == 2 and "did you mean 'inference_mode'" in typo.output
+
+
+WRONG_WIDTH_PLUGIN = """
+from torch import nn
+from roadmap import BlockKind, Box, Seq, register_block_kind
+
+register_block_kind(BlockKind(
+    "wide_by_one", title="a 1x1 conv one channel wider than it says",
+    build=lambda in_ch, b: nn.Conv2d(in_ch, b.out_channels + 1, 1),
+    draw=lambda b, in_ch, fused: Seq((Box("conv", "1x1"),)),
+    reads=("out_channels",),
+))
+"""
+
+
+def test_a_plugin_kind_whose_module_breaks_its_spec_is_named_at_its_path(
+    tmp_path, restore_registry
+):
+    """A kind's module that outputs another width than its block says used to fail much later,
+    in the next block's convolution, with a 200-line traceback from the MAC count."""
+    plugin = tmp_path / "wrong.py"
+    plugin.write_text(WRONG_WIDTH_PLUGIN)
+    data = roadmap.build_spec("gelu", roadmap="repvit").to_dict()
+    data["stages"][1]["blocks"][0] = {"kind": "wide_by_one", "out_channels": 40}
+    (tmp_path / "spec.json").write_text(json.dumps(data))
+    fails_in_one_line(
+        ["--plugin", plugin, "build", "--spec", tmp_path / "spec.json"],
+        "stages.1.blocks.0: a wide_by_one block says out_channels 40 but its module (from "
+        "roadmap_plugin_",
+    )

@@ -64,6 +64,7 @@ def test_out_of_memory_names_what_was_asked(monkeypatch: pytest.MonkeyPatch) -> 
 WHOLE = "nothing is half-written"
 
 
+@pytest.mark.ctrl_c  # a Ctrl-C of its own making: the suite goes on
 @pytest.mark.parametrize(
     ("args", "target", "says", "never"),
     [

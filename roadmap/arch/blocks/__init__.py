@@ -179,3 +179,33 @@ def expands(block: BlockSpec) -> list[str]:
 def mobile_block(block: BlockSpec) -> list[str]:
     """The checks of a MobileNet-style block: odd kernel, stride 1 or 2, an expansion >= 1."""
     return odd_kernel(block) + stride_1_or_2(block) + expands(block)
+
+
+# The kinds whose modules are taken at their word: the engine's and the installed packages' own
+# (whose tests hold them to their specs); a --plugin file's kinds are checked as they are built.
+TRUSTED = ("roadmap.", "roadmap_steps.")
+
+
+def check_outputs(model: nn.Module, spec: Any) -> None:
+    """Run every block of a plugin's kind once, alone, on a small input: one whose module
+    outputs another width than its spec says is named with its path and kind here, rather
+    than failing later in the next block's convolution with a traceback about that one."""
+    import torch
+
+    width = spec.in_channels
+    for path, block in spec.iter_blocks():
+        owner = KINDS.owner(block.kind)
+        if not owner.startswith(TRUSTED):
+            module = model.get_submodule(path)
+            mode = module.training
+            with torch.no_grad():
+                out = module.eval()(torch.zeros(1, width, 32, 32))
+            module.train(mode)
+            got = out.shape[1] if out.dim() > 1 else None
+            if got != block.out_channels:
+                raise RoadmapError(
+                    f"{path}: a {block.kind} block says out_channels {block.out_channels} but "
+                    f"its module (from {owner}) outputs {got}: the kind's build must follow "
+                    "the block's spec"
+                )
+        width = block.out_channels
