@@ -269,3 +269,27 @@ def test_bad_data_fails_once_as_one_process_would(tmp_path: Path) -> None:
     together = runner.invoke(app, [*args, "--jobs", "2"])
     assert alone.exit_code == together.exit_code == 2
     assert together.output == alone.output, (alone.output, together.output)
+
+
+def test_a_finished_plan_starts_no_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the store holds is told in the parent: `run --jobs 2` on a finished plan says every
+    run is stored without spawning a process (it used to start two, each importing torch)."""
+    plan = [
+        "run",
+        "--upto",
+        "mobilenetv3_large",
+        "--seeds",
+        "0,1",
+        *TINY,
+        "--results",
+        str(tmp_path),
+    ]
+    assert runner.invoke(app, [*plan, "--jobs", "1", "--quiet"]).exit_code == 0
+
+    def no_workers(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a worker was started for a finished plan")
+
+    monkeypatch.setattr(parallel, "train_in_workers", no_workers)
+    again = runner.invoke(app, [*plan, "--jobs", "2"])
+    assert again.exit_code == 0, again.output
+    assert sum(line.startswith("stored ") for line in again.output.splitlines()) == 2
