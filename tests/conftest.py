@@ -3,11 +3,12 @@
 import os
 from collections.abc import Iterator
 
-# Commands the tests start as processes use every core, as torch does by default, whatever
-# else the suite is running: a run's thread count is then the same each time (training would
-# otherwise take fewer threads on a busy machine, and two runs compared tensor by tensor could
-# differ in the last bit). Set before torch loads, which reads it.
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+# One torch thread for the suite and for every command it starts as a process (unless a test
+# asks for more): the suite keeps the cores busy with its own workers, and there a process
+# with one thread runs faster than one with two (benchmarks/busy_machine.py); a run's thread
+# count is also the same each time, so two runs compared tensor by tensor agree to the last
+# bit. Set before torch loads, which reads it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
