@@ -22,7 +22,6 @@ timm's (and the official) ``repvit_m0_9``, which the tests check layer by layer:
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -34,12 +33,24 @@ from roadmap.arch.layers import (
     ConvNorm,
     DistilledClassifier,
     NormLinear,
+    bn_affine,
+    channel_norm,
+    global_pool,
     init_goog,
     layer_norm,
     make_act,
 )
 from roadmap.arch.roadmaps import Roadmap
-from roadmap.arch.spec import BlockSpec, HeadSpec, NetSpec, StageSpec, replace, validate
+from roadmap.arch.spec import (
+    BlockSpec,
+    HeadSpec,
+    NetSpec,
+    StageSpec,
+    ends_in_tokens,
+    prefix_tokens,
+    replace,
+    validate,
+)
 from roadmap.errors import RoadmapError
 
 # How a block starts (None: PyTorch's defaults); see the module docstring.
@@ -49,19 +60,26 @@ Init = Callable[[nn.Module], None] | None
 class Head(nn.Module):
     """Global pooling -> [LayerNorm] -> [1x1 conv + act] -> dropout -> [BN] -> linear.
 
-    ``pre_pool`` (MobileNetV3's 1x1 conv to 960) lives here because the spec's head holds it,
-    but it works on the feature map, so ``RoadmapNet.forward_features`` runs it, as timm's
-    MobileNetV3 does; ``forward`` starts at the pooling.
+    ``pre_pool`` (MobileNetV3's 1x1 conv to 960, or a transformer's final norm) lives here
+    because the spec's head holds it, but it works on the features before the pooling, so
+    ``RoadmapNet.forward_features`` runs it, as timm's MobileNetV3 and ViT do; ``forward``
+    starts at the pooling.
     """
 
-    def __init__(self, in_ch: int, spec: HeadSpec, num_classes: int):
+    def __init__(
+        self, in_ch: int, spec: HeadSpec, num_classes: int, tokens: bool = False, prefix: int = 0
+    ):
         super().__init__()
-        self.pre_pool = nn.Identity()
+        self.pre_pool: nn.Module = nn.Identity()
         if spec.pre_pool_channels:
             self.pre_pool = ConvNorm(in_ch, spec.pre_pool_channels, 1, act=spec.activation)
             in_ch = spec.pre_pool_channels
+        elif spec.pre_pool_norm == "layer":
+            self.pre_pool = channel_norm(in_ch, tokens)
+        elif spec.pre_pool_norm == "batch":
+            self.pre_pool = nn.BatchNorm2d(in_ch)
         self.in_features = in_ch  # what forward_features hands over
-        self.global_pool = SelectAdaptivePool2d(pool_type=spec.pool, flatten=False)
+        self.global_pool = global_pool(spec.pool, tokens, prefix)
         in_ch *= self.global_pool.feat_mult()  # catavgmax concatenates two poolings
         self.norm = layer_norm(in_ch) if spec.pool_norm == "layer" else nn.Identity()
         self.hidden = nn.Identity()
@@ -80,6 +98,26 @@ class Head(nn.Module):
         x = self.flatten(self.act(self.hidden(x)))  # (B, C', 1, 1) -> (B, C')
         x = self.drop(x)
         return x if pre_logits else self.classifier(x)
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        """Fold a BatchNorm before average pooling into the linear classifier after it (both
+        are affine, and the average commutes with a per-channel affine map); the deploy form's
+        ``forward_features`` then stops before that norm. Any other head is left as it is."""
+        foldable = (
+            isinstance(self.pre_pool, nn.BatchNorm2d)
+            and self.global_pool.pool_type == "avg"
+            and isinstance(self.norm, nn.Identity)
+            and isinstance(self.hidden, nn.Identity)
+            and type(self.classifier) is nn.Linear
+        )
+        if foldable:
+            scale, shift = bn_affine(self.pre_pool)
+            fc = self.classifier
+            fc.bias.add_(fc.weight @ shift)
+            fc.weight.mul_(scale[None, :])
+            self.pre_pool = nn.Identity()
+        return self
 
 
 def make_classifier(in_features: int, num_classes: int, spec: HeadSpec) -> nn.Module:
@@ -148,7 +186,9 @@ class RoadmapNet(nn.Module):
             stages.append(Stage(width, stage_spec, init))
             width = stages[-1].out_channels
         self.stages = nn.Sequential(*stages)
-        self.head = Head(width, spec.head, spec.num_classes)
+        self.num_prefix_tokens = prefix_tokens(spec)  # timm's ViT name
+        self.tokens = ends_in_tokens(spec)  # features are (B, N, C) tokens, not a map
+        self.head = Head(width, spec.head, spec.num_classes, self.tokens, self.num_prefix_tokens)
         init_head(self.head.pre_pool, spec.head)
         init_head(self.head.hidden, spec.head)
         self.feature_info, self._taps = feature_levels(spec)
@@ -232,7 +272,7 @@ class RoadmapNet(nn.Module):
         self.head.train(self.training)  # new modules start in training mode; follow the model
 
     def _rebuild_pooling(self, head: HeadSpec) -> None:
-        pool = SelectAdaptivePool2d(pool_type=head.pool, flatten=False)
+        pool = global_pool(head.pool, self.tokens, self.num_prefix_tokens)
         if pool.feat_mult() != self.head.global_pool.feat_mult():
             after = "hidden 1x1 conv" if head.hidden_channels else "LayerNorm after the pooling"
             if head.hidden_channels or head.pool_norm:
@@ -266,7 +306,8 @@ class RoadmapNet(nn.Module):
         Args:
             x: input images.
             indices: None for every level, an int n for the last n, or a list of indices.
-            norm: accepted for timm's API; these networks have no final norm layer.
+            norm: apply the final norm (``HeadSpec.pre_pool_norm``) to the last level's
+                features, as timm does; a network without one ignores it.
             stop_early: stop after the last level asked for.
             output_fmt: only "NCHW".
             intermediates_only: return only the list of features.
@@ -277,15 +318,32 @@ class RoadmapNet(nn.Module):
         if output_fmt != "NCHW":
             raise RoadmapError(f"output_fmt {output_fmt!r}: these networks give NCHW features")
         take, last = feature_take_indices(len(self.feature_info), indices)
-        wanted = {self._taps[i] for i in take}
+        reductions = {self._taps[i]: self.feature_info[i]["reduction"] for i in take}
+        final = self._taps[-1]
+        size = x.shape[-2:]
         units = self._units()
         stop = self._taps[last] + 1 if stop_early or intermediates_only else len(units)
         out = []
         for i, unit in enumerate(units[:stop]):
             x = checkpoint(unit, x) if self._checkpoint_unit(i) else unit(x)
-            if i in wanted:
-                out.append(x)
+            if i in reductions:
+                y = self.head.pre_pool(x) if norm and i == final and self._final_norm() else x
+                out.append(self._as_map(y, size, reductions[i]))
         return out if intermediates_only else (x, out)
+
+    def _final_norm(self) -> bool:
+        return self.spec.head.pre_pool_norm != "" and not isinstance(
+            self.head.pre_pool, nn.Identity
+        )
+
+    def _as_map(self, x: torch.Tensor, size: torch.Size, reduction: int) -> torch.Tensor:
+        """Features as a (B, C, H, W) map: tokens lose their prefix tokens (a class token) and
+        are laid out on the grid they came from, as timm's ViT returns them."""
+        if x.ndim == 4:
+            return x
+        h, w = size[0] // reduction, size[1] // reduction
+        x = x[:, self.num_prefix_tokens :]
+        return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     def _checkpoint_unit(self, i: int) -> bool:
         in_stages = len(self.stem) <= i < len(self.stem) + len(self.stages)
@@ -312,7 +370,7 @@ class RoadmapNet(nn.Module):
             self.head_hidden_size = self.num_features
             self.head.hidden_size = self.num_features
             self.head.classifier = nn.Identity()
-            self.head.global_pool = SelectAdaptivePool2d(pool_type="", flatten=False)
+            self.head.global_pool = global_pool("", self.tokens, self.num_prefix_tokens)
             self.head.flatten = nn.Identity()
             self.num_classes = 0
         return take
@@ -333,7 +391,8 @@ def feature_levels(spec: NetSpec) -> tuple[list[dict], list[int]]:
         plain = get_block_kind(block.kind).plain
         units.append((f"stem.{i}", block.out_channels, reduction, not plain))
     for i, stage in enumerate(spec.stages):
-        reduction *= 2 ** sum(b.stride == 2 for b in stage.downsample + stage.blocks)
+        for b in stage.downsample + stage.blocks:
+            reduction *= b.stride
         units.append((f"stages.{i}", spec.widths[i], reduction, True))
     if spec.head.pre_pool_channels:
         units.append(("head.pre_pool", spec.head.pre_pool_channels, reduction, True))

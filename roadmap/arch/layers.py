@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from timm.layers import LayerNorm, LayerNorm2d, SEModule, create_act_layer
+from timm.layers import LayerNorm, LayerNorm2d, SelectAdaptivePool2d, SEModule, create_act_layer
 from torch import nn
 
 from roadmap.arch.anatomy import hidden_width, se_width
@@ -129,6 +129,44 @@ def layer_norm(width: int, channels_last: bool = False) -> nn.Module:
     return LayerNorm(width, eps=LN_EPS) if channels_last else LayerNorm2d(width, eps=LN_EPS)
 
 
+def channel_norm(width: int, tokens: bool) -> nn.Module:
+    """LayerNorm (eps 1e-6) over the channels of tokens (B, N, C) or of a map (B, C, H, W)."""
+    return nn.LayerNorm(width, eps=LN_EPS) if tokens else layer_norm(width)
+
+
+TOKEN_POOLS = ("token", "avg", "max", "")
+
+
+class TokenPool(nn.Module):
+    """Global pooling of tokens (B, N, C) -> (B, C), as timm's ViT pools: ``token`` takes the
+    first (a class token), ``avg`` and ``max`` pool the tokens after the ``prefix`` ones, and
+    ``""`` keeps them all."""
+
+    def __init__(self, pool_type: str, prefix: int = 0):
+        super().__init__()
+        if pool_type not in TOKEN_POOLS:
+            raise ValueError(f"tokens pool by {TOKEN_POOLS}, not {pool_type!r}")
+        self.pool_type, self.prefix = pool_type, prefix
+
+    def feat_mult(self) -> int:
+        return 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "token":
+            return x[:, 0]
+        if self.pool_type == "avg":
+            return x[:, self.prefix :].mean(1)
+        if self.pool_type == "max":
+            return x[:, self.prefix :].amax(1)
+        return x
+
+
+def global_pool(pool_type: str, tokens: bool, prefix: int = 0) -> nn.Module:
+    """The head's pooling of a map (timm's ``SelectAdaptivePool2d``, (B, C, 1, 1)) or of
+    tokens (:class:`TokenPool`)."""
+    return TokenPool(pool_type, prefix) if tokens else SelectAdaptivePool2d(pool_type=pool_type)
+
+
 class ConvLayerNorm(nn.Sequential):
     """kxk conv (with bias) -> LayerNorm over the channels -> activation. Nothing folds."""
 
@@ -188,23 +226,32 @@ class NormConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.norm(x))
 
-    @torch.no_grad()
     def fuse(self) -> nn.Module:
         if not isinstance(self.norm, nn.BatchNorm2d):
             return self
-        conv = self.conv
-        scale, shift = bn_affine(self.norm)  # (in,)
-        fused = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
-        fused.weight.copy_(conv.weight * scale[None, :, None, None])
-        fused.bias.copy_(conv.bias + (conv.weight * shift[None, :, None, None]).sum((1, 2, 3)))
-        return fused
+        return fold_bn_before_conv(self.norm, self.conv)
+
+
+@torch.no_grad()
+def fold_bn_before_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """A biased conv equal to ``conv(bn(x))`` in eval mode, for a dense conv without padding
+    (every input it sees has passed through the norm): W' = W * s per input channel,
+    b' = b + sum(W * t), with s, t the BN's scale and shift."""
+    if conv.groups != 1 or any(conv.padding):
+        raise ValueError("a BatchNorm folds forward only into a dense conv without padding")
+    scale, shift = bn_affine(bn)  # (in,)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(fused.bias)
+    fused.weight.copy_(conv.weight * scale[None, :, None, None])
+    fused.bias.copy_(bias + (conv.weight * shift[None, :, None, None]).sum((1, 2, 3)))
+    return fused
 
 
 class RepDepthwise(nn.Module):

@@ -131,7 +131,8 @@ class StageSpec:
 class HeadSpec:
     """Pooling and classifier.
 
-    Order: [1x1 Conv-BN-act to ``pre_pool_channels``] -> global pooling -> [LayerNorm] ->
+    Order: [1x1 Conv-BN-act to ``pre_pool_channels``, or the norm ``pre_pool_norm``] ->
+    global pooling -> [LayerNorm] ->
     [1x1 conv with bias to ``hidden_channels`` -> act] -> [BatchNorm1d] -> dropout -> linear.
     The pre-pool conv works on the feature map, so it belongs to the features
     (``forward_features``), as in timm's MobileNetV3; the rest is the head proper.
@@ -143,7 +144,11 @@ class HeadSpec:
         norm: BatchNorm1d before the linear layer (RepViT's BN_Linear).
         dropout: dropout probability before the linear layer.
         pool: global pooling: "avg" (both papers), "max", "avgmax", "catavgmax" (twice the
-            width), or "" for none (then the head returns the feature map: a backbone).
+            width), "token" (the class token a ViT prepends: its features' first token), or
+            "" for none (then the head returns the feature map: a backbone).
+        pre_pool_norm: a norm on the features before the pooling, as a transformer's final
+            norm: "layer" (over the channels of each token or position, eps 1e-6), "batch",
+            or "" for none. Like the pre-pool conv it belongs to ``forward_features``.
         pool_norm: "layer" for a LayerNorm on the pooled features (ConvNeXt's), or "".
         init: how the classifier starts: "goog" (MobileNetV3's), "trunc_normal" (std 0.02:
             RepViT's, ConvNeXt's), "normal" (std 0.01: timm's RepVGG, RegNet and the other
@@ -163,9 +168,11 @@ class HeadSpec:
     pool_norm: str = ""
     init: str = ""
     distillation: bool = False
+    pre_pool_norm: str = ""
 
 
-POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+POOLS = ("avg", "max", "avgmax", "catavgmax", "token", "")
+PRE_POOL_NORMS = ("", "layer", "batch")
 POOL_NORMS = ("", "layer")
 HEAD_INITS = ("", "goog", "trunc_normal", "normal", "torch")
 # Fields added after 0.1 stay out of the spec hash while they hold their default, so a record
@@ -175,6 +182,7 @@ _HASH_DEFAULTS = {
     ("head", "pool_norm"): "",
     ("head", "init"): "",
     ("head", "distillation"): False,
+    ("head", "pre_pool_norm"): "",
 }
 
 
@@ -354,6 +362,12 @@ def validate(spec: NetSpec) -> NetSpec:
         raise RoadmapError(f"head.pool: {spec.head.pool!r} not in {POOLS}")
     if spec.head.pool_norm not in POOL_NORMS:
         raise RoadmapError(f"head.pool_norm: {spec.head.pool_norm!r} not in {POOL_NORMS}")
+    if spec.head.pre_pool_norm not in PRE_POOL_NORMS:
+        raise RoadmapError(
+            f"head.pre_pool_norm: {spec.head.pre_pool_norm!r} not in {PRE_POOL_NORMS}"
+        )
+    if spec.head.pre_pool_norm and spec.head.pre_pool_channels:
+        raise RoadmapError("head: a pre-pool conv or a pre-pool norm, not both")
     if spec.head.init not in HEAD_INITS:
         raise RoadmapError(f"head.init: {spec.head.init!r} not in {HEAD_INITS}")
     if spec.head.pool == "" and spec.num_classes:
@@ -390,7 +404,43 @@ def validate(spec: NetSpec) -> NetSpec:
         raise RoadmapError(f"head.activation: {spec.head.activation!r} not in {ACTIVATIONS}")
     if not 0.0 <= spec.head.dropout < 1.0:
         raise RoadmapError(f"head.dropout: must be in [0, 1), got {spec.head.dropout}")
+    _validate_tokens(spec)
     return spec
+
+
+def _validate_tokens(spec: NetSpec) -> None:
+    """A head that fits the form of the features it is given (tokens or a map)."""
+    if ends_in_tokens(spec) and spec.head.pool not in ("token", "avg", "max", ""):
+        raise RoadmapError(f"head.pool: tokens pool by token, avg or max, not {spec.head.pool!r}")
+    if ends_in_tokens(spec) and (
+        spec.head.pool_norm or spec.head.pre_pool_channels or spec.head.hidden_channels
+    ):
+        raise RoadmapError(
+            "head: tokens go to the classifier through pooling and head.pre_pool_norm only "
+            "(no pool_norm, pre_pool_channels or hidden_channels)"
+        )
+    if spec.head.pre_pool_norm == "batch" and ends_in_tokens(spec):
+        raise RoadmapError("head.pre_pool_norm: a BatchNorm needs a feature map, not tokens")
+    if spec.head.pool == "token" and not prefix_tokens(spec):
+        raise RoadmapError(
+            "head.pool: 'token' reads a class token, and no block of this network adds one"
+        )
+
+
+def prefix_tokens(spec: NetSpec) -> int:
+    """How many tokens the network's blocks prepend to the image's (a ViT's class token)."""
+    return sum(get_block_kind(b.kind).prefix_tokens for _, b in spec.iter_blocks())
+
+
+def ends_in_tokens(spec: NetSpec) -> bool:
+    """Whether the network's features are tokens (B, N, C) rather than a map: a kind with a
+    ``tokens`` field of its own says which form its output has; the last such block decides."""
+    tokens = False
+    for _, b in spec.iter_blocks():
+        kind = get_block_kind(b.kind)
+        if "tokens" in kind.extra:
+            tokens = bool(kind.value(b, "tokens"))
+    return tokens
 
 
 def _validate_block(b: BlockSpec, path: str) -> None:

@@ -166,25 +166,42 @@ def copy_by_order(ours: nn.Module, theirs: nn.Module) -> int:
         )
     copied = 0
     for i, (mine, other) in enumerate(zip(a, b, strict=True)):
-        state, incoming = _state(mine), _state(other)
-        if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in incoming.items()}:
+        state, incoming = state_of(mine), state_of(other)
+        if [v.shape for v in state] != [v.shape for v in incoming]:
             raise RoadmapError(
                 f"the weights do not map at layer {i}: {mine} here, {other} in the reference"
             )
         with torch.no_grad():
-            for name, tensor in state.items():
-                tensor.copy_(incoming[name])
+            for tensor, value in zip(state, incoming, strict=True):
+                tensor.copy_(value)
         copied += len(incoming)
     return copied
 
 
-def _state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """What one executed layer holds: a layer's whole state, or the tensors another module
-    holds itself (ConvNeXt's ``gamma``)."""
+class FreeTensor(nn.Module):
+    """A tensor a network holds at its top rather than in a layer (a ViT's class token and
+    position embedding are timm's model's own), standing in :func:`executed`'s list where the
+    forward pass first uses it."""
+
+    def __init__(self, name: str, tensor: torch.Tensor):
+        super().__init__()
+        self.name = name
+        if isinstance(tensor, nn.Parameter):
+            self.register_parameter("tensor", tensor)
+        else:
+            self.register_buffer("tensor", tensor)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}: {tuple(self.tensor.shape)}"
+
+
+def state_of(module: nn.Module) -> list[torch.Tensor]:
+    """What one executed layer holds, in a fixed order: a layer's whole state, or the tensors
+    another module holds itself (ConvNeXt's ``gamma``, a ViT's ``cls_token``). Two layers of
+    the same kind list theirs in the same order whatever the codebases call them."""
     if isinstance(module, LAYERS):
-        return module.state_dict(keep_vars=True)
-    own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
-    return dict(own)
+        return list(module.state_dict(keep_vars=True).values())
+    return [*module.parameters(recurse=False), *module.buffers(recurse=False)]
 
 
 def _holds_tensors(module: nn.Module) -> bool:
@@ -192,9 +209,16 @@ def _holds_tensors(module: nn.Module) -> bool:
     return isinstance(module, LAYERS) or bool(own)
 
 
-def executed(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
+def executed(model: nn.Module, img_size: int | None = None) -> list[nn.Module]:
     """The layers (and other modules holding tensors of their own) in the order a forward pass
-    finishes them, the classifier left out."""
+    finishes them, the classifier left out.
+
+    The tensors the model holds itself (timm's ViT holds its class token and position
+    embedding at the top) are each listed where the forward pass first uses them, as
+    :class:`FreeTensor` s: a network that keeps them in a module of their own (ours) lists
+    them in the same place. ``img_size`` defaults to the model's fixed input size if it has
+    one (timm's ViT and Visformer), else 64.
+    """
     skip = {id(m) for m in model.get_classifier().modules()}
     inside_layers = {
         id(c) for m in model.modules() if isinstance(m, LAYERS) for c in m.modules() if c is not m
@@ -203,17 +227,51 @@ def executed(model: nn.Module, img_size: int = 64) -> list[nn.Module]:
     hooks = [
         m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
         for m in model.modules()
-        if _holds_tensors(m) and id(m) not in skip and id(m) not in inside_layers
+        if m is not model and _holds_tensors(m) and id(m) not in skip and id(m) not in inside_layers
     ]
+    own = {
+        id(t): (name, t)
+        for name, t in [*model.named_parameters(recurse=False), *model.named_buffers(recurse=False)]
+    }
+    places: list[tuple[int, FreeTensor]] = []
+    size = img_size or fixed_input_size(model) or 64
     was_training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, _in_channels(model), img_size, img_size))
+        with (
+            torch.no_grad(),
+            _first_use(own, lambda t: places.append((len(order), FreeTensor(*t)))),
+        ):
+            model.eval()(torch.zeros(1, _in_channels(model), size, size))
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
+    for offset, (at, tensor) in enumerate(places):
+        order.insert(at + offset, tensor)
     return order
+
+
+def fixed_input_size(model: nn.Module) -> int | None:
+    """The one resolution a timm model accepts (its pretrained config says so), or None."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return cfg["input_size"][-1] if cfg.get("fixed_input_size") and "input_size" in cfg else None
+
+
+class _first_use(torch.overrides.TorchFunctionMode):
+    """Calls ``found((name, tensor))`` the first time an operation reads one of ``tensors``
+    (id -> (name, tensor))."""
+
+    def __init__(self, tensors: dict[int, tuple[str, torch.Tensor]], found) -> None:
+        super().__init__()
+        self.waiting, self.found = dict(tensors), found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.waiting:
+            for arg in torch.utils._pytree.tree_leaves((args, kwargs or {})):
+                hit = self.waiting.pop(id(arg), None) if isinstance(arg, torch.Tensor) else None
+                if hit is not None:
+                    self.found(hit)
+        return func(*args, **(kwargs or {}))
 
 
 def _in_channels(model: nn.Module) -> int:

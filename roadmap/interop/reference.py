@@ -32,7 +32,14 @@ from torch import nn
 
 from roadmap.arch.builder import build_model
 from roadmap.arch.roadmaps import Roadmap, get_roadmap
-from roadmap.interop.pretrained import LAYERS, copy_by_order, copy_classifier, executed
+from roadmap.interop.pretrained import (
+    LAYERS,
+    copy_by_order,
+    copy_classifier,
+    executed,
+    fixed_input_size,
+    state_of,
+)
 
 TOLERANCE = 1e-5  # relative to the largest logit: float32 sums in another order, no more
 
@@ -70,17 +77,21 @@ class ReferenceCheck:
 
 def layer_signature(m: nn.Module) -> tuple:
     """What makes two layers the same layer: type family, weight shape, stride, padding, groups
-    and bias (a norm: its width and eps)."""
-    family = next((t for t in LAYERS if isinstance(m, t)), type(m)).__name__
+    and bias (a norm: its width and eps); for tensors a module holds itself (a layer scale, a
+    class token, a position embedding), their shapes."""
+    family = next((t for t in LAYERS if isinstance(m, t)), None)
+    if family is None:
+        return ("tensors", tuple(tuple(t.shape) for t in state_of(m)))
+    name = family.__name__
     if isinstance(m, nn.Conv2d):
-        return family, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
+        return name, tuple(m.weight.shape), m.stride, m.padding, m.groups, m.bias is not None
     if isinstance(m, nn.Linear):
-        return family, tuple(m.weight.shape), m.bias is not None
+        return name, tuple(m.weight.shape), m.bias is not None
     if isinstance(m, nn.LayerNorm):
-        return family, m.normalized_shape, m.eps
+        return name, m.normalized_shape, m.eps
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return family, m.num_features, m.eps
-    return family, tuple((n, tuple(p.shape)) for n, p in m.named_parameters(recurse=False))
+        return name, m.num_features, m.eps
+    return (family.__name__,)
 
 
 @torch.no_grad()
@@ -94,6 +105,8 @@ def calibrate(model: nn.Module, img_size: int = 64, batches: int = 3) -> nn.Modu
     for name, p in model.named_parameters():
         if name.endswith("gamma"):  # ConvNeXt's layer scale, 1e-6 at init
             nn.init.uniform_(p, 0.5, 1.5)
+        if name.endswith("cls_token"):  # a ViT's class token, 1e-6 at init
+            nn.init.normal_(p, std=0.5)
     for m in model.modules():
         if isinstance(m, (nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
             nn.init.uniform_(m.weight, 0.5, 1.5)
@@ -114,6 +127,7 @@ def check_reference(
     ``ours`` gets its weights: pass models built for the check. The global random state is
     left as it was."""
     params = (_count(ours), _count(reference))
+    img_size = fixed_input_size(reference) or img_size  # timm's ViTs take one resolution
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         calibrate(reference, img_size)

@@ -26,11 +26,12 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureGetterNet
 
-from roadmap.arch.builder import RoadmapNet
+from roadmap.arch.blocks import get_block_kind
+from roadmap.arch.builder import RoadmapNet, feature_levels
 from roadmap.arch.registry import list_steps, load_everything
 from roadmap.arch.roadmaps import get_roadmap, roadmap_names
 from roadmap.arch.selection import Selection
-from roadmap.arch.spec import NetSpec, replace
+from roadmap.arch.spec import NetSpec, ends_in_tokens, replace
 from roadmap.errors import RoadmapError
 from roadmap.interop.pretrained import load_pretrained
 
@@ -43,16 +44,21 @@ __all__ = ["register_timm_models"]  # register_model appends every model name
 
 def pretrained_cfg(spec: NetSpec) -> dict[str, Any]:
     """timm's data/eval config for a spec; no URL (there are no published weights)."""
+    first = spec.stem[0] if spec.stem else spec.stages[0].downsample[0]
+    path = "stem.0" if spec.stem else "stages.0.downsample.0"
+    reduction = feature_levels(spec)[0][-1]["reduction"]
     return {
         "url": "",
         "num_classes": spec.num_classes,
         "input_size": (3, 224, 224),
-        "pool_size": (7, 7),  # 224 / 32: every step downsamples 32x
+        # the last feature map's size (7 x 7 at 1/32); tokens have none, as in timm's ViT
+        "pool_size": None if ends_in_tokens(spec) else (224 // reduction,) * 2,
         "crop_pct": 0.875,  # timm's MobileNetV3-L evaluation crop (RepViT uses 0.95)
         "interpolation": "bicubic",
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "stem.0.conv",  # a ConvNorm's conv; still there once fused
+        # the first conv (a ConvNorm's, still there once fused; a patch embedding's proj)
+        "first_conv": f"{path}.{get_block_kind(first.kind).first_conv}",
         "classifier": "head.classifier.fc" if spec.head.norm else "head.classifier",
         "license": "mit",
     }

@@ -2,7 +2,9 @@
 
 MACs are counted by tracing with fvcore, which counts one fused multiply-add as one "flop"; we
 call the unit what it is, MACs. We count what the RepViT paper and timm count: convolutions and
-linear layers. BatchNorm (folded away for deployment), pooling, activations, SE gating and
+linear layers, and a transformer's attention products (q k^T and the weighted sum of v, which
+fvcore does not know inside ``scaled_dot_product_attention``: counted here as it counts a
+matmul). BatchNorm (folded away for deployment), pooling, activations, softmax, SE gating and
 residual additions are excluded.
 """
 
@@ -18,12 +20,24 @@ import torch
 from torch import nn
 
 # fvcore's default handles that are not multiply-adds of a conv or a linear layer.
-MACS_UNIT = "MACs (fvcore, batch 1; conv + linear multiply-adds)"
+MACS_UNIT = "MACs (fvcore, batch 1; conv, linear and attention multiply-adds)"
 _NOT_COUNTED = ("aten::batch_norm", "aten::adaptive_avg_pool2d", "aten::upsample_nearest2d")
 
 
 def _count_nothing(_inputs: list, _outputs: list) -> Counter:
     return Counter()
+
+
+def _attention_macs(inputs: list, _outputs: list) -> Counter:
+    """q (..., Nq, d) k^T (..., d, Nk), then (..., Nq, Nk) v (..., Nk, dv): the two products."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(inputs[i]) for i in range(3))
+    batch = 1
+    for n in q[:-2]:
+        batch *= n
+    (nq, d), nk, dv = q[-2:], k[-2], v[-1]
+    return Counter({"attention": batch * nq * nk * (d + dv)})
 
 
 def count_params(model: nn.Module) -> int:
@@ -52,6 +66,7 @@ def count_macs(model: nn.Module, img_size: int = 224, in_channels: int = 3) -> i
         analysis = FlopCountAnalysis(model, x)
         # A zero-counting handle, not None: fvcore keeps its own handle for an op set to None.
         analysis.set_op_handle(**{op: _count_nothing for op in _NOT_COUNTED})
+        analysis.set_op_handle("aten::scaled_dot_product_attention", _attention_macs)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore").setLevel(logging.ERROR)
         with torch.no_grad():

@@ -50,6 +50,8 @@ COLOURS = {
     "pool": "#fff2cc",
     "linear": "#d0ece7",
     "identity": "#ffffff",
+    "attention": "#f4cccc",
+    "token": "#fff2cc",
 }
 
 
@@ -128,7 +130,11 @@ def head(h: HeadSpec, width: int, num_classes: int, fused: bool = False) -> Node
     if h.pre_pool_channels:
         layers += anatomy.conv_norm(1, width, h.pre_pool_channels, fused, act=h.activation)
         width = h.pre_pool_channels
-    layers += (Box("pool", f"global {h.pool or 'no'} pooling"),)
+    folded = fused and h.pre_pool_norm == "batch" and h.pool == "avg" and num_classes
+    if h.pre_pool_norm and not folded:
+        layers += (Box("bn", {"layer": "LN", "batch": "BN"}[h.pre_pool_norm]),)
+    pooling = "class token" if h.pool == "token" else f"global {h.pool or 'no'} pooling"
+    layers += (Box("pool", pooling),)
     if h.hidden_channels:
         hidden = (width, h.hidden_channels)
         layers += (Box("conv", f"1x1 conv {width}->{h.hidden_channels}", hidden),)

@@ -161,7 +161,7 @@ def test_kind_registry_is_strict(grouped_mix: BlockKind) -> None:
         register_block_kind(grouped_mix)
     with pytest.raises(RoadmapError, match="parts may be"):
         register_block_kind(BlockKind("odd", build=GroupedMix, draw=draw_grouped_mix,
-                                      parts={"x": "attention"}))  # fmt: skip
+                                      parts={"x": "recurrence"}))  # fmt: skip
     with pytest.raises(RoadmapError, match="unknown block kind 'nope'; known: conv, .*grouped_mix"):
         get_block_kind("nope")
 

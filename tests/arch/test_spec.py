@@ -39,7 +39,7 @@ def test_unknown_key_names_its_path():
         ("kernel_size", 4, "kernel_size must be odd"),
         ("stride", 3, "stride must be 1 or 2"),
         ("activation", "swish", "activation 'swish'"),
-        ("kind", "transformer", "unknown block kind 'transformer'; known: conv"),
+        ("kind", "mamba", "unknown block kind 'mamba'; known: conv"),
         ("out_channels", 0, "out_channels must be between 1 and"),
     ],
 )

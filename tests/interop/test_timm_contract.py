@@ -2,8 +2,14 @@
 
 Parametrized over every registered step (so a new step is covered the day it is added), plus
 the paper's control and two leave-one-outs built through the Python API, and every step of
-ConvNeXt's roadmap. At the endpoints, the contract's numbers must equal timm's own
-`mobilenetv3_large_100`, `repvit_m0_9`, `resnet50` and `convnext_tiny`.
+ConvNeXt's and Visformer's roadmaps. At the endpoints, the contract's numbers must equal timm's
+own `mobilenetv3_large_100`, `repvit_m0_9`, `resnet50`, `convnext_tiny`,
+`deit_small_patch16_224` and `visformer_small`.
+
+A network whose features are tokens (DeiT-S, before the transition's first step) keeps timm's
+ViT contract: ``forward_features`` returns the tokens (B, N, C), class token first, and its
+intermediate features are maps without the class token (``output_fmt="NCHW"``), one per
+reduction: DeiT-S has one level, at 1/16, where timm's ViT offers each block as one.
 """
 
 import pytest
@@ -34,15 +40,16 @@ pytestmark = [
 # Every step of every built-in roadmap, by its timm name.
 TIMM_NAMES = [f"roadmap_{s}" for s in roadmap.list_steps("repvit")]
 CONVNEXT_NAMES = [f"roadmap_convnext_{s}" for s in roadmap.list_steps(roadmap="convnext")]
+VISFORMER_NAMES = [f"roadmap_visformer_{s}" for s in roadmap.list_steps(roadmap="visformer")]
 # The fast tier checks RepViT's two ends (the timm references; ConvNeXt's are held against timm
 # in tests/arch/test_endpoints.py and here by the full suite, which checks every step).
 TIMM_ENDS = (0, len(TIMM_NAMES) - 1)
-ALL_NAMES = representative(TIMM_NAMES + CONVNEXT_NAMES, keep=TIMM_ENDS)
+ALL_NAMES = representative(TIMM_NAMES + CONVNEXT_NAMES + VISFORMER_NAMES, keep=TIMM_ENDS)
 
 
 def networks() -> list[tuple[str, object]]:
     """(id, factory) for every timm-registered step and the API-built ablations."""
-    out = [(name, _timm_factory(name)) for name in TIMM_NAMES + CONVNEXT_NAMES]
+    out = [(name, _timm_factory(name)) for name in TIMM_NAMES + CONVNEXT_NAMES + VISFORMER_NAMES]
     return out + [(a.name, _api_factory(a)) for a in ABLATIONS]
 
 
@@ -73,9 +80,15 @@ CONVNEXT_FORMS = [
         "separate_downsampling",  # patch merging, LayerNorm head: ConvNeXt-T
     )
 ]
-FORM_NETWORKS = [(n, m) for n, m in NETWORKS if n not in CONVNEXT_NAMES or n in CONVNEXT_FORMS]
+# Visformer's: tokens, maps with LayerNorm, BatchNorm, the 3x3 MLP, no attention, Visformer-S.
+CONVNEXT_FORMS += [
+    f"roadmap_visformer_{s}"
+    for s in ("deit_s", "global_pool", "batch_norm", "conv_ffn", "no_attention", "visformer_s")
+]
+OTHERS = CONVNEXT_NAMES + VISFORMER_NAMES
+FORM_NETWORKS = [(n, m) for n, m in NETWORKS if n not in OTHERS or n in CONVNEXT_FORMS]
 FORM_IDS = [n for n, _ in FORM_NETWORKS]
-FORM_NAMES = [n for n in TIMM_NAMES + CONVNEXT_NAMES if n in TIMM_NAMES or n in CONVNEXT_FORMS]
+FORM_NAMES = [n for n in TIMM_NAMES + OTHERS if n in TIMM_NAMES or n in CONVNEXT_FORMS]
 ENDPOINTS = TIMM_ENDS
 IDS = [name for name, _ in NETWORKS]
 
@@ -97,17 +110,24 @@ def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: A
     x = torch.randn(1, 3, IMG, IMG)
     with torch.no_grad():
         features = model.forward_features(x)
-        assert features.shape == (1, model.num_features, IMG // 32, IMG // 32)
+        side = IMG // model.feature_info[-1]["reduction"]  # 1/32, or 1/16 before the stages
+        if model.tokens:  # timm's ViT: the tokens, class token first
+            assert features.shape == (1, model.num_prefix_tokens + side**2, model.num_features)
+        else:
+            assert features.shape == (1, model.num_features, side, side)
         pre_logits = model.forward_head(features, pre_logits=True)
         assert pre_logits.shape == (1, model.head_hidden_size)
         assert torch.allclose(model.forward_head(features), model(x))
         assert model.get_classifier()(pre_logits).shape == (1, model.num_classes)
         model.reset_classifier(0)  # a backbone: pooled features out
         assert model(x).shape == (1, model.head_hidden_size)
-        model.reset_classifier(0, "")  # no pooling: the feature map out
-        assert model(x).shape[:2] == (1, model.head_hidden_size) and model(x).ndim == 4
+        model.reset_classifier(0, "")  # no pooling: the feature map (or the tokens) out
+        if model.tokens:
+            assert model(x).shape == features.shape
+        else:
+            assert model(x).shape[:2] == (1, model.head_hidden_size) and model(x).ndim == 4
         head = model.spec.head  # a layer after the pooling fixes the pooled width
-        fixed = head.hidden_channels is not None or head.pool_norm
+        fixed = head.hidden_channels is not None or head.pool_norm or model.tokens
         model.reset_classifier(0, "max" if fixed else "catavgmax")
         assert model(x).ndim == 2
 
@@ -117,10 +137,14 @@ def test_default_cfg_names_real_layers(name: str) -> None:
     model = timm.create_model(name)
     cfg, state = model.pretrained_cfg, model.state_dict()
     assert f"{cfg['first_conv']}.weight" in state and f"{cfg['classifier']}.weight" in state
-    assert cfg["pool_size"] == (7, 7) and cfg["input_size"] == (3, 224, 224)
+    assert cfg["input_size"] == (3, 224, 224)
     with torch.no_grad():
         features = model.eval().forward_features(torch.randn(1, *cfg["input_size"]))
-    assert tuple(features.shape[-2:]) == cfg["pool_size"]
+    if model.tokens:  # tokens have no pool size, as in timm's ViT
+        assert cfg["pool_size"] is None and features.ndim == 3
+    else:  # 1/32 (1/16 for the transition's first step, before its stages)
+        assert tuple(features.shape[-2:]) == cfg["pool_size"]
+        assert cfg["pool_size"] == ((14, 14) if name.endswith("global_pool") else (7, 7))
 
 
 @pytest.mark.parametrize(("name", "make"), representative(NETWORKS, keep=ENDPOINTS), ids=IDS)
@@ -133,8 +157,9 @@ def test_intermediates_match_feature_info(name: str, make) -> None:  # noqa: ANN
         assert torch.equal(final, model.forward_features(x))
         assert [f.shape[1] for f in feats] == [i["num_chs"] for i in info]
         assert [IMG // f.shape[-1] for f in feats] == [i["reduction"] for i in info]
-        last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
-        assert all(torch.equal(a, b) for a, b in zip(last_two, feats[-2:], strict=True))
+        n = min(2, len(info))  # DeiT-S has one level
+        last_two = model.forward_intermediates(x, indices=n, intermediates_only=True)
+        assert all(torch.equal(a, b) for a, b in zip(last_two, feats[-n:], strict=True))
         early = model.forward_intermediates(x, indices=[0], stop_early=True)[1]
         assert torch.equal(early[0], feats[0])
 
@@ -145,9 +170,14 @@ def test_features_only_through_timm(name: str) -> None:
     with torch.no_grad():
         outs = model(torch.randn(1, 3, IMG, IMG))
     assert [o.shape[1] for o in outs] == model.feature_info.channels()
-    assert len(outs) >= 4
-    pruned = timm.create_model(name, features_only=True, out_indices=(1,))
-    full = sum(p.numel() for p in model.parameters())
+    assert [IMG // o.shape[-1] for o in outs] == model.feature_info.reduction()
+    # DeiT-S and its first step have one level (all at 1/16), the later steps three; the
+    # convolutional roadmaps four or five
+    single = name.endswith(("deit_s", "global_pool"))
+    assert len(outs) >= (1 if single else 3 if "visformer" in name else 4)
+    pruned = timm.create_model(name, features_only=True, out_indices=(min(1, len(outs) - 1),))
+    whole = model if len(outs) > 1 else timm.create_model(name, num_classes=0)
+    full = sum(p.numel() for p in whole.parameters())
     assert sum(p.numel() for p in pruned.parameters()) < full  # the layers after it are gone
 
 

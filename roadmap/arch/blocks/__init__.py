@@ -46,7 +46,7 @@ BlockSpec = Any
 Node = Any
 
 # Profile kinds a part may be (the rest of a network is stem, head, activation or other).
-PART_KINDS = ("token mixer", "SE", "channel mixer", "downsampling")
+PART_KINDS = ("token mixer", "SE", "channel mixer", "downsampling", "attention", "MLP")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,11 @@ class BlockKind:
         init: ``module -> None`` re-initializing a freshly built block, or None to keep
             PyTorch's defaults.
         plain: a plain layer (no feature level of its own; initialized as its stem is).
+        prefix_tokens: tokens a block of the kind prepends to the image's (a ViT's class
+            token: 1); the head's ``token`` pooling reads the first, and intermediate
+            features leave them out when they turn tokens into maps.
+        first_conv: the name of the first conv inside a block of the kind (timm's config
+            names a network's first conv: ``stem.0.conv``, ``stem.0.proj``).
     """
 
     name: str
@@ -78,6 +83,8 @@ class BlockKind:
     parts: Mapping[str, str] = field(default_factory=dict)
     init: Callable[[nn.Module], None] | None = None
     plain: bool = False
+    prefix_tokens: int = 0
+    first_conv: str = "conv"
 
     def value(self, block: BlockSpec, name: str) -> Any:
         """One of the kind's own fields: what the block sets, else the kind's default."""
