@@ -39,7 +39,23 @@ def _short(value: Any) -> str:
     if isinstance(value, dict) and "kind" in value:
         keys = ("kind", "out_channels", "kernel_size", "stride", "expand_ratio", "use_se")
         return "{" + ", ".join(f"{k}={value[k]}" for k in keys if k in value) + "}"
+    if isinstance(value, dict) and set(value) == {"downsample", "blocks"}:  # a whole stage
+        return (
+            f"stage: downsample {_blocks(value['downsample'])}, blocks {_blocks(value['blocks'])}"
+        )
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _blocks(blocks: list[dict]) -> str:
+    """A run of blocks in a few words: ``[patch_embed 384, 12 x transformer 384]``."""
+    runs: list[list] = []
+    for b in blocks:
+        label = f"{b['kind']} {b['out_channels']}"
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    return "[" + ", ".join(label if n == 1 else f"{n} x {label}" for label, n in runs) + "]"
 
 
 def diff(a: NetSpec, b: NetSpec) -> list[Change]:

@@ -201,7 +201,8 @@ app = typer.Typer(
     # would read "[mobile]" as a style and drop it).
     rich_markup_mode=None,
     help="Modernization roadmaps, step by step: RepViT's (MobileNetV3-L -> RepViT-M0.9, the "
-    "default) and ConvNeXt's (ResNet-50 -> ConvNeXt-T, --roadmap convnext).",
+    "default), ConvNeXt's (ResNet-50 -> ConvNeXt-T, --roadmap convnext), Visformer's (DeiT-S -> "
+    "Visformer-S, --roadmap visformer) and any installed package's (roadmap roadmaps).",
 )
 
 

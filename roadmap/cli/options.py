@@ -226,8 +226,8 @@ RoadmapOpt = Annotated[
         callback=checked_roadmap,
         parser=str,
         metavar="NAME",
-        help="Whose steps: an installed roadmap's name (`roadmap roadmaps` lists them: repvit, "
-        "convnext, and any package's or --plugin's).",
+        help="Whose steps: an installed roadmap's name (`roadmap roadmaps` lists them: the "
+        "built-in repvit, convnext and visformer, and any package's or --plugin's).",
     ),
 ]
 

@@ -55,6 +55,7 @@ class ReferenceCheck:
         max_abs_diff: the largest |logit difference| with the same weights, or None when the
             layers differ (the weights cannot be copied).
         scale: the reference's largest |logit| on the same images.
+        img_size: the resolution of the images compared on.
     """
 
     params: tuple[int, int]
@@ -62,6 +63,7 @@ class ReferenceCheck:
     difference: str
     max_abs_diff: float | None
     scale: float
+    img_size: int = 64
 
     @property
     def equal(self) -> bool:
@@ -135,14 +137,14 @@ def check_reference(
         layers = (len(a), len(b))
         difference = _first_difference(a, b)
         if difference:
-            return ReferenceCheck(params, layers, difference, None, 0.0)
+            return ReferenceCheck(params, layers, difference, None, 0.0, img_size)
         copy_by_order(ours, reference)
         copy_classifier(ours, reference)
         x = torch.randn(2, 3, img_size, img_size)
         with torch.no_grad():
             expected, got = reference(x), ours(x)
     diff = (got - expected).abs().max().item()
-    return ReferenceCheck(params, layers, "", diff, expected.abs().max().item())
+    return ReferenceCheck(params, layers, "", diff, expected.abs().max().item(), img_size)
 
 
 def _count(model: nn.Module) -> int:

@@ -17,6 +17,8 @@ How the split is made (our choices; the paper gives no such breakdown):
     declares (:mod:`roadmap.arch.blocks`: a RepViT block's ``token_mixer`` and
     ``channel_mixer``, a MobileNetV3 block's ``conv_dw`` and ``conv_pw``/``conv_pwl``, ...),
     or for a convolution no part names by its shape (depthwise, or 1x1).
+  - ``attention`` and ``MLP``: a transformer block's two halves, each with its norm (the
+    activation inside the MLP counts as ``activation``, as everywhere).
   - ``other``: operators outside every module above, run by a container's forward: residual
     additions, flattening.
   Modules are assigned whole where they hold no activation and no SE (a RepVGG token mixer in
@@ -63,6 +65,8 @@ KINDS = (
     "token mixer",
     "SE",
     "channel mixer",
+    "attention",
+    "MLP",
     "downsampling",
     "head",
     "activation",

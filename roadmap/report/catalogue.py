@@ -147,11 +147,14 @@ def reference_table(roadmap: Roadmap, ends: Sequence[EndCheck]) -> Table:
     """``roadmap verify``: each end of a roadmap beside its reference, and the verdict."""
     from roadmap.interop.reference import TOLERANCE
 
+    sizes = sorted({end.check.img_size for end in ends}) or [64]
+    pixels = " or ".join(f"{s}x{s}" for s in sizes)
     table = Table(
         title=f"The {roadmap.name} roadmap's ends against their references",
         caption="Random weights, copied layer by layer into ours (the reference's norms given "
         "random values and statistics first); parameters and layers before the classifier; "
-        f"logits on 2 random 64x64 images, equal within {TOLERANCE:g} of the largest.",
+        f"logits on 2 random {pixels} images (a reference that takes one resolution, as timm's "
+        f"ViTs do, at that one), equal within {TOLERANCE:g} of the largest.",
         caption_justify="left",
     )
     for name in ("step", "reference", "params ours / ref", "layers ours / ref", "max |Δ logit|"):

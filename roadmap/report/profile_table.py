@@ -21,6 +21,7 @@ PROFILE_ROWS = (*KINDS, UNATTRIBUTED)
 SHORT_KIND = {
     "token mixer": "token",
     "channel mixer": "channel",
+    "attention": "attn",
     "downsampling": "down",
     "activation": "act",
     UNATTRIBUTED: "unattr.",

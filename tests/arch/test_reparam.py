@@ -43,7 +43,17 @@ CONVNEXT_FAST = {"separate_downsampling"}
 SELECTIONS |= {
     name: roadmap.resolve_steps(upto=step, roadmap="convnext") for name, step in CONVNEXT.items()
 }
-FAST = set(roadmap.list_steps("repvit")) | {f"convnext.{s}" for s in CONVNEXT_FAST}
+# Visformer's: every step (at 64 px its networks are small); the fast tier folds Visformer-S
+# (BatchNorm in the patch embeddings, the blocks and the final norm before the classifier).
+VISFORMER = {f"visformer.{s}": s for s in roadmap.list_steps(roadmap="visformer")}
+SELECTIONS |= {
+    name: roadmap.resolve_steps(upto=step, roadmap="visformer") for name, step in VISFORMER.items()
+}
+FAST = (
+    set(roadmap.list_steps("repvit"))
+    | {f"convnext.{s}" for s in CONVNEXT_FAST}
+    | {"visformer.visformer_s"}
+)
 
 
 def assert_same_function(a: nn.Module, b: nn.Module, img_size: int = IMG, chans: int = 3) -> None:
@@ -71,7 +81,7 @@ def _one_thread() -> Iterator[None]:
 def calibrated(request: pytest.FixtureRequest) -> nn.Module:
     """A network of the selection, with non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
-    name = "convnext" if request.param in CONVNEXT else "repvit"
+    name = request.param.split(".")[0] if "." in request.param else "repvit"
     steps = SELECTIONS[request.param]
     return calibrate_bn(roadmap.build_model(steps=steps, num_classes=10, roadmap=name))
 
@@ -104,14 +114,16 @@ def test_fuse_folds_every_norm_and_leaves_the_original(calibrated: nn.Module) ->
 FORMS = [
     n
     for n in SELECTIONS
-    if n not in CONVNEXT
+    if n not in {**CONVNEXT, **VISFORMER}
     or n in {f"convnext.{s}" for s in ("resnet50", "depthwise_conv", "move_up_dw", "fewer_norms")}
+    or n in {f"visformer.{s}" for s in ("deit_s", "batch_norm", "visformer_s")}
 ]
 
 
 @pytest.mark.slow  # every selection again; the fast tier folds and compares them
 @pytest.mark.parametrize("calibrated", FORMS, indirect=True)
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace")  # deprecated in favour of torch.export
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the position embedding's size test
 def test_fused_model_traces(fused: nn.Module) -> None:
     x = torch.randn(2, 3, IMG, IMG)
     with torch.no_grad():
