@@ -25,8 +25,8 @@ from roadmap.study.agreement import PaperAgreement
 
 NOISE_MARK = "≈"  # a difference within the noise, in every table
 MACS_LEGEND = (
-    "MACs counted by fvcore at batch 1: conv + linear multiply-adds "
-    "(BN, pooling, activations, SE gating and residual adds excluded)"
+    "MACs counted by fvcore at batch 1: conv + linear multiply-adds, and attention's q·kᵀ and "
+    "weighted sum (BN, pooling, activations, softmax, SE gating and residual adds excluded)"
 )
 
 

@@ -213,6 +213,12 @@ DRAWINGS = [
     ),
     *((n, False) if n in CONVNEXT_FAST else pytest.param(n, False, marks=SLOW) for n in CONVNEXT),
     *(pytest.param(n, True, marks=SLOW) for n in CONVNEXT_FOLDS),
+    # Visformer's: every step in both forms, in the full suite (tokens, maps, attention)
+    *(
+        pytest.param(f"visformer.{n}", fused, marks=SLOW)
+        for n in roadmap.list_steps(roadmap="visformer")
+        for fused in (False, True)
+    ),
 ]
 
 
