@@ -440,7 +440,7 @@ PATCH_EMBED = register_block_kind(
         "patch_embed",
         build=PatchEmbed,
         draw=draw_patch_embed,
-        title="ViT's patch embedding: kxk stride-k conv -> [tokens] -> [norm]",
+        title="ViT's patch embedding: kxk stride-k conv, as tokens or a map, optional norm",
         reads=("out_channels", "kernel_size", "stride"),
         extra={**TOKENS, "norm": ("str", "")},
         check=_patch_checks,
