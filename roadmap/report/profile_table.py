@@ -17,6 +17,18 @@ PROFILE_NOTE = (
     "and hooks between operators"
 )
 PROFILE_ROWS = (*KINDS, UNATTRIBUTED)
+# Kinds only some networks have (a transformer's attention and MLP): a table leaves them out
+# when none of its networks spent any time in them.
+OPTIONAL_KINDS = ("attention", "MLP")
+
+
+def shown_kinds(profiles: Sequence[Profile]) -> tuple[str, ...]:
+    """The rows of a table of these profiles: every kind but an optional one none has."""
+    return tuple(
+        k
+        for k in PROFILE_ROWS
+        if k not in OPTIONAL_KINDS or any(p.kinds[k].median_ms > 0 for p in profiles)
+    )
 # Column titles of the step-by-kind matrix, short enough for a 100-column terminal.
 SHORT_KIND = {
     "token mixer": "token",
@@ -47,7 +59,7 @@ def profile_table(profiles: Sequence[Profile]) -> Table:
     if before:
         table.add_column("Δ", justify="right", no_wrap=True)
     deltas = compare(before[0], after) if before else {}
-    for kind in (*PROFILE_ROWS, TOTAL):
+    for kind in (*shown_kinds(profiles), TOTAL):
         r = after.total if kind == TOTAL else after.kinds[kind]
         cells = [Text(kind, style="bold" if kind == TOTAL else "")]
         if before:
@@ -82,13 +94,14 @@ def _profile_matrix(profiles: Sequence[Profile]) -> Table:
         caption_justify="left",
     )
     table.add_column("step", no_wrap=True)
-    for kind in (*PROFILE_ROWS, TOTAL):
+    kinds = shown_kinds(profiles)
+    for kind in (*kinds, TOTAL):
         table.add_column(SHORT_KIND.get(kind, kind), justify="right", no_wrap=True)
     previous = None
     for p in profiles:
         deltas = compare(previous, p) if previous else {}
         cells = []
-        for kind in (*PROFILE_ROWS, TOTAL):
+        for kind in (*kinds, TOTAL):
             r = p.total if kind == TOTAL else p.kinds[kind]
             d = deltas.get(kind)
             mark = "" if d is None or d.noise else ("↑" if d.delta_ms > 0 else "↓")
@@ -129,7 +142,7 @@ def profile_markdown(profiles: Sequence[Profile]) -> str:
         "|---|" + "---:|" * (len(profiles) + (1 if before else 0) + 1),
     ]
     deltas = compare(before[0], after) if before else {}
-    for kind in (*PROFILE_ROWS, TOTAL):
+    for kind in (*shown_kinds(profiles), TOTAL):
         values = [(p.total if kind == TOTAL else p.kinds[kind]).median_ms for p in profiles]
         cells = [f"{v:.2f}" for v in values]
         if before:
