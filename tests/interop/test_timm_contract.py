@@ -41,6 +41,12 @@ pytestmark = [
 TIMM_NAMES = [f"roadmap_{s}" for s in roadmap.list_steps("repvit")]
 CONVNEXT_NAMES = [f"roadmap_convnext_{s}" for s in roadmap.list_steps(roadmap="convnext")]
 VISFORMER_NAMES = [f"roadmap_visformer_{s}" for s in roadmap.list_steps(roadmap="visformer")]
+# Visformer's forms (tokens; a map with LayerNorm, BatchNorm, the 3x3 MLP, no attention; its
+# end): the per-network checks take these, the config and feature checks every step.
+VISFORMER_FORMS = [
+    f"roadmap_visformer_{s}"
+    for s in ("deit_s", "global_pool", "batch_norm", "conv_ffn", "no_attention", "visformer_s")
+]
 # The fast tier checks RepViT's two ends (the timm references; ConvNeXt's are held against timm
 # in tests/arch/test_endpoints.py and here by the full suite, which checks every step).
 TIMM_ENDS = (0, len(TIMM_NAMES) - 1)
@@ -49,7 +55,7 @@ ALL_NAMES = representative(TIMM_NAMES + CONVNEXT_NAMES + VISFORMER_NAMES, keep=T
 
 def networks() -> list[tuple[str, object]]:
     """(id, factory) for every timm-registered step and the API-built ablations."""
-    out = [(name, _timm_factory(name)) for name in TIMM_NAMES + CONVNEXT_NAMES + VISFORMER_NAMES]
+    out = [(name, _timm_factory(name)) for name in TIMM_NAMES + CONVNEXT_NAMES + VISFORMER_FORMS]
     return out + [(a.name, _api_factory(a)) for a in ABLATIONS]
 
 
@@ -80,12 +86,8 @@ CONVNEXT_FORMS = [
         "separate_downsampling",  # patch merging, LayerNorm head: ConvNeXt-T
     )
 ]
-# Visformer's: tokens, maps with LayerNorm, BatchNorm, the 3x3 MLP, no attention, Visformer-S.
-CONVNEXT_FORMS += [
-    f"roadmap_visformer_{s}"
-    for s in ("deit_s", "global_pool", "batch_norm", "conv_ffn", "no_attention", "visformer_s")
-]
-OTHERS = CONVNEXT_NAMES + VISFORMER_NAMES
+CONVNEXT_FORMS += VISFORMER_FORMS
+OTHERS = CONVNEXT_NAMES + VISFORMER_FORMS
 FORM_NETWORKS = [(n, m) for n, m in NETWORKS if n not in OTHERS or n in CONVNEXT_FORMS]
 FORM_IDS = [n for n, _ in FORM_NETWORKS]
 FORM_NAMES = [n for n in TIMM_NAMES + OTHERS if n in TIMM_NAMES or n in CONVNEXT_FORMS]

@@ -180,7 +180,7 @@ def test_a_signal_to_the_parent_stops_every_worker_and_loses_nothing(
     both runs from there."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
     command = [sys.executable, "-m", "roadmap", "run", "--upto", "gelu", "--jobs", "2"]
-    command += ["--data", "synthetic:512", "--epochs", "2", "--batch-size", "16"]
+    command += ["--data", "synthetic:384", "--epochs", "2", "--batch-size", "16"]
     command += ["--img-size", "32", "--results", str(tmp_path)]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     seen, deadline = [], time.monotonic() + 120
