@@ -214,12 +214,10 @@ DRAWINGS = [
     *((n, False) if n in CONVNEXT_FAST else pytest.param(n, False, marks=SLOW) for n in CONVNEXT),
     *(pytest.param(n, True, marks=SLOW) for n in CONVNEXT_FOLDS),
     # Visformer's: every step in the full suite (tokens, maps, attention), and the deploy form
-    # where BatchNorm folds (from batch_norm on: one of each form)
+    # of its end, where every kind of fold happens (BatchNorm into a patch conv, a qkv or MLP
+    # conv, and the classifier)
     *(pytest.param(f"visformer.{n}", False, marks=SLOW) for n in roadmap.list_steps("visformer")),
-    *(
-        pytest.param(f"visformer.{n}", True, marks=SLOW)
-        for n in ("batch_norm", "conv_ffn", "no_attention", "visformer_s")
-    ),
+    pytest.param("visformer.visformer_s", True, marks=SLOW),
 ]
 
 

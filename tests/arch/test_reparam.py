@@ -116,7 +116,7 @@ FORMS = [
     for n in SELECTIONS
     if n not in {**CONVNEXT, **VISFORMER}
     or n in {f"convnext.{s}" for s in ("resnet50", "depthwise_conv", "move_up_dw", "fewer_norms")}
-    or n in {f"visformer.{s}" for s in ("deit_s", "batch_norm", "visformer_s")}
+    or n == "visformer.visformer_s"
 ]
 
 

@@ -139,6 +139,7 @@ FLAGS = [
 ]
 
 
+@pytest.mark.slow  # a browser start: seconds; the fast tier checks the page's HTML
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
 def test_the_page_renders_in_a_real_browser(page: Path, tmp_path: Path) -> None:
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
