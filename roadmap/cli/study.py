@@ -1,4 +1,5 @@
-"""Commands that compare networks and teach: table, ablate, plot, explain, walkthrough."""
+"""Commands that compare networks and teach: table, ablate, plot, explain, walkthrough,
+notebook."""
 
 import sys
 from pathlib import Path
@@ -340,6 +341,32 @@ def walkthrough_cmd(
     console.print(
         f"wrote {out}" + (f" and {len(written) - 1} file(s) beside it" if len(written) > 1 else "")
     )
+
+
+@command("notebook")
+def notebook_cmd(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The .ipynb file to write (Jupyter's notebook format 4).",
+            show_default=False,
+        ),
+    ],
+    upto: Annotated[
+        str | None, typer.Option("--upto", help="Teach the roadmap up to this step.")
+    ] = None,
+    roadmap: RoadmapOpt = DEFAULT_ROADMAP,
+) -> None:
+    """The roadmap as a Jupyter notebook to run cell by cell: each step's lesson, diff and
+    diagrams as text; its size and latency, a short training, the plot and the exercises as
+    cells that measure on the machine that runs them (a GPU when there is one)."""
+    from roadmap.teach import notebook
+
+    with working("writing the notebook: drawing and counting each step"):
+        notebook.write_notebook(out, roadmap, upto)
+    console.print(f"wrote {out}")
+    console.print(f"open it with: jupyter lab {out}", soft_wrap=True)
 
 
 def _page_lessons(pages: list[str]) -> None:

@@ -102,6 +102,7 @@ def lesson(
     rows: list[comparison.Row] | None = None,
     start: Selection | None = None,
     progress: Callable[[str], None] | None = None,
+    measure: bool = True,
 ) -> Lesson:
     """Explain one roadmap step.
 
@@ -114,6 +115,9 @@ def lesson(
             (the walkthrough measures all steps once); ``latency_settings`` is then unused.
         start: apply the step to this network (e.g. a spec file's) instead of the roadmap
             up to the step before it.
+        measure: count (and with ``latency_settings`` time) the networks; without it the
+            lesson holds only what the code decides (text, diff, diagrams, blocks), as a
+            notebook's text does.
     """
     step = registry.get_step(name, roadmap)
     if start is None:
@@ -133,6 +137,8 @@ def lesson(
     wanted = [les.previous, network] if les.previous else [network]
     if rows is not None:
         rows = [r for r in rows if r.variant.selection in wanted]
+    if not measure:
+        return les
     if rows and len(rows) == len(wanted):
         les.study = comparison.Study.of(rows)
     else:
@@ -238,10 +244,14 @@ def _describe(m: nn.Module) -> str:
 
 
 def lesson_markdown(
-    les: Lesson, heading: str = "##", image: Callable[[Diagram], str] | None = None
+    les: Lesson,
+    heading: str = "##",
+    image: Callable[[Diagram], str] | None = None,
+    numbers: bool = True,
 ) -> str:
     """One lesson as Markdown: heading, lesson text, diff, diagrams (when ``image`` gives each
-    diagram a source to link), block, numbers, commands."""
+    diagram a source to link), block, numbers (unless ``numbers`` is False: a notebook
+    measures them in a cell of its own), commands."""
     s = les.step
     parts = [f"{heading} {les.index}. `{s.name}`: {s.title} ({s.section})", "", les.step.lesson]
     if les.changes:
@@ -270,7 +280,8 @@ def lesson_markdown(
             *module_lines(les.after),
             "```",
         ]
-    parts += ["", numbers_markdown(les)]
+    if numbers:
+        parts += ["", numbers_markdown(les)]
     if les.profiles or les.profile_note:
         parts += ["", "**Where the time goes**, by layer kind (`roadmap profile`):", ""]
         parts.append(
