@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, register_model
 from timm.models._builder import pretrained_cfg_for_features
@@ -75,15 +76,21 @@ def _net(
     dtype: Any = None,
 ) -> RoadmapNet:
     """The model class timm instantiates: the network with timm's overrides (and, as timm's
-    own models take them, the device and dtype to make it on)."""
+    own models take them, the device and dtype to make it on: made there, not moved there, so
+    that ``device="meta"`` costs no memory and no initialization time)."""
     spec = network.spec(1000)
     head = spec.head
     if drop_rate is not None:
         head = replace(head, dropout=drop_rate)
     if global_pool is not None:
         head = replace(head, pool=global_pool)
-    model = RoadmapNet(replace(spec, num_classes=num_classes, in_channels=in_chans, head=head))
-    return model.to(device=device, dtype=dtype) if device or dtype else model
+    spec = replace(spec, num_classes=num_classes, in_channels=in_chans, head=head)
+    if device is None:
+        model = RoadmapNet(spec)
+    else:
+        with torch.device(device):
+            model = RoadmapNet(spec)
+    return model.to(dtype=dtype) if dtype else model
 
 
 def _entrypoint(name: str, network: Selection, doc: str):  # noqa: ANN202 (timm's signature)

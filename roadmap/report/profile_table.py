@@ -29,6 +29,8 @@ def shown_kinds(profiles: Sequence[Profile]) -> tuple[str, ...]:
         for k in PROFILE_ROWS
         if k not in OPTIONAL_KINDS or any(p.kinds[k].median_ms > 0 for p in profiles)
     )
+
+
 # Column titles of the step-by-kind matrix, short enough for a 100-column terminal.
 SHORT_KIND = {
     "token mixer": "token",

@@ -6,7 +6,9 @@ between the threaded kernels. Two processes with one thread each trained 1.2-1.5
 images per second as one process with two threads on the 2-core machine this was measured on
 (``benchmarks/train_cpu.py``; the README has the whole-study figure).
 
-How: N worker processes (``spawn``, so each starts clean: no OpenMP state copied by a fork)
+How: N worker processes (``spawn``, so each starts clean: no OpenMP state copied by a fork;
+messages come back over one pipe per worker, so nothing is left behind if this process is
+killed)
 with ``threads // N`` torch threads each go through the *same* list of runs in the same
 order, as N shells over one results folder always could: a worker trains the first run that
 is neither stored nor being trained, the run folder's lock deciding between two that reach it
@@ -27,8 +29,10 @@ process: the runs in progress finish, no new one starts, and the error names the
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -108,15 +112,18 @@ def train_in_workers(
     jobs = min(jobs, max(1, len(runs)))
     ordered = largest_first(runs, recipe.img_size)
     context = multiprocessing.get_context("spawn")
-    events, halt = context.Queue(), context.Event()
+    events, halt = _Events(context, jobs), _Flag(context)
     worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
     args = (ordered, data, recipe, worker_options, threads_per_job(jobs), loaded_plugins())
     workers = [
-        context.Process(target=_work, args=(k, *args, events, halt), name=f"roadmap-job{k}")
+        context.Process(
+            target=_work, args=(k, *args, events.sender(k), halt), name=f"roadmap-job{k}"
+        )
         for k in range(jobs)
     ]
     for w in workers:
         w.start()
+    events.started()
     outcomes, failures, stopped = _follow(workers, events, on_start, on_outcome, halt)
     failures = list(dict.fromkeys(failures))  # workers that failed alike (bad data) say it once
     if failures and not any(f.startswith(RUN_FAILED) for f in failures):
@@ -133,6 +140,73 @@ def train_in_workers(
             stopped,
         )
     return [outcomes[key] for key in ((r.network.name, r.seed) for r in runs) if key in outcomes]
+
+
+class _Events:
+    """What the workers tell this process, each over a pipe of its own.
+
+    Pipes rather than a ``multiprocessing.Queue``: a queue's locks are named POSIX semaphores,
+    and a parent killed outright (SIGKILL, the OOM killer) leaves them to the resource tracker,
+    which then warns about "leaked semaphore objects" on the terminal. A pipe is two file
+    descriptors the kernel closes with the process.
+    """
+
+    def __init__(self, context: Any, n: int) -> None:
+        pairs = [context.Pipe(duplex=False) for _ in range(n)]
+        self._readers = [reader for reader, _ in pairs]
+        self._writers = [writer for _, writer in pairs]
+        self._pending: collections.deque = collections.deque()
+
+    def sender(self, k: int) -> _Sender:
+        """The sending end for worker ``k``."""
+        return _Sender(self._writers[k])
+
+    def started(self) -> None:
+        """Close this process's copies of the sending ends (the workers hold theirs), so that
+        a worker's end of file is seen when it exits."""
+        for writer in self._writers:
+            writer.close()
+
+    def get(self, timeout: float) -> Any:
+        """The next message, or :class:`queue.Empty` after ``timeout`` seconds without one."""
+        if not self._pending and self._readers:
+            for reader in multiprocessing.connection.wait(self._readers, timeout):
+                try:
+                    self._pending.append(reader.recv())
+                except EOFError:  # that worker has exited and said everything it had to say
+                    self._readers.remove(reader)
+        if not self._pending:
+            raise queue.Empty
+        return self._pending.popleft()
+
+
+class _Sender:
+    """A worker's end of its pipe, with the queue's ``put``. Once the parent is gone (killed
+    outright) nobody reads the pipe: what the worker would say is dropped, and the worker stops
+    before its next run (it checks its parent there)."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def put(self, message: Any) -> None:
+        try:
+            self._connection.send(message)
+        except OSError:  # BrokenPipeError: the parent is gone
+            pass
+
+
+class _Flag:
+    """A flag every worker reads (``halt``: start no new run), in shared memory without a lock
+    (one byte, written only by this process), so that no semaphore is created either."""
+
+    def __init__(self, context: Any) -> None:
+        self._value = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
 
 
 def largest_first(runs: list[PlannedRun], img_size: int) -> list[PlannedRun]:
@@ -320,4 +394,4 @@ def _work(
         run = f"{RUN_FAILED}{current[0]} seed {current[1]}: " if current else ""
         events.put(("failed", k, run + what))
     finally:
-        events.put(("exit", k, None))  # the queue is flushed before the process ends
+        events.put(("exit", k, None))  # the parent reads it before the pipe's end of file

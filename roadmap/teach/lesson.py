@@ -103,6 +103,7 @@ def lesson(
     start: Selection | None = None,
     progress: Callable[[str], None] | None = None,
     measure: bool = True,
+    parts: bool = True,
 ) -> Lesson:
     """Explain one roadmap step.
 
@@ -118,6 +119,8 @@ def lesson(
         measure: count (and with ``latency_settings`` time) the networks; without it the
             lesson holds only what the code decides (text, diff, diagrams, blocks), as a
             notebook's text does.
+        parts: build the example block before and after and draw the diagrams; without them
+            the lesson holds its text, diff and numbers (a notebook's numbers cell).
     """
     step = registry.get_step(name, roadmap)
     if start is None:
@@ -132,8 +135,9 @@ def lesson(
     before = les.previous.spec() if les.previous else None
     les.changes = network.last_changes()
     les.block_path = example_path(les.changes)
-    les.before, les.after = _module(before, les.block_path), _module(after, les.block_path)
-    les.diagrams = lesson_diagrams(before, after, les.block_path)
+    if parts:
+        les.before, les.after = _module(before, les.block_path), _module(after, les.block_path)
+        les.diagrams = lesson_diagrams(before, after, les.block_path)
     wanted = [les.previous, network] if les.previous else [network]
     if rows is not None:
         rows = [r for r in rows if r.variant.selection in wanted]

@@ -150,8 +150,8 @@ project's README), then `pip install -e ".[notebook]"` for Jupyter itself. The n
 checks it and starts a session; it uses a CUDA GPU when PyTorch sees one.
 
 Environment variable `{BUDGET_ENV}=tiny` makes every cell cheap (2 latency
-iterations, one epoch on 100 images): that is how the tests run this notebook. Its numbers are
-then not figures.
+iterations at 64 px, one epoch on 100 images): that is how the tests run this notebook. Its
+numbers are then not figures.
 """
 
 _TRAINING = """

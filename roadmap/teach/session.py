@@ -51,6 +51,8 @@ class Budget:
         iters: timed latency iterations per network (interleaved rounds).
         epochs: training epochs (None: the recipe's).
         train_subset: training images (None: the recipe's, all of them for ``quick``).
+        img_size: the resolution latency and MACs are measured at (the paper's 224, or 64
+            to make the tiny budget cheap).
     """
 
     name: str
@@ -58,11 +60,12 @@ class Budget:
     iters: int
     epochs: int | None
     train_subset: int | None
+    img_size: int = 224
 
 
 BUDGETS = {
     "full": Budget("full", warmup=3, iters=20, epochs=None, train_subset=None),
-    "tiny": Budget("tiny", warmup=1, iters=2, epochs=1, train_subset=100),
+    "tiny": Budget("tiny", warmup=1, iters=2, epochs=1, train_subset=100, img_size=64),
 }
 
 
@@ -136,9 +139,13 @@ class Session:
 
     @property
     def latency(self) -> LatencySettings:
-        """How latency is measured: the fused network, batch 1 at 224 px, on this device."""
+        """How latency is measured: the fused network, batch 1 at the budget's resolution (224
+        px), on this device."""
         return LatencySettings(
-            device=self.device, warmup=self.budget.warmup, iters=self.budget.iters
+            device=self.device,
+            warmup=self.budget.warmup,
+            iters=self.budget.iters,
+            img_size=self.budget.img_size,
         )
 
     def _repr_markdown_(self) -> str:
@@ -155,8 +162,8 @@ class Session:
         return (
             f"**{self.roadmap.title}**, {len(self.network.steps)} steps; measuring on {where}; "
             f"budget `{self.budget.name}`{tiny}: {self.budget.iters} timed latency iterations "
-            f"per network, training `{recipe_label(self.recipe)}` on `{self.data}` into "
-            f"`{self.results}/`."
+            f"per network at {self.budget.img_size} px, training "
+            f"`{recipe_label(self.recipe)}` on `{self.data}` into `{self.results}/`."
         )
 
     __str__ = _repr_markdown_
@@ -167,7 +174,9 @@ class Session:
         """Every step's network counted and timed, interleaved (measured on the first call)."""
         if self._study is None:
             self._study = comparison.collect(
-                plan.prefixes(self.network), latency_settings=self.latency
+                plan.prefixes(self.network),
+                latency_settings=self.latency,
+                img_size=self.budget.img_size,
             )
         return self._study
 
@@ -178,7 +187,7 @@ class Session:
 
     def numbers(self, step: str) -> Shown:
         """One step's numbers: the network before it and after it, and the change."""
-        les = lesson.lesson(step, self.roadmap, rows=self.study().rows)
+        les = lesson.lesson(step, self.roadmap, rows=self.study().rows, parts=False)
         return Shown(lesson.numbers_markdown(les))
 
     # --- training -------------------------------------------------------------------------
@@ -242,7 +251,9 @@ class Session:
         full = Selection.of(self.roadmap, upto or self.network.steps[-1])
         without = Selection.of(self.roadmap, full.steps[-1], skip=[skip])
         study = comparison.collect(
-            [plan.variant(full), plan.variant(without)], latency_settings=self.latency
+            [plan.variant(full), plan.variant(without)],
+            latency_settings=self.latency,
+            img_size=self.budget.img_size,
         )
         return Shown(study_table.study_markdown(study, f"Without `{skip}`, measured here"))
 
@@ -252,7 +263,8 @@ class Session:
         model = build(selection.spec()).eval()
         deployed = fuse(model)
         torch.manual_seed(0)
-        x = torch.randn(4, 3, 224, 224)
+        size = self.budget.img_size
+        x = torch.randn(4, 3, size, size)
         with torch.inference_mode():
             a, b = model(x), deployed(x)
         moved = (a - b).abs().max().item()

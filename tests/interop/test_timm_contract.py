@@ -135,12 +135,14 @@ def test_features_head_and_classifier_agree(name: str, make) -> None:  # noqa: A
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_default_cfg_names_real_layers(name: str) -> None:
-    model = timm.create_model(name)
+    # shapes only: made on the meta device, where nothing is allocated or computed
+    model = timm.create_model(name, device="meta")
     cfg, state = model.pretrained_cfg, model.state_dict()
     assert f"{cfg['first_conv']}.weight" in state and f"{cfg['classifier']}.weight" in state
     assert cfg["input_size"] == (3, 224, 224)
     with torch.no_grad():
-        features = model.eval().forward_features(torch.randn(1, *cfg["input_size"]))
+        x = torch.empty(1, *cfg["input_size"], device="meta")
+        features = model.eval().forward_features(x)
     if model.tokens:  # tokens have no pool size, as in timm's ViT
         assert cfg["pool_size"] is None and features.ndim == 3
     else:  # 1/32 (1/16 for the transition's first step, before its stages)
@@ -258,8 +260,9 @@ FORMS = {
 @pytest.mark.parametrize("name", representative(sorted(timm.list_models("roadmap_*"))))
 def test_every_form_carries_timms_config(name: str, form: str) -> None:
     """Code that prepares a detector's input reads ``model.pretrained_cfg["mean"]``: every
-    model timm creates for us has it, in every form, as timm's own models do."""
-    model = timm.create_model(name, **FORMS[form])
+    model timm creates for us has it, in every form, as timm's own models do (made on the
+    meta device: the config is what is checked, not the weights)."""
+    model = timm.create_model(name, device="meta", **FORMS[form])
     assert model.pretrained_cfg is model.default_cfg
     assert model.pretrained_cfg["mean"] == timm.data.IMAGENET_DEFAULT_MEAN
     config = timm.data.resolve_data_config({}, model=model)

@@ -1,6 +1,7 @@
 """`roadmap run --jobs N`: runs trained at once by worker processes on this machine."""
 
 import json
+import multiprocessing
 import os
 import queue
 import signal
@@ -298,3 +299,31 @@ def test_a_finished_plan_starts_no_worker(tmp_path: Path, monkeypatch: pytest.Mo
     again = runner.invoke(app, [*plan, "--jobs", "2"])
     assert again.exit_code == 0, again.output
     assert sum(line.startswith("stored ") for line in again.output.splitlines()) == 2
+
+
+def test_the_workers_channels_create_no_semaphore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parent killed outright cannot unlink named semaphores, and the resource tracker then
+    warns about "leaked semaphore objects" on the terminal: the channels to the workers (a pipe
+    each, a flag in shared memory) create none. A multiprocessing Queue, what they replaced,
+    would."""
+    from multiprocessing import resource_tracker
+
+    registered: list[str] = []
+    real = resource_tracker.register
+
+    def spy(name: str, kind: str) -> None:
+        registered.append(kind)
+        real(name, kind)
+
+    monkeypatch.setattr(resource_tracker, "register", spy)
+    context = multiprocessing.get_context("spawn")
+    events, halt = parallel._Events(context, 2), parallel._Flag(context)
+    sender = events.sender(1)
+    halt.set()
+    sender.put(("exit", 1, None))
+    assert halt.is_set() and events.get(timeout=1.0) == ("exit", 1, None)
+    with pytest.raises(queue.Empty):
+        events.get(timeout=0.01)
+    assert registered == []
+    context.Queue()  # the check can fail: a queue's locks are tracked semaphores
+    assert "semaphore" in registered
