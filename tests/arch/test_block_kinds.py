@@ -171,17 +171,28 @@ def test_kind_registry_is_strict(grouped_mix: BlockKind) -> None:
 
 def conv_widths(module: nn.Module, x: torch.Tensor, network: nn.Module) -> list[tuple[int, int]]:
     """(in, out) of every conv/linear layer inside ``module``, in the order a forward runs them."""
-    order: list[tuple[int, int]] = []
+    return convs_by_part(network, x, {"": module})[""]
 
-    def record(layer: nn.Module, _inputs: object, _output: object) -> None:
-        if isinstance(layer, nn.Conv2d):
-            order.append((layer.in_channels, layer.out_channels))
-        else:
-            order.append((layer.in_features, layer.out_features))
+
+def convs_by_part(
+    network: nn.Module, x: torch.Tensor, parts: dict[str, nn.Module]
+) -> dict[str, list[tuple[int, int]]]:
+    """:func:`conv_widths` of several parts of one network, from a single forward pass."""
+    order: dict[str, list[tuple[int, int]]] = {key: [] for key in parts}
+
+    def recorder(key: str):  # noqa: ANN202
+        def record(layer: nn.Module, _inputs: object, _output: object) -> None:
+            if isinstance(layer, nn.Conv2d):
+                order[key].append((layer.in_channels, layer.out_channels))
+            else:
+                order[key].append((layer.in_features, layer.out_features))
+
+        return record
 
     hooks = [
-        m.register_forward_hook(record)
-        for m in module.modules()
+        m.register_forward_hook(recorder(key))
+        for key, part in parts.items()
+        for m in part.modules()
         if isinstance(m, nn.Conv2d | nn.Linear)
     ]
     with torch.no_grad():
@@ -227,11 +238,12 @@ def test_every_drawing_has_its_modules_widths(name: str, fused: bool) -> None:
     model = build(spec)
     model = fuse(model) if fused else model
     x = torch.randn(1, 3, 64, 64)
-    for path, _block in spec.iter_blocks():
-        drawn = drawn_widths(diagram.block_at(spec, path, fused))
-        assert drawn == conv_widths(model.get_submodule(path), x, model), path
+    paths = [path for path, _block in spec.iter_blocks()]
+    built = convs_by_part(model, x, {p: model.get_submodule(p) for p in [*paths, "head"]})
+    for path in paths:
+        assert drawn_widths(diagram.block_at(spec, path, fused)) == built[path], path
     head = diagram.part(spec, "head", fused).root
-    assert drawn_widths(head) == conv_widths(model.head, x, model)
+    assert drawn_widths(head) == built["head"]
 
 
 def test_the_width_check_sees_a_wrong_drawing() -> None:
