@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from roadmap.arch import registry
@@ -212,10 +213,13 @@ def example_path(changes: list[Change]) -> str | None:
 
 
 def _module(spec: NetSpec | None, path: str | None) -> nn.Module | None:
+    """The part at ``path`` as built modules, for its outline (:func:`module_lines`): made on
+    the meta device, where layers have their shapes but no weights to allocate or initialize."""
     if spec is None or path is None:
         return None
     try:
-        return build(spec).get_submodule(path)
+        with torch.device("meta"):
+            return build(spec).get_submodule(path)
     except AttributeError:  # the block does not exist in this network
         return None
 
