@@ -15,7 +15,6 @@ committed notebooks and fails when one is out of date).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +30,6 @@ from roadmap.teach import html_page, lesson
 from roadmap.teach.session import BUDGET_ENV
 from roadmap.util import files
 
-NBFORMAT = 4
-NBFORMAT_MINOR = 5
-
 
 def write_notebook(out: Path, roadmap: Roadmap | str, upto: str | None = None) -> Path:
     """Write the roadmap's notebook to ``out`` (an ``.ipynb``; written whole or not at all)."""
@@ -45,31 +41,34 @@ def write_notebook(out: Path, roadmap: Roadmap | str, upto: str | None = None) -
 
 
 def notebook_json(roadmap: Roadmap | str, upto: str | None = None) -> str:
-    """The notebook as nbformat 4 JSON, the same bytes for the same code."""
-    nb = {
-        "cells": [dict(c, id=f"cell-{i}") for i, c in enumerate(cells(roadmap, upto))],
-        "metadata": {
+    """The notebook in Jupyter's format 4 (nbformat: built, validated and written by it), the
+    same bytes for the same code: cell ids are numbered, not random."""
+    import nbformat
+
+    made = cells(roadmap, upto)
+    for i, cell in enumerate(made):
+        cell["id"] = f"cell-{i}"
+    nb = nbformat.v4.new_notebook(
+        cells=made,
+        metadata={
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
         },
-        "nbformat": NBFORMAT,
-        "nbformat_minor": NBFORMAT_MINOR,
-    }
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    )
+    nbformat.validate(nb)
+    return nbformat.writes(nb) + "\n"
 
 
 def _md(text: str) -> dict:
-    return {"cell_type": "markdown", "metadata": {}, "source": text.strip("\n")}
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(text.strip("\n"))
 
 
 def _code(text: str) -> dict:
-    return {
-        "cell_type": "code",
-        "execution_count": None,
-        "metadata": {},
-        "outputs": [],
-        "source": text.strip("\n"),
-    }
+    import nbformat
+
+    return nbformat.v4.new_code_cell(text.strip("\n"))
 
 
 def cells(roadmap: Roadmap | str, upto: str | None = None) -> list[dict]:

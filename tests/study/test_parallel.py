@@ -157,8 +157,9 @@ def test_a_signal_to_the_parent_stops_every_worker_and_loses_nothing(
     tmp_path: Path, signum: int, code: int
 ) -> None:
     """Signalled while two runs train (Ctrl-C: finish the epoch; SIGTERM: stop at the next
-    step), the workers stop, what they finished is saved, and `roadmap run` again completes
-    both runs from there."""
+    step), the workers stop and what they finished is saved. After Ctrl-C each run holds its
+    first epoch and `roadmap run` again completes both from there; after SIGTERM, which
+    abandons the epoch under way, no run is left looking done or locked (`run --status`)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
     command = [sys.executable, "-m", "roadmap", "run", "--upto", "gelu", "--jobs", "2"]
     command += ["--data", "synthetic:384", "--epochs", "2", "--batch-size", "16"]
@@ -173,10 +174,16 @@ def test_a_signal_to_the_parent_stops_every_worker_and_loses_nothing(
     assert process.returncode == code, "".join(seen) + rest
     assert not _records(tmp_path), "a stopped run must not look finished"
     assert not list(tmp_path.rglob("*.tmp*")), "no half-written file is left"
-    # the rest of the plan, here in this process (the resumption is the same in one process as
-    # in workers, and the three process starts it saves are most of this test's time)
     jobs = command.index("--jobs")
     rest = command[3:jobs] + command[jobs + 2 :]  # the same command, less `python -m roadmap`
+    if signum == signal.SIGTERM:  # nothing was finished: nothing to resume, nothing held
+        status = runner.invoke(app, [*rest, "--status"])
+        assert status.exit_code == 0, status.output
+        assert "running" not in status.output and "done" not in status.output, status.output
+        assert status.output.count("missing") + status.output.count("interrupted") >= 2
+        return
+    # the rest of the plan, here in this process (the resumption is the same in one process as
+    # in workers, and the three process starts it saves are most of this test's time)
     again = runner.invoke(app, [*rest, "--jobs", "1", "--quiet"])
     assert again.exit_code == 0, again.output
     assert sorted(_records(tmp_path)) == ["gelu/seed0", "mobilenetv3_large/seed0"]
