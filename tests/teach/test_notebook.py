@@ -8,10 +8,10 @@ date. Any error output fails the run.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+import nbformat
 import pytest
 from typer.testing import CliRunner
 
@@ -31,7 +31,6 @@ def execute(path: Path) -> dict:
     """Run a notebook top to bottom in a fresh kernel, in its own folder, on the tiny budget;
     return it with its outputs. Fails on the first cell that raises (nbclient's
     CellExecutionError names the cell and the error)."""
-    nbformat = pytest.importorskip("nbformat", reason='pip install -e ".[test]"')
     nbclient = pytest.importorskip("nbclient", reason='pip install -e ".[test]"')
     pytest.importorskip("ipykernel", reason='pip install -e ".[test]"')
     nb = nbformat.read(path, as_version=4)
@@ -67,7 +66,7 @@ def test_a_notebook_is_written_from_the_lessons_and_runs_top_to_bottom(tmp_path:
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text == notebook.notebook_json("repvit", "gelu")  # the same bytes twice
-    nb = json.loads(text)
+    nb = nbformat.reads(text, as_version=4)  # sources joined back into strings
     md = "\n".join(c["source"] for c in nb["cells"] if c["cell_type"] == "markdown")
     gelu = Selection.of("repvit", "gelu").roadmap
     assert "## 1. `gelu`" in md and "```diff" in md
