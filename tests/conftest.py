@@ -62,3 +62,11 @@ def restore_registry() -> Iterator[None]:
 
     with isolated_registries():
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heavy tests first (stable order otherwise): pytest-xdist hands tests out in this
+    order, and a 30-second test started last keeps one worker busy while the other has
+    nothing left, as the last long run of a sweep would (``roadmap run`` orders its runs
+    largest first for the same reason)."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

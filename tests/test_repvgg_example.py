@@ -185,6 +185,7 @@ def test_build_draw_explain_and_verify(tmp_path) -> None:
 
 
 @SLOW
+@pytest.mark.heavy
 def test_train_table_latency_walkthrough_and_timm(tmp_path) -> None:
     results = tmp_path / "results"
     tiny = ["--data", "synthetic:16", "--epochs", "1", "--batch-size", "8", "--img-size", "32"]

@@ -163,6 +163,7 @@ def python(code: str) -> str:
 
 
 @pytest.mark.slow  # three fresh interpreters importing torch and timm, started together
+@pytest.mark.heavy
 def test_timm_models_do_not_depend_on_import_order() -> None:
     orders = [
         "import roadmap_steps.repvit; import roadmap",

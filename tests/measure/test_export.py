@@ -117,7 +117,9 @@ BREAKAGES = {
 # The fast tier checks ONNX; the full suite every breakage of TorchScript too.
 BROKEN = [("onnx", b) for b in BREAKAGES]
 BROKEN += [pytest.param("torchscript", b, marks=pytest.mark.slow) for b in BREAKAGES]
-BROKEN += [pytest.param("executorch", "classes-shifted", marks=pytest.mark.slow)]
+BROKEN += [
+    pytest.param("executorch", "classes-shifted", marks=[pytest.mark.slow, pytest.mark.heavy])
+]
 
 
 @pytest.mark.parametrize(("fmt", "breakage"), BROKEN)
@@ -185,6 +187,7 @@ def test_executorch_program_runs_in_its_runtime_and_matches_torch(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_an_int8_program_is_quantized_and_checked_against_float32(tmp_path: Path) -> None:
     """--int8: the program really is quantized (it differs from torch by more than float32
     rounding could) and its logits' SQNR against torch's stays above INT8_MIN_SQNR_DB."""

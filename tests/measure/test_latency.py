@@ -256,6 +256,7 @@ def test_onnxruntime_sessions_do_not_spin(monkeypatch) -> None:  # noqa: ANN001
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_cli_executorch_backend_records_its_runtime() -> None:
     """ExecuTorch (XNNPACK) times the lowered program; the record names the runtime, its
     version, the delegate and the threads, and the runtime's own load-time chatter on stderr

@@ -57,6 +57,7 @@ def _run(out: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_two_shards_at_once_fill_one_results_folder(tmp_path: Path) -> None:
     out = tmp_path / "results"
     shards = [_run(out, "--shard", f"{k}/2") for k in range(2)]
@@ -126,6 +127,7 @@ def test_local_launcher_runs_a_small_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_preempted_job_requeues_and_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
     """USR2 (SLURM's preemption / time-limit signal) mid-run: submitit checkpoints the job and
     requeues it; it resumes from last.pt and ends with the metrics of an uninterrupted run."""

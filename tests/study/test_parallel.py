@@ -35,6 +35,7 @@ def _records(results: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.heavy
 def test_jobs_train_every_run_once_and_as_one_process_would(tmp_path: Path) -> None:
     """Two workers fill the plan: every run once, each run's weights and scores exactly what
     one process trains (same seed, same thread count: one here, threads // 2 = 1 there), and
@@ -153,6 +154,7 @@ def test_a_worker_killed_mid_run_is_reported_with_its_run() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.heavy
 def test_a_signal_to_the_parent_stops_every_worker_and_loses_nothing(
     tmp_path: Path, signum: int, code: int
 ) -> None:
@@ -234,6 +236,7 @@ sweep.fit = fit
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("restore_registry")
+@pytest.mark.heavy
 def test_a_failed_run_stops_the_plan_as_one_process_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -266,6 +269,7 @@ def test_a_failed_run_stops_the_plan_as_one_process_would(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bad_data_fails_once_as_one_process_would(tmp_path: Path) -> None:
     """Every worker fails alike before its first run: the error is said once, as without
     --jobs."""

@@ -60,6 +60,7 @@ def shown(nb: dict, source: str) -> str:
     return "\n".join(o["data"]["text/markdown"] for o in cell.outputs if "data" in o)
 
 
+@pytest.mark.heavy
 def test_a_notebook_is_written_from_the_lessons_and_runs_top_to_bottom(tmp_path: Path) -> None:
     out = tmp_path / "gelu.ipynb"
     result = runner.invoke(app, ["notebook", "--upto", "gelu", "--out", str(out)])
@@ -130,6 +131,7 @@ def test_the_committed_notebook_is_current(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.heavy
 def test_the_committed_notebook_runs(name: str, tmp_path: Path) -> None:
     copy = tmp_path / f"{name}.ipynb"
     copy.write_text((COMMITTED / f"{name}.ipynb").read_text())

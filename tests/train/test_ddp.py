@@ -16,6 +16,7 @@ ROOT = REPO
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_torchrun_two_processes_write_one_record(tmp_path: Path) -> None:
     images = make_image_folder(tmp_path / "images")
     out = tmp_path / "results"

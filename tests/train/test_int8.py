@@ -80,6 +80,7 @@ def scored(trained: dict) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
     trained: dict, scored: dict
 ) -> None:

@@ -35,7 +35,7 @@ EPOCHS = 4
 ARGS = ["train", "--upto", "gelu", "--epochs", str(EPOCHS), "--batch-size", "8", "--quiet"]
 COMPARED = ("top1", "top5", "best_top1", "best_epoch", "fused_top1", "fused_disagreements")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")
