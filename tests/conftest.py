@@ -64,9 +64,19 @@ def restore_registry() -> Iterator[None]:
         yield
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what this run leaves out
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The heavy tests first (stable order otherwise): pytest-xdist hands tests out in this
     order, and a 30-second test started last keeps one worker busy while the other has
     nothing left, as the last long run of a sweep would (``roadmap run`` orders its runs
-    largest first for the same reason)."""
+    largest first for the same reason).
+
+    A fast-tier stand-in (``@pytest.mark.stand_in("test_name[param]")``: a cheaper check of
+    what a full-tier test checks whole) is skipped, saying so, when that test runs too."""
+    selected = {item.name for item in items}
+    for item in items:
+        marker = item.get_closest_marker("stand_in")
+        if marker is not None and marker.args[0] in selected:
+            reason = f"the fast tier's stand-in for {marker.args[0]}, which runs here"
+            item.add_marker(pytest.mark.skip(reason=reason))
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

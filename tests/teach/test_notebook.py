@@ -60,8 +60,7 @@ def shown(nb: dict, source: str) -> str:
     return "\n".join(o["data"]["text/markdown"] for o in cell.outputs if "data" in o)
 
 
-@pytest.mark.heavy
-def test_a_notebook_is_written_from_the_lessons_and_runs_top_to_bottom(tmp_path: Path) -> None:
+def test_a_notebook_is_written_from_the_lessons(tmp_path: Path) -> None:
     out = tmp_path / "gelu.ipynb"
     result = runner.invoke(app, ["notebook", "--upto", "gelu", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -75,17 +74,31 @@ def test_a_notebook_is_written_from_the_lessons_and_runs_top_to_bottom(tmp_path:
     assert "pip install -e" in nb["cells"][1]["source"]  # how to install comes first
     assert gelu.citation.split(":")[0] in md
 
-    ran = execute(out)
-    numbers = shown(ran, "session.numbers('gelu')")
-    assert "| `gelu` |" in numbers and " ms [IQR " in numbers and "**change**" in numbers
+
+def check_ran(ran: dict, folder: Path, network: Selection) -> None:
+    """What every executed notebook must show: a step's numbers with their spread, both ends
+    trained and read back from the store beside it, the plot, the fuse exercise's counts."""
+    first, last = network.steps[0], network.steps[-1]
+    numbers = shown(ran, f"session.numbers({last!r})")
+    assert f"| `{network.name}` |" in numbers and " ms [IQR " in numbers
+    assert "**change**" in numbers or len(network.steps) == 1
     trained = shown(ran, "session.train()")
-    assert "| `mobilenetv3_large` |" in trained and "| `gelu` |" in trained
+    for end in (Selection.of(network.roadmap, first), network):
+        assert f"| `{end.name}` |" in trained, trained
     assert "%" in trained  # a top-1 from a finished record, not a dash
-    table = shown(ran, "session.table()")
-    assert "(1)" in table  # accuracy read back from the store, one seed
+    assert "(1)" in shown(ran, "session.table()")  # accuracy read back, one seed
     (plot,) = [c for c in ran.cells if c.source == "session.plot()"]
     assert "image/png" in plot.outputs[0]["data"]
-    assert (tmp_path / "results" / "digits").is_dir()  # runs went beside the notebook
+    assert (folder / "results" / "digits").is_dir()  # runs went beside the notebook
+    assert " deployed (" in shown(ran, f"session.fused({last!r})")
+
+
+@pytest.mark.heavy
+@pytest.mark.stand_in("test_the_committed_notebook_runs[repvit]")
+def test_a_written_notebook_runs_top_to_bottom(tmp_path: Path) -> None:
+    out = notebook.write_notebook(tmp_path / "gelu.ipynb", "repvit", "gelu")
+    ran = execute(out)
+    check_ran(ran, tmp_path, Selection.of("repvit", "gelu"))
     assert "5,470,832 deployed (-12,200)" in shown(ran, "session.fused('gelu')")
 
 
@@ -135,6 +148,4 @@ def test_the_committed_notebook_is_current(name: str) -> None:
 def test_the_committed_notebook_runs(name: str, tmp_path: Path) -> None:
     copy = tmp_path / f"{name}.ipynb"
     copy.write_text((COMMITTED / f"{name}.ipynb").read_text())
-    ran = execute(copy)
-    last = Selection.of(name).steps[-1]
-    assert " ms [IQR " in shown(ran, f"session.numbers({last!r})")
+    check_ran(execute(copy), tmp_path, Selection.of(name))
