@@ -450,6 +450,7 @@ def test_a_file_system_that_refuses_is_not_called_full(tmp_path: Path) -> None:
 # --- nothing retrained by accident; a busy machine shared --------------------------------------
 
 
+@pytest.mark.slow  # a training behaviour the full suite checks; the fast tier trains once elsewhere
 def test_training_a_finished_run_again_needs_retrain(tmp_path: Path) -> None:
     """`train` on a run the store holds finished used to retrain it silently and set the old
     record aside; now it says where the run is, and --retrain trains it again."""

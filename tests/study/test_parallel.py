@@ -279,6 +279,7 @@ def test_bad_data_fails_once_as_one_process_would(tmp_path: Path) -> None:
     assert together.output == alone.output, (alone.output, together.output)
 
 
+@pytest.mark.slow  # a training behaviour the full suite checks; the fast tier trains once elsewhere
 def test_a_finished_plan_starts_no_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the store holds is told in the parent: `run --jobs 2` on a finished plan says every
     run is stored without spawning a process (it used to start two, each importing torch)."""

@@ -457,6 +457,7 @@ def test_memory_format_defaults_to_channels_last_on_cpu_only() -> None:
     assert dataclasses.replace(RunOptions(), seed=3).channels_last is True
 
 
+@pytest.mark.slow  # a training behaviour the full suite checks; the fast tier trains once elsewhere
 def test_eval_every_scores_fewer_epochs_and_trains_the_same_weights(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
