@@ -235,6 +235,7 @@ class Session:
             results=self.results,
             data=self.data,
             recipe=label,
+            img_size=self.budget.img_size,
         )
         return Shown(study_table.study_markdown(rows, f"Trained here: {self.data}, {label}"))
 
