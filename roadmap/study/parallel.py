@@ -36,6 +36,7 @@ import multiprocessing.connection
 import os
 import queue
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -169,7 +170,9 @@ class _Events:
 
     def get(self, timeout: float) -> Any:
         """The next message, or :class:`queue.Empty` after ``timeout`` seconds without one."""
-        if not self._pending and self._readers:
+        if not self._pending and not self._readers:  # every worker gone: wait as a queue would
+            time.sleep(timeout)
+        elif not self._pending:
             for reader in multiprocessing.connection.wait(self._readers, timeout):
                 try:
                     self._pending.append(reader.recv())

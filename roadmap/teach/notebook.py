@@ -15,17 +15,16 @@ committed notebooks and fails when one is out of date).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from roadmap.arch import registry
 from roadmap.arch.builder import build
-from roadmap.arch.reparam import fuse
 from roadmap.arch.roadmaps import Roadmap, get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure import counts as counting
+from roadmap.measure.counts import Counts
 from roadmap.teach import html_page, lesson
 from roadmap.teach.session import BUDGET_ENV
 from roadmap.util import files
@@ -175,19 +174,9 @@ def _folded(answer: str) -> str:
 # --- exercises ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Counted:
-    name: str
-    params: int
-    deploy_params: int
-    deploy_macs: int
-
-
-def _count(selection: Selection) -> _Counted:
-    model = build(selection.spec())
-    deployed = fuse(model)
-    c = counting.count(model, 224, deploy=deployed, train_macs=False)
-    return _Counted(selection.name, c.params, c.deploy_params, c.deploy_macs)
+def _count(selection: Selection) -> Counts:
+    """The network's counts, training and deployed form (MACs of the deployed one only)."""
+    return counting.count(build(selection.spec()), train_macs=False)
 
 
 def exercises(road: Roadmap, network: Selection) -> list[tuple[str, str, str]]:
@@ -223,7 +212,7 @@ def exercises(road: Roadmap, network: Selection) -> list[tuple[str, str, str]]:
     return found
 
 
-def _step_to_skip(road: Roadmap, network: Selection) -> tuple[str, str, _Counted, _Counted] | None:
+def _step_to_skip(road: Roadmap, network: Selection) -> tuple[str, str, Counts, Counts] | None:
     """(step, network it is left out of, that network counted with it and without it).
 
     The step is the one whose paper column moved most (the roadmap's speed, else its cost), or
@@ -259,7 +248,7 @@ def _step_to_skip(road: Roadmap, network: Selection) -> tuple[str, str, _Counted
     return None
 
 
-def _skip_answer(road: Roadmap, name: str, full: _Counted, without: _Counted) -> str:
+def _skip_answer(road: Roadmap, name: str, full: Counts, without: Counts) -> str:
     d_macs = (without.deploy_macs - full.deploy_macs) / 1e6
     d_params = without.deploy_params - full.deploy_params
     text = (
@@ -285,7 +274,7 @@ def _skip_answer(road: Roadmap, name: str, full: _Counted, without: _Counted) ->
     )
 
 
-def _fuse_answer(full: _Counted) -> str:
+def _fuse_answer(full: Counts) -> str:
     d = full.deploy_params - full.params
     if d < 0:
         size = f"{-d:,} fewer parameters ({full.params:,} → {full.deploy_params:,})"

@@ -203,11 +203,11 @@ class Session:
         for selection in selections:
             start = time.perf_counter()
             (outcome,) = train_runs(plan.runs([selection], (0,)), self.data, self.recipe, options)
-            took = (
-                f"{time.perf_counter() - start:.0f} s"
-                if outcome.status == "trained"
-                else ("already in the results folder")
-            )
+            took = {
+                "trained": f"{time.perf_counter() - start:.0f} s",
+                "stored": "already in the results folder",
+                "busy": "being trained by another process",
+            }[outcome.status]
             top1 = f"{outcome.record.top1:.1f} %" if outcome.record else "—"
             lines.append(f"| `{selection.name}` | {top1} | {took} |")
         return Shown(

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from roadmap.arch.roadmaps import get_roadmap
 from roadmap.arch.selection import Selection
 from roadmap.cli import app
+from roadmap.measure.counts import Counts
 from roadmap.teach import notebook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,9 +112,15 @@ def test_notebook_refuses_what_it_cannot_write(tmp_path: Path) -> None:
 
 
 def test_the_fuse_answer_follows_the_counts() -> None:
-    fewer = notebook._fuse_answer(notebook._Counted("a", 10, 8, 1))
-    more = notebook._fuse_answer(notebook._Counted("b", 10, 12, 1))
-    same = notebook._fuse_answer(notebook._Counted("c", 10, 10, 1))
+    fewer = notebook._fuse_answer(
+        Counts(params=10, macs=None, deploy_params=8, deploy_macs=1, img_size=224)
+    )
+    more = notebook._fuse_answer(
+        Counts(params=10, macs=None, deploy_params=12, deploy_macs=1, img_size=224)
+    )
+    same = notebook._fuse_answer(
+        Counts(params=10, macs=None, deploy_params=10, deploy_macs=1, img_size=224)
+    )
     assert "2 fewer parameters (10 → 8)" in fewer
     assert "2 more parameters (10 → 12)" in more
     assert "exactly as many" in same
