@@ -57,6 +57,7 @@ _EXPORTS = {
     "BlockKind": "roadmap.arch.blocks",
     "register_block_kind": "roadmap.arch.blocks",
     "declare_block_kind": "roadmap.arch.blocks",
+    "lazy": "roadmap.arch.blocks",
     "Size": "roadmap.arch.family",
     "get_block_kind": "roadmap.arch.blocks",
     "block_kinds": "roadmap.arch.blocks",

@@ -167,6 +167,8 @@ def test_the_guide_states_the_examples_size() -> None:
     total = sum(code_lines(p) for p in PACKAGE.glob("*.py"))
     guide = (REPO / "docs" / "extend" / "your_own_roadmap.md").read_text()
     assert f"{total} lines of code" in guide, total
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"({total} lines of code" in readme, total
     assert total < 200
 
 

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from timm.layers import make_divisible  # the MobileNets' channel rounding, as timm has it
-
 from roadmap.arch.spec import SESpec
 
 ACTIVATION_NAMES = {"relu": "ReLU", "hard_swish": "Hardswish", "gelu": "GELU"}
+
+
+def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """The MobileNets' channel rounding, timm's ``make_divisible`` rule: the nearest multiple
+    of ``divisor`` (at least ``divisor``), one multiple up if that lost more than 10 %. Kept
+    here rather than imported from timm so that a spec's widths are checked before torch loads
+    (timm imports it); a test holds the two equal."""
+    rounded = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * v else rounded
 
 
 def hidden_width(width: int, expand_ratio: float) -> int:

@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from roadmap.arch.anatomy import make_divisible
 from roadmap.arch.edit import alternate, map_stages, require_stages, set_depths, set_widths
 from roadmap.arch.spec import NetSpec, StageSpec, replace
 from roadmap.errors import RoadmapError
@@ -90,8 +91,6 @@ def parse_size(text: str, family: Sequence[Size], roadmap: str) -> Size:
 def scale(spec: NetSpec, size: Size) -> NetSpec:
     """``spec`` at another size (see the module docstring)."""
     require_stages(spec, 4, f"size {size.label}", "widths and depths")
-    from roadmap.arch.anatomy import make_divisible  # timm's rounding; torch loads only here
-
     widths = size.widths or tuple(make_divisible(w * size.width_mult, 8) for w in spec.widths)
     depths = size.depths or tuple(max(1, round(d * size.depth_mult)) for d in spec.depths)
     ratio = widths[0] / spec.widths[0]

@@ -18,7 +18,7 @@ from timm.layers import LayerNorm, LayerNorm2d, SelectAdaptivePool2d, SEModule, 
 from torch import nn
 
 from roadmap.arch.anatomy import hidden_width, se_width
-from roadmap.arch.spec import SESpec
+from roadmap.arch.spec import BlockSpec, SESpec
 
 
 def make_act(name: str) -> nn.Module:
@@ -118,10 +118,16 @@ class ConvNorm(nn.Module):
         return nn.Sequential(OrderedDict(conv=conv, act=self.act))
 
 
-# The norms a layer may have: BatchNorm (folds into the conv next to it) or LayerNorm over the
-# channels (ConvNeXt's, eps 1e-6 as timm and the official code have it; nothing folds it).
-NORMS = ("batch", "layer")
-LN_EPS = 1e-6
+LN_EPS = 1e-6  # LayerNorm's epsilon, as timm and the official ConvNeXt and DeiT code have it
+
+
+class ConvLayer(ConvNorm):
+    """The ``conv`` kind's layer: a kxk Conv-BN-activation as a block's spec gives it."""
+
+    def __init__(self, in_ch: int, spec: BlockSpec):
+        super().__init__(
+            in_ch, spec.out_channels, spec.kernel_size, spec.stride, act=spec.activation
+        )
 
 
 def layer_norm(width: int, channels_last: bool = False) -> nn.Module:

@@ -25,6 +25,7 @@ import yaml
 
 from roadmap.arch.blocks import get_block_kind
 from roadmap.errors import RoadmapError
+from roadmap.util import yamlio
 from roadmap.util.typed import checked
 
 ACTIVATIONS = ("relu", "hard_swish", "gelu", "none")
@@ -264,7 +265,7 @@ class NetSpec:
             reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
             raise RoadmapError(f"cannot read spec file {path}: {reason}") from None
         try:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON
+            data = yamlio.load(text)  # YAML is a superset of JSON
         except yaml.YAMLError as e:
             first = " ".join(str(e).split())
             raise RoadmapError(f"{path} is not valid YAML/JSON: {first}") from None

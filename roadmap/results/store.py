@@ -31,7 +31,7 @@ import yaml
 
 from roadmap.errors import RoadmapError
 from roadmap.results.record import RunRecord
-from roadmap.util import files
+from roadmap.util import files, yamlio
 from roadmap.util.names import did_you_mean
 
 try:  # POSIX
@@ -328,7 +328,7 @@ def _unfinished(folder: Path) -> Unfinished:
     seed = int(folder.name.removeprefix("seed"))
     key = RunKey(folder.parents[2].name, folder.parents[1].name, folder.parent.name, seed)
     try:
-        recipe = yaml.safe_load((folder / RECIPE).read_text(encoding="utf-8"))
+        recipe = yamlio.load((folder / RECIPE).read_text(encoding="utf-8"))
         epochs = recipe.get("epochs") if isinstance(recipe, dict) else None
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         epochs = None

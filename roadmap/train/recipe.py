@@ -24,6 +24,7 @@ import yaml
 
 from roadmap.errors import RoadmapError
 from roadmap.results.record import LrRule
+from roadmap.util import yamlio
 from roadmap.util.names import did_you_mean
 from roadmap.util.registry import shown
 from roadmap.util.typed import checked
@@ -201,7 +202,7 @@ def load_recipe(
     """
     text, source, default_name = _read_recipe_text(str(name_or_path))
     try:
-        data = yaml.safe_load(text)
+        data = yamlio.load(text)
     except yaml.YAMLError as exc:
         raise RoadmapError(f"{source} is not valid YAML: {_first_line(exc)}") from None
     if not isinstance(data, dict):
@@ -232,7 +233,7 @@ def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
                 f"the keys: {', '.join(fields)}"
             )
         try:
-            parsed[key] = yaml.safe_load(text) if text.strip() else None
+            parsed[key] = yamlio.load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise RoadmapError(f"--set {setting!r}: not a YAML value: {_first_line(exc)}") from None
     return parsed

@@ -255,3 +255,55 @@ def test_the_width_check_sees_a_wrong_drawing() -> None:
     drawn = drawn_widths(diagram.block(wrong, diagram.block_inputs(spec)[path], False))
     built = conv_widths(model.get_submodule(path), torch.randn(1, 3, 64, 64), model)
     assert right == built and drawn != built
+
+
+def test_lazy_imports_its_module_only_when_called() -> None:
+    """A kind's build named with ``lazy`` leaves its module unimported until a block is
+    built; the callable names that module (the kind's owner) and refuses a malformed name."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from roadmap.arch.blocks import lazy\n"
+        "f = lazy('fractions:Fraction')\n"
+        "print('fractions' in sys.modules, f.__module__, f(3, 6), 'fractions' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "fractions", "1/2", "True"]
+    for bad in ("fractions", "fractions:", ":Fraction"):
+        with pytest.raises(RoadmapError, match="expected 'module:name'"):
+            roadmap.lazy(bad)
+
+
+def test_every_built_in_kind_is_declared_apart_from_torch() -> None:
+    """Each kind's build comes from a module other than its declaration's (the one that draws
+    it), and no declaration imports torch at its top level (what lets a spec be checked
+    before torch loads; the spec-mistake test in test_bad_day proves the whole path)."""
+    import ast
+    import inspect
+
+    for name in block_kinds():
+        kind = get_block_kind(name)
+        declared = inspect.getmodule(kind.draw)
+        assert declared is not None, name
+        if not declared.__name__.startswith(("roadmap.", "roadmap_steps.")):
+            continue  # a test's or a plugin's kind
+        assert kind.build.__module__ != declared.__name__, name
+        imported = set()
+        for node in ast.parse(inspect.getsource(declared)).body:
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & {"torch", "timm", "fvcore"}, (name, declared.__name__)
+
+
+def test_make_divisible_is_timms() -> None:
+    """anatomy's copy of the MobileNets' rounding (kept torch-free) against timm's own."""
+    from timm.layers import make_divisible as timms
+
+    for v in [x / 4 for x in range(1, 4000)]:
+        for divisor in (4, 8, 16):
+            for limit in (0.0, 0.9):
+                assert anatomy.make_divisible(v, divisor, limit) == timms(v, divisor, None, limit)

@@ -18,7 +18,7 @@ from roadmap.arch.spec import BlockSpec, ends_in_tokens, replace
 from roadmap.cli import app
 from roadmap.measure.counts import count_macs
 from roadmap_steps.visformer import ROADMAP
-from roadmap_steps.visformer.blocks.transformer import Attention
+from roadmap_steps.visformer.blocks.layers import Attention
 
 runner = CliRunner()
 

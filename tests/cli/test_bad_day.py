@@ -177,6 +177,58 @@ def test_a_mistyped_name_is_refused_before_torch_loads() -> None:
     assert "did you mean 'separate_mixers'" in result.stderr
 
 
+# A mistake in a spec of each roadmap, and what the checker says about it.
+SPEC_MISTAKES = {
+    "repvit": ("stem.0", "kernel_size", 3, 4, "stem.0: kernel_size must be odd, got 4"),
+    "convnext": ("stem.0", "stride", 4, 3, "stride must equal kernel_size (4)"),
+    "visformer": ("stages.0.blocks.0", "heads", 6, 7, "7 heads do not divide the width"),
+}
+
+
+def test_a_spec_mistake_is_refused_before_torch_loads(tmp_path: Path) -> None:
+    """A kind's declaration (fields, checks, diagram) imports no torch; its layers are built
+    through ``lazy``: so a spec of any roadmap, the RepVGG example's included, is checked
+    and refused in the time Python takes to start (it took 6-9 s when the kinds imported
+    torch)."""
+    paths = []
+    for name, (where, key, good, bad, _) in SPEC_MISTAKES.items():
+        data = registry.build_spec(None, roadmap=name).to_dict()
+        node = data
+        for part in where.split("."):
+            node = node[int(part)] if part.isdigit() else node[part]
+        fields = node if key in node else node["extra"]
+        assert fields[key] == good, (name, fields)
+        fields[key] = bad
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(data))
+    repvgg = REPO / "examples" / "repvgg_roadmap"
+    (tmp_path / "repvgg.yaml").write_text(
+        "stem: [{kind: repvgg, out_channels: 48, stride: 2, extra: {identity: maybe}}]\n"
+        "stages: [{blocks: [{kind: repvgg, out_channels: 48}]}]\n"
+    )
+    runs = [["build", "--spec", str(path)] for path in paths]
+    runs.append(["--plugin", str(repvgg / "repvgg_roadmap"), "build", "--spec",
+                 str(tmp_path / "repvgg.yaml")])  # fmt: skip
+    code = (
+        "import sys\n"
+        "from roadmap.cli import main\n"
+        f"for argv in {runs!r}:\n"
+        "    sys.argv = ['roadmap', *argv]\n"
+        "    try:\n        main()\n"
+        "    except SystemExit as e:\n"
+        "        print('exit', e.code, file=sys.stderr)\n"
+        "print(sorted(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    for _, _, _, _, says in SPEC_MISTAKES.values():
+        assert says in result.stderr
+    assert "stem.0.extra.identity: must be true or false, got 'maybe'" in result.stderr
+    assert result.stderr.count("exit 2") == len(runs), result.stderr  # a usage error, each
+
+
 # --- specs, plugins, disks, temporary files ----------------------------------------------------
 
 

@@ -6,6 +6,7 @@ machine's speed.
 
 import dataclasses
 import json
+import statistics
 import time
 
 import pytest
@@ -75,12 +76,17 @@ def test_kinds_follow_the_parts_of_a_repvit_and_a_mobilenet_block() -> None:
 def test_the_kinds_account_for_most_of_the_pass_and_never_for_more() -> None:
     """The kinds (``other`` included) are measured ranges and operators, each inside the pass:
     their sum cannot exceed it unless something is counted twice, and it must cover most of it
-    (85 % measured at 32 px; the rest is Python and the hooks between operators)."""
+    (85 % measured at 32 px; the rest is Python and the hooks between operators). The cover is
+    held in the median over the passes: one pass preempted between two operators on a busy
+    machine covers less, which is the machine's doing, not the attribution's."""
     (p,) = profile.profile_selections([Selection.of("repvit", "alternating_se")], TINY)
     assert p.total.n == TINY.iters
+    covers = []
     for i in range(TINY.iters):
         measured = sum(p.kinds[k].samples_ms[i] for k in KINDS)
-        assert 0.6 * p.total.samples_ms[i] <= measured <= p.total.samples_ms[i]
+        assert measured <= p.total.samples_ms[i]
+        covers.append(measured / p.total.samples_ms[i])
+    assert statistics.median(covers) >= 0.6, covers
     for kind in ("stem", "token mixer", "SE", "channel mixer", "downsampling", "activation"):
         assert p.kinds[kind].median_ms > 0, kind
 

@@ -7,8 +7,9 @@ them are the same plain network. This package walks that ablation as a roadmap, 
 widths and depths, so that its end is timm's ``repvgg_a0`` exactly.
 
 Importing the package registers the roadmap and its steps, and declares its block kind
-(``repvgg``, in ``block.py``), which is imported only when a spec uses it: that module imports
-torch, and naming a step should not wait for torch to load.
+(``repvgg``, in ``block.py``), which is imported only when a spec uses it; the kind's module
+is in ``layers.py``, imported only when a block is built: it imports torch, and naming a step
+or checking a spec should not wait for torch to load.
 """
 
 from roadmap import PaperColumn, Roadmap, declare_block_kind, register_roadmap

@@ -6,7 +6,10 @@ knows about a kind is declared with it, in one :class:`BlockKind`:
 - its **fields**: which common :class:`~roadmap.arch.spec.BlockSpec` fields it reads, the extra
   fields of its own (``BlockSpec.extra``, with their types and defaults) and the checks a block
   of it must pass (a kernel size, a stride, no SE slot, ...);
-- how it **builds**: an ``nn.Module`` from the input width and the block's spec;
+- how it **builds**: an ``nn.Module`` from the input width and the block's spec, usually
+  named with :func:`lazy` (``"package.layers:Block"``), so that the module declaring the kind
+  imports no torch: a spec is then read and checked, and its mistakes reported, in the time
+  Python takes to start, and torch loads only when something is built;
 - how it **fuses**: the module's layers define ``fuse()`` (:mod:`roadmap.arch.reparam` walks
   them, as ``timm.utils.reparameterize_model`` does), so a kind built from
   :mod:`roadmap.arch.layers` fuses with nothing more to declare;
@@ -28,6 +31,7 @@ the profile and the counts find every kind here, so a registered kind works ever
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -113,6 +117,22 @@ class BlockKind:
         return list(self.check(block))
 
 
+def lazy(target: str) -> Callable[..., Any]:
+    """``"module:name"`` as a callable that imports ``module`` only when first called: a kind's
+    ``build`` and ``init`` live with its ``nn.Module`` classes (which import torch), apart from
+    the declaration, which the spec checker imports. The callable reports ``module`` as its
+    own, so the kind's owner is where its layers are."""
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise RoadmapError(f"lazy({target!r}): expected 'module:name'")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__module__, call.__name__, call.__qualname__ = module, name, name
+    return call
+
+
 ENTRY_POINTS = "roadmap.block_kinds"  # name = kind, value = the module that registers it
 
 
@@ -164,6 +184,11 @@ COMMON_FIELDS = (
 )  # fmt: skip
 
 
+# The norms a block may have: BatchNorm (folds into the conv next to it) or LayerNorm over the
+# channels (ConvNeXt's and the ViTs', which nothing folds).
+NORMS = ("batch", "layer")
+
+
 def odd_kernel(block: BlockSpec) -> list[str]:
     """A kernel that keeps the feature map's size at stride 1 ("same" padding)."""
     k = block.kernel_size
@@ -181,6 +206,12 @@ def no_se(block: BlockSpec) -> list[str]:
 def expands(block: BlockSpec) -> list[str]:
     ratio = block.expand_ratio
     return [] if ratio >= 1.0 else [f"expand_ratio must be >= 1, got {ratio}"]
+
+
+def changes_shape(in_ch: int, block: BlockSpec) -> bool:
+    """Whether a block's output differs from its input in shape (a stride or a new width), so
+    that a residual block's shortcut needs a projection."""
+    return block.stride != 1 or in_ch != block.out_channels
 
 
 def mobile_block(block: BlockSpec) -> list[str]:

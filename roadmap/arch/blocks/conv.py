@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Node, Seq
-from roadmap.arch.blocks import BlockKind, no_se, odd_kernel, register_block_kind, stride_1_or_2
-from roadmap.arch.layers import ConvNorm
+from roadmap.arch.blocks import (
+    BlockKind,
+    lazy,
+    no_se,
+    odd_kernel,
+    register_block_kind,
+    stride_1_or_2,
+)
 from roadmap.arch.spec import BlockSpec
 
-
-class ConvLayer(ConvNorm):
-    """A kxk Conv-BN-activation layer."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__(
-            in_ch, spec.out_channels, spec.kernel_size, spec.stride, act=spec.activation
-        )
+BUILD = lazy("roadmap.arch.layers:ConvLayer")  # ResNet's stem builds the same layer
 
 
 def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -33,7 +32,7 @@ def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
 register_block_kind(
     BlockKind(
         "conv",
-        build=ConvLayer,
+        build=BUILD,
         draw=draw,
         title="kxk Conv-BN-activation",
         reads=("out_channels", "kernel_size", "stride", "activation"),

@@ -26,33 +26,10 @@ truncated normal with std 0.02, biases zero, norms ones and zeros.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
-import torch
-from torch import nn
-
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Par, Seq
-from roadmap.arch.blocks import BlockKind, no_se, register_block_kind
-from roadmap.arch.layers import (
-    NORMS,
-    NormConv,
-    conv_norm,
-    fold_bn_into_conv,
-    layer_norm,
-    make_act,
-)
+from roadmap.arch.blocks import NORMS, BlockKind, changes_shape, lazy, no_se, register_block_kind
 from roadmap.arch.spec import BlockSpec
-
-
-def init_convnext(module: nn.Module) -> None:
-    """timm's ConvNeXt ``_init_weights``: conv and linear weights N(0, 0.02) truncated at
-    +-2, biases zero."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def _norm_choice(b: BlockSpec, kind: BlockKind) -> list[str]:
@@ -74,23 +51,6 @@ def _norm_label(norm: str) -> str:
 # --- patchify ----------------------------------------------------------------------------------
 
 
-class Patchify(nn.Sequential):
-    """kxk stride-k conv (a bias unless BatchNorm follows) -> norm. ``fuse()`` folds a
-    BatchNorm and keeps the conv's name (``stem.0.conv``, timm's ``first_conv``)."""
-
-    def __init__(self, in_ch: int, b: BlockSpec):
-        k, norm = b.kernel_size, PATCHIFY.value(b, "norm")
-        batch = norm == "batch"
-        conv = nn.Conv2d(in_ch, b.out_channels, k, k, bias=not batch)
-        norm_layer = nn.BatchNorm2d(b.out_channels) if batch else layer_norm(b.out_channels)
-        super().__init__(OrderedDict(conv=conv, norm=norm_layer))
-
-    def fuse(self) -> nn.Module:
-        if not isinstance(self.norm, nn.BatchNorm2d):
-            return self
-        return nn.Sequential(OrderedDict(conv=fold_bn_into_conv(self.conv, self.norm)))
-
-
 def draw_patchify(b: BlockSpec, in_ch: int, fused: bool) -> Node:
     k, norm = b.kernel_size, PATCHIFY.value(b, "norm")
     conv = Box(
@@ -103,11 +63,6 @@ def draw_patchify(b: BlockSpec, in_ch: int, fused: bool) -> Node:
 # --- patch merging -----------------------------------------------------------------------------
 
 
-def build_merging(in_ch: int, b: BlockSpec) -> nn.Module:
-    k = b.kernel_size
-    return NormConv(in_ch, b.out_channels, k, k, MERGING.value(b, "norm"))
-
-
 def draw_merging(b: BlockSpec, in_ch: int, fused: bool) -> Node:
     k, norm = b.kernel_size, MERGING.value(b, "norm")
     conv = Box(
@@ -118,65 +73,6 @@ def draw_merging(b: BlockSpec, in_ch: int, fused: bool) -> Node:
 
 
 # --- the ConvNeXt block ------------------------------------------------------------------------
-
-
-class ConvNeXtBlock(nn.Module):
-    """DW kxk -> norm -> 1x1 expand -> act -> 1x1 project -> layer scale -> + shortcut, with
-    the optional norms and activations of the ResNet-era forms (see the module docstring)."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        v = lambda name: CONVNEXT.value(spec, name)  # noqa: E731
-        out, k, s, act = spec.out_channels, spec.kernel_size, spec.stride, spec.activation
-        mid = anatomy.hidden_width(out, spec.expand_ratio)
-        every_norm, every_act = v("norms") == "all", v("acts") == "all"
-        self.channels_last = v("norm") == "layer"
-        if self.channels_last:  # timm's form: the 1x1 convs are linear layers on (B, H, W, C)
-            self.conv_dw = nn.Conv2d(in_ch, in_ch, k, s, k // 2, groups=in_ch)
-            self.norm = nn.Sequential(
-                layer_norm(in_ch, True), make_act(act if every_act else "none")
-            )
-            self.mlp = nn.Sequential(
-                OrderedDict(
-                    fc1=nn.Linear(in_ch, mid),
-                    norm1=layer_norm(mid, True) if every_norm else nn.Identity(),
-                    act=make_act(act),
-                    fc2=nn.Linear(mid, out),
-                    norm2=layer_norm(out, True) if every_norm else nn.Identity(),
-                )
-            )
-        else:  # BatchNorm sits in ConvNorms, which fold it
-            dw_act = act if every_act else "none"
-            self.conv_dw = conv_norm(in_ch, in_ch, k, s, groups=in_ch, act=dw_act)
-            self.norm = nn.Identity()
-            pw_norm = "batch" if every_norm else None
-            self.mlp = nn.Sequential(
-                OrderedDict(
-                    fc1=conv_norm(in_ch, mid, act=act, norm=pw_norm),
-                    fc2=conv_norm(mid, out, norm=pw_norm),
-                )
-            )
-        scale = v("layer_scale")
-        self.gamma = nn.Parameter(scale * torch.ones(out)) if scale else None
-        self.shortcut = (
-            conv_norm(in_ch, out, 1, s, norm=v("norm")) if _projects(in_ch, spec) else None
-        )
-        self.act = make_act(act if every_act else "none")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_dw(x)
-        if self.channels_last:
-            y = y.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
-        y = self.mlp(self.norm(y))
-        if self.channels_last:
-            y = y.permute(0, 3, 1, 2)
-        if self.gamma is not None:
-            y = y.mul(self.gamma.reshape(1, -1, 1, 1))
-        return self.act(y + (x if self.shortcut is None else self.shortcut(x)))
-
-
-def _projects(in_ch: int, spec: BlockSpec) -> bool:
-    return spec.stride != 1 or in_ch != spec.out_channels
 
 
 def draw_convnext(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -197,7 +93,7 @@ def draw_convnext(b: BlockSpec, in_ch: int, fused: bool) -> Node:
     layers += normed(Box("conv", f"1x1 conv {mid}->{out}", (mid, out)), every_norm)
     if v("layer_scale"):
         layers += (Box("scale", f"x layer scale ({out})"),)
-    if _projects(in_ch, b):
+    if changes_shape(in_ch, b):
         short = normed(
             Box("conv", f"1x1 conv {in_ch}->{out}, stride {b.stride}", (in_ch, out)), True
         )
@@ -225,7 +121,7 @@ NORM_FIELD = {"norm": ("str", "batch")}
 PATCHIFY = register_block_kind(
     BlockKind(
         "patchify",
-        build=Patchify,
+        build=lazy("roadmap_steps.convnext.blocks.layers:Patchify"),
         draw=draw_patchify,
         title="ConvNeXt's stem: kxk stride-k conv -> norm",
         reads=("out_channels", "kernel_size", "stride"),
@@ -237,20 +133,20 @@ PATCHIFY = register_block_kind(
 MERGING = register_block_kind(
     BlockKind(
         "patch_merging",
-        build=build_merging,
+        build=lazy("roadmap_steps.convnext.blocks.layers:build_merging"),
         draw=draw_merging,
         title="ConvNeXt's downsampling: norm -> kxk stride-k conv",
         reads=("out_channels", "kernel_size", "stride"),
         extra=NORM_FIELD,
         check=lambda b: _norm_choice(b, MERGING) + _patch(b) + no_se(b),
         parts={"norm": "downsampling", "conv": "downsampling"},
-        init=init_convnext,
+        init=lazy("roadmap_steps.convnext.blocks.layers:init_convnext"),
     )
 )
 CONVNEXT = register_block_kind(
     BlockKind(
         "convnext",
-        build=ConvNeXtBlock,
+        build=lazy("roadmap_steps.convnext.blocks.layers:ConvNeXtBlock"),
         draw=draw_convnext,
         title="ConvNeXt's block: DW kxk -> norm -> 1x1 -> act -> 1x1 -> layer scale",
         reads=("out_channels", "kernel_size", "stride", "expand_ratio", "activation"),
@@ -267,6 +163,6 @@ CONVNEXT = register_block_kind(
             "mlp": "channel mixer",
             "shortcut": "downsampling",
         },
-        init=init_convnext,
+        init=lazy("roadmap_steps.convnext.blocks.layers:init_convnext"),
     )
 )

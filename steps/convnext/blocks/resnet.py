@@ -15,51 +15,25 @@ BatchNorm ones and zeros, and each block's last BN at zero, so a block starts as
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Par, Seq
-from roadmap.arch.blocks import BlockKind, no_se, odd_kernel, register_block_kind, stride_1_or_2
-from roadmap.arch.blocks.conv import ConvLayer
+from roadmap.arch.blocks import (
+    BlockKind,
+    changes_shape,
+    lazy,
+    no_se,
+    odd_kernel,
+    register_block_kind,
+    stride_1_or_2,
+)
+from roadmap.arch.blocks.conv import BUILD as build_conv
 from roadmap.arch.blocks.conv import draw as draw_conv
-from roadmap.arch.layers import ConvNorm, make_act
 from roadmap.arch.spec import BlockSpec
-
-
-def init_resnet(module: nn.Module) -> None:
-    """timm's ``ResNet.init_weights``: every conv Kaiming-normal, fan out, ReLU gain."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def middle(spec: BlockSpec) -> int:
     """The width between a bottleneck's 1x1 convs."""
     return anatomy.hidden_width(spec.out_channels, spec.expand_ratio)
-
-
-def projects(in_ch: int, spec: BlockSpec) -> bool:
-    """Whether the shortcut needs a projection (the shape changes)."""
-    return spec.stride != 1 or in_ch != spec.out_channels
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> kxk (stride, groups) -> 1x1, projection shortcut, activation after the sum."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        mid, out, act = middle(spec), spec.out_channels, spec.activation
-        groups = mid if BOTTLENECK.value(spec, "depthwise") else 1
-        self.conv1 = ConvNorm(in_ch, mid, 1, act=act)
-        self.conv2 = ConvNorm(mid, mid, spec.kernel_size, spec.stride, groups, act)
-        self.conv3 = ConvNorm(mid, out, 1, bn_weight_init=0.0)  # starts as the shortcut
-        self.shortcut = ConvNorm(in_ch, out, 1, spec.stride) if projects(in_ch, spec) else None
-        self.act = make_act(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv3(self.conv2(self.conv1(x)))
-        return self.act(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
 def draw_bottleneck(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -73,22 +47,12 @@ def draw_bottleneck(b: BlockSpec, in_ch: int, fused: bool) -> Node:
             b.kernel_size, mid, mid, fused, stride=b.stride, act=b.activation
         )
     body = Seq(layers + anatomy.conv_norm(1, mid, out, fused))
-    if projects(in_ch, b):
+    if changes_shape(in_ch, b):
         shortcut = Seq(anatomy.conv_norm(1, in_ch, out, fused, stride=b.stride))
         summed: Node = Par((body, shortcut))
     else:
         summed = anatomy.Res(body)
     return Seq((summed, *anatomy.activation(b.activation)))
-
-
-class MaxPool(nn.MaxPool2d):
-    """kxk max pooling with "same" padding; the width must stay as it is."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        if spec.out_channels != in_ch:
-            raise ValueError(f"a max_pool keeps the width ({in_ch}), not {spec.out_channels}")
-        k = spec.kernel_size
-        super().__init__(k, spec.stride, padding=k // 2)
 
 
 def draw_pool(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -98,18 +62,18 @@ def draw_pool(b: BlockSpec, in_ch: int, fused: bool) -> Node:
 register_block_kind(
     BlockKind(
         "resnet_stem",
-        build=ConvLayer,
+        build=build_conv,
         draw=draw_conv,
         title="ResNet's stem conv: kxk Conv-BN-activation, a feature level",
         reads=("out_channels", "kernel_size", "stride", "activation"),
         check=lambda b: odd_kernel(b) + stride_1_or_2(b) + no_se(b),
-        init=init_resnet,
+        init=lazy("roadmap_steps.convnext.blocks.layers:init_resnet"),
     )
 )
 register_block_kind(
     BlockKind(
         "max_pool",
-        build=MaxPool,
+        build=lazy("roadmap_steps.convnext.blocks.layers:MaxPool"),
         draw=draw_pool,
         title="kxk max pooling (ResNet's stem)",
         reads=("out_channels", "kernel_size", "stride"),
@@ -120,7 +84,7 @@ register_block_kind(
 BOTTLENECK = register_block_kind(
     BlockKind(
         "bottleneck",
-        build=Bottleneck,
+        build=lazy("roadmap_steps.convnext.blocks.layers:Bottleneck"),
         draw=draw_bottleneck,
         title="ResNet's bottleneck: 1x1 -> kxk (or DW) -> 1x1, activation after the sum",
         reads=("out_channels", "kernel_size", "stride", "expand_ratio", "activation"),
@@ -132,6 +96,6 @@ BOTTLENECK = register_block_kind(
             "conv3": "channel mixer",
             "shortcut": "downsampling",
         },
-        init=init_resnet,
+        init=lazy("roadmap_steps.convnext.blocks.layers:init_resnet"),
     )
 )

@@ -7,28 +7,17 @@ init, as the official code leaves it.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Node, Seq
-from roadmap.arch.blocks import BlockKind, expands, no_se, odd_kernel, register_block_kind
-from roadmap.arch.layers import ConvNorm, channel_mixer
+from roadmap.arch.blocks import (
+    BlockKind,
+    expands,
+    lazy,
+    no_se,
+    odd_kernel,
+    register_block_kind,
+)
 from roadmap.arch.spec import BlockSpec
-
-
-class Downsample(nn.Module):
-    """DW kxk stride 2 -> 1x1 to the new width -> residual FFN."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        out = spec.out_channels
-        self.spatial_downsample = ConvNorm(in_ch, in_ch, spec.kernel_size, 2, groups=in_ch)
-        self.channel_downsample = ConvNorm(in_ch, out, 1)
-        self.ffn = channel_mixer(out, out, spec.expand_ratio, spec.activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.channel_downsample(self.spatial_downsample(x)))
 
 
 def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -46,7 +35,7 @@ PARTS = ("spatial_downsample", "channel_downsample", "ffn")
 register_block_kind(
     BlockKind(
         "downsample",
-        build=Downsample,
+        build=lazy("roadmap_steps.repvit.blocks.layers:Downsample"),
         draw=draw,
         title="RepViT's downsampling: DW stride 2 -> 1x1 -> residual FFN",
         reads=("out_channels", "kernel_size", "stride", "expand_ratio", "activation"),

@@ -8,13 +8,9 @@ and the width is unchanged. It starts as timm's ``mobilenetv3_large_100`` starts
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Node, Seq
-from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, mobile_block, register_block_kind
-from roadmap.arch.layers import ConvNorm, init_goog, make_se
+from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, lazy, mobile_block, register_block_kind
 from roadmap.arch.spec import BlockSpec
 
 
@@ -25,23 +21,6 @@ def expanded(in_ch: int, spec: BlockSpec) -> int:
 
 def has_skip(in_ch: int, spec: BlockSpec) -> bool:
     return spec.stride == 1 and in_ch == spec.out_channels
-
-
-class InvertedResidual(nn.Module):
-    """1x1 expand -> kxk DW -> [SE] -> 1x1 project, residual when the shape allows."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        mid, act = expanded(in_ch, spec), spec.activation
-        self.conv_pw = ConvNorm(in_ch, mid, 1, act=act) if spec.expand_ratio != 1 else nn.Identity()
-        self.conv_dw = ConvNorm(mid, mid, spec.kernel_size, spec.stride, groups=mid, act=act)
-        self.se = make_se(mid, spec.se) if spec.use_se else nn.Identity()
-        self.conv_pwl = ConvNorm(mid, spec.out_channels, 1)
-        self.has_skip = has_skip(in_ch, spec)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_pwl(self.se(self.conv_dw(self.conv_pw(x))))
-        return x + y if self.has_skip else y
 
 
 def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
@@ -55,15 +34,10 @@ def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
     return anatomy.maybe_res(Seq(layers), has_skip(in_ch, b))
 
 
-def init(module: nn.Module) -> None:
-    for m in module.modules():
-        init_goog(m)
-
-
 register_block_kind(
     BlockKind(
         "inverted_residual",
-        build=InvertedResidual,
+        build=lazy("roadmap_steps.repvit.blocks.layers:InvertedResidual"),
         draw=draw,
         title="MobileNetV3's block: 1x1 expand -> DW -> [SE] -> 1x1 project",
         reads=COMMON_FIELDS,
@@ -74,6 +48,6 @@ register_block_kind(
             "se": "SE",
             "conv_pwl": "channel mixer",
         },
-        init=init,
+        init=lazy("roadmap_steps.repvit.blocks.layers:init_inverted_residual"),
     )
 )

@@ -9,33 +9,10 @@ default init, as timm's and the official RepViT leave it (the residual MLP's las
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Par, Seq
-from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, mobile_block, register_block_kind
-from roadmap.arch.layers import ConvNorm, RepDepthwise, channel_mixer, make_se
+from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, lazy, mobile_block, register_block_kind
 from roadmap.arch.spec import BlockSpec
-
-
-class RepViTBlock(nn.Module):
-    """Token mixer (spatial, per channel) -> [SE] -> channel mixer (1x1 MLP)."""
-
-    def __init__(self, in_ch: int, spec: BlockSpec):
-        super().__init__()
-        k = spec.kernel_size
-        if spec.stride == 1:
-            self.token_mixer = RepDepthwise(in_ch, k)
-        else:
-            self.token_mixer = ConvNorm(in_ch, in_ch, k, spec.stride, groups=in_ch)
-        self.se = make_se(in_ch, spec.se) if spec.use_se else nn.Identity()
-        self.channel_mixer = channel_mixer(
-            in_ch, spec.out_channels, spec.expand_ratio, spec.activation
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channel_mixer(self.se(self.token_mixer(x)))
 
 
 def token_mixer(b: BlockSpec, width: int, fused: bool) -> Node:
@@ -64,7 +41,7 @@ def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
 register_block_kind(
     BlockKind(
         "repvit",
-        build=RepViTBlock,
+        build=lazy("roadmap_steps.repvit.blocks.layers:RepViTBlock"),
         draw=draw,
         title="RepViT's block: re-parameterizable DW token mixer -> [SE] -> 1x1 channel mixer",
         reads=COMMON_FIELDS,
