@@ -99,3 +99,24 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
         assert (tmp_path / page).is_file(), page
     api = (tmp_path / "reference/api/index.html").read_text()
     assert "register_step" in api and "fuse" in api  # the docstrings were read
+    for page in (tmp_path / "reference").glob("*/index.html"):  # Sphinx roles shown as code
+        assert not _roles_extension().ROLE.search(page.read_text()), page
+
+
+def _roles_extension():  # noqa: ANN202
+    """docs/griffe_roles.py, the mkdocstrings extension (docs/ is no package)."""
+    import importlib.util
+
+    pytest.importorskip("griffe", reason='pip install -e ".[docs]"')
+    spec = importlib.util.spec_from_file_location("griffe_roles", REPO / "docs/griffe_roles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sphinx_roles_read_as_sphinx_shows_them() -> None:
+    roles = _roles_extension()
+    ROLE, displayed = roles.ROLE, roles.displayed
+    text = "See :class:`~roadmap.arch.spec.NetSpec`, :func:`fuse` and :py:mod:`roadmap.arch`."
+    assert displayed(text) == "See `NetSpec`, `fuse` and `roadmap.arch`."
+    assert ROLE.search(text) and not ROLE.search(displayed(text))
