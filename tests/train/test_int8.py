@@ -59,10 +59,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"data": f"imagefolder:{images}", "folder": folder, "record": record, "out": out}
 
 
-@pytest.fixture(scope="module")
-def scored(trained: dict) -> dict:
-    """The checkpoint's int8 scores, and the program they came from (lowering takes seconds:
-    once per module)."""
+def score(trained: dict) -> dict:
+    """The checkpoint's int8 scores, and the program they came from."""
     programs = []
     real = int8_eval.executorch.program_bytes
 
@@ -81,9 +79,14 @@ def scored(trained: dict) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.heavy
-def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
-    trained: dict, scored: dict
+def test_int8_scores_both_forms_on_the_same_images_and_a_broken_program_is_refused(
+    trained: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One test, so that the training and the lowering (over 20 s) happen once whichever
+    pytest-xdist worker runs it: the scores land in the record and the table; then the same
+    program with its outputs scrambled (sign and scale of every logit wrong) is refused as a
+    bug to report, not reported as an accuracy drop."""
+    scored = score(trained)
     scores, path = scored["scores"], scored["path"]
     assert scored["shape"] == (8, 3, 32, 32)  # the program takes the batch asked for
     fp32 = evaluate_checkpoint(SMALL, path, trained["data"], RunOptions(workers=0))
@@ -103,13 +106,6 @@ def test_int8_scores_both_forms_on_the_same_images_and_lands_in_the_record(
     found = store.scan(trained["out"]).records
     assert int8_of(found, SMALL).delta.images == 8
 
-
-@pytest.mark.slow
-def test_a_quantization_that_breaks_the_logits_is_refused(
-    trained: dict, scored: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An int8 program whose logits are noise is a bug to report, not an accuracy drop (the
-    same program as above, its outputs scrambled: sign and scale of every logit wrong)."""
     real = int8_eval.executorch.load_batched
 
     def scrambled(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -119,7 +115,7 @@ def test_a_quantization_that_breaks_the_logits_is_refused(
     monkeypatch.setattr(int8_eval.executorch, "program_bytes", lambda *a, **k: scored["program"])
     monkeypatch.setattr(int8_eval.executorch, "load_batched", scrambled)
     with pytest.raises(RoadmapError, match="logits are mostly noise"):
-        int8_eval.evaluate_int8(SMALL, scored["path"], trained["data"], RunOptions(workers=0),
+        int8_eval.evaluate_int8(SMALL, path, trained["data"], RunOptions(workers=0),
                                 calibration=8, batch=8)  # fmt: skip
 
 
