@@ -28,9 +28,14 @@ sees 2x2 patches and Visformer-S's last stage a 1x1 map, so attention has little
 over on either side.
 
     python benchmarks/visformer_claim.py --results results/visformer_claim
+    python benchmarks/visformer_claim.py --report     # the table, from what the store holds
     roadmap table --roadmap visformer --data digits --recipe visformer-base-<hash> ...
 
-It writes ``claim.jsonl`` (one line per run: wall time, load) beside the store.
+It writes ``claim.jsonl`` (one line per run: wall time, load) beside the store; ``--report``
+writes ``claim.md`` there: per training set and setting, each network's top-1 (mean and 95 %
+CI over seeds), and the gap of the last transition step and of Visformer-S over DeiT-S with
+Welch's test and the seeds a t-test would need (``roadmap.study.stats``, as ``roadmap table``
+computes them).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -96,15 +102,80 @@ def run(results: Path, log: Path, plan: tuple) -> None:
     print(json.dumps(line), flush=True)
 
 
+def report(results: Path) -> str:
+    """The study as Markdown, from the records the store holds (whole or not)."""
+    from roadmap.results import store
+    from roadmap.study import stats
+
+    scores: dict[tuple, list[float]] = {}
+    minutes: dict[str, list[float]] = {}
+    for record in store.scan(results).records:
+        if record.img_size != 32:
+            continue  # the first try, at 64 px
+        data = {"digits": "digits", "fashion_mnist": "fashion"}[record.data]
+        name = "digits/4" if data == "digits" and record.train_images == 360 else data
+        network = record.name.split(".", 1)[1]
+        recipe = record.recipe.rsplit("-", 1)[0]
+        scores.setdefault((name, recipe, network), []).append(record.top1)
+        minutes.setdefault(network, []).append(record.train_time_s / 60)
+
+    def cell(values: list[float]) -> str:
+        if not values:
+            return "—"
+        ci = stats.mean_ci(values)
+        spread = f" [{ci.low:.1f}, {ci.high:.1f}]" if ci.low is not None else ""
+        return f"{ci.mean:.1f}{spread} ({ci.n})"
+
+    def gap(a: list[float], b: list[float]) -> str:
+        if len(a) < 2 or len(b) < 2:
+            return "—"
+        delta = sum(b) / len(b) - sum(a) / len(a)
+        p = stats.welch_p(a, b)
+        verdict = f"p = {p:.3f}" + (", a finding" if stats.is_finding(p) else ", not significant")
+        needed = None if stats.is_finding(p) else stats.seeds_needed(a, b)
+        seeds = f"; {needed} seeds would find it" if needed else ""
+        return f"{delta:+.1f} ({verdict}{seeds})"
+
+    lines = [
+        "| training set | setting | DeiT-S | net6 | Visformer-S | net6 − DeiT-S | "
+        "Visformer-S − DeiT-S |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, *_ in TRAINING_SETS:
+        for recipe in RECIPES:
+            got = [scores.get((name, recipe, n), []) for n in NETWORKS]
+            if any(got):
+                lines.append(
+                    f"| {name} | {recipe.removeprefix('visformer-')} | "
+                    + " | ".join(cell(v) for v in got)
+                    + f" | {gap(got[0], got[1])} | {gap(got[0], got[2])} |"
+                )
+    times = ", ".join(f"{n} {statistics.median(m):.1f}" for n, m in sorted(minutes.items()))
+    lines += [
+        "",
+        "Top-1 %: mean [95 % CI, Student t] (seeds); gaps in points, Welch's t-test at p < 0.05.",
+        f"Training minutes per run, median (two runs sharing two cores, one thread each): {times}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/visformer_claim"))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--report", action="store_true", help="write claim.md from the store")
     args = parser.parse_args()
+    if args.report:
+        text = report(args.results)
+        (args.results / "claim.md").write_text(text)
+        print(text)
+        return
     args.results.mkdir(parents=True, exist_ok=True)
     log = args.results / "claim.jsonl"
     plan = list(itertools.product(NETWORKS, RECIPES, TRAINING_SETS, SEEDS))
-    plan.sort(key=lambda p: (TRAINING_SETS.index(p[2]), p[3], p[1], p[0]))  # set by set, seed by seed
+    plan.sort(
+        key=lambda p: (TRAINING_SETS.index(p[2]), p[3], p[1], p[0])
+    )  # set by set, seed by seed
     start = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda p: run(args.results, log, p), plan))
