@@ -1,5 +1,6 @@
 """The study layer: variants, accuracy from the store, deltas and their noise flags."""
 
+import dataclasses
 import statistics
 from types import SimpleNamespace
 
@@ -194,3 +195,24 @@ def test_the_papers_control_carries_the_papers_numbers():
     assert rows[-1].variant.name == "widen-separate_mixers"
     assert (rows[-1].paper_top1, rows[-1].paper_speed) == (73.0, 0.91)
     assert rows[-2].paper_top1 is None  # gelu+expansion_2 without separate_mixers: never measured
+
+
+def test_a_network_counted_once_is_not_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts are kept per network (spec, resolution, the kinds' identities) in the process:
+    a second table of the same networks builds nothing; another resolution, or a kind
+    registered anew, is counted again."""
+    from roadmap.arch import blocks
+
+    variants = plan.prefixes(Selection.of("repvit", "gelu"))
+    first = comparison.collect(variants, latency_settings=None, img_size=64)
+    built = []
+    real = comparison.build
+    monkeypatch.setattr(comparison, "build", lambda spec: built.append(spec) or real(spec))
+    again = comparison.collect(variants, latency_settings=None, img_size=64)
+    assert built == [] and [r.counts for r in again.rows] == [r.counts for r in first.rows]
+    comparison.collect(variants, latency_settings=None, img_size=96)
+    assert len(built) == 2  # another resolution: both networks counted anew
+    kind = blocks.get_block_kind("inverted_residual")
+    monkeypatch.setitem(blocks.KINDS._items, "inverted_residual", dataclasses.replace(kind))
+    comparison.collect(variants, latency_settings=None, img_size=64)
+    assert len(built) == 4  # the kind is another object now: counted again
