@@ -118,7 +118,7 @@ def build_cmd(
     """Build a prefix or ablation of the roadmap; show its structure, size and last change."""
     from roadmap.arch.builder import build
     from roadmap.arch.spec import spec_hash
-    from roadmap.measure.counts import count
+    from roadmap.measure.counts import count_network
     from roadmap.report import tables
 
     spec = network.spec(num_classes)
@@ -128,7 +128,7 @@ def build_cmd(
         spec.save(save_spec)
     model = build(spec)
     loaded = _load(model, network, pretrained, pretrained_file)
-    counts = count(model, img_size)
+    counts = count_network(spec, img_size, model=model)  # weights change no count
     if fmt is Format.json:
         print(json.dumps(tables.build_data(network, spec, counts, changes), indent=2))
         return

@@ -15,6 +15,7 @@ import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -123,3 +124,44 @@ def count(
         deploy_macs=count_macs(deploy, img_size),
         img_size=img_size,
     )
+
+
+# Counts already made in this process, by network and resolution: a spec is its network, so a
+# notebook's or a walkthrough's second table, a second `build` of a step, or a test suite's
+# hundredth count of RepViT-M0.9 builds and traces nothing. The kinds' identities are in the
+# key, so a kind registered anew (a plugin reloaded) is counted anew.
+_KEPT: dict[tuple, Counts] = {}
+
+
+def count_network(
+    spec: Any,
+    img_size: int = 224,
+    *,
+    model: nn.Module | None = None,
+    deploy: nn.Module | None = None,
+    train_macs: bool = True,
+) -> Counts:
+    """:func:`count` of the network ``spec`` builds, kept for the process (see ``_KEPT``).
+
+    Args:
+        spec: the network's ``NetSpec``.
+        img_size: resolution for the MACs.
+        model: the network, if already built (it is built from ``spec`` otherwise, and only
+            when the counts are not kept yet).
+        deploy: its fused form, if already made.
+        train_macs: also count the training form's MACs.
+    """
+    from roadmap.arch.blocks import get_block_kind
+    from roadmap.arch.spec import spec_hash
+
+    kinds = sorted({block.kind for _, block in spec.iter_blocks()})
+    key = (spec_hash(spec), img_size, tuple((k, id(get_block_kind(k))) for k in kinds))
+    kept = _KEPT.get(key)
+    if kept is not None and (kept.macs is not None or not train_macs):
+        return kept
+    if model is None:
+        from roadmap.arch.builder import build
+
+        model, deploy = build(spec), None
+    _KEPT[key] = count(model, img_size, deploy=deploy, train_macs=train_macs)
+    return _KEPT[key]

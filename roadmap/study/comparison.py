@@ -23,7 +23,6 @@ from typing import Any
 
 from torch import nn
 
-from roadmap.arch.blocks import get_block_kind
 from roadmap.arch.builder import build
 from roadmap.arch.paper import PaperResult
 from roadmap.arch.reparam import fuse
@@ -32,7 +31,7 @@ from roadmap.arch.selection import Selection
 from roadmap.arch.spec import spec_hash
 from roadmap.errors import RoadmapError
 from roadmap.measure.conditions import Conditions
-from roadmap.measure.counts import Counts, count
+from roadmap.measure.counts import Counts, count_network
 from roadmap.measure.latency import LatencyRecord, compare
 from roadmap.results import store
 from roadmap.results.record import RunRecord
@@ -271,15 +270,14 @@ def collect(
     for i, row in enumerate(buildable if counts or latency_settings is not None else []):
         say(f"counting {i + 1}/{len(buildable)}: {row.variant.name}")
         spec = row.variant.selection.spec()
-        key = _counts_key(spec, img_size)
-        if latency_settings is None and key in _COUNTED:
-            row.counts = _COUNTED[key]  # counted before in this process: nothing to build
+        if latency_settings is None:  # counted before in this process: nothing is built
+            row.counts = count_network(spec, img_size, train_macs=False)
             continue
         model = build(spec)
         deployed.append(fuse(model))
-        if key not in _COUNTED:
-            _COUNTED[key] = count(model, img_size, deploy=deployed[-1], train_macs=False)
-        row.counts = _COUNTED[key]
+        row.counts = count_network(
+            spec, img_size, model=model, deploy=deployed[-1], train_macs=False
+        )
     if latency_settings is not None and buildable:
         say(f"timing {len(buildable)} networks, {latency_settings.iters} rounds")
         _attach_latency(buildable, deployed, latency_settings)
@@ -301,18 +299,6 @@ def collect(
     study.int8 = int8
     study.stale = stale_lines(found.records, buildable)
     return study
-
-
-# Counts already made in this process, by network and resolution: a spec is its network, so a
-# notebook's or a walkthrough's second table, or a test suite's hundredth, builds nothing to
-# count it again. The kinds' identities are in the key, so a kind registered anew (a plugin
-# reloaded) is counted anew.
-_COUNTED: dict[tuple, Counts] = {}
-
-
-def _counts_key(spec: Any, img_size: int) -> tuple:
-    kinds = sorted({block.kind for _, block in spec.iter_blocks()})
-    return spec_hash(spec), img_size, tuple((k, id(get_block_kind(k))) for k in kinds)
 
 
 def _attach_latency(

@@ -201,13 +201,13 @@ def test_a_network_counted_once_is_not_built_again(monkeypatch: pytest.MonkeyPat
     """Counts are kept per network (spec, resolution, the kinds' identities) in the process:
     a second table of the same networks builds nothing; another resolution, or a kind
     registered anew, is counted again."""
-    from roadmap.arch import blocks
+    from roadmap.arch import blocks, builder
 
     variants = plan.prefixes(Selection.of("repvit", "gelu"))
     first = comparison.collect(variants, latency_settings=None, img_size=64)
     built = []
-    real = comparison.build
-    monkeypatch.setattr(comparison, "build", lambda spec: built.append(spec) or real(spec))
+    real = builder.build
+    monkeypatch.setattr(builder, "build", lambda spec: built.append(spec) or real(spec))
     again = comparison.collect(variants, latency_settings=None, img_size=64)
     assert built == [] and [r.counts for r in again.rows] == [r.counts for r in first.rows]
     comparison.collect(variants, latency_settings=None, img_size=96)
