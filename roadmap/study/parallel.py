@@ -6,9 +6,11 @@ between the threaded kernels. Two processes with one thread each trained 1.2-1.5
 images per second as one process with two threads on the 2-core machine this was measured on
 (``benchmarks/train_cpu.py``; the README has the whole-study figure).
 
-How: N worker processes (``spawn``, so each starts clean: no OpenMP state copied by a fork;
-messages come back over one pipe per worker, so nothing is left behind if this process is
-killed)
+How: N worker processes, forked from a ``forkserver``: a clean process that has imported
+torch and the training code once and never run a torch kernel, so each worker starts in a
+fraction of a second rather than after its own few seconds of imports, and starts clean (no
+OpenMP state copied by a fork of a process that computed). Messages come back over one pipe
+per worker, so nothing is left behind if this process is killed,
 with ``threads // N`` torch threads each go through the *same* list of runs in the same
 order, as N shells over one results folder always could: a worker trains the first run that
 is neither stored nor being trained, the run folder's lock deciding between two that reach it
@@ -112,7 +114,8 @@ def train_in_workers(
     check(options, jobs)
     jobs = min(jobs, max(1, len(runs)))
     ordered = largest_first(runs, recipe.img_size)
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
     events, halt = _Events(context, jobs), _Flag(context)
     worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
     args = (ordered, data, recipe, worker_options, threads_per_job(jobs), loaded_plugins())
@@ -141,6 +144,10 @@ def train_in_workers(
             stopped,
         )
     return [outcomes[key] for key in ((r.network.name, r.seed) for r in runs) if key in outcomes]
+
+
+# What the fork server imports once, before it forks any worker (the bulk of a worker's start).
+PRELOAD = ("roadmap.study.runs", "roadmap.train.loop")
 
 
 class _Events:
