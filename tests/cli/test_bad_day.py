@@ -159,22 +159,32 @@ def test_an_unknown_store_label_lists_what_the_store_holds(tmp_path: Path) -> No
     )
 
 
-def test_a_mistyped_name_is_refused_before_torch_loads() -> None:
-    """Names are checked by light modules: the error comes before torch, timm and fvcore are
-    imported (the start-up benchmark times it)."""
+def without_torch(*commands: list[str]) -> tuple[list[str], str]:
+    """Run each command line in one fresh Python process as the console script would; what
+    heavy modules were imported by the end (none expected), and stderr, with a line ``exit
+    CODE`` after each command."""
     code = (
         "import sys\n"
         "from roadmap.cli import main\n"
-        "sys.argv = ['roadmap', 'build', '--upto', 'seperate_mixers']\n"
-        "try:\n    main()\n"
-        "except SystemExit:\n"
-        "    print(sorted(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules))\n"
+        f"for argv in {[list(map(str, c)) for c in commands]!r}:\n"
+        "    sys.argv = ['roadmap', *argv]\n"
+        "    try:\n        main()\n"
+        "    except SystemExit as e:\n"
+        "        print('exit', e.code, file=sys.stderr)\n"
+        "print(' '.join(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-    assert result.stdout.strip() == "[]", result.stdout + result.stderr
-    assert "did you mean 'separate_mixers'" in result.stderr
+    return result.stdout.split(), result.stderr
+
+
+def test_a_mistyped_name_is_refused_before_torch_loads() -> None:
+    """Names are checked by light modules: the error comes before torch, timm and fvcore are
+    imported (the start-up benchmark times it)."""
+    loaded, stderr = without_torch(["build", "--upto", "seperate_mixers"])
+    assert loaded == [], stderr
+    assert "did you mean 'separate_mixers'" in stderr and "exit 2" in stderr
 
 
 # A mistake in a spec of each roadmap, and what the checker says about it.
@@ -206,27 +216,15 @@ def test_a_spec_mistake_is_refused_before_torch_loads(tmp_path: Path) -> None:
         "stem: [{kind: repvgg, out_channels: 48, stride: 2, extra: {identity: maybe}}]\n"
         "stages: [{blocks: [{kind: repvgg, out_channels: 48}]}]\n"
     )
-    runs = [["build", "--spec", str(path)] for path in paths]
-    runs.append(["--plugin", str(repvgg / "repvgg_roadmap"), "build", "--spec",
-                 str(tmp_path / "repvgg.yaml")])  # fmt: skip
-    code = (
-        "import sys\n"
-        "from roadmap.cli import main\n"
-        f"for argv in {runs!r}:\n"
-        "    sys.argv = ['roadmap', *argv]\n"
-        "    try:\n        main()\n"
-        "    except SystemExit as e:\n"
-        "        print('exit', e.code, file=sys.stderr)\n"
-        "print(sorted(m for m in ('torch', 'timm', 'fvcore') if m in sys.modules))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
-    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    runs = [["build", "--spec", path] for path in paths]
+    plugin = ["--plugin", repvgg / "repvgg_roadmap"]
+    runs.append([*plugin, "build", "--spec", tmp_path / "repvgg.yaml"])
+    loaded, stderr = without_torch(*runs)
+    assert loaded == [], stderr
     for _, _, _, _, says in SPEC_MISTAKES.values():
-        assert says in result.stderr
-    assert "stem.0.extra.identity: must be true or false, got 'maybe'" in result.stderr
-    assert result.stderr.count("exit 2") == len(runs), result.stderr  # a usage error, each
+        assert says in stderr
+    assert "stem.0.extra.identity: must be true or false, got 'maybe'" in stderr
+    assert stderr.count("exit 2") == len(runs), stderr  # a usage error, each
 
 
 # --- specs, plugins, disks, temporary files ----------------------------------------------------
