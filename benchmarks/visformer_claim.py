@@ -102,6 +102,22 @@ def run(results: Path, log: Path, plan: tuple) -> None:
     print(json.dumps(line), flush=True)
 
 
+def gap_change(deit_a: list, vis_a: list, deit_b: list, vis_b: list) -> str:
+    """(Visformer-S − DeiT-S) in a minus the same in b, with its 95 % t interval (Welch-
+    Satterthwaite degrees of freedom over the four independent groups)."""
+    from scipy import stats as scipy_stats
+
+    groups = (deit_a, vis_a, deit_b, vis_b)
+    means = [statistics.fmean(g) for g in groups]
+    change = (means[1] - means[0]) - (means[3] - means[2])
+    terms = [statistics.variance(g) / len(g) for g in groups]
+    se = sum(terms) ** 0.5
+    dof = sum(terms) ** 2 / sum(t**2 / (len(g) - 1) for t, g in zip(terms, groups, strict=True))
+    half = scipy_stats.t.ppf(0.975, dof) * se
+    verdict = "excludes 0" if abs(change) > half else "includes 0"
+    return f"{change:+.1f} [{change - half:.1f}, {change + half:.1f}] ({verdict})"
+
+
 def report(results: Path) -> str:
     """The study as Markdown, from the records the store holds (whole or not)."""
     from roadmap.results import store
@@ -150,6 +166,20 @@ def report(results: Path) -> str:
                     + " | ".join(cell(v) for v in got)
                     + f" | {gap(got[0], got[1])} | {gap(got[0], got[2])} |"
                 )
+    lines += [
+        "",
+        "How the gap of Visformer-S over DeiT-S moves (points; 95 % interval, Welch-"
+        "Satterthwaite over the four groups of seeds):",
+        "",
+    ]
+    pairs = [(f"{n}: base − elite", (n, "visformer-base"), (n, "visformer-elite"))
+             for n, *_ in TRAINING_SETS]  # fmt: skip
+    pairs += [(f"{r.removeprefix('visformer-')}: digits/4 − digits", ("digits/4", r), ("digits", r))
+              for r in RECIPES]  # fmt: skip
+    for label, one, other in pairs:
+        groups = [scores.get((*where, n), []) for where in (one, other) for n in NETWORKS[::2]]
+        if all(len(g) >= 2 for g in groups):
+            lines.append(f"- {label}: {gap_change(*groups)}")
     times = ", ".join(f"{n} {statistics.median(m):.1f}" for n, m in sorted(minutes.items()))
     lines += [
         "",
