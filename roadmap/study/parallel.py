@@ -10,9 +10,9 @@ How: N worker processes, forked from a ``forkserver``: a clean process that has 
 torch and the training code once and never run a torch kernel, so each worker starts in a
 fraction of a second rather than after its own few seconds of imports, and starts clean (no
 OpenMP state copied by a fork of a process that computed). Messages come back over one pipe
-per worker, so nothing is left behind if this process is killed,
-with ``threads // N`` torch threads each go through the *same* list of runs in the same
-order, as N shells over one results folder always could: a worker trains the first run that
+per worker, so nothing is left behind if this process is killed. The workers, with
+``threads // N`` torch threads each, go through the *same* list of runs in the same order,
+as N shells over one results folder always could: a worker trains the first run that
 is neither stored nor being trained, the run folder's lock deciding between two that reach it
 together (the loser counts it ``busy``). A worker that finishes early takes the next run, so no
 scheduler of ours is needed and no run trains twice; the list puts the largest networks first
