@@ -19,7 +19,7 @@ where it stopped.
 
 The paper's recipes are for 300 epochs on ImageNet at 224 px; every run here is scaled the
 same way (SCALE): 32 px, batch 64, 8 epochs with 1 of warm-up (32 and 4 on the quarter), the
-quick recipe's learning rate (5e-4 x 64 / 512 learns next to nothing in so few steps),
+quick recipe's learning rate (the paper's 5e-4 per 512 images is a rate for 300 epochs),
 evaluated once, at the end. Nothing else of the two recipes changes, so the gap between them
 is the paper's gap between its settings. Why 32 px: both datasets' images are at most 28 px,
 so 32 px keeps all they hold; 64 px costs four times as much (a first try at 64 px with 5
