@@ -114,8 +114,11 @@ def train_in_workers(
     check(options, jobs)
     jobs = min(jobs, max(1, len(runs)))
     ordered = largest_first(runs, recipe.img_size)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))
+    else:  # Windows: each worker spawned, importing for itself
+        context = multiprocessing.get_context("spawn")
     events, halt = _Events(context, jobs), _Flag(context)
     worker_options = dataclasses.replace(options, quiet=True, jobs=jobs)  # the parent reports
     args = (ordered, data, recipe, worker_options, threads_per_job(jobs), loaded_plugins())
