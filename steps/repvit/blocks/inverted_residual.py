@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Node, Seq
-from roadmap.arch.blocks import COMMON_FIELDS, BlockKind, lazy, mobile_block, register_block_kind
+from roadmap.arch.blocks import (
+    COMMON_FIELDS,
+    BlockKind,
+    changes_shape,
+    lazy,
+    mobile_block,
+    register_block_kind,
+)
 from roadmap.arch.spec import BlockSpec
 
 
@@ -20,7 +27,8 @@ def expanded(in_ch: int, spec: BlockSpec) -> int:
 
 
 def has_skip(in_ch: int, spec: BlockSpec) -> bool:
-    return spec.stride == 1 and in_ch == spec.out_channels
+    """A residual where the shape allows it (no stride, no new width)."""
+    return not changes_shape(in_ch, spec)
 
 
 def draw(b: BlockSpec, in_ch: int, fused: bool) -> Node:
