@@ -102,6 +102,22 @@ def run(results: Path, log: Path, plan: tuple) -> None:
     print(json.dumps(line), flush=True)
 
 
+def recorded(results: Path) -> dict[tuple, object]:
+    """The study's finished runs in the store, keyed (training set, recipe, network, seed)."""
+    from roadmap.results import store
+
+    runs = {}
+    for record in store.scan(results).records:
+        if record.img_size != 32:
+            continue  # the first try, at 64 px
+        data = {"digits": "digits", "fashion_mnist": "fashion"}[record.data]
+        name = "digits/4" if data == "digits" and record.train_images == 360 else data
+        network = record.name.split(".", 1)[1]
+        recipe = record.recipe.rsplit("-", 1)[0]
+        runs[(name, recipe, network, record.seed)] = record
+    return runs
+
+
 def gap_change(deit_a: list, vis_a: list, deit_b: list, vis_b: list) -> str:
     """(Visformer-S − DeiT-S) in a minus the same in b, with its 95 % t interval (Welch-
     Satterthwaite degrees of freedom over the four independent groups)."""
@@ -120,18 +136,11 @@ def gap_change(deit_a: list, vis_a: list, deit_b: list, vis_b: list) -> str:
 
 def report(results: Path) -> str:
     """The study as Markdown, from the records the store holds (whole or not)."""
-    from roadmap.results import store
     from roadmap.study import stats
 
     scores: dict[tuple, list[float]] = {}
     minutes: dict[str, list[float]] = {}
-    for record in store.scan(results).records:
-        if record.img_size != 32:
-            continue  # the first try, at 64 px
-        data = {"digits": "digits", "fashion_mnist": "fashion"}[record.data]
-        name = "digits/4" if data == "digits" and record.train_images == 360 else data
-        network = record.name.split(".", 1)[1]
-        recipe = record.recipe.rsplit("-", 1)[0]
+    for (name, recipe, network, _), record in recorded(results).items():
         scores.setdefault((name, recipe, network), []).append(record.top1)
         minutes.setdefault(network, []).append(record.train_time_s / 60)
 
@@ -206,6 +215,9 @@ def main() -> None:
     plan.sort(
         key=lambda p: (TRAINING_SETS.index(p[2]), p[3], p[1], p[0])
     )  # set by set, seed by seed
+    done = recorded(args.results)
+    plan = [p for p in plan if (p[2][0], p[1], p[0], p[3]) not in done]
+    print(f"{len(done)} runs already recorded; {len(plan)} to train", flush=True)
     start = time.monotonic()
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda p: run(args.results, log, p), plan))
