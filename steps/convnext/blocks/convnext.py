@@ -28,7 +28,16 @@ from __future__ import annotations
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Par, Seq
-from roadmap.arch.blocks import NORMS, BlockKind, changes_shape, lazy, no_se, register_block_kind
+from roadmap.arch.blocks import (
+    NORMS,
+    BlockKind,
+    changes_shape,
+    lazy,
+    no_se,
+    odd_kernel,
+    register_block_kind,
+    stride_1_or_2,
+)
 from roadmap.arch.spec import BlockSpec
 
 
@@ -108,10 +117,7 @@ def _convnext_checks(b: BlockSpec) -> list[str]:
     for name, allowed in (("norms", ("all", "one")), ("acts", ("all", "one"))):
         if CONVNEXT.value(b, name) not in allowed:
             problems.append(f"{name} must be one of {allowed}, got {CONVNEXT.value(b, name)!r}")
-    if b.kernel_size < 1 or b.kernel_size % 2 == 0:
-        problems.append(f"kernel_size must be odd, got {b.kernel_size}")
-    if b.stride not in (1, 2):
-        problems.append(f"stride must be 1 or 2, got {b.stride}")
+    problems += odd_kernel(b) + stride_1_or_2(b)
     if CONVNEXT.value(b, "layer_scale") < 0:
         problems.append("layer_scale must be >= 0 (0: none)")
     return problems

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from roadmap.arch import anatomy
 from roadmap.arch.anatomy import Box, Node, Res, Seq
-from roadmap.arch.blocks import NORMS, BlockKind, lazy, no_se, register_block_kind
+from roadmap.arch.blocks import NORMS, BlockKind, lazy, no_se, odd_kernel, register_block_kind
 from roadmap.arch.spec import BlockSpec
 
 
@@ -168,8 +168,7 @@ def _transformer_checks(b: BlockSpec) -> list[str]:
         hidden = anatomy.hidden_width(b.out_channels, b.expand_ratio)
         if v("tokens"):
             problems.append("a spatial MLP needs the map form (tokens: false)")
-        if b.kernel_size < 1 or b.kernel_size % 2 == 0:
-            problems.append(f"kernel_size must be odd, got {b.kernel_size}")
+        problems += odd_kernel(b)
         if v("groups") < 1 or hidden % v("groups"):
             problems.append(f"groups ({v('groups')}) must divide the MLP's width ({hidden})")
     return problems
