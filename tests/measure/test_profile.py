@@ -21,6 +21,7 @@ from roadmap.errors import RoadmapError
 from roadmap.measure import profile
 from roadmap.measure.latency import Candidate, LatencySettings
 from roadmap.measure.profile import KINDS, TOTAL, UNATTRIBUTED, units
+from tests.helpers import representative
 
 TINY = LatencySettings(img_size=32, warmup=1, iters=3, threads=1)
 runner = CliRunner()
@@ -34,7 +35,7 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "training-form"])
-@pytest.mark.parametrize("step", roadmap.list_steps("repvit"))
+@pytest.mark.parametrize("step", representative(roadmap.list_steps("repvit")))
 def test_units_cover_every_layer_once_and_never_nest(step: str, fused: bool) -> None:
     model = roadmap.build_model(step, roadmap="repvit")
     model = roadmap.fuse(model) if fused else model.eval()
