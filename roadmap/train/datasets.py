@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -35,8 +37,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from roadmap.errors import RoadmapError
 from roadmap.train.sources import Datasets, DataSource, OpenRequest
 
-DIGITS_SPLIT_SEED = 0  # the held-out split never moves with the training seed
-DIGITS_VAL_FRACTION = 0.2
+# The digits' held-out split never moves with the training seed: scikit-learn's
+# train_test_split(test_size=0.2, stratify=target, random_state=0), kept in this file.
+DIGITS_SPLIT = Path(__file__).with_name("digits_split.json")
 SYNTHETIC_CLASSES = 1000  # an ImageNet-shaped head, so params and MACs match the paper's nets
 SYNTHETIC_TRAIN_DEFAULT = 2048
 DEFAULT_DATA_ROOT = Path("~/.cache/roadmap/data")
@@ -90,24 +93,35 @@ class GrayImages(Dataset):
 
 def _digits(train_tf: Callable, eval_tf: Callable, source: DataSource) -> Datasets:
     """scikit-learn's handwritten digits on a fixed, stratified 80/20 split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    pixels = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0..16 -> 0..255
-    train, val = train_test_split(
-        np.arange(len(pixels)),
-        test_size=DIGITS_VAL_FRACTION,
-        stratify=digits.target,
-        random_state=DIGITS_SPLIT_SEED,
-    )
-    targets = digits.target
+    pixels, targets = digits_arrays()
+    split = json.loads(DIGITS_SPLIT.read_text())
+    train, val = np.asarray(split["train"]), np.asarray(split["val"])
     return Datasets(
         GrayImages(pixels[train], targets[train].tolist(), train_tf),
         GrayImages(pixels[val], targets[val].tolist(), eval_tf),
         10,
         source,
     )
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 digits as (N, 8, 8) uint8 pixels (0..16 scaled to 0..255) and their classes.
+
+    Read from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, what its
+    ``load_digits`` reads) without importing scikit-learn, whose import takes about 2 s of CPU
+    here: every ``roadmap train --data digits`` process paid it. The split is scikit-learn's
+    too, computed once and kept in ``digits_split.json`` (``DIGITS_SPLIT``); the tests compare
+    both with ``load_digits`` and ``train_test_split``.
+    """
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise RoadmapError("the digits come with scikit-learn: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    targets = data[:, -1].astype(int)
+    pixels = (data[:, :-1].reshape(-1, 8, 8) * (255 / 16)).round().astype(np.uint8)
+    return pixels, targets
 
 
 # --- Fashion-MNIST ----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image
 
 from roadmap.errors import RoadmapError
 from roadmap.train.data import ShardSampler, collate, load_datasets, make_loader
-from roadmap.train.datasets import DEBIAN_FASHION, SyntheticImages
+from roadmap.train.datasets import DEBIAN_FASHION, SyntheticImages, digits_arrays
 from roadmap.train.recipe import load_recipe
 from roadmap.train.sources import parse_source
 from tests.helpers import CLASSES, corrupt_one_image, make_image_folder
@@ -56,6 +58,39 @@ def test_digits_split_is_fixed_disjoint_and_stratified() -> None:
     assert (again.images == val.images).all()
     train_rows = {im.tobytes() for im in train.images}
     assert sum(im.tobytes() in train_rows for im in val.images) < 5  # only duplicate drawings
+
+
+def test_digits_are_scikit_learns_images_in_its_split() -> None:
+    """What the sklearn-free reader and the kept split give is exactly what load_digits and
+    train_test_split give: the same pixels, classes, and images in the same order."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    expected = (digits.images * (255 / 16)).round().astype(np.uint8)
+    pixels, targets = digits_arrays()
+    assert pixels.dtype == np.uint8 and (pixels == expected).all()
+    assert (targets == digits.target).all()
+    train, val = train_test_split(
+        np.arange(len(targets)), test_size=0.2, stratify=targets, random_state=0
+    )
+    data = load_datasets(parse_source("digits"), QUICK)
+    assert (data.train.images == expected[train]).all() and data.train.targets == list(
+        digits.target[train]
+    )
+    assert (data.val.images == expected[val]).all() and data.val.targets == list(digits.target[val])
+
+
+def test_opening_the_digits_imports_no_scikit_learn() -> None:
+    code = (
+        "import sys; from roadmap.train.data import load_datasets; "
+        "from roadmap.train.recipe import load_recipe; "
+        "from roadmap.train.sources import parse_source; "
+        "d = load_datasets(parse_source('digits'), load_recipe('quick')); "
+        "print(len(d.train), 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1437", "False"], out.stderr
 
 
 def test_digits_are_upscaled_to_three_channels() -> None:
