@@ -3,10 +3,14 @@ the ``roadmap_*`` models, the way timm tests its own: forward, backward, default
 features_only wrappers (``feature_cls="getter"``, as timm's ViTs serve them), TorchScript and
 FX.
 
-The full suite runs them on the last step of each built-in roadmap (RepViT-M0.9 and ConvNeXt-T:
-every block kind but the two starting networks', which are timm's own MobileNetV3 and ResNet
-layer for layer); ``ROADMAP_TIMM_MODELS=all`` runs every registered ``roadmap_*`` model
-(``benchmarks/timm_upstream.sh``: 272 cases in 153 s on two cores, too long for the suite).
+The full suite runs them on the last step of each built-in roadmap (RepViT-M0.9, ConvNeXt-T and
+Visformer-S: every block kind but the starting networks', which are timm's own MobileNetV3,
+ResNet and ViT layer for layer). ``ROADMAP_TIMM_MODELS=all`` runs every registered
+``roadmap_*`` model (``benchmarks/timm_upstream.sh``: 272 cases in 153 s on two cores before
+Visformer's roadmap, too long for the suite); two of its cases fail, by design, on Visformer's
+first step, DeiT-S, whose features are tokens: the unpooled-shape check against ``pool_size``
+and "at least 3 feature levels", which timm itself does not apply to its ViTs (it picks those
+out by name, ``vit_*``, ``deit_*``, for its non-standard tests; ours are named ``roadmap_*``).
 They skip where another timm is installed: the file is that version's. The file lists the
 models to test when it is imported, over every timm model; the list is narrowed here to ours
 while it is collected (collecting 18,000 cases to deselect them cost seconds per process).
@@ -20,7 +24,7 @@ import timm
 import roadmap
 
 VERSION = "1.0.31"
-ENDS = ("alternating_se", "convnext_separate_downsampling")
+ENDS = ("alternating_se", "convnext_separate_downsampling", "visformer_visformer_s")
 HERE = os.path.dirname(__file__)
 EVERYTHING = os.environ.get("ROADMAP_TIMM_MODELS") == "all"
 WANTED = None if EVERYTHING else {f"roadmap_{name}" for name in ENDS}
@@ -64,6 +68,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = name if isinstance(name, str) else ""  # an empty parametrization: NOTSET
         if name.startswith("roadmap_") and (wanted is None or name in wanted):
             item.add_marker(pytest.mark.slow)
+            # deprecated in torch 2.14, still timm's API (and its tests')
+            item.add_marker(pytest.mark.filterwarnings("ignore:`torch.jit"))
             if timm.__version__ != VERSION:
                 why = f"timm {VERSION}'s tests; timm {timm.__version__} is installed"
                 item.add_marker(pytest.mark.skip(reason=why))
