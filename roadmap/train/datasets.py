@@ -117,6 +117,8 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     if spec is None or not spec.submodule_search_locations:
         raise RoadmapError("the digits come with scikit-learn: pip install scikit-learn")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise RoadmapError(f"scikit-learn's digits are not where it keeps them ({path})")
     with gzip.open(path, "rt") as f:
         data = np.loadtxt(f, delimiter=",")
     targets = data[:, -1].astype(int)

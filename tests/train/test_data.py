@@ -81,6 +81,20 @@ def test_digits_are_scikit_learns_images_in_its_split() -> None:
     assert (data.val.images == expected[val]).all() and data.val.targets == list(digits.target[val])
 
 
+def test_digits_without_scikit_learns_file_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.ModuleSpec("sklearn", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(RoadmapError, match="digits are not where it keeps them"):
+        digits_arrays()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RoadmapError, match="pip install scikit-learn"):
+        digits_arrays()
+
+
 def test_opening_the_digits_imports_no_scikit_learn() -> None:
     code = (
         "import sys; from roadmap.train.data import load_datasets; "
