@@ -270,7 +270,7 @@ def collect(
     for i, row in enumerate(buildable if counts or latency_settings is not None else []):
         say(f"counting {i + 1}/{len(buildable)}: {row.variant.name}")
         spec = row.variant.selection.spec()
-        if latency_settings is None:  # counted before in this process: nothing is built
+        if latency_settings is None:  # built only if this process has not counted it yet
             row.counts = count_network(spec, img_size, train_macs=False)
             continue
         model = build(spec)

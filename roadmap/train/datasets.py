@@ -38,7 +38,9 @@ from roadmap.errors import RoadmapError
 from roadmap.train.sources import Datasets, DataSource, OpenRequest
 
 # The digits' held-out split never moves with the training seed: scikit-learn's
-# train_test_split(test_size=0.2, stratify=target, random_state=0), kept in this file.
+# train_test_split(test_size=0.2, stratify=target, random_state=0), computed once and kept in
+# digits_split.json (train indices, then validation indices, in the order it returns them), so
+# that opening the digits imports no scikit-learn; tests/train/test_data.py compares the two.
 DIGITS_SPLIT = Path(__file__).with_name("digits_split.json")
 SYNTHETIC_CLASSES = 1000  # an ImageNet-shaped head, so params and MACs match the paper's nets
 SYNTHETIC_TRAIN_DEFAULT = 2048
@@ -109,9 +111,8 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     Read from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, what its
     ``load_digits`` reads) without importing scikit-learn, whose import takes about 2 s of CPU
-    here: every ``roadmap train --data digits`` process paid it. The split is scikit-learn's
-    too, computed once and kept in ``digits_split.json`` (``DIGITS_SPLIT``); the tests compare
-    both with ``load_digits`` and ``train_test_split``.
+    here: every ``roadmap train --data digits`` process paid it. The tests compare it with
+    ``load_digits``.
     """
     spec = importlib.util.find_spec("sklearn")  # finds the package without running it
     if spec is None or not spec.submodule_search_locations:
